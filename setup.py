@@ -1,0 +1,30 @@
+"""Installs the STPA / ST-attn reference implementation (packages `stpa`, `st_attn`, `data`)."""
+
+import setuptools
+
+setuptools.setup(
+    name="video-attention",
+    version="0.1.0",
+    description=(
+        "Keras 3 reference implementation of Interaction-aware Spatio-temporal Pyramid Attention (Du et al., "
+        "ECCV 2018) and Interpretable Spatio-temporal Attention (Meng et al., 2019) for action recognition."
+    ),
+    python_requires=">=3.10",
+    packages=setuptools.find_packages(include=["stpa", "stpa.*", "st_attn", "st_attn.*", "data", "data.*"]),
+    install_requires=[
+        "tensorflow>=2.16",
+        "keras>=3.0",
+        "tensorflow-datasets",
+        "tensorboard",
+        "numpy",
+        "absl-py",
+        "opencv-contrib-python-headless",
+        "tqdm",
+        "pillow",
+    ],
+    extras_require={
+        "test": ["pytest", "pytest-xdist", "ruff", "scikit-video"],
+        "gpu": ["tensorflow[and-cuda]>=2.16"],
+        "convert": ["torch"],
+    },
+)

@@ -1,0 +1,8 @@
+"""STPA: Interaction-aware Spatio-temporal Pyramid Attention Networks (Du et al., ECCV 2018).
+
+Sub-modules:
+  layers: `PyramidAttention`, the interaction-aware spatio-temporal pyramid attention layer (Eq. 1-4).
+  losses: the interaction-aware loss (Eq. 6) and the attention loss (Eq. 7-8).
+  backbones / models: the STPA and TSN networks (Sec. 3.4) and the `build_model` factory.
+  train / evaluate / fuse / export / visualize: the command lines.
+"""
