@@ -52,9 +52,25 @@ def pyramid_downsample(features: tf.Tensor, height: int, width: int) -> tf.Tenso
       `(B, K, height, width, C_j)`.
     """
     shape = tf.shape(features)
-    channels = features.shape[-1]
-    frames = tf.reshape(features, [-1, features.shape[2], features.shape[3], channels])  # (B*K, H_j, W_j, C_j)
-    pooled = keras.ops.adaptive_max_pool(frames, (height, width), data_format="channels_last")  # (B*K, H, W, C_j)
+    in_height, in_width, channels = features.shape[2:]
+    frames = tf.reshape(features, [-1, in_height, in_width, channels])  # (B*K, H_j, W_j, C_j)
+    if (in_height, in_width) == (height, width):
+        pooled = frames
+    elif min(height, width) > 1:
+        pooled = keras.ops.adaptive_max_pool(frames, (height, width), data_format="channels_last")  # (B*K, H, W, C_j)
+    else:
+        # Keras 3.15's adaptive pooling pools with a window of in_size + 1 for an output size of 1 and crashes, so
+        # 1-pixel outputs (the "fc" top of Table 1(a)) take the PyTorch bins explicitly.
+        rows = [
+            tf.reduce_max(frames[:, (i * in_height) // height : -(-((i + 1) * in_height) // height)], axis=1)
+            for i in range(height)
+        ]
+        frames = tf.stack(rows, axis=1)  # (B*K, H, W_j, C_j)
+        columns = [
+            tf.reduce_max(frames[:, :, (i * in_width) // width : -(-((i + 1) * in_width) // width)], axis=2)
+            for i in range(width)
+        ]
+        pooled = tf.stack(columns, axis=2)  # (B*K, H, W, C_j)
     return tf.reshape(pooled, [shape[0], shape[1], height, width, channels])
 
 
@@ -140,6 +156,8 @@ class PyramidAttention(keras.layers.Layer):
 
     def build(self, input_shape):
         """Creates `kernel_j` `(C_j, d)` and `bias_j` `(d,)` for every pyramid layer j, bottom -> top."""
+        if not input_shape:
+            self._check_shapes([])
         if isinstance(input_shape, dict) or not isinstance(input_shape[0], (list, tuple)):
             raise ValueError(
                 f"PyramidAttention expects a list of (B, K, H, W, C) tensors, got a single shape {input_shape}."

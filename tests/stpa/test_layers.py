@@ -1,0 +1,227 @@
+"""Tests of `stpa.layers.PyramidAttention` against the float64 NumPy reference of Eq. 1-4."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stpa.layers import PyramidAttention, flatten_positions, pyramid_downsample
+from tests.stpa import pyramid_reference as ref
+
+# Pyramid sizes bottom -> top with non-integer ratios (11 -> 7 -> 3) and a 4th, larger scale below them.
+SIZES = [(13, 2), (11, 4), (7, 5), (3, 6)]  # (spatial size, channels)
+
+
+def make_inputs(rng, num_scales, frames, batch=2, sizes=SIZES):
+    return [
+        rng.normal(scale=0.5, size=(batch, frames, s, s, c)).astype(np.float32) for s, c in sizes[-num_scales:]
+    ]
+
+
+def randomise(layer, rng):
+    weights = [rng.normal(scale=0.3, size=w.shape).astype(np.float32) for w in layer.get_weights()]
+    layer.set_weights(weights)
+    return weights[0::2], weights[1::2]
+
+
+def assert_close(actual, expected, rtol=1e-4):
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * np.abs(expected).max())
+
+
+def test_downsample_matches_pytorch_adaptive_bins():
+    # 5 -> 2 has overlapping bins [0, 3) and [2, 5): row 2 belongs to both.
+    x = np.arange(25, dtype=np.float32).reshape(1, 1, 5, 5, 1)
+    pooled = pyramid_downsample(tf.constant(x), 2, 2).numpy()[0, 0, ..., 0]
+    np.testing.assert_array_equal(pooled, [[12, 14], [22, 24]])
+    rng = np.random.default_rng(0)
+    for size_in, size_out in [(35, 8), (17, 8), (11, 3), (71, 8), (2, 1), (5, 1), (3, 7), (8, 8)]:
+        x = rng.normal(size=(1, 2, size_in, size_in, 3)).astype(np.float32)
+        pooled = pyramid_downsample(tf.constant(x), size_out, size_out).numpy()
+        expected = np.stack([ref.adaptive_max_pool(x[0, k], size_out, size_out) for k in range(2)])
+        np.testing.assert_array_equal(pooled[0], expected.astype(np.float32))
+
+
+def test_flatten_positions_order_is_k_h_w():
+    x = np.arange(2 * 3 * 2 * 4 * 1).reshape(2, 3, 2, 4, 1).astype(np.float32)
+    flat = flatten_positions(tf.constant(x)).numpy()
+    k, h, w = 2, 1, 3
+    np.testing.assert_array_equal(flat[1, k * 2 * 4 + h * 4 + w], x[1, k, h, w])
+
+
+@pytest.mark.parametrize("fusion", ["max", "sum", "mul"])
+@pytest.mark.parametrize("num_scales", [1, 2, 3, 4])
+def test_matches_numpy_reference(fusion, num_scales):
+    rng = np.random.default_rng(num_scales)
+    layer = PyramidAttention(fusion=fusion)
+    for frames in (1, 3, 25):  # one built layer, several K (Sec. 3.2: the parameters do not depend on K)
+        inputs = make_inputs(rng, num_scales, frames)
+        if not layer.built:
+            layer([tf.constant(x) for x in inputs])
+            kernels, biases = randomise(layer, rng)
+        outputs, attention, scale_logits = layer([tf.constant(x) for x in inputs], return_attention=True)
+        expected_m, expected_a, expected_y = ref.pyramid_attention(inputs, kernels, biases, fusion)
+        assert_close(outputs, expected_m)
+        assert_close(attention, expected_a)
+        assert len(scale_logits) == num_scales
+        for y, expected in zip(scale_logits, expected_y):
+            assert_close(y, expected)
+        np.testing.assert_allclose(np.linalg.norm(attention.numpy(), axis=-1), 1.0, rtol=1e-5)
+
+
+def test_weights_layout_and_count():
+    layer = PyramidAttention()
+    layer(make_inputs(np.random.default_rng(0), 3, 2))
+    shapes = [w.shape for w in layer.get_weights()]
+    d = 3 * 3
+    assert shapes == [(4, d), (d,), (5, d), (d,), (6, d), (d,)]
+    assert layer.count_params() == sum(c * d + d for c in (4, 5, 6))
+
+
+def test_uniform_scores_average_frames():
+    # Zero weights: every score is 0, A = 1/sqrt(n) everywhere, so M' = sum over positions / sqrt(n).
+    rng = np.random.default_rng(1)
+    layer = PyramidAttention(fusion="sum", kernel_initializer="zeros")
+    inputs = make_inputs(rng, 2, 3)
+    outputs = layer(inputs).numpy()
+    top = inputs[-1]
+    n = 3 * 3 * 3
+    expected = top.reshape(2, n, 6).sum(axis=1) / np.sqrt(n)
+    np.testing.assert_allclose(outputs, np.broadcast_to(expected[:, None, None, :], outputs.shape), rtol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["max", "sum", "mul"])
+def test_gradients_finite_and_nonzero(fusion):
+    rng = np.random.default_rng(2)
+    layer = PyramidAttention(fusion=fusion)
+    inputs = [tf.constant(x) for x in make_inputs(rng, 3, 3)]
+    layer(inputs)
+    randomise(layer, rng)
+    probe = tf.constant(rng.normal(size=(2, 3, 3, 6)).astype(np.float32))
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(layer(inputs) * probe)
+    grads = tape.gradient(loss, layer.trainable_weights)
+    assert len(grads) == 6
+    for weight, grad in zip(layer.trainable_weights, grads):
+        assert grad is not None, weight.name
+        assert np.all(np.isfinite(grad.numpy())), weight.name
+        assert np.abs(grad.numpy()).max() > 0, weight.name
+
+
+def test_tf_function_with_unknown_frames():
+    rng = np.random.default_rng(3)
+    layer = PyramidAttention()
+    specs = [tf.TensorSpec((None, None, s, s, c), tf.float32) for s, c in SIZES[-3:]]
+    run = tf.function(lambda xs: layer(xs, return_attention=True), input_signature=[specs])
+    for frames in (1, 3):
+        inputs = make_inputs(rng, 3, frames)
+        outputs, attention, _ = run(inputs)
+        kernels, biases = [w.numpy() for w in layer.kernels], [b.numpy() for b in layer.biases]
+        expected_m, expected_a, _ = ref.pyramid_attention(inputs, kernels, biases, "mul")
+        assert attention.shape == (2, 9, frames * 9)
+        assert_close(outputs, expected_m)
+        assert_close(attention, expected_a)
+
+
+def test_mirrored_strategy_matches_reference():
+    devices = [d.name for d in tf.config.list_logical_devices("CPU")][:2]
+    strategy = tf.distribute.MirroredStrategy(devices)
+    assert strategy.num_replicas_in_sync == 2
+    rng = np.random.default_rng(4)
+    inputs = make_inputs(rng, 3, 3, batch=4)
+    with strategy.scope():
+        layer = PyramidAttention(fusion="sum")
+        layer([tf.constant(x[:1]) for x in inputs])
+    kernels, biases = randomise(layer, rng)
+    dataset = tf.data.Dataset.from_tensor_slices(tuple(inputs)).batch(4)
+    batch = next(iter(strategy.experimental_distribute_dataset(dataset)))
+    per_replica = strategy.run(tf.function(lambda *xs: layer(list(xs))), args=batch)
+    outputs = np.concatenate([t.numpy() for t in strategy.experimental_local_results(per_replica)])
+    expected_m, _, _ = ref.pyramid_attention(inputs, kernels, biases, "sum")
+    assert_close(outputs, expected_m)
+
+
+def test_mixed_float16_keeps_softmax_in_float32():
+    rng = np.random.default_rng(5)
+    layer = PyramidAttention(fusion="mul", dtype="mixed_float16")
+    inputs = make_inputs(rng, 3, 3)
+    layer(inputs)
+    kernels, biases = randomise(layer, rng)
+    outputs, attention, scale_logits = layer(inputs, return_attention=True)
+    assert outputs.dtype == tf.float16
+    assert attention.dtype == tf.float32 and scale_logits[0].dtype == tf.float32
+    expected_m, expected_a, _ = ref.pyramid_attention(inputs, kernels, biases, "mul")
+    assert_close(attention, expected_a, rtol=2e-2)
+    assert_close(outputs, expected_m, rtol=2e-2)
+
+
+def _functional_model(fusion="mul"):
+    inputs = [keras.Input((None, s, s, c)) for s, c in SIZES[-3:]]
+    return keras.Model(inputs, PyramidAttention(fusion=fusion, name="stpa")(inputs))
+
+
+def test_keras_save_load_round_trip(tmp_path):
+    rng = np.random.default_rng(6)
+    model = _functional_model("max")
+    randomise(model.get_layer("stpa"), rng)
+    inputs = make_inputs(rng, 3, 4)
+    path = tmp_path / "model.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert restored.get_layer("stpa").get_config()["fusion"] == "max"
+    np.testing.assert_array_equal(restored(inputs).numpy(), model(inputs).numpy())
+
+
+@pytest.mark.slow
+def test_saved_model_reloads_in_fresh_process_with_other_k(tmp_path):
+    rng = np.random.default_rng(7)
+    layer = PyramidAttention(fusion="mul", name="stpa")
+    layer(make_inputs(rng, 3, 3))  # built with K = 3
+    randomise(layer, rng)
+    inputs = [keras.Input((None, s, s, c)) for s, c in SIZES[-3:]]
+    model = keras.Model(inputs, layer(inputs))
+    export_dir = str(tmp_path / "saved_model")
+    model.export(export_dir, format="tf_saved_model")
+    probe = make_inputs(rng, 3, 7)  # called with K = 7
+    np.savez(tmp_path / "probe.npz", *probe, expected=model(probe).numpy())
+    script = textwrap.dedent(
+        f"""
+        import json, numpy as np, tensorflow as tf
+        data = np.load({str(tmp_path / "probe.npz")!r})
+        restored = tf.saved_model.load({export_dir!r})
+        out = restored.serve([tf.constant(data[f"arr_{{i}}"]) for i in range(3)]).numpy()
+        print(json.dumps({{"max_abs_diff": float(np.abs(out - data["expected"]).max()), "shape": list(out.shape)}}))
+        """
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["shape"] == [2, 3, 3, 6]
+    assert report["max_abs_diff"] < 1e-5
+
+
+def test_invalid_fusion_names_allowed_values():
+    with pytest.raises(ValueError, match="max.*sum.*mul"):
+        PyramidAttention(fusion="concat")
+
+
+@pytest.mark.parametrize(
+    "shapes, message",
+    [
+        ([], "non-empty"),
+        ([(2, 3, 7, 7, 4), (2, 5, 3, 3, 6)], "number of frames K"),
+        ([(2, 3, 7, 7, 4), (1, 3, 3, 3, 6)], "batch size"),
+        ([(2, 7, 7, 4)], "rank 5"),
+    ],
+)
+def test_bad_inputs_raise_value_error(shapes, message):
+    inputs = [tf.zeros(shape) for shape in shapes]
+    with pytest.raises(ValueError, match=message):
+        PyramidAttention()(inputs)
