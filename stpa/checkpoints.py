@@ -1,0 +1,126 @@
+"""The run directory (`--model_dir`) of `stpa.train` and reloading a trained model from it.
+
+Layout:
+  model_dir/
+    flags.txt          the effective flags; `python -m stpa.train --flagfile=model_dir/flags.txt` reproduces the run
+    config.json        what the model is: build_model arguments, classes, input size, train K (written once)
+    ckpt/              tf.train.CheckpointManager: the last --keep_checkpoints checkpoints (model, optimizer slots,
+                       step, best validation metric); a re-run resumes from the newest
+    best/              one checkpoint: the weights with the best validation top-1 (mAP for multi-label data)
+    best.keras         the same weights as a Keras model file (`keras.models.load_model`)
+    train/, validation/  TensorBoard event files
+
+`load_model(model_dir)` rebuilds the network from config.json and restores the best (or last) weights; it needs no
+flags and never downloads anything (backbone weights come from the checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+CONFIG_FILE = "config.json"
+FLAGS_FILE = "flags.txt"
+CHECKPOINT_DIR = "ckpt"
+BEST_DIR = "best"
+BEST_KERAS = "best.keras"
+
+# config.json keys that define the network; a resumed run must agree on them.
+ARCHITECTURE_KEYS = ("build",)
+
+
+def save_run_config(model_dir: str, config: dict) -> None:
+    """Writes config.json (directories created)."""
+    os.makedirs(model_dir, exist_ok=True)
+    with open(os.path.join(model_dir, CONFIG_FILE), "w") as f:
+        json.dump(config, f, indent=2, sort_keys=True)
+
+
+def load_run_config(model_dir: str) -> dict:
+    """Reads config.json of a run.
+
+    Raises:
+      FileNotFoundError naming the directory and what to do.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path} not found: {model_dir!r} is not a run directory of `python -m stpa.train` "
+                                "(or the run has not started yet).")
+    with open(path) as f:
+        return json.load(f)
+
+
+def check_same_architecture(model_dir: str, config: dict) -> None:
+    """Raises ValueError when `config` builds another network than the run already in `model_dir`."""
+    path = os.path.join(model_dir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    previous = load_run_config(model_dir)
+    for key in ARCHITECTURE_KEYS:
+        old, new = previous.get(key, {}), config.get(key, {})
+        differing = sorted(k for k in set(old) | set(new) if k != "weights" and old.get(k) != new.get(k))
+        if differing:
+            details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
+            raise ValueError(f"--model_dir {model_dir!r} holds a run of another network ({details}); resuming it "
+                             "would fail. Use a new --model_dir, or the flags of that run "
+                             f"(--flagfile={os.path.join(model_dir, FLAGS_FILE)}).")
+
+
+def build_from_config(config: dict) -> keras.Model:
+    """Builds the (untrained) network described by a config.json dict, without downloading weights."""
+    from stpa import models  # Imported lazily: reading configs needs no model code.
+
+    build = dict(config["build"])
+    build["weights"] = None
+    return models.build_model(**build)
+
+
+def latest_checkpoint(model_dir: str, which: str = "last") -> str | None:
+    """Path prefix of the newest checkpoint in ckpt/ ("last") or best/ ("best"), or None."""
+    directory = os.path.join(model_dir, BEST_DIR if which == "best" else CHECKPOINT_DIR)
+    return tf.train.latest_checkpoint(directory)
+
+
+def restore_weights(model: keras.Model, checkpoint_path: str) -> None:
+    """Restores only the model's variables from a training checkpoint (optimizer state is ignored)."""
+    tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
+
+
+def load_model(model_dir: str, which: str = "best") -> keras.Model:
+    """Reloads a trained model from a run directory.
+
+    Args:
+      model_dir: the --model_dir of `stpa.train`.
+      which: "best" (best validation checkpoint; falls back to the last one when the run has none) or "last".
+
+    Returns:
+      The keras.Model (inputs (B, K, H, W, C) preprocessed frames, K free; output logits (B, num_classes)).
+
+    Raises:
+      FileNotFoundError: no config.json or no checkpoint.
+    """
+    if which not in ("best", "last"):
+        raise ValueError(f"which must be 'best' or 'last', got {which!r}.")
+    config = load_run_config(model_dir)
+    path = latest_checkpoint(model_dir, which)
+    if path is None and which == "best":
+        path = latest_checkpoint(model_dir, "last")
+    if path is None:
+        raise FileNotFoundError(f"no checkpoint in {model_dir!r}/{CHECKPOINT_DIR}: train first "
+                                f"(python -m stpa.train --model_dir={model_dir} ...).")
+    model = build_from_config(config)
+    restore_weights(model, path)
+    return model
+
+
+def write_flags_file(model_dir: str, flag_lines: list[str]) -> str:
+    """Writes flags.txt (one `--name=value` per line). Returns its path."""
+    os.makedirs(model_dir, exist_ok=True)
+    path = os.path.join(model_dir, FLAGS_FILE)
+    with open(path, "w") as f:
+        f.write("# Effective flags of this run; reproduce it with: python -m stpa.train --flagfile=" + path + "\n")
+        f.write("\n".join(flag_lines) + "\n")
+    return path
