@@ -42,10 +42,12 @@ class FoldTime(keras.layers.Layer):
     """Folds time into the batch: `(B, n, ...)` -> `(B*n, ...)`; `n` may be `None`."""
 
     def call(self, inputs):
+        """Returns `inputs` reshaped to `(B*n, ...)`."""
         shape = tf.shape(inputs)
         return tf.reshape(inputs, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
 
     def compute_output_shape(self, input_shape):
+        """Returns `(B*n, ...)`."""
         batch = None if input_shape[0] is None or input_shape[1] is None else input_shape[0] * input_shape[1]
         return (batch, *input_shape[2:])
 
@@ -55,10 +57,12 @@ class UnfoldTime(keras.layers.Layer):
     """Undoes `FoldTime`: `[y (B*n, ...), reference (B, n, ...)]` -> `(B, n, ...)`."""
 
     def call(self, inputs):
+        """Returns `folded` reshaped to `(B, n, ...)` of `reference`."""
         folded, reference = inputs
         return _unfold(folded, reference)
 
     def compute_output_shape(self, input_shape):
+        """Returns `(B, n, ...)`."""
         folded_shape, reference_shape = input_shape
         return (*reference_shape[:2], *folded_shape[1:])
 
@@ -108,6 +112,7 @@ class SpatialAttentionMask(keras.layers.Layer):
         self._stack: list[keras.layers.Layer] = []
 
     def build(self, input_shape):
+        """Creates Table 1's convolutions and batch normalisations."""
         if len(input_shape) != 5:
             raise ValueError(
                 f"SpatialAttentionMask expects per-frame feature maps (B, n, h, w, C); got shape {input_shape}."
@@ -129,14 +134,17 @@ class SpatialAttentionMask(keras.layers.Layer):
         self.built = True
 
     def call(self, features, training=None):
+        """Returns the mask `(B, n, h, w, 1)` of `features` `(B, n, h, w, C)`."""
         mask = _run(self._stack, _fold(features), training)  # (B*n, h, w, 1)
         mask = _unfold(mask, features)  # (B, n, h, w, 1)
         return tf.cast(mask, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):
+        """Returns `(B, n, h, w, 1)`."""
         return (*input_shape[:4], 1)
 
     def get_config(self):
+        """Returns the constructor arguments."""
         config = super().get_config()
         config.update(filters=list(self.filters), kernel_size=self.kernel_size)
         return config
@@ -160,10 +168,12 @@ class ApplySpatialMask(keras.layers.Layer):
     """Eq. 1 as a layer: `[X (B, n, h, w, C), M (B, n, h, w, 1)]` -> `X ⊙ M` (see `apply_spatial_mask`)."""
 
     def call(self, inputs):
+        """Returns `X ⊙ M` `(B, n, h, w, C)` (Eq. 1)."""
         features, mask = inputs
         return apply_spatial_mask(features, mask)
 
     def compute_output_shape(self, input_shape):
+        """Returns the features' shape."""
         return tuple(input_shape[0])
 
 
@@ -238,6 +248,7 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         self.temporal_attention = bool(temporal_attention)
 
     def build(self, input_shape):
+        """Creates g_c, g_h (Eq. 5), the ConvLSTM convolutions and Φ_X, Φ_H (Eq. 2)."""
         if len(input_shape) != 5 or input_shape[-1] is None:
             raise ValueError(
                 "TemporalAttentionConvLSTM expects masked frame features (B, n, h, w, C) with C known; "
@@ -292,6 +303,7 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         return hidden, cell
 
     def call(self, masked_features, training=None, return_contexts=False):
+        """Runs Eq. 2-5 over the n frames (see the class docstring)."""
         x = masked_features
         num_frames = tf.shape(x)[1]
         mean_x = tf.reduce_mean(x, axis=1)  # (B, h, w, C): (1/n) Σ_i X~_i
@@ -327,10 +339,12 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         return mean_hidden, weights
 
     def compute_output_shape(self, input_shape):
+        """Returns `((B, h, w, units), (B, n, n))`."""
         batch, frames, height, width, _ = input_shape
         return (batch, height, width, self.units), (batch, frames, frames)
 
     def compute_output_spec(self, masked_features, training=None, return_contexts=False):
+        """Symbolic outputs (weights are float32 under mixed precision)."""
         batch, frames, height, width, channels = masked_features.shape
         outputs = [
             keras.KerasTensor((batch, height, width, self.units), dtype=self.compute_dtype),
@@ -341,6 +355,7 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         return tuple(outputs)
 
     def get_config(self):
+        """Returns the constructor arguments."""
         config = super().get_config()
         config.update(
             units=self.units,
@@ -361,6 +376,7 @@ class UnitForgetBias(keras.initializers.Initializer):
         self.units = int(units)
 
     def __call__(self, shape, dtype=None):
+        """Returns the bias `(4*units,)` for the gates (i, f, g, o)."""
         dtype = dtype or "float32"
         return keras.ops.concatenate(
             [
@@ -371,4 +387,5 @@ class UnitForgetBias(keras.initializers.Initializer):
         )
 
     def get_config(self):
+        """Returns the constructor arguments."""
         return {"units": self.units}

@@ -27,8 +27,9 @@ def batch_norm(x, gamma, beta, mean, var, eps):
 def conv_bn_relu(x, conv, bn):
     """conv: keras Conv2D (no bias); bn: keras BatchNormalization (inference mode)."""
     kernel = np.asarray(conv.kernel.numpy(), np.float64)
-    gamma, beta, mean, var = (np.asarray(v.numpy(), np.float64) for v in (bn.gamma, bn.beta, bn.moving_mean,
-                                                                          bn.moving_variance))
+    gamma, beta, mean, var = (
+        np.asarray(v.numpy(), np.float64) for v in (bn.gamma, bn.beta, bn.moving_mean, bn.moving_variance)
+    )
     return np.maximum(batch_norm(conv2d_same(x, kernel), gamma, beta, mean, var, bn.epsilon), 0.0)
 
 

@@ -39,15 +39,14 @@ def test_frames_mode_equals_extractor_then_cached_head():
     head.set_weights([w for w in frames_model.get_weights()[len(extractor.get_weights()) :]])
     frames = np.random.default_rng(1).uniform(size=(2, 5, 12, 12, 3)).astype(np.float32)
     per_frame = np.stack([extractor(frames[:, t]).numpy() for t in range(5)], axis=1)  # (B, n, 3, 3, 8)
-    np.testing.assert_allclose(
-        frames_model(frames).numpy(), head(per_frame).numpy(), rtol=1e-4, atol=1e-5
-    )
+    np.testing.assert_allclose(frames_model(frames).numpy(), head(per_frame).numpy(), rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.parametrize("spatial,temporal", [(False, True), (True, False), (False, False)])
 def test_ablation_switches(spatial, temporal):
-    model = models.build_st_attn_network(3, feature_shape=FEATURES, spatial_attention=spatial,
-                                         temporal_attention=temporal, **TINY)
+    model = models.build_st_attn_network(
+        3, feature_shape=FEATURES, spatial_attention=spatial, temporal_attention=temporal, **TINY
+    )
     endpoints = models.attention_endpoints(model)
     assert ("mask" in endpoints) == spatial
     weights = models.attention_model(model)(_features(1, 4))["temporal_weights"].numpy()
