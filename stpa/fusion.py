@@ -8,11 +8,13 @@ the simplex. The command line is `python -m stpa.fuse`.
 from __future__ import annotations
 
 import itertools
+import json
+import os
 from collections.abc import Sequence
 
 import numpy as np
 
-from stpa import metrics
+from stpa import metrics, score_files
 from stpa.score_files import ScoreSet
 
 NORMALIZATIONS = ("none", "softmax")
@@ -119,3 +121,68 @@ def tune_weights(score_sets: Sequence[ScoreSet], *, step: float = 0.05, normaliz
         if best_key is None or key > best_key:
             best_key, best = key, (weights, value)
     return best
+
+
+def run_fusion(scores: Sequence[str], *, weights: Sequence[float] | None = None, normalize: str = "none",
+               tune_on: Sequence[str] | None = None, grid_step: float = 0.05, output: str | None = None,
+               metrics_output: str | None = None) -> dict:
+    """Fuses score files and reports metrics (the body of the command; also used by `stpa.train --streams`).
+
+    Args:
+      scores: paths of S score files.
+      weights: S weights, or None (equal weights, or tuned when `tune_on` is given).
+      normalize: "none" or "softmax".
+      tune_on: S validation score files to search the weights on.
+      grid_step: spacing of the weight grid.
+      output: optional path of the fused score file.
+      metrics_output: optional JSON path.
+
+    Returns:
+      {"streams": [per-file metrics], "weights": [...], "fused": metrics, "tuned_on": {...} | None}.
+    """
+    sets = [score_files.load_scores(path) for path in scores]
+    if len(sets) < 2:
+        raise ValueError(f"--scores needs two or more files to fuse, got {list(scores)}.")
+    tuned = None
+    if tune_on:
+        if weights:
+            raise ValueError("give either --weights or --tune_on, not both.")
+        if len(tune_on) != len(sets):
+            raise ValueError(f"--tune_on needs one file per --scores file ({len(sets)}), got {len(tune_on)}.")
+        weights, value = tune_weights([score_files.load_scores(p) for p in tune_on], step=grid_step,
+                                             normalize=normalize)
+        tuned = {"files": list(tune_on), "metric": value}
+    fused = fuse_scores(sets, weights, normalize)
+    weights = [1.0] * len(sets) if weights is None else [float(w) for w in weights]
+    result = {
+        "streams": [
+            {"file": path, **metrics.classification_report(s.scores, s.labels, multi_label=s.multi_label)}
+            for path, s in zip(scores, sets)
+        ],
+        "weights": weights,
+        "normalize": normalize,
+        "fused": metrics.classification_report(fused.scores, fused.labels, multi_label=fused.multi_label),
+        "tuned_on": tuned,
+    }
+    if output:
+        score_files.save_scores(output, fused)
+    if metrics_output:
+        os.makedirs(os.path.dirname(os.path.abspath(metrics_output)), exist_ok=True)
+        with open(metrics_output, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def format_report(result: dict) -> str:
+    """A small table of each stream's and the fused metrics."""
+    keys = [k for k in ("top1", "top5", "mean_class_accuracy", "mAP", "wAP") if k in result["fused"]]
+    lines = [f"{'stream':<40}" + "".join(f"{k:>22}" for k in keys)]
+    for stream in result["streams"]:
+        lines.append(f"{os.path.basename(os.path.dirname(stream['file'])) + '/' + os.path.basename(stream['file']):<40}"
+                     + "".join(f"{100 * stream[k]:>21.2f}%" for k in keys))
+    label = "fused (weights " + ",".join(f"{w:g}" for w in result["weights"]) + ")"
+    lines.append(f"{label:<40}" + "".join(f"{100 * result['fused'][k]:>21.2f}%" for k in keys))
+    if result["tuned_on"]:
+        lines.append(f"weights tuned on {result['tuned_on']['files']} (validation metric "
+                     f"{100 * result['tuned_on']['metric']:.2f}%)")
+    return "\n".join(lines)

@@ -1,0 +1,41 @@
+r"""Test a trained model with the protocol of Sec. 3.4: `python -m stpa.evaluate`.
+
+  python -m stpa.evaluate --model_dir=runs/ucf101_rgb --records_dir=data/ucf101 --test_frames=25 --crops=1
+
+K = `--test_frames` frames per video at the segment centres (TSN test sampling), centre / 3 / 10 crops with the
+crop scores averaged. Prints and writes (JSON) top-1, top-5 and mean class accuracy — or, for multi-label data
+(Charades), mAP and wAP as in the Charades/ActionVLAD protocol — and saves the per-video scores (`.npz`: scores
+(N, C), labels, video_ids; input of `stpa.fuse`) and a confusion-matrix PNG. `--saved_model` evaluates an exported
+SavedModel (`stpa.export`) through its `serve_frames` signature instead of a run directory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from stpa import evaluation
+from stpa import flags as stpa_flags
+
+stpa_flags.define_eval_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv: Sequence[str]) -> None:
+    """Evaluates from the flags and prints the metrics."""
+    del argv
+    if not FLAGS.records_dir:
+        raise app.UsageError("--records_dir is required (the --out_dir of data.prepare).")
+    try:
+        report = evaluation.evaluate(
+            records_dir=FLAGS.records_dir, model_dir=FLAGS.model_dir, saved_model=FLAGS.saved_model,
+            which=FLAGS.checkpoint, split=FLAGS.split, test_frames=FLAGS.test_frames, crops=int(FLAGS.crops),
+            batch_size=FLAGS.batch_size, max_videos=FLAGS.max_videos, output=FLAGS.output)
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(str(error)) from error
+    print(evaluation.format_report(report))
+
+
+if __name__ == "__main__":
+    app.run(main)

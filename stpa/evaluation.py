@@ -1,0 +1,213 @@
+"""Running a model over a test split: per-video scores with TSN test sampling (Sec. 3.4: K = 25, 1/3/10 crops).
+
+Used by `stpa.evaluate`, by validation inside `stpa.train`, and by `stpa.quickstart`. The dataset comes from
+`data.pipeline.build_dataset(..., training=False, with_metadata=True)`; frames are `(B, K, S, S, C)` for one crop or
+`(B, crops, K, S, S, C)`, and the scores of a video are its logits averaged over crops (TSN's test practice).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+
+import numpy as np
+import tensorflow as tf
+import tqdm
+
+from stpa.score_files import ScoreSet
+
+
+def fold_crops(frames: tf.Tensor) -> tuple[tf.Tensor, int]:
+    """`(B, crops, K, S, S, C)` -> `(B*crops, K, S, S, C)`; rank-5 input is returned as is with crops = 1."""
+    if frames.shape.rank == 5:
+        return frames, 1
+    crops = frames.shape[1]
+    shape = tf.shape(frames)
+    return tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)), crops  # (B*crops, K, S, S, C)
+
+
+def make_logits_fn(model: Callable[..., tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A tf.function mapping test frames (one or several crops) to crop-averaged float32 logits `(B, C)`."""
+
+    @tf.function(reduce_retracing=True)
+    def logits_fn(frames: tf.Tensor) -> tf.Tensor:
+        folded, crops = fold_crops(frames)
+        logits = tf.cast(model(folded, training=False), tf.float32)  # (B*crops, C)
+        if crops == 1:
+            return logits
+        return tf.reduce_mean(tf.reshape(logits, [-1, crops, logits.shape[-1]]), axis=1)  # (B, C)
+
+    return logits_fn
+
+
+def _as_str(values: np.ndarray) -> np.ndarray:
+    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
+
+
+def predict_scores(
+    logits_fn: Callable[[tf.Tensor], tf.Tensor],
+    dataset: tf.data.Dataset,
+    *,
+    max_videos: int | None = None,
+    total: int | None = None,
+    progress: bool = True,
+    description: str = "evaluate",
+    class_names: list[str] | None = None,
+    multi_label: bool = False,
+) -> ScoreSet:
+    """Runs `logits_fn` over a test dataset yielding `(frames, labels, metadata)`.
+
+    Args:
+      logits_fn: frames -> (B, C) logits (see `make_logits_fn`).
+      dataset: finite test dataset with metadata (needs "video_id").
+      max_videos: stop after this many videos.
+      total: number of videos, for the progress bar.
+      progress: show a tqdm progress bar.
+      description: progress-bar label.
+      class_names: stored in the score set.
+      multi_label: labels are multi-hot.
+
+    Returns:
+      ScoreSet with scores (N, C), labels, video ids.
+    """
+    scores, labels, video_ids = [], [], []
+    count = 0
+    limit = max_videos if max_videos is not None else total
+    with tqdm.tqdm(total=limit, desc=description, unit="video", disable=not progress, leave=False) as bar:
+        for frames, batch_labels, metadata in dataset:
+            batch_scores = logits_fn(frames).numpy()
+            take = len(batch_scores) if max_videos is None else min(len(batch_scores), max_videos - count)
+            scores.append(batch_scores[:take])
+            labels.append(batch_labels.numpy()[:take])
+            video_ids.append(_as_str(metadata["video_id"].numpy()[:take]))
+            count += take
+            bar.update(take)
+            if max_videos is not None and count >= max_videos:
+                break
+    if not scores:
+        raise ValueError("the test dataset is empty; check --records_dir and --split.")
+    return ScoreSet(
+        scores=np.concatenate(scores),
+        labels=np.concatenate(labels),
+        video_ids=np.concatenate(video_ids),
+        class_names=np.asarray(class_names) if class_names is not None else None,
+        multi_label=multi_label,
+    )
+
+
+def write_confusion_png(path: str, matrix: np.ndarray, class_names: list[str] | None = None,
+                        cell: int = 12) -> str:
+    """Writes a confusion matrix as a PNG heat map (rows: true class, columns: predicted; row-normalised).
+
+    Args:
+      path: output PNG.
+      matrix: (C, C) counts.
+      class_names: used for a legend file next to the PNG (`<path>.txt`), one "index name" per line.
+      cell: pixels per cell.
+
+    Returns:
+      The path.
+    """
+    import cv2  # Only the picture needs OpenCV.
+
+    rows = matrix.sum(axis=1, keepdims=True).astype(np.float64)
+    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    gray = np.uint8(np.round(255 * (1.0 - normalised)))
+    image = cv2.applyColorMap(255 - gray, cv2.COLORMAP_VIRIDIS)
+    image = cv2.resize(image, (matrix.shape[1] * cell, matrix.shape[0] * cell), interpolation=cv2.INTER_NEAREST)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    cv2.imwrite(path, image)
+    if class_names is not None:
+        with open(path + ".txt", "w") as f:
+            f.write("".join(f"{i} {name}\n" for i, name in enumerate(class_names)))
+    return path
+
+
+def default_output(model_dir: str | None, saved_model: str | None, split: str, test_frames: int, crops: int) -> str:
+    """`<run>/eval/scores_<split>_K<K>_crops<c>.npz` (next to the SavedModel for --saved_model)."""
+    base = model_dir if model_dir else os.path.dirname(os.path.abspath(saved_model))
+    return os.path.join(base, "eval", f"scores_{split}_K{test_frames}_crops{crops}.npz")
+
+
+def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str | None = None,
+             which: str = "best", split: str = "test", test_frames: int = 25, crops: int = 1,
+             batch_size: int = 4, max_videos: int | None = None, output: str | None = None,
+             progress: bool = True) -> dict:
+    """Evaluates a run directory or a SavedModel on a prepared split.
+
+    Args:
+      records_dir: the prepared dataset (data.prepare --out_dir).
+      model_dir: run directory of stpa.train (exclusive with `saved_model`).
+      saved_model: SavedModel directory of stpa.export.
+      which: "best" or "last" checkpoint of `model_dir`.
+      split: split directory under `records_dir`.
+      test_frames: K.
+      crops: 1, 3 or 10.
+      batch_size: videos per batch.
+      max_videos: evaluate at most this many videos.
+      output: score-file path (default `default_output`).
+      progress: show a progress bar.
+
+    Returns:
+      The metrics dict (also written as JSON), with "scores_file", "metrics_file" and "confusion_png".
+    """
+    from data import pipeline
+    from stpa import checkpoints, metrics, score_files
+
+    if (model_dir is None) == (saved_model is None):
+        raise ValueError("give exactly one of --model_dir or --saved_model.")
+    if crops not in (1, 3, 10):
+        raise ValueError(f"--crops must be one of [1, 3, 10], got {crops}.")
+    split_dir = os.path.join(records_dir, split)
+    if not os.path.exists(os.path.join(split_dir, "manifest.json")):
+        raise ValueError(f"no prepared split {split!r} in --records_dir={records_dir!r}; run data.prepare first "
+                         "or pass --split.")
+    manifest = pipeline.read_manifest(split_dir)
+    if model_dir is not None:
+        config = checkpoints.load_run_config(model_dir)
+        model = checkpoints.load_model(model_dir, which)
+        from stpa import models
+
+        preprocess = models.preprocess_for(config["backbone"], config["modality"])
+        logits_fn = make_logits_fn(model)
+    else:
+        from stpa import serving
+
+        loaded = tf.saved_model.load(saved_model)
+        config = serving.read_export_config(saved_model)
+        preprocess = None  # serve_frames normalises in-graph.
+        serve = loaded.signatures["serve_frames"]
+        logits_fn = make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"])
+    multi_label = bool(config.get("multi_label", False))
+    dataset = pipeline.build_dataset(
+        split_dir, training=False, num_frames=test_frames, batch_size=batch_size, modality=config["modality"],
+        flow_length=config["flow_length"], input_size=config["input_size"], crops=crops, preprocess=preprocess,
+        multi_label=multi_label, num_classes=config["build"]["num_classes"], with_metadata=True)
+    counts = manifest.get("counts")
+    total = counts.get("videos") if isinstance(counts, dict) else counts
+    scores = predict_scores(
+        logits_fn, dataset, max_videos=max_videos, total=total, progress=progress,
+        description=f"evaluate K={test_frames} crops={crops}", class_names=config.get("class_names") or None,
+        multi_label=multi_label)
+    output = output or default_output(model_dir, saved_model, split, test_frames, crops)
+    score_files.save_scores(output, scores)
+    report = metrics.classification_report(scores.scores, scores.labels, multi_label=multi_label)
+    stem = os.path.splitext(output)[0]
+    report.update({"test_frames": test_frames, "crops": crops, "split": split, "scores_file": output,
+                   "metrics_file": stem + ".json", "model_dir": model_dir, "saved_model": saved_model})
+    if not multi_label:
+        matrix = metrics.confusion_matrix(scores.labels, np.argmax(scores.scores, axis=1), scores.scores.shape[1])
+        report["confusion_png"] = write_confusion_png(stem + "_confusion.png", matrix,
+                                                                 config.get("class_names") or None)
+    with open(stem + ".json", "w") as f:
+        json.dump(report, f, indent=2)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """Human-readable summary of `evaluate`'s result."""
+    keys = [k for k in ("top1", "top5", "mean_class_accuracy", "mAP", "wAP") if k in report]
+    numbers = ", ".join(f"{k} {100 * report[k]:.2f}%" for k in keys)
+    return (f"{report['num_videos']} videos, K={report['test_frames']}, crops={report['crops']}: {numbers}\n"
+            f"scores: {report['scores_file']}\nmetrics: {report['metrics_file']}")

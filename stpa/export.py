@@ -1,0 +1,41 @@
+r"""Export a trained model as a SavedModel: `python -m stpa.export`.
+
+  python -m stpa.export --model_dir=runs/ucf101_rgb [--export_dir=runs/ucf101_rgb/saved_model] [--test_frames=25]
+
+Signatures `serve_frames` ((B, K, S, S, C) float frames in [0, 255], K free -> probabilities, logits, attention) and
+`serve_video` (one whole decoded uint8 video of any length -> in-graph TSN test sampling of K frames, centre crop,
+normalisation -> probabilities); see `stpa.serving`. Use it from any TensorFlow program:
+
+  model = tf.saved_model.load("runs/ucf101_rgb/saved_model")
+  probabilities = model.serve_video(video)["probabilities"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from stpa import serving
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory written by stpa.train.")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Which weights of --model_dir.")
+_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default: "
+                                  "<model_dir>/saved_model).")
+_TEST_FRAMES = flags.DEFINE_integer("test_frames", 25, "K sampled by serve_video (Sec. 3.4: 25).", lower_bound=1)
+
+
+def main(argv: Sequence[str]) -> None:
+    """Exports from the flags and prints where the SavedModel is."""
+    del argv
+    try:
+        path = serving.export_run(_MODEL_DIR.value, _EXPORT_DIR.value, which=_CHECKPOINT.value,
+                                  test_frames=_TEST_FRAMES.value)
+    except (ValueError, FileNotFoundError) as error:
+        raise app.UsageError(str(error)) from error
+    print(f"SavedModel written to {path} (signatures: serve_frames, serve_video)")
+
+
+if __name__ == "__main__":
+    flags.mark_flag_as_required("model_dir")
+    app.run(main)

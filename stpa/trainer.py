@@ -1,0 +1,635 @@
+"""The custom training loop behind `python -m stpa.train` (a library: plain arguments, no flags).
+
+One step (Sec. 3.3-3.4 of Du et al.): a batch of K-frame clips (TSN segment sampling, K = 3) goes through the model
+under `strategy.run`; `stpa.models.loss_terms` gives every term of Eq. 9 (classification cross-entropy, lambda sum
+w^2, beta l_interactive, gamma l_attn; or ST-attn's regularisers); each replica divides its total by the number of
+replicas, so the all-reduced (summed) gradient is the gradient of the global-batch mean; SGD with momentum applies it.
+
+Around the step:
+- checkpoints (`tf.train.CheckpointManager`: model, optimizer slots, step, best metric) every `checkpoint_every`
+  steps; a re-run with the same `model_dir` resumes (the learning-rate schedule reads the restored optimizer step);
+- validation every `eval_every` steps on the test split (K = `eval_frames`), keeping the best weights (best/,
+  best.keras) and writing attention images;
+- TensorBoard scalars (model_dir/train, model_dir/validation): the total loss, each Eq. 9 term, learning rate,
+  top-1, clips/s; a tqdm progress bar with ETA;
+- a NaN/Inf loss stops the run with `NonFiniteLossError` naming the step; the last good checkpoint is kept.
+- mixed precision (Keras policy + `LossScaleOptimizer` for float16) and XLA (`jit_compile`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import os
+import shutil
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+import tqdm
+from absl import logging
+
+from stpa import checkpoints, distribute, metrics, schedules
+
+MODELS = ("stpa", "tsn", "st_attn")
+MODALITIES = ("rgb", "flow")
+OPTIMIZERS = ("sgd", "adam")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+ST_ATTN_LOSS_WEIGHTS = ("lambda_tv", "lambda_contrast", "lambda_unimodal")
+
+
+class NonFiniteLossError(RuntimeError):
+    """The training loss became NaN or Inf."""
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs (the flags of `stpa.train`, see `stpa.flags` for their help)."""
+
+    model_dir: str
+    records_dir: str | None = None
+    train_split: str = "train"
+    eval_split: str | None = "test"
+    # Network (stpa.models.build_model).
+    model: str = "stpa"
+    backbone: str = "inception_resnet_v2"
+    num_classes: int | None = None
+    modality: str = "rgb"
+    scales: int = 3
+    top: str = "C"
+    fusion: str = "mul"
+    flow_length: int = 5
+    dropout: float | None = None
+    weights: str | None = None
+    input_size: int | None = None
+    model_options: dict = dataclasses.field(default_factory=dict)
+    # Data.
+    train_frames: int = 3
+    batch_size: int = 64
+    # Optimisation (Sec. 3.4) and Eq. 9.
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    learning_rate: float | None = None
+    lr_boundaries: tuple[int, ...] | None = None
+    lr_values: tuple[float, ...] | None = None
+    max_steps: int | None = None
+    weight_decay: float = 4e-5
+    beta: float = 1e-4
+    gamma: float = 1e-4
+    lambda_tv: float = 1e-5
+    lambda_contrast: float = 1e-4
+    lambda_unimodal: float = 1.0
+    features_dir: str | None = None
+    # Loop.
+    eval_every: int = 1000
+    eval_frames: int = 25
+    eval_batch_size: int = 8
+    max_eval_videos: int | None = None
+    log_every: int = 10
+    checkpoint_every: int | None = None
+    keep_checkpoints: int = 3
+    strategy: str = "default"
+    mixed_precision: str = "none"
+    jit_compile: bool = False
+    seed: int = 0
+    deterministic: bool = False
+    progress: bool = True
+    summary_images: bool = True
+
+    def schedule(self) -> schedules.Schedule:
+        """The resolved learning-rate schedule (paper defaults per modality)."""
+        return schedules.make_schedule(
+            self.modality, learning_rate=self.learning_rate, lr_boundaries=self.lr_boundaries,
+            lr_values=self.lr_values, max_steps=self.max_steps)
+
+    def resolved_input_size(self) -> int:
+        """`input_size`, or the backbone's default."""
+        if self.input_size:
+            return int(self.input_size)
+        from stpa import models
+
+        return int(models.default_input_size(self.backbone))
+
+    def checkpoint_interval(self) -> int:
+        """Steps between checkpoints."""
+        return self.checkpoint_every or self.eval_every or 500
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a finished run reports.
+
+    Attributes:
+      model_dir: the run directory.
+      step: the final step.
+      start_step: the step the run resumed from (0 for a fresh run).
+      train_metrics: the last logged training scalars.
+      validation: list of (step, metrics dict) of each validation.
+      best_metric: best validation top-1 (mAP for multi-label), or None.
+      checkpoint: path of the last checkpoint.
+    """
+
+    model_dir: str
+    step: int
+    start_step: int
+    train_metrics: dict
+    validation: list
+    best_metric: float | None
+    checkpoint: str | None
+
+
+def split_dir(records_dir: str, split: str) -> str:
+    """The directory of one prepared split."""
+    return os.path.join(records_dir, split)
+
+
+def validate_config(config: TrainConfig, *, check_paths: bool = True) -> None:
+    """Fails fast (ValueError listing the allowed values) on wrong or contradictory settings, before any work.
+
+    Args:
+      config: the run's configuration.
+      check_paths: also check that the prepared splits exist (off when only parsing flagfiles).
+    """
+    from stpa import models
+
+    choices = {"model": (config.model, MODELS), "modality": (config.modality, MODALITIES),
+               "optimizer": (config.optimizer, OPTIMIZERS), "mixed_precision": (config.mixed_precision,
+                                                                               MIXED_PRECISION),
+               "strategy": (config.strategy, distribute.STRATEGIES)}
+    for name, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ValueError(f"--{name}={value!r} is not allowed; choose one of {list(allowed)}.")
+    if config.features_dir is not None and config.model != "st_attn":
+        raise ValueError("--features_dir (cached backbone features) is only for --model=st_attn.")
+    models.validate_config(config.model, config.backbone, config.scales, config.top, config.modality)
+    config.schedule()  # Raises on an inconsistent schedule.
+    if config.train_frames < 1 or config.eval_frames < 1 or config.batch_size < 1:
+        raise ValueError("--train_frames, --eval_frames and --batch_size must be >= 1.")
+    if not config.model_dir:
+        raise ValueError("--model_dir is required: the run directory for checkpoints and logs.")
+    if check_paths:
+        if not config.records_dir and not config.features_dir:
+            raise ValueError("--records_dir is required: the --out_dir of `python -m data.prepare`.")
+        if config.records_dir:
+            for split in [config.train_split] + ([config.eval_split] if config.eval_split else []):
+                manifest = os.path.join(split_dir(config.records_dir, split), "manifest.json")
+                if not os.path.exists(manifest):
+                    raise ValueError(f"no prepared split {split!r} in --records_dir={config.records_dir!r} "
+                                     f"({manifest} is missing); run `python -m data.prepare --out_dir="
+                                     f"{config.records_dir} ...` first, or set --train_split/--eval_split.")
+
+
+@contextlib.contextmanager
+def precision_policy(name: str):
+    """Sets the Keras dtype policy for the duration of a run (and restores the previous one)."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32" if name == "none" else name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+def build_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
+    """The `stpa.models.build_model` arguments of a run (stored in config.json)."""
+    return {
+        "model": config.model,
+        "backbone": config.backbone,
+        "num_classes": int(num_classes),
+        "modality": config.modality,
+        "scales": config.scales,
+        "top": config.top,
+        "fusion": config.fusion,
+        "flow_length": config.flow_length,
+        "dropout": config.dropout,
+        "weights": config.weights,
+        "input_size": config.resolved_input_size(),
+        **config.model_options,
+    }
+
+
+def loss_weights(config: TrainConfig) -> dict[str, float]:
+    """The coefficients passed to `stpa.models.loss_terms`."""
+    weights = {"weight_decay": config.weight_decay, "beta": config.beta, "gamma": config.gamma}
+    if config.model == "st_attn":
+        weights.update({name: getattr(config, name) for name in ST_ATTN_LOSS_WEIGHTS})
+    return weights
+
+
+def make_optimizer(config: TrainConfig, schedule: schedules.Schedule) -> keras.optimizers.Optimizer:
+    """SGD with momentum (paper) or Adam on the piecewise-constant schedule; loss-scaled under mixed_float16.
+
+    Weight decay is not the optimizer's: it is the lambda sum w^2 term of Eq. 9 inside the loss.
+    """
+    learning_rate = schedule.learning_rate()
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=config.momentum)
+    else:
+        optimizer = keras.optimizers.Adam(learning_rate=learning_rate)
+    if config.mixed_precision == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def top1_hits(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
+    """Number of clips whose highest-scoring class is (one of) the true class(es); float32 scalar."""
+    predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (B,)
+    if labels.shape.rank == 2:  # Multi-hot: a hit when the top class is among the positives.
+        return tf.reduce_sum(tf.gather(tf.cast(labels, tf.float32), predicted, axis=1, batch_dims=1))
+    return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32))
+
+
+class Trainer:
+    """Builds the model, optimizer, checkpoints and input pipelines of a run and trains it.
+
+    Create it once per process (the strategy must exist before other TensorFlow work for `multi_worker`).
+
+    Attributes:
+      config: the TrainConfig.
+      strategy: the tf.distribute strategy.
+      model: the keras.Model (logits).
+      outputs_model: the same weights with the attention outputs (`stpa.models.attention_outputs_model`).
+      optimizer: the optimizer.
+      step: int64 tf.Variable, the number of finished steps.
+    """
+
+    def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
+                 *, manifest: dict | None = None):
+        """Sets up the run (no training yet).
+
+        Args:
+          config: the run's configuration (validated here).
+          strategy: a strategy to use instead of creating `config.strategy`'s.
+          manifest: the train split's manifest (read from `records_dir` when None).
+        """
+        from stpa import models
+
+        self.config = config
+        self.strategy = strategy or distribute.make_strategy(config.strategy)
+        validate_config(config, check_paths=manifest is None)
+        keras.utils.set_random_seed(config.seed)
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        self.manifest = manifest if manifest is not None else self._read_manifest(config.train_split)
+        self.num_classes = int(config.num_classes or self.manifest["num_classes"])
+        self.multi_label = bool(self.manifest.get("multi_label", False))
+        self.class_names = list(self.manifest.get("class_names") or [])
+        self.schedule = config.schedule()
+        self.input_size = config.resolved_input_size()
+        self.is_chief = distribute.is_chief(self.strategy)
+        self.run_config = {
+            "build": build_kwargs(config, self.num_classes),
+            "multi_label": self.multi_label,
+            "class_names": self.class_names,
+            "train_frames": config.train_frames,
+            "backbone": config.backbone,
+            "modality": config.modality,
+            "flow_length": config.flow_length,
+            "input_size": self.input_size,
+            "model": config.model,
+        }
+        if self.is_chief:
+            checkpoints.check_same_architecture(config.model_dir, self.run_config)
+        self.preprocess = models.preprocess_for(config.backbone, config.modality)
+        with self.strategy.scope():
+            self.model = models.build_model(**self.run_config["build"])
+            self.outputs_model = models.attention_outputs_model(self.model)
+            self.optimizer = make_optimizer(config, self.schedule)
+            self.optimizer.build(self.model.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            self.best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_metric")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
+                                              best_metric=self.best_metric)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(checkpoints.CHECKPOINT_DIR),
+                                                  max_to_keep=config.keep_checkpoints)
+        self.best_manager = tf.train.CheckpointManager(
+            tf.train.Checkpoint(model=self.model), self._checkpoint_dir(checkpoints.BEST_DIR), max_to_keep=1)
+        self.start_step = self.restore()
+        if self.is_chief:
+            checkpoints.save_run_config(config.model_dir, self.run_config)
+        self._loss_weights = loss_weights(config)
+        self._train_step = None
+        self._eval_fn = None
+
+    # ----------------------------------------------------------------------------------------------- set-up helpers
+    def _read_manifest(self, split: str) -> dict:
+        from data import pipeline
+
+        return pipeline.read_manifest(split_dir(self.config.records_dir, split))
+
+    def _checkpoint_dir(self, name: str) -> str:
+        """Chief: model_dir/name. Other workers write to a scratch directory they delete (TF's multi-worker rule)."""
+        if self.is_chief:
+            return os.path.join(self.config.model_dir, name)
+        worker = distribute.worker_index(self.strategy)
+        return os.path.join(self.config.model_dir, f".worker{worker}", name)
+
+    def restore(self) -> int:
+        """Restores the newest checkpoint of model_dir (model, optimizer slots, step). Returns the step."""
+        latest = tf.train.latest_checkpoint(os.path.join(self.config.model_dir, checkpoints.CHECKPOINT_DIR))
+        if latest is None:
+            return 0
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        step = int(self.step.numpy())
+        logging.info("Resumed %s from step %d (%s).", self.config.model_dir, step, latest)
+        return step
+
+    def save(self) -> str | None:
+        """Writes a checkpoint of the current step (every worker takes part; only the chief's is kept)."""
+        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        if not self.is_chief:
+            shutil.rmtree(os.path.dirname(os.path.dirname(path)), ignore_errors=True)
+            return None
+        return path
+
+    def train_dataset(self, seed: int) -> tf.distribute.DistributedDataset:
+        """The distributed training input: TSN training sampling + augmentation, K = train_frames."""
+        from data import pipeline
+
+        config = self.config
+
+        def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+            return pipeline.build_dataset(
+                split_dir(config.records_dir, config.train_split), training=True, num_frames=config.train_frames,
+                batch_size=config.batch_size, modality=config.modality,
+                flow_length=config.flow_length, input_size=self.input_size, preprocess=self.preprocess,
+                multi_label=self.multi_label, num_classes=self.num_classes, seed=seed,
+                deterministic=config.deterministic, input_context=input_context)
+
+        return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+    def eval_dataset(self, num_frames: int, batch_size: int, *, preprocess: bool = True) -> tf.data.Dataset:
+        """The validation input: TSN test sampling (segment centres), centre crop, with metadata."""
+        from data import pipeline
+
+        config = self.config
+        return pipeline.build_dataset(
+            split_dir(config.records_dir, config.eval_split), training=False, num_frames=num_frames,
+            batch_size=batch_size, modality=config.modality, flow_length=config.flow_length,
+            input_size=self.input_size, preprocess=self.preprocess if preprocess else None,
+            multi_label=self.multi_label, num_classes=self.num_classes, with_metadata=True)
+
+    # ------------------------------------------------------------------------------------------------------ the step
+    def _replica_step(self, frames: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One replica's forward/backward pass; returns its (unscaled) loss terms and top-1 hits."""
+        from stpa import models
+
+        replicas = self.strategy.num_replicas_in_sync
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            outputs = self.outputs_model(frames, training=True)
+            terms = models.loss_terms(outputs, labels, self.model, multi_label=self.multi_label,
+                                      **self._loss_weights)
+            terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+            loss = terms["total"] / replicas  # Summed over replicas by the all-reduce -> global mean.
+            if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
+                loss = self.optimizer.scale_loss(loss)
+        gradients = tape.gradient(loss, variables)
+        self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
+        terms["hits"] = top1_hits(tf.cast(outputs["logits"], tf.float32), labels)
+        terms["clips"] = tf.cast(tf.shape(labels)[0], tf.float32)
+        return terms
+
+    def make_train_step(self):
+        """The distributed step: `step_fn(iterator) -> dict of global scalars` (a tf.function)."""
+        replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile \
+            else self._replica_step
+
+        @tf.function
+        def step_fn(iterator):
+            frames, labels = next(iterator)
+            per_replica = self.strategy.run(replica_step, args=(frames, labels))
+            mean = tf.distribute.ReduceOp.MEAN
+            total = tf.distribute.ReduceOp.SUM
+            result = {name: self.strategy.reduce(total if name in ("hits", "clips") else mean, value, axis=None)
+                      for name, value in per_replica.items()}
+            self.step.assign_add(1)
+            return result
+
+        return step_fn
+
+    def first_step_terms(self, frames: tf.Tensor, labels: tf.Tensor) -> dict[str, float]:
+        """Runs one training step on a given global batch split evenly over the replicas (for tests/debugging).
+
+        Args:
+          frames: (B, K, S, S, C) preprocessed global batch, B divisible by the number of replicas.
+          labels: (B,) or (B, num_classes).
+
+        Returns:
+          The reduced loss terms (each the mean of the replicas' values) and hits.
+        """
+        replicas = self.strategy.num_replicas_in_sync
+        per = frames.shape[0] // replicas
+
+        def value_fn(context):
+            index = context.replica_id_in_sync_group
+            return frames[index * per:(index + 1) * per], labels[index * per:(index + 1) * per]
+
+        distributed = self.strategy.experimental_distribute_values_from_function(value_fn)
+        step_fn = self.make_train_step()
+        result = step_fn(iter([distributed]))
+        return {name: float(value) for name, value in result.items()}
+
+    # ------------------------------------------------------------------------------------------------ validation
+    def _make_eval_fn(self):
+        from stpa import models
+
+        @tf.function(reduce_retracing=True)
+        def eval_fn(frames, labels):
+            outputs = self.outputs_model(frames, training=False)
+            terms = models.loss_terms(outputs, labels, self.model, multi_label=self.multi_label,
+                                      **self._loss_weights)
+            return tf.cast(outputs["logits"], tf.float32), {k: tf.cast(v, tf.float32) for k, v in terms.items()}
+
+        return eval_fn
+
+    def validate(self) -> dict[str, float]:
+        """Scores the eval split with K = eval_frames (centre crop): loss terms, top-1 (mAP), mean class accuracy."""
+        config = self.config
+        if self._eval_fn is None:
+            self._eval_fn = self._make_eval_fn()
+        sums, count, scores, labels = {}, 0, [], []
+        total = self.manifest_count(config.eval_split)
+        limit = min(total, config.max_eval_videos) if total and config.max_eval_videos else (
+            config.max_eval_videos or total)
+        dataset = self.eval_dataset(config.eval_frames, config.eval_batch_size)
+        with tqdm.tqdm(total=limit, desc="validate", unit="video", leave=False,
+                       disable=not config.progress) as bar:
+            for frames, batch_labels, _ in dataset:
+                logits, terms = self._eval_fn(frames, batch_labels)
+                n = int(logits.shape[0])
+                for name, value in terms.items():
+                    sums[name] = sums.get(name, 0.0) + float(value) * n
+                scores.append(logits.numpy())
+                labels.append(batch_labels.numpy())
+                count += n
+                bar.update(n)
+                if config.max_eval_videos and count >= config.max_eval_videos:
+                    break
+        if count == 0:
+            raise ValueError(f"the validation split {config.eval_split!r} is empty.")
+        report = metrics.classification_report(np.concatenate(scores), np.concatenate(labels),
+                                               multi_label=self.multi_label)
+        result = {f"loss/{name}": value / count for name, value in sums.items()}
+        result.update({k: v for k, v in report.items() if k != "num_videos"})
+        result["num_videos"] = count
+        return result
+
+    def manifest_count(self, split: str) -> int | None:
+        """Number of videos of a split according to its manifest (None if unknown)."""
+        try:
+            counts = self._read_manifest(split).get("counts", {})
+        except (OSError, ValueError):
+            return None
+        if isinstance(counts, dict):
+            return counts.get("videos") or counts.get("num_videos") or counts.get("written")
+        return int(counts)
+
+    def selection_metric(self, result: dict[str, float]) -> float:
+        """The validation number that decides the best checkpoint."""
+        return result["mAP"] if self.multi_label else result["top1"]
+
+    # ------------------------------------------------------------------------------------------------- the loop
+    def _writers(self):
+        if not self.is_chief:
+            return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
+        return (tf.summary.create_file_writer(os.path.join(self.config.model_dir, "train")),
+                tf.summary.create_file_writer(os.path.join(self.config.model_dir, "validation")))
+
+    def _write_attention_images(self, writer, step: int) -> None:
+        """Every validation: salient receptive fields (Sec. 4.4) of the first validation clip, as an image summary."""
+        if not self.config.summary_images or not self.is_chief or self.config.model == "tsn":
+            return
+        from stpa import summaries
+
+        try:
+            summaries.write_attention_summary(writer, step, self.outputs_model, self.eval_dataset(
+                5, 1, preprocess=False), self.preprocess, modality=self.config.modality)
+        except Exception as error:  # noqa: BLE001 - a picture must never stop training.
+            logging.warning("attention image summary skipped: %s", error)
+
+    def _save_best(self, value: float) -> None:
+        self.best_metric.assign(value)
+        if not self.is_chief:
+            return
+        self.best_manager.save(checkpoint_number=int(self.step.numpy()))
+        try:
+            self.model.save(os.path.join(self.config.model_dir, checkpoints.BEST_KERAS))
+        except Exception as error:  # noqa: BLE001 - the checkpoint in best/ is the source of truth.
+            logging.warning("best.keras not written (%s); best/ holds the weights.", error)
+
+    def train(self) -> TrainResult:
+        """Trains from the current step to `max_steps`, validating and checkpointing on the way.
+
+        Returns:
+          TrainResult.
+
+        Raises:
+          NonFiniteLossError: the loss became NaN/Inf (the last good checkpoint stays).
+        """
+        config = self.config
+        max_steps = self.schedule.max_steps
+        start = int(self.step.numpy())
+        train_writer, val_writer = self._writers()
+        validation, last_logged, checkpoint_path = [], {}, self.manager.latest_checkpoint
+        if start >= max_steps:
+            logging.info("%s is already at step %d >= max_steps %d; nothing to train.", config.model_dir, start,
+                         max_steps)
+        else:
+            if self._train_step is None:
+                self._train_step = self.make_train_step()
+            iterator = iter(self.train_dataset(seed=config.seed + start))
+            window = self._new_window()
+            bar = tqdm.tqdm(total=max_steps, initial=start, desc=f"train {os.path.basename(config.model_dir)}",
+                            unit="step", disable=not config.progress or not self.is_chief, dynamic_ncols=True)
+            try:
+                while int(self.step.numpy()) < max_steps:
+                    tick = time.perf_counter()
+                    result = self._train_step(iterator)
+                    values = {name: float(value) for name, value in result.items()}
+                    elapsed = time.perf_counter() - tick
+                    step = int(self.step.numpy())
+                    if not all(math.isfinite(values[name]) for name in values if name not in ("hits", "clips")):
+                        raise NonFiniteLossError(
+                            f"the training loss became non-finite at step {step} ("
+                            + ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k not in ("hits", "clips"))
+                            + f"). Stopped without saving; the last good checkpoint is {self.manager.latest_checkpoint}"
+                            " . Lower --learning_rate, or try --mixed_precision=none.")
+                    for name, value in values.items():
+                        if name not in ("hits", "clips"):
+                            window["sums"][name] = window["sums"].get(name, 0.0) + value
+                    window["steps"] += 1
+                    window["clips"] += values["clips"]
+                    window["hits"] += values["hits"]
+                    if step > start + 1:  # The first step includes tracing; keep it out of clips/s.
+                        window["time"] += elapsed
+                        window["timed_clips"] += values["clips"]
+                    bar.update(1)
+                    if step % config.log_every == 0 or step == max_steps:
+                        last_logged = self._log_train(train_writer, step, window)
+                        bar.set_postfix(loss=f"{last_logged['loss/total']:.3f}", top1=f"{last_logged['top1']:.2f}",
+                                        lr=f"{last_logged['learning_rate']:.2g}")
+                        window = self._new_window()
+                    if config.eval_split and config.eval_every and step % config.eval_every == 0 \
+                            and step < max_steps:
+                        validation.append((step, self._validate_and_log(val_writer, step)))
+                    if step % config.checkpoint_interval() == 0 or step == max_steps:
+                        checkpoint_path = self.save() or checkpoint_path
+            except KeyboardInterrupt:
+                checkpoint_path = self.save() or checkpoint_path
+                logging.warning("Interrupted at step %d; saved %s. Re-run the same command to resume.",
+                                int(self.step.numpy()), checkpoint_path)
+                raise
+            finally:
+                bar.close()
+        step = int(self.step.numpy())
+        if config.eval_split and (not validation or validation[-1][0] != step):
+            validation.append((step, self._validate_and_log(val_writer, step)))
+        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
+            checkpoint_path = self.save() or checkpoint_path
+        train_writer.flush()
+        val_writer.flush()
+        best = float(self.best_metric.numpy())
+        return TrainResult(model_dir=config.model_dir, step=step, start_step=start, train_metrics=last_logged,
+                           validation=validation, best_metric=None if best < 0 else best,
+                           checkpoint=checkpoint_path)
+
+    @staticmethod
+    def _new_window() -> dict:
+        return {"sums": {}, "steps": 0, "clips": 0.0, "hits": 0.0, "time": 0.0, "timed_clips": 0.0}
+
+    def _log_train(self, writer, step: int, window: dict) -> dict[str, float]:
+        steps = max(window["steps"], 1)
+        logged = {f"loss/{name}": value / steps for name, value in window["sums"].items()}
+        logged["top1"] = window["hits"] / max(window["clips"], 1.0)
+        logged["learning_rate"] = self.schedule.value_at(step)
+        if window["time"] > 0:
+            logged["clips_per_second"] = window["timed_clips"] / window["time"]
+        with writer.as_default(step=step):
+            for name, value in logged.items():
+                tf.summary.scalar(name, value)
+        return logged
+
+    def _validate_and_log(self, writer, step: int) -> dict[str, float]:
+        if not self.is_chief:
+            return {}
+        result = self.validate()
+        with writer.as_default(step=step):
+            for name, value in result.items():
+                if name != "num_videos":
+                    tf.summary.scalar(name, value)
+        self._write_attention_images(writer, step)
+        value = self.selection_metric(result)
+        if value > float(self.best_metric.numpy()):
+            self._save_best(value)
+        logging.info("step %d validation: %s", step, {k: round(v, 4) for k, v in result.items()})
+        return result
+
+
+def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+    """Sets up and runs a training run (the body of `python -m stpa.train` for one stream)."""
+    with precision_policy(config.mixed_precision):
+        return Trainer(config, strategy).train()
