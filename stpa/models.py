@@ -1,0 +1,442 @@
+"""The STPA and TSN networks (Du et al., ECCV 2018, Sec. 3.2-3.4, Fig. 2) and the terms of their loss (Eq. 9).
+
+`build_model` makes one stream (RGB or optical flow) of a two-stream network as a functional `keras.Model` on clips
+`(B, K, H, W, C)` with K = None, so a model trained on K = 3 frames evaluates K = 25 unchanged:
+
+  model="stpa"  frames -> backbone up to the pyramid taps (per frame, time folded into the batch)
+                -> `PyramidAttention` over all K frames (Eq. 1-4) -> M' of the top tap's size
+                -> the rest of the *same* backbone after the top tap, unchanged (Sec. 3.1: "preserve the
+                   architecture of the network behind the i-th layer"), ending in its global pooling
+                -> dropout -> dense logits.
+  model="tsn"   the backbone per frame -> dropout -> dense -> class scores averaged over the K frames (TSN's
+                segmental consensus): the "without our layer" baseline of Table 1(e).
+  model="st_attn"  Meng et al.'s network, built by `st_attn.models.build_st_attn_network` on the backbone's last
+                convolutional feature map (imported lazily).
+
+The "rest of the backbone" is not re-implemented: the backbone's own functional graph is cut at the top tap and its
+layers are re-applied to M' (`_apply_subgraph`), so pretrained weights and the exact architecture carry over for
+every backbone in `BACKBONES`.
+
+`attention_outputs_model(model)` exposes the attention tensors the losses and visualisations need, and
+`loss_terms(...)` returns every term of Eq. 9 separately so training can log each.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import keras
+import tensorflow as tf
+
+from stpa import backbones as backbones_lib
+from stpa import losses as stpa_losses
+from stpa.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, build_backbone
+from stpa.layers import FUSIONS, PyramidAttention
+from stpa.preprocessing import preprocess_for
+from stpa.video_ops import FlattenPositions, FoldTime, UnfoldTime
+
+MODELS = ("stpa", "tsn", "st_attn")
+BACKBONES: Mapping[str, backbones_lib.BackboneSpec] = backbones_lib.BACKBONES
+TOPS: dict[str, tuple[str, ...]] = {name: TOP_LEVELS for name in BACKBONES}
+DEFAULT_DROPOUT = {"rgb": 0.5, "flow": 0.7}  # Sec. 3.4.
+ATTENTION_LAYER = "pyramid_attention"
+
+__all__ = [
+    "ATTENTION_LAYER",
+    "BACKBONES",
+    "DEFAULT_DROPOUT",
+    "FUSIONS",
+    "MODALITIES",
+    "MODELS",
+    "TOPS",
+    "attention_outputs_model",
+    "build_model",
+    "default_input_size",
+    "loss_terms",
+    "max_scales",
+    "preprocess_for",
+    "pyramid_levels",
+    "validate_config",
+    "weight_decay_loss",
+]
+
+
+def default_input_size(backbone: str) -> int:
+    """The square frame size a backbone was pretrained at (299 for Inception-ResNet-V2, 224, 64 for tiny)."""
+    return backbones_lib.get_spec(backbone).default_input_size
+
+
+def max_scales(top: str) -> int:
+    """How many pyramid layers fit below and including `top` ("A": 2, "B": 3, "C": 4, "fc": 5)."""
+    return LEVELS.index(top) + 1
+
+
+def pyramid_levels(top: str, scales: int) -> tuple[str, ...]:
+    """The tap levels of a pyramid, bottom -> top, e.g. ("A", "B", "C") for top="C", scales=3 (Table 1(b))."""
+    end = LEVELS.index(top) + 1
+    return LEVELS[end - scales : end]
+
+
+def validate_config(
+    model: str,
+    backbone: str,
+    scales: int,
+    top: str,
+    modality: str,
+    *,
+    fusion: str | None = None,
+    input_size: int | None = None,
+    flow_length: int | None = None,
+) -> None:
+    """Fails fast on a network description `build_model` cannot build, listing the allowed values.
+
+    Args:
+      model: one of `MODELS`.
+      backbone: one of `BACKBONES`.
+      scales: number of pyramid layers N (stpa only).
+      top: top of the pyramid, one of `TOPS[backbone]` (stpa only).
+      modality: "rgb" or "flow".
+      fusion: optional, one of `FUSIONS`.
+      input_size: optional frame size to check against the backbone.
+      flow_length: optional, >= 1.
+
+    Raises:
+      ValueError: naming the bad argument and its allowed values.
+    """
+    if model not in MODELS:
+        raise ValueError(f"Unknown model {model!r}; allowed: {list(MODELS)}.")
+    spec = backbones_lib.get_spec(backbone)
+    if modality not in MODALITIES:
+        raise ValueError(f"Unknown modality {modality!r}; allowed: {list(MODALITIES)}.")
+    if flow_length is not None and int(flow_length) < 1:
+        raise ValueError(f"flow_length must be >= 1; got {flow_length}.")
+    backbones_lib.check_input_size(spec, input_size)
+    if model != "stpa":
+        return
+    if fusion is not None and fusion not in FUSIONS:
+        raise ValueError(f"Unknown fusion {fusion!r}; allowed: {list(FUSIONS)}.")
+    if top not in TOPS[backbone]:
+        table = "; ".join(f"{level}: {spec.tap_table[level]}" for level in TOPS[backbone])
+        raise ValueError(
+            f"top={top!r} is not a pyramid top of {backbone!r}; allowed: {list(TOPS[backbone])} ({table})."
+        )
+    limit = max_scales(top)
+    if not isinstance(scales, int) or not 1 <= scales <= limit:
+        raise ValueError(
+            f"scales={scales!r} with top={top!r}: allowed 1..{limit} (the levels {list(LEVELS[:limit])} of "
+            f"{backbone!r}, taken from the top down)."
+        )
+
+
+def _apply_subgraph(inputs: keras.KerasTensor, outputs, new_inputs: keras.KerasTensor):
+    """Re-applies the layers of a functional graph between `inputs` and `outputs` to `new_inputs`.
+
+    The layers are shared, not copied: their weights stay the pretrained ones, and the new graph contains each of
+    them once, so the resulting model saves and reloads like any functional model. `inputs` may be an intermediate
+    tensor (e.g. a pyramid tap): `keras.Function` then fails if any layer between it and `outputs` needs another
+    tensor (a residual branch from before the tap), which never happens for the taps of `stpa.backbones`.
+
+    Args:
+      inputs: a tensor of a functional graph (the graph's input or an intermediate tensor).
+      outputs: a tensor or list of tensors of that graph computed from `inputs` alone.
+      new_inputs: the tensor to run the same layers on.
+
+    Returns:
+      The tensors corresponding to `outputs`, computed from `new_inputs`.
+    """
+    subgraph = keras.Function(inputs, outputs)
+    return subgraph.call(new_inputs)  # `call` runs the layers one by one (a flat graph), unlike `__call__`.
+
+
+def _classifier(features, num_classes: int, dropout: float):
+    """Dropout -> dense logits (float32 also under mixed precision)."""
+    if dropout:
+        features = keras.layers.Dropout(dropout, name="dropout")(features)
+    return keras.layers.Dense(num_classes, dtype="float32", name="classifier")(features)
+
+
+def _stpa_head(
+    backbone: Backbone,
+    clip: keras.KerasTensor,
+    num_classes: int,
+    levels: Sequence[str],
+    fusion: str,
+    dropout: float,
+) -> keras.KerasTensor:
+    """Builds the STPA graph on `clip` (B, K, H, W, C); returns logits (B, num_classes)."""
+    top = levels[-1]
+    trunk = backbone.trunk
+    frames = FoldTime(name="fold_time")(clip)  # (B*K, H, W, C)
+    folded_taps = _apply_subgraph(trunk.input, [backbone.taps[level] for level in levels], frames)
+    pyramid = []
+    for level, tap in zip(levels, folded_taps):
+        if level == "fc":  # The pooled vector as a 1 x 1 map (Table 1(a), "FC").
+            tap = keras.layers.Reshape((1, 1, tap.shape[-1]), name="fc_map")(tap)  # (B*K, 1, 1, F)
+        pyramid.append(UnfoldTime(name=f"unfold_{level}")([tap, clip]))  # (B, K, H_j, W_j, C_j)
+    attended, _, _ = PyramidAttention(fusion=fusion, name=ATTENTION_LAYER)(pyramid, return_attention=True)
+    # attended: M' (B, H, W, C) of the top tap's size.
+    if top == "fc":
+        features = keras.layers.Flatten(name="attended_features")(attended)  # (B, F)
+    else:
+        features = _apply_subgraph(backbone.taps[top], trunk.output, attended)  # Rest of the backbone: (B, F)
+    return _classifier(features, num_classes, dropout)
+
+
+def _tsn_head(backbone: Backbone, clip: keras.KerasTensor, num_classes: int, dropout: float) -> keras.KerasTensor:
+    """Builds the TSN graph on `clip` (B, K, H, W, C); returns the K-frame average of the logits (B, num_classes)."""
+    frames = FoldTime(name="fold_time")(clip)  # (B*K, H, W, C)
+    features = _apply_subgraph(backbone.trunk.input, backbone.trunk.output, frames)  # (B*K, F)
+    frame_logits = _classifier(features, num_classes, dropout)  # (B*K, num_classes)
+    frame_logits = UnfoldTime(name="unfold_logits")([frame_logits, clip])  # (B, K, num_classes)
+    return keras.layers.GlobalAveragePooling1D(dtype="float32", name="consensus")(frame_logits)  # (B, num_classes)
+
+
+def _build_st_attn(
+    backbone: str,
+    num_classes: int,
+    modality: str,
+    flow_length: int,
+    dropout: float | None,
+    weights: str | None,
+    input_size: int | None,
+    partial_bn: bool,
+    st_attn_options: dict,
+) -> keras.Model:
+    """ST-attn (Meng et al.) on the backbone's last convolutional feature map (e.g. ResNet's 7 x 7 x 2048)."""
+    from st_attn import models as st_attn_models  # Lazy: stpa does not depend on st_attn otherwise.
+
+    options = dict(st_attn_options)
+    if dropout is not None:
+        options["dropout"] = dropout
+    options.setdefault("name", f"st_attn_{backbone}_{modality}")
+    if options.get("feature_shape") is not None:  # Cached backbone features: no backbone in the model.
+        return st_attn_models.build_st_attn_network(num_classes, **options)
+    built = build_backbone(
+        backbone,
+        input_size=input_size,
+        modality=modality,
+        flow_length=flow_length,
+        weights=weights,
+        partial_bn=partial_bn,
+    )
+    extractor = keras.Model(built.trunk.input, built.feature_map, name=f"{backbone}_features")
+    return st_attn_models.build_st_attn_network(num_classes, feature_extractor=extractor, **options)
+
+
+def build_model(
+    model: str = "stpa",
+    backbone: str = "inception_resnet_v2",
+    num_classes: int = 101,
+    modality: str = "rgb",
+    scales: int = 3,
+    top: str = "C",
+    fusion: str = "mul",
+    flow_length: int = 5,
+    dropout: float | None = None,
+    weights: str | None = None,
+    input_size: int | None = None,
+    *,
+    partial_bn: bool = False,
+    **extra,
+) -> keras.Model:
+    """Builds one stream of an STPA, TSN or ST-attn two-stream network.
+
+    Args:
+      model: "stpa", "tsn" or "st_attn".
+      backbone: a key of `BACKBONES` ("inception_resnet_v2", "vgg16", "bn_inception", "resnet50", "resnet101",
+        "resnet152", "tiny").
+      num_classes: number of classes.
+      modality: "rgb" (input channels 3) or "flow" (2 * flow_length channels, x/y interleaved as in TSN).
+      scales: pyramid layers N (Table 1(b)); stpa only.
+      top: top of the pyramid (Table 1(a)): "A", "B", "C" or "fc" (see `BACKBONES[backbone].tap_table`).
+      fusion: fusion F of Eq. 3: "mul" (default, Table 1(c)), "sum" or "max".
+      flow_length: optical-flow frames per stack.
+      dropout: dropout before the classifier; None: 0.5 for RGB, 0.7 for flow (Sec. 3.4).
+      weights: None / "none", "imagenet" or the path of a backbone weights file (see `stpa.backbones`); a flow
+        stream built from RGB weights gets TSN's cross-modality initialisation.
+      input_size: square frame size (None: the backbone's default, `default_input_size`).
+      partial_bn: freeze every BatchNormalization of the backbone but the first (TSN's partial BN).
+      **extra: for model="st_attn", keyword arguments of `st_attn.models.build_st_attn_network` (e.g.
+        `spatial_attention=False`, or `feature_shape=(7, 7, 2048)` for cached features). Not allowed otherwise.
+
+    Returns:
+      A functional `keras.Model`: frames `(B, K, H, W, C)` with K = None -> logits `(B, num_classes)`.
+
+    Raises:
+      ValueError: invalid combination (see `validate_config`) or unknown extra arguments.
+      FileNotFoundError, stpa.backbones.WeightsUnavailableError: weights that cannot be loaded.
+    """
+    validate_config(
+        model, backbone, scales, top, modality, fusion=fusion, input_size=input_size, flow_length=flow_length
+    )
+    if model == "st_attn":
+        return _build_st_attn(
+            backbone, num_classes, modality, flow_length, dropout, weights, input_size, partial_bn, extra
+        )
+    if extra:
+        raise ValueError(f"Unknown build_model arguments for model={model!r}: {sorted(extra)}.")
+    if dropout is None:
+        dropout = DEFAULT_DROPOUT[modality]
+    with warnings.catch_warnings():
+        # keras.applications warns about inputs with other than 3 channels (flow stacks): expected here.
+        warnings.filterwarnings("ignore", message=".*input channels.*")
+        built = build_backbone(
+            backbone,
+            input_size=input_size,
+            modality=modality,
+            flow_length=flow_length,
+            weights=weights,
+            partial_bn=partial_bn,
+        )
+    frame_shape = tuple(built.trunk.input.shape[1:])
+    clip = keras.Input((None, *frame_shape), name="frames")  # (B, K, H, W, C)
+    if model == "stpa":
+        logits = _stpa_head(built, clip, num_classes, pyramid_levels(top, scales), fusion, dropout)
+    else:
+        logits = _tsn_head(built, clip, num_classes, dropout)
+    return keras.Model(clip, logits, name=f"{model}_{backbone}_{modality}")
+
+
+def _find_layer(model: keras.Model, layer_type: type) -> keras.layers.Layer | None:
+    """The first layer of `layer_type` in `model`, also inside nested models."""
+    for layer in model.layers:
+        if isinstance(layer, layer_type):
+            return layer
+        if isinstance(layer, keras.Model):
+            found = _find_layer(layer, layer_type)
+            if found is not None:
+                return found
+    return None
+
+
+def attention_outputs_model(model: keras.Model) -> keras.Model:
+    """A model with the same inputs and weights as `model` and dict outputs for the losses and visualisations.
+
+    Outputs:
+      "logits": `(B, num_classes)`, always;
+      STPA: "attention" `(B, d, n)` (A of Eq. 3, d = H*W, n = K*H*W), "scale_logits" list of N `(B, d, n)` (y^j of
+        Eq. 2), "values" `(B, n, C)` (the flattened top-layer features X of Eq. 4);
+      ST-attn: "mask" `(B, n, h, w, 1)` (if the model has spatial attention) and "temporal_weights"
+        `(B, n_steps, n)`.
+
+    The tensors are taken from the model's own functional graph (the attention layer's outputs), so one forward pass
+    computes everything, and it works as well on a model reloaded from `.keras`.
+
+    Args:
+      model: a model from `build_model` (or reloaded from one).
+
+    Returns:
+      A functional `keras.Model`.
+    """
+    outputs = {"logits": model.output}
+    attention_layer = _find_layer(model, PyramidAttention)
+    if attention_layer is not None:
+        pyramid = list(attention_layer.input)  # N tensors (B, K, H_j, W_j, C_j), bottom -> top
+        node_outputs = keras.tree.flatten(attention_layer.output)  # [M', A, y^1, ..., y^N]
+        if len(node_outputs) != 2 + len(pyramid):
+            raise ValueError(
+                f"The PyramidAttention layer of {model.name!r} was not called with return_attention=True; build the "
+                "model with stpa.models.build_model."
+            )
+        attention, scale_logits = node_outputs[1], node_outputs[2:]
+        outputs["attention"] = attention
+        outputs["scale_logits"] = list(scale_logits)
+        outputs["values"] = FlattenPositions(name="values")(pyramid[-1])  # (B, n, C)
+    elif any(layer.name == "temporal_attention" for layer in model.layers):
+        from st_attn import models as st_attn_models
+
+        outputs.update(st_attn_models.attention_endpoints(model))
+    return keras.Model(model.input, outputs, name=f"{model.name}_outputs")
+
+
+def weight_decay_loss(model: keras.Model) -> tf.Tensor:
+    """The sum of w^2 of Eq. 9 over the trainable kernels of `model`, float32 scalar.
+
+    Kernels are the trainable weights of rank >= 2: convolution, dense and attention matrices. Biases and
+    batch-norm scales/offsets are not decayed.
+    """
+    kernels = [weight for weight in model.trainable_weights if len(weight.shape) >= 2]
+    if not kernels:
+        return tf.constant(0.0)
+    return tf.add_n([tf.reduce_sum(tf.square(tf.cast(kernel, tf.float32))) for kernel in kernels])
+
+
+def classification_loss(labels: tf.Tensor, logits: tf.Tensor, multi_label: bool = False) -> tf.Tensor:
+    """The cross-entropy term of Eq. 9, mean over the batch.
+
+    Args:
+      labels: int `(B,)` class indices, or float `(B, num_classes)` multi-hot targets when `multi_label`.
+      logits: `(B, num_classes)`.
+      multi_label: sigmoid cross-entropy averaged over classes (Charades) instead of softmax cross-entropy.
+
+    Returns:
+      float32 scalar.
+    """
+    logits = tf.cast(logits, tf.float32)
+    if multi_label:
+        targets = tf.cast(labels, tf.float32)
+        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def loss_terms(
+    outputs: Mapping[str, tf.Tensor],
+    labels: tf.Tensor,
+    model: keras.Model,
+    *,
+    weight_decay: float = 4e-5,
+    beta: float = 1e-4,
+    gamma: float = 1e-4,
+    multi_label: bool = False,
+    **st_attn_weights: float,
+) -> dict[str, tf.Tensor]:
+    """Every term of the training objective, each already multiplied by its coefficient.
+
+    STPA, Eq. 9: `L = CE + lambda sum w^2 + beta l_interactive (Eq. 6) + gamma l_attn (Eq. 7-8)`, with the paper's
+    lambda = 4e-5 and beta = gamma = 1e-4 (Sec. 3.4). ST-attn, Eq. 6 of Meng et al.:
+    `L = CE + lambda_tv L_TV + lambda_contrast L_contrast + lambda_unimodal L_unimodal` (+ the same weight decay).
+
+    Args:
+      outputs: the dict of `attention_outputs_model(model)(frames)`.
+      labels: int `(B,)` or multi-hot `(B, num_classes)` when `multi_label`.
+      model: the model whose trainable kernels are decayed.
+      weight_decay: lambda of Eq. 9 (0: no term).
+      beta: coefficient of the interaction loss (0: no term; Table 1(d)).
+      gamma: coefficient of the attention loss (0: no term; Table 1(d)).
+      multi_label: sigmoid instead of softmax cross-entropy.
+      **st_attn_weights: `lambda_tv`, `lambda_contrast`, `lambda_unimodal` for ST-attn models (defaults: the
+        paper's, `st_attn.losses.DEFAULT_LOSS_WEIGHTS`).
+
+    Returns:
+      float32 scalars: "classification", "weight_decay", "interaction", "attention" (STPA), "tv", "contrast",
+      "unimodal" (ST-attn) -- a term whose coefficient is 0 is absent -- and "total", their sum.
+    """
+    terms = {"classification": classification_loss(labels, outputs["logits"], multi_label)}
+    if weight_decay:
+        terms["weight_decay"] = weight_decay * weight_decay_loss(model)
+    if "attention" in outputs:
+        if beta:
+            terms["interaction"] = beta * stpa_losses.interaction_loss(outputs["attention"], outputs["values"])
+        if gamma:
+            terms["attention"] = gamma * stpa_losses.attention_loss(outputs["attention"], outputs["scale_logits"])
+    if "temporal_weights" in outputs:
+        from st_attn import losses as st_attn_losses
+
+        allowed = sorted(st_attn_losses.DEFAULT_LOSS_WEIGHTS)
+        unknown = set(st_attn_weights) - set(allowed)
+        if unknown:
+            raise ValueError(f"Unknown ST-attn loss weights {sorted(unknown)}; allowed: {allowed}.")
+        coefficients = {**st_attn_losses.DEFAULT_LOSS_WEIGHTS, **st_attn_weights}
+        if "mask" in outputs and coefficients["lambda_tv"]:
+            terms["tv"] = coefficients["lambda_tv"] * st_attn_losses.total_variation_loss(outputs["mask"])
+        if "mask" in outputs and coefficients["lambda_contrast"]:
+            terms["contrast"] = coefficients["lambda_contrast"] * st_attn_losses.contrast_loss(outputs["mask"])
+        if coefficients["lambda_unimodal"]:
+            terms["unimodal"] = coefficients["lambda_unimodal"] * st_attn_losses.unimodality_loss(
+                outputs["temporal_weights"]
+            )
+    terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+    terms["total"] = tf.add_n(list(terms.values()))
+    return terms
