@@ -85,6 +85,8 @@ def define_model_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
                         flag_values=flag_values)
     flags.DEFINE_integer("input_size", None, "Square input size (default: the backbone's, e.g. 299 for "
                          "Inception-ResNet-V2).", lower_bound=8, flag_values=flag_values)
+    flags.DEFINE_boolean("partial_bn", False, "Freeze every batch normalisation of the backbone but the first "
+                         "(TSN's partial BN).", flag_values=flag_values)
     flags.DEFINE_list("model_options", [], "Extra build_model keyword arguments as key=value (e.g. for ST-attn: "
                       "spatial_attention=False).", flag_values=flag_values)
 

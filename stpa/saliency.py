@@ -96,6 +96,14 @@ def displayable(frames: np.ndarray) -> np.ndarray:
     return np.stack([flow_to_image(frame) for frame in frames])
 
 
+def enlarge(frames: np.ndarray, min_side: int = 128) -> np.ndarray:
+    """Nearest-neighbour upscaling of (K, H, W, 3) uint8 frames so the shorter side is at least `min_side`."""
+    factor = int(np.ceil(min_side / min(frames.shape[1:3])))
+    if factor <= 1:
+        return frames
+    return np.repeat(np.repeat(frames, factor, axis=1), factor, axis=2)
+
+
 def draw_centres(frame: np.ndarray, centres: np.ndarray, colour: Sequence[int], radius: int | None = None
                  ) -> np.ndarray:
     """Draws filled discs (with a dark rim) at `centres` (P, 2) (x, y) on a copy of `frame` (H, W, 3) uint8."""

@@ -25,7 +25,7 @@ def attention_images(outputs: dict, frames: np.ndarray) -> dict[str, np.ndarray]
     Returns:
       {summary name: (h, w, 3) uint8 image}.
     """
-    pictures = saliency.displayable(frames)
+    pictures = saliency.enlarge(saliency.displayable(frames))
     images = {}
     if "attention" in outputs:
         attention = np.asarray(outputs["attention"])[0]  # (d, K*H*W)

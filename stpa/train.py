@@ -55,6 +55,7 @@ def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> trainer_lib.Trai
         dropout=fv.dropout,
         weights=fv.weights,
         input_size=fv.input_size,
+        partial_bn=fv.partial_bn,
         model_options=stpa_flags.parse_options(fv.model_options, "model_options"),
         train_frames=fv.train_frames,
         batch_size=fv.batch_size,

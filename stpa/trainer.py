@@ -65,6 +65,7 @@ class TrainConfig:
     dropout: float | None = None
     weights: str | None = None
     input_size: int | None = None
+    partial_bn: bool = False
     model_options: dict = dataclasses.field(default_factory=dict)
     # Data.
     train_frames: int = 3
@@ -164,7 +165,8 @@ def validate_config(config: TrainConfig, *, check_paths: bool = True) -> None:
             raise ValueError(f"--{name}={value!r} is not allowed; choose one of {list(allowed)}.")
     if config.features_dir is not None and config.model != "st_attn":
         raise ValueError("--features_dir (cached backbone features) is only for --model=st_attn.")
-    models.validate_config(config.model, config.backbone, config.scales, config.top, config.modality)
+    models.validate_config(config.model, config.backbone, config.scales, config.top, config.modality,
+                           fusion=config.fusion, input_size=config.input_size, flow_length=config.flow_length)
     config.schedule()  # Raises on an inconsistent schedule.
     if config.train_frames < 1 or config.eval_frames < 1 or config.batch_size < 1:
         raise ValueError("--train_frames, --eval_frames and --batch_size must be >= 1.")
@@ -207,6 +209,7 @@ def build_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
         "dropout": config.dropout,
         "weights": config.weights,
         "input_size": config.resolved_input_size(),
+        "partial_bn": config.partial_bn,
         **config.model_options,
     }
 
