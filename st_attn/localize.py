@@ -1,0 +1,434 @@
+"""Weakly-supervised spatial and temporal localisation with a trained ST-attn model (Sec. 4.2, Tables 5-6).
+
+    python -m st_attn.localize --model_dir=RUN --records_dir=PREPARED [--split=test --num_frames=25]
+    python -m st_attn.localize --model_dir=RUN --features_dir=FEATURES        # a model trained on cached features
+
+Runs the model on the TSN test clips of every video of the split (n frames at the segment centres, centre crop),
+turns each frame's mask into a box and each video's temporal attention into segments (`st_attn.localization`), and
+scores them against the ground truth carried in the records (UCF101-24 boxes, THUMOS14 segments; whatever the split
+has): frame-level box mAP at α ∈ {0.05, 0.1, 0.2, 0.3} (Table 5) and segment mAP at α ∈ {0.1, ..., 0.5} (Table 6),
+next to two baselines on the same frames and videos (a centred box of the average ground-truth size; the whole clip
+as one segment). Prints the tables in the paper's layout and writes them as JSON.
+
+Detections carry the video's predicted class (argmax of the logits) and are scored by its probability times the
+attention's confidence (the mean mask value over the selected cells; the mean normalised attention over a segment),
+so mAP is per class as in the paper's benchmarks; a class-agnostic AP (where only the boxes matter) is reported too.
+By default only annotated frames are scored spatially (the spatial question; when the action happens is Table 6's);
+`--all_frames` also counts boxes on sampled frames without ground truth as false positives.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Iterable, Sequence
+
+import numpy as np
+
+from st_attn import localization as loc
+from st_attn.localization import Detection, GroundTruth
+
+
+@dataclasses.dataclass
+class VideoAttention:
+    """The attention of one test clip.
+
+    Attributes:
+      video_id: the video's id.
+      probabilities: (num_classes,) softmax of the logits.
+      mask: (n, h, w) spatial attention, or None for a model without spatial attention.
+      weights: (n_steps, n) temporal attention.
+      frame_indices: (n,) 0-based indices of the attended frames in the stored video.
+      num_frames: frames of the stored video.
+      fps: its frame rate.
+      height: stored frame height.
+      width: stored frame width.
+      label: the first ground-truth class (-1 if none).
+    """
+
+    video_id: str
+    probabilities: np.ndarray
+    mask: np.ndarray | None
+    weights: np.ndarray
+    frame_indices: np.ndarray
+    num_frames: int
+    fps: float
+    height: int
+    width: int
+    label: int = -1
+
+    @property
+    def predicted(self) -> int:
+        """The predicted class."""
+        return int(np.argmax(self.probabilities))
+
+
+def centre_crop_window(height: int, width: int, input_size: int) -> tuple[float, float, float, float]:
+    """The normalised (x1, y1, x2, y2) region of a stored frame seen by the network at test time.
+
+    Mirrors `data.augment.eval_crops` with one crop: the short side is resized to `input_size * 256 // 224`
+    (rounded), then the centre `input_size` square is cropped.
+    """
+    from data.augment import eval_scale_size
+
+    size = eval_scale_size(input_size)
+    short = min(height, width)
+    if short == size:
+        new_h, new_w = height, width
+    else:
+        scale = size / short  # the same float64 arithmetic as data.augment.resize_short_side
+        new_h, new_w = int(round(height * scale)), int(round(width * scale))
+    top, left = (new_h - input_size) // 2, (new_w - input_size) // 2
+    return left / new_w, top / new_h, (left + input_size) / new_w, (top + input_size) / new_h
+
+
+def collect_attention(
+    attention_model: Callable,
+    dataset: Iterable,
+    *,
+    max_videos: int | None = None,
+    progress: bool = True,
+) -> list[VideoAttention]:
+    """Runs an attention-outputs model over a test dataset.
+
+    Args:
+      attention_model: `st_attn.models.attention_model(model)` (dict outputs "logits", "temporal_weights", "mask").
+      dataset: batches `(inputs, labels, metadata)` (`data.pipeline.build_dataset(..., with_metadata=True)` or
+        `st_attn.features.feature_dataset(..., with_metadata=True)`), inputs already preprocessed.
+      max_videos: stop after this many videos.
+      progress: show a progress bar.
+
+    Returns:
+      One `VideoAttention` per video, in dataset order.
+    """
+    from tqdm import tqdm
+
+    videos: list[VideoAttention] = []
+    bar = tqdm(unit="video", desc="attention", disable=not progress)
+    for inputs, labels, metadata in dataset:
+        outputs = attention_model(inputs, training=False)
+        logits = np.asarray(outputs["logits"], np.float64)
+        probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        masks = np.asarray(outputs["mask"])[..., 0] if "mask" in outputs else None
+        weights = np.asarray(outputs["temporal_weights"])
+        labels = np.asarray(labels)
+        for i in range(len(logits)):
+            positives = np.flatnonzero(labels[i]) if labels.ndim == 2 else [labels[i]]
+            label = int(positives[0]) if len(positives) else -1
+            videos.append(
+                VideoAttention(
+                    video_id=metadata["video_id"][i].numpy().decode(),
+                    probabilities=probabilities[i],
+                    mask=None if masks is None else masks[i],
+                    weights=weights[i],
+                    frame_indices=metadata["frame_indices"][i].numpy(),
+                    num_frames=int(metadata["num_frames"][i]),
+                    fps=float(metadata["fps"][i]),
+                    height=int(metadata["height"][i]),
+                    width=int(metadata["width"][i]),
+                    label=label,
+                )
+            )
+            bar.update(1)
+            if max_videos is not None and len(videos) >= max_videos:
+                bar.close()
+                return videos
+    bar.close()
+    return videos
+
+
+def spatial_detections(
+    videos: Sequence[VideoAttention],
+    annotations: dict[str, dict],
+    *,
+    input_size: int,
+    threshold: float = 0.5,
+    all_frames: bool = False,
+) -> tuple[list[Detection], list[Detection], list[GroundTruth]]:
+    """Boxes from the masks of the sampled frames (Sec. 4.2.1), the centred-box baseline, and the ground truth.
+
+    Args:
+      videos: the collected attention.
+      annotations: `data.records.read_annotations(split_dir)`.
+      input_size: the network's input side (for the test crop geometry).
+      threshold: mask threshold (0.5).
+      all_frames: also score sampled frames without ground-truth boxes (their boxes are false positives).
+
+    Returns:
+      (ours, centred-box baseline, ground truth); keys are (video_id, frame_index).
+    """
+    ours: list[Detection] = []
+    truths: list[GroundTruth] = []
+    frames_for_baseline: list[tuple[tuple[str, int], VideoAttention]] = []
+    for video in videos:
+        if video.mask is None:
+            raise ValueError("The model has no spatial attention (built with spatial_attention=False): no boxes.")
+        entry = annotations.get(video.video_id, {})
+        boxes = entry.get("boxes", {})
+        box_labels = entry.get("box_labels", {})
+        window = centre_crop_window(video.height, video.width, input_size)
+        predicted = video.predicted
+        probability = float(video.probabilities[predicted])
+        for t, frame_index in enumerate(video.frame_indices):
+            frame_index = int(frame_index)
+            key = (video.video_id, frame_index)
+            gt_boxes = boxes.get(frame_index)
+            if gt_boxes is None and not all_frames:
+                continue
+            if gt_boxes is not None:
+                labels = box_labels.get(frame_index, np.full(len(gt_boxes), video.label))
+                truths.extend(GroundTruth(key, box, int(label)) for box, label in zip(gt_boxes, labels))
+            frames_for_baseline.append((key, video))
+            box = loc.box_from_mask(video.mask[t], (video.height, video.width), threshold, window)
+            if box is None:
+                continue
+            confidence = float(video.mask[t][video.mask[t] > threshold].mean())
+            ours.append(Detection(key, box, probability * confidence, predicted))
+    baseline: list[Detection] = []
+    if truths:
+        centred = loc.centred_box(loc.average_box_size(truth.region for truth in truths))
+        baseline = [
+            Detection(key, centred, float(video.probabilities[video.predicted]), video.predicted)
+            for key, video in frames_for_baseline
+        ]
+    return ours, baseline, truths
+
+
+def temporal_detections(
+    videos: Sequence[VideoAttention], annotations: dict[str, dict], *, threshold: float = 0.5
+) -> tuple[list[Detection], list[Detection], list[GroundTruth]]:
+    """Segments from the temporal attention (Sec. 4.2.2), the whole-clip baseline, and the ground truth.
+
+    Returns:
+      (ours, whole-clip baseline, ground truth); keys are video ids. Only videos with ground-truth segments count.
+    """
+    ours: list[Detection] = []
+    baseline: list[Detection] = []
+    truths: list[GroundTruth] = []
+    for video in videos:
+        entry = annotations.get(video.video_id, {})
+        segments = np.asarray(entry.get("segments", np.zeros((0, 2))), np.float64).reshape(-1, 2)
+        if not len(segments):
+            continue
+        segment_labels = np.asarray(entry.get("segment_labels", []), np.int64).reshape(-1)
+        if len(segment_labels) != len(segments):
+            segment_labels = np.full(len(segments), video.label)
+        truths.extend(GroundTruth(video.video_id, s, int(c)) for s, c in zip(segments, segment_labels))
+        predicted = video.predicted
+        probability = float(video.probabilities[predicted])
+        importance = loc.frame_importance(video.weights)
+        for start, end, score in loc.segments_from_weights(
+            importance, num_frames=video.num_frames, fps=video.fps, threshold=threshold
+        ):
+            ours.append(Detection(video.video_id, np.array([start, end]), probability * score, predicted))
+        baseline.append(
+            Detection(video.video_id, loc.whole_clip_segment(video.num_frames, video.fps), probability, predicted)
+        )
+    return ours, baseline, truths
+
+
+def localize(
+    videos: Sequence[VideoAttention],
+    annotations: dict[str, dict],
+    *,
+    input_size: int,
+    threshold: float = 0.5,
+    all_frames: bool = False,
+) -> dict:
+    """Tables 5 and 6 (whichever the ground truth allows) for the collected attention.
+
+    Returns:
+      {"spatial": {...} or None, "temporal": {...} or None, "classification": {"top1", "videos"}}, each table
+      {"thresholds": [...], "rows": {method: [mAP per α]}, "frames"/"videos": counts}.
+    """
+    result: dict = {
+        "classification": {
+            "videos": len(videos),
+            "top1": float(np.mean([v.predicted == v.label for v in videos])) if videos else 0.0,
+        },
+        "spatial": None,
+        "temporal": None,
+    }
+    if videos and videos[0].mask is not None:
+        ours, baseline, truths = spatial_detections(
+            videos, annotations, input_size=input_size, threshold=threshold, all_frames=all_frames
+        )
+        if truths:
+            alphas = loc.SPATIAL_THRESHOLDS
+            result["spatial"] = {
+                "thresholds": list(alphas),
+                "frames": len({t.key for t in truths}),
+                "rows": {
+                    "ST-attn (ours)": list(loc.frame_map(ours, truths, alphas).values()),
+                    "Centred box of average GT size": list(loc.frame_map(baseline, truths, alphas).values()),
+                    "ST-attn, class-agnostic AP": list(loc.frame_map(ours, truths, alphas, True).values()),
+                    "Centred box, class-agnostic AP": list(loc.frame_map(baseline, truths, alphas, True).values()),
+                },
+            }
+    ours, baseline, truths = temporal_detections(videos, annotations, threshold=threshold)
+    if truths:
+        alphas = loc.TEMPORAL_THRESHOLDS
+        result["temporal"] = {
+            "thresholds": list(alphas),
+            "videos": len({t.key for t in truths}),
+            "rows": {
+                "ST-attn (ours)": list(loc.segment_map(ours, truths, alphas).values()),
+                "Whole clip as one segment": list(loc.segment_map(baseline, truths, alphas).values()),
+                "ST-attn, class-agnostic AP": list(loc.segment_map(ours, truths, alphas, True).values()),
+                "Whole clip, class-agnostic AP": list(loc.segment_map(baseline, truths, alphas, True).values()),
+            },
+        }
+    return result
+
+
+def format_tables(result: dict) -> str:
+    """The paper's layout: one row per method, one column per IoU threshold α, mAP in %."""
+    lines = []
+    titles = {
+        "spatial": "Spatial action localisation (Table 5 of Meng et al.): frame mAP at IoU α",
+        "temporal": "Temporal action localisation (Table 6 of Meng et al.): segment mAP at tIoU α",
+    }
+    for name in ("spatial", "temporal"):
+        table = result.get(name)
+        if not table:
+            continue
+        count = f"{table['frames']} annotated frames" if name == "spatial" else f"{table['videos']} videos"
+        lines.append(f"{titles[name]} ({count})")
+        width = max(len(method) for method in table["rows"]) + 2
+        lines.append("Method".ljust(width) + "".join(f"α = {a:<6}" for a in table["thresholds"]))
+        for method, values in table["rows"].items():
+            lines.append(method.ljust(width) + "".join(f"{100 * v:6.1f}%   " for v in values))
+        lines.append("")
+    if not lines:
+        lines.append("No localisation ground truth (boxes or segments) in this split.")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("model_dir", None, "Run directory of `python -m stpa.train` (config.json + checkpoints).")
+    flags.DEFINE_string("model_path", None, "Or: a saved .keras ST-attn model (then give --backbone, --input_size).")
+    flags.DEFINE_string("records_dir", None, "Prepared dataset (data.prepare --out_dir): frames and ground truth.")
+    flags.DEFINE_string(
+        "features_dir",
+        None,
+        "Cached features (st_attn.features --out_dir) for a model trained on "
+        "them; ground truth from --records_dir or the records the features came from.",
+    )
+    flags.DEFINE_string("split", "test", "Split directory to localise.")
+    flags.DEFINE_integer("num_frames", 25, "n, frames per test clip (segment centres).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 4, "Clips per forward pass.", lower_bound=1)
+    flags.DEFINE_float("threshold", 0.5, "Mask / normalised temporal attention threshold (Sec. 4.2).")
+    flags.DEFINE_boolean("all_frames", False, "Score boxes on sampled frames without ground truth as false positives.")
+    flags.DEFINE_integer("max_videos", None, "Only the first N videos (quick looks).")
+    flags.DEFINE_string("backbone", None, "With --model_path: the backbone (for the input normalisation).")
+    flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "With --model_path: the stream.")
+    flags.DEFINE_integer("input_size", None, "With --model_path: the input size.")
+    flags.DEFINE_string(
+        "output", None, "JSON output (default: <model_dir or model_path dir>/localization_<split>.json)."
+    )
+
+
+def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None, modality="rgb", input_size=None):
+    """The model and its build arguments from a run directory (`stpa.checkpoints.load_model`) or a .keras file.
+
+    Returns:
+      (keras.Model, {"backbone", "modality", "flow_length", "input_size", "feature_shape"}).
+    """
+    import keras
+
+    if bool(model_dir) == bool(model_path):
+        raise ValueError("Pass exactly one of --model_dir (a stpa.train run) or --model_path (a .keras file).")
+    if model_dir:
+        from stpa import checkpoints
+
+        model = checkpoints.load_model(model_dir)
+        build = checkpoints.load_run_config(model_dir)["build"]
+    else:
+        if not os.path.exists(model_path):
+            raise FileNotFoundError(f"--model_path={model_path} does not exist.")
+        import st_attn.layers  # noqa: F401 - registers the layers for deserialisation.
+
+        model = keras.models.load_model(model_path)
+        build = {"backbone": backbone, "modality": modality, "input_size": input_size}
+    build.setdefault("flow_length", 5)
+    build.setdefault("feature_shape", None)
+    return model, build
+
+
+def main(argv: Sequence[str]) -> None:
+    """Collects the attention of the split, scores it, prints the tables and writes the JSON."""
+    del argv
+    from absl import flags
+
+    from data import records as record_format
+    from st_attn import features, models
+
+    config = flags.FLAGS
+    model, build = load_trained(
+        config.model_dir,
+        config.model_path,
+        backbone=config.backbone,
+        modality=config.modality,
+        input_size=config.input_size,
+    )
+    probe = models.attention_model(model)
+    if config.features_dir:
+        split_dir = os.path.join(config.features_dir, config.split)
+        manifest = features.read_feature_manifest(split_dir)
+        input_size = int(manifest["input_size"])
+        dataset = features.feature_dataset(
+            split_dir,
+            training=False,
+            batch_size=config.batch_size,
+            num_frames=min(config.num_frames, manifest["num_frames"]),
+            with_metadata=True,
+        )
+        records_split = (
+            os.path.join(config.records_dir, config.split) if config.records_dir else manifest["source_records"]
+        )
+    else:
+        if not config.records_dir:
+            raise ValueError("--records_dir is required (or --features_dir for a model trained on cached features).")
+        from data import pipeline
+        from stpa.preprocessing import preprocess_for
+
+        if not build.get("backbone") or not build.get("input_size"):
+            raise ValueError("With --model_path give --backbone and --input_size (the input normalisation and size).")
+        records_split = os.path.join(config.records_dir, config.split)
+        input_size = int(build["input_size"])
+        dataset = pipeline.build_dataset(
+            records_split,
+            training=False,
+            num_frames=config.num_frames,
+            batch_size=config.batch_size,
+            modality=build["modality"],
+            flow_length=int(build["flow_length"]),
+            input_size=input_size,
+            preprocess=preprocess_for(build["backbone"], build["modality"]),
+            with_metadata=True,
+        )
+    annotations = record_format.read_annotations(records_split)
+    videos = collect_attention(probe, dataset, max_videos=config.max_videos)
+    result = localize(
+        videos, annotations, input_size=input_size, threshold=config.threshold, all_frames=config.all_frames
+    )
+    print(f"{len(videos)} videos, top-1 {100 * result['classification']['top1']:.1f}%\n")
+    print(format_tables(result))
+    output = config.output or os.path.join(
+        config.model_dir or os.path.dirname(os.path.abspath(config.model_path)), f"localization_{config.split}.json"
+    )
+    record_format.write_json_atomic(output, result)
+    print(f"wrote {output}")
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)

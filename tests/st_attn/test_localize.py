@@ -1,0 +1,130 @@
+"""st_attn.localize: crop geometry, detections from hand-made attention, and the command line on a saved model."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import augment
+from data import records as record_format
+from st_attn import localize, models
+from tests.st_attn import records_helper
+
+H, W, S = 40, 48, 16
+OFF_CENTRE_BOX = (0.0625, 0.1, 0.3125, 0.5)
+
+
+def test_centre_crop_window_matches_the_test_pipeline():
+    # A frame whose pixels hold their own normalised centre coordinates; the test crop's corner pixels tell where it is.
+    ys, xs = np.meshgrid((np.arange(H) + 0.5) / H, (np.arange(W) + 0.5) / W, indexing="ij")
+    frame = np.stack([xs, ys, np.zeros_like(xs)], axis=-1)[None].astype(np.float32)  # (1, H, W, 3)
+    crop = augment.eval_crops(tf.constant(frame), S, 1, "rgb").numpy()[0, 0]  # (S, S, 3)
+    x1, y1, x2, y2 = localize.centre_crop_window(H, W, S)
+    np.testing.assert_allclose(crop[0, 0, :2], [x1 + (x2 - x1) / (2 * S), y1 + (y2 - y1) / (2 * S)], atol=2e-3)
+    np.testing.assert_allclose(crop[-1, -1, :2], [x2 - (x2 - x1) / (2 * S), y2 - (y2 - y1) / (2 * S)], atol=2e-3)
+    assert localize.centre_crop_window(256, 340, 224) == pytest.approx((58 / 340, 16 / 256, 282 / 340, 240 / 256))
+
+
+@pytest.fixture(scope="module")
+def split(tmp_path_factory):
+    examples = [
+        records_helper.video(f"v{i}", i % 2, num_frames=12, height=H, width=W, box=OFF_CENTRE_BOX, first=3, last=6)
+        for i in range(4)
+    ]
+    return records_helper.write_split(str(tmp_path_factory.mktemp("records") / "test"), examples)
+
+
+def _perfect_attention(video_id, label, annotation, n=6):
+    """Attention that marks exactly the ground-truth box (in the crop) and the ground-truth frames."""
+    x1, y1, x2, y2 = localize.centre_crop_window(H, W, S)
+    centres = (np.arange(S) + 0.5) / S
+    box = np.asarray(OFF_CENTRE_BOX)
+    inside_x = (x1 + centres * (x2 - x1) > box[0]) & (x1 + centres * (x2 - x1) < box[2])
+    inside_y = (y1 + centres * (y2 - y1) > box[1]) & (y1 + centres * (y2 - y1) < box[3])
+    mask = np.where(inside_y[:, None] & inside_x[None, :], 0.9, 0.1)[None].repeat(n, axis=0)  # (n, S, S)
+    frame_indices = np.floor(12 / n / 2 + 12 / n * np.arange(n)).astype(int)  # TSN centres: 1, 3, 5, 7, 9, 11
+    active = np.isin(frame_indices, list(annotation["boxes"]))  # frames 3..6 -> sampled 3, 5
+    weights = np.where(active, 1.0, 0.01)[None].repeat(n, axis=0)
+    probabilities = np.eye(2)[label] * 0.8 + 0.1
+    return localize.VideoAttention(
+        video_id,
+        probabilities,
+        mask,
+        weights / weights.sum(-1, keepdims=True),
+        frame_indices,
+        12,
+        records_helper.FPS,
+        H,
+        W,
+        label,
+    )
+
+
+def test_perfect_attention_beats_the_baselines(split):
+    annotations = record_format.read_annotations(split)
+    videos = [_perfect_attention(vid, a["labels"][0], a) for vid, a in sorted(annotations.items())]
+    result = localize.localize(videos, annotations, input_size=S)
+    spatial, temporal = result["spatial"], result["temporal"]
+    assert spatial["frames"] == 4 * 2  # annotated sampled frames: 3 and 5 of each video
+    assert spatial["rows"]["ST-attn (ours)"] == [1.0, 1.0, 1.0, 1.0]
+    assert spatial["rows"]["Centred box of average GT size"] == [0.0, 0.0, 0.0, 0.0]  # off-centre: no overlap
+    # Selected frames 3, 5 stand for seconds [0.2, 0.6) against the truth [0.3, 0.7): tIoU 0.3 / 0.5 = 0.6.
+    assert temporal["rows"]["ST-attn (ours)"] == [1.0, 1.0, 1.0, 1.0, 1.0]
+    # The whole clip [0, 1.2) has tIoU 0.4 / 1.2 = 1/3 with it.
+    assert temporal["rows"]["Whole clip as one segment"] == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert result["classification"] == {"videos": 4, "top1": 1.0}
+    table = localize.format_tables(result)
+    assert "Table 5" in table and "Table 6" in table and "100.0%" in table
+
+
+def test_wrong_class_costs_class_aware_map_only(split):
+    annotations = record_format.read_annotations(split)
+    videos = [_perfect_attention(vid, 1 - a["labels"][0], a) for vid, a in sorted(annotations.items())]
+    result = localize.localize(videos, annotations, input_size=S)
+    assert result["spatial"]["rows"]["ST-attn (ours)"] == [0.0] * 4
+    assert result["spatial"]["rows"]["ST-attn, class-agnostic AP"] == [1.0] * 4
+
+
+@pytest.mark.slow
+def test_command_line_on_a_saved_model(split, tmp_path):
+    frames = keras.Input((S, S, 3))
+    extractor = keras.Model(frames, keras.layers.Conv2D(8, 3, strides=4, padding="same")(frames))
+    model = models.build_st_attn_network(
+        2, feature_extractor=extractor, mask_filters=(4, 4), lstm_units=4, init_filters=4, attention_units=4
+    )
+    model_path = str(tmp_path / "model.keras")
+    model.save(model_path)
+    output = str(tmp_path / "result.json")
+    records_dir = os.path.dirname(split)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "st_attn.localize",
+            f"--model_path={model_path}",
+            f"--records_dir={records_dir}",
+            "--split=test",
+            "--backbone=tiny",
+            f"--input_size={S}",
+            "--num_frames=6",
+            f"--output={output}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert "Table 5" in completed.stdout and "Table 6" in completed.stdout
+    with open(output) as f:
+        result = json.load(f)
+    assert result["classification"]["videos"] == 4
+    for table in (result["spatial"], result["temporal"]):
+        for values in table["rows"].values():
+            assert all(0.0 <= v <= 1.0 for v in values)
