@@ -1,0 +1,304 @@
+"""The TSN `tf.data` input pipeline over the records written by `data.prepare`.
+
+Per video record: parse -> choose the K segment frames (`data.sampling`) -> gather only their encoded JPEGs -> decode
+those (training: `tf.image.decode_and_crop_jpeg` decodes just the crop window) -> augment (`data.augment`) ->
+batch -> ``preprocess`` (the backbone's normalisation) -> prefetch.
+
+Every random choice of a clip (segment offsets, crop size and position, flip) comes from one per-clip seed drawn from
+`tf.data.Dataset.random(seed)`, through stateless random ops, so ``seed`` + ``deterministic=True`` reproduce a
+training stream exactly. Test datasets are always read in a fixed order (one pass, no shuffling), so their scores
+line up with ``metadata["video_id"]``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+import tensorflow as tf
+
+from data import augment, sampling
+from data import records as record_format
+from data.records import read_manifest
+
+__all__ = ["build_dataset", "read_manifest"]
+
+MODALITIES = ("rgb", "flow")
+DEFAULT_SHUFFLE_BUFFER = 64
+# Shards read concurrently; more only costs memory once the decode work is parallel.
+MAX_CYCLE_LENGTH = 8
+
+
+def _decode(encoded: tf.Tensor, channels: int, crop_window: tf.Tensor | None) -> tf.Tensor:
+    """Decodes (N,) JPEG strings to uint8 (N, h, w, channels), only ``crop_window`` (y, x, h, w) if given."""
+
+    def decode_one(data):
+        if crop_window is None:
+            return tf.io.decode_jpeg(data, channels=channels)
+        return tf.image.decode_and_crop_jpeg(data, crop_window, channels=channels)
+
+    return tf.map_fn(
+        decode_one, encoded, fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8)
+    )
+
+
+def _interleave_flow(flow_x: tf.Tensor, flow_y: tf.Tensor, num_segments: int, flow_length: int) -> tf.Tensor:
+    """(K*L, H, W, 1) x and y -> (K, H, W, 2L) with channels x0, y0, x1, y1, ... (TSN's flow stack order)."""
+    shape = tf.shape(flow_x)
+    height, width = shape[1], shape[2]
+    x = tf.reshape(flow_x, [num_segments, flow_length, height, width])
+    y = tf.reshape(flow_y, [num_segments, flow_length, height, width])
+    stacked = tf.stack([x, y], axis=-1)  # (K, L, H, W, 2)
+    stacked = tf.transpose(stacked, [0, 2, 3, 1, 4])  # (K, H, W, L, 2)
+    return tf.reshape(stacked, [num_segments, height, width, 2 * flow_length])  # (K, H, W, 2L)
+
+
+def _make_clip_fn(
+    *,
+    training: bool,
+    num_frames: int,
+    modality: str,
+    flow_length: int,
+    input_size: int,
+    crops: int,
+    multi_label: bool,
+    num_classes: int | None,
+    scales: Sequence[float],
+    more_fix_crop: bool,
+    max_distort: int,
+    with_metadata: bool,
+) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
+    """The per-record function: (serialized record, int64 (2,) seed) -> (frames, label[, metadata])."""
+    new_length = 1 if modality == "rgb" else flow_length
+    channels = 3 if modality == "rgb" else 2 * flow_length
+
+    def clip_fn(serialized: tf.Tensor, seed: tf.Tensor):
+        context, sequence = record_format.parse_sequence_example(serialized, modality)
+        sampling_seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
+        if modality == "rgb":
+            available = tf.shape(sequence[record_format.IMAGE])[0]
+        else:
+            available = tf.shape(sequence[record_format.FLOW_X])[0]
+        with tf.control_dependencies(
+            [tf.debugging.assert_positive(available, message=f"a record has no {modality} frames")]
+        ):
+            available = tf.identity(available)
+        if training:
+            uniforms = tf.random.stateless_uniform([num_frames], sampling_seed, dtype=tf.float64)
+            offsets = sampling.train_offsets_tf(available, num_frames, uniforms, new_length)  # (K,)
+        else:
+            offsets = sampling.centre_offsets_tf(available, num_frames, new_length)  # (K,)
+        indices = tf.reshape(sampling.stack_indices_tf(offsets, new_length, available), [-1])  # (K*L,)
+
+        if modality == "rgb":
+            selected = [tf.gather(sequence[record_format.IMAGE], indices)]  # (K,) encoded
+        else:
+            selected = [
+                tf.gather(sequence[record_format.FLOW_X], indices),
+                tf.gather(sequence[record_format.FLOW_Y], indices),
+            ]
+        image_shape = tf.image.extract_jpeg_shape(selected[0][0])
+        height, width = image_shape[0], image_shape[1]
+        depth = 3 if modality == "rgb" else 1
+
+        if training:
+            crop_uniforms = tf.random.stateless_uniform([2], crop_seed, dtype=tf.float64)
+            window = augment.multiscale_crop_window_tf(
+                height, width, input_size, crop_uniforms, scales, max_distort, more_fix_crop
+            )
+            decoded = [
+                tf.image.resize(_decode(s, depth, window), [input_size, input_size], method="bilinear")
+                for s in selected
+            ]  # each (K*L, S, S, depth) float32
+        else:
+            decoded = [tf.cast(_decode(s, depth, None), tf.float32) for s in selected]  # (K*L, H, W, depth)
+
+        if modality == "rgb":
+            frames = decoded[0]  # (K, H', W', 3)
+        else:
+            frames = _interleave_flow(decoded[0], decoded[1], num_frames, flow_length)  # (K, H', W', 2L)
+
+        if training:
+            flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+            frames = tf.cond(flip, lambda: augment.flip_horizontally(frames, modality), lambda: frames)
+            frames = tf.ensure_shape(frames, [num_frames, input_size, input_size, channels])
+        else:
+            frames = augment.eval_crops(frames, input_size, crops, modality)  # (crops, K, S, S, C)
+            frames = tf.ensure_shape(frames, [crops, num_frames, input_size, input_size, channels])
+            if crops == 1:
+                frames = frames[0]  # (K, S, S, C)
+
+        label_index = tf.cast(context[record_format.LABEL_INDEX], tf.int32)
+        if multi_label:
+            labels = tf.minimum(tf.reduce_sum(tf.one_hot(label_index, num_classes, dtype=tf.float32), axis=0), 1.0)
+        else:
+            labels = tf.concat([label_index, [-1]], axis=0)[0]  # first label; -1 for an unlabelled video
+        if not with_metadata:
+            return frames, labels
+        metadata = {
+            "video_id": context[record_format.VIDEO_ID],
+            "frame_indices": offsets,
+            "num_frames": tf.cast(context[record_format.NUM_FRAMES], tf.int32),
+            "fps": context[record_format.FPS],
+            "height": tf.cast(context[record_format.HEIGHT], tf.int32),
+            "width": tf.cast(context[record_format.WIDTH], tf.int32),
+        }
+        return frames, labels, metadata
+
+    return clip_fn
+
+
+def build_dataset(
+    records: str | list[str],
+    *,
+    training: bool,
+    num_frames: int,
+    batch_size: int,
+    modality: str = "rgb",
+    flow_length: int = 5,
+    input_size: int = 224,
+    crops: int = 1,
+    preprocess: Callable[[tf.Tensor], tf.Tensor] | None = None,
+    multi_label: bool = False,
+    num_classes: int | None = None,
+    seed: int | None = None,
+    deterministic: bool = False,
+    input_context: tf.distribute.InputContext | None = None,
+    repeat: int | None = None,
+    with_metadata: bool = False,
+    scales: Sequence[float] = augment.TSN_SCALES,
+    more_fix_crop: bool = True,
+    max_distort: int = 1,
+    shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
+    drop_remainder: bool | None = None,
+) -> tf.data.Dataset:
+    """TSN clips from prepared record_format.
+
+    Args:
+      records: a split directory written by `data.prepare` (``*.tfrecord`` + ``manifest.json``), a glob, or a list
+        of shard files.
+      training: training (random segment frames, multi-scale crop + flip, shuffled, repeated) or testing
+        (segment centres, ``crops`` test crops, one pass in a fixed order).
+      num_frames: K, the number of segments (frames or flow stacks) per clip.
+      batch_size: the GLOBAL batch size; with ``input_context`` each replica gets
+        ``input_context.get_per_replica_batch_size(batch_size)``.
+      modality: "rgb" (C = 3) or "flow" (C = 2 * flow_length, channels x0, y0, x1, y1, ...).
+      flow_length: consecutive flow frames per stack (TSN: 5).
+      input_size: S, the square model input side.
+      crops: test crops 1, 3 or 10 (training: 1).
+      preprocess: maps float32 frames in [0, 255] (any leading dims) to the model's input range; identity if None.
+      multi_label: labels as float32 multi-hot (B, num_classes) (Charades) instead of int32 (B,).
+      num_classes: classes for multi-hot labels; default from the manifest.
+      seed: seed of every random choice (file order, shuffling, sampling, crops, flips).
+      deterministic: fixed element order (with ``seed``: a reproducible stream) at some cost in speed.
+      input_context: `tf.distribute.InputContext` from `Strategy.distribute_datasets_from_function`: reads the
+        ``input_pipeline_id``-th of ``num_input_pipelines`` parts (by shard file when there are enough files).
+      repeat: passes over the data; None = forever for training, once for testing.
+      with_metadata: also yield a metadata dict (see Returns).
+      scales: multi-scale crop scales (TSN: 1, .875, .75, .66).
+      more_fix_crop: 13 crop positions instead of 5.
+      max_distort: most scale steps between crop height and width.
+      shuffle_buffer: records in the training shuffle buffer (each record is a whole encoded video).
+      drop_remainder: drop a last partial batch; default True for training, False for testing.
+
+    Returns:
+      `tf.data.Dataset` of ``(frames, labels)`` or ``(frames, labels, metadata)``:
+      frames float32 (B, K, S, S, C), or (B, crops, K, S, S, C) when testing with crops in {3, 10};
+      labels int32 (B,) or float32 (B, num_classes) multi-hot;
+      metadata {"video_id": string (B,), "frame_indices": int32 (B, K) 0-based sampled frame (flow: stack start)
+      indices, "num_frames": int32 (B,), "fps": float32 (B,), "height"/"width": int32 (B,) of the stored frames}.
+
+    Raises:
+      ValueError: bad arguments (named, with the allowed values).
+      FileNotFoundError: no shards.
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if crops not in (1, 3, 10):
+        raise ValueError(f"crops must be 1, 3 or 10, got {crops}")
+    if training and crops != 1:
+        raise ValueError("crops > 1 is a test-time option; training uses one random multi-scale crop.")
+    if num_frames < 1 or batch_size < 1 or input_size < 1 or flow_length < 1:
+        raise ValueError("num_frames, batch_size, input_size and flow_length must be >= 1.")
+
+    files = record_format.record_files(records)
+    split_dir = record_format.split_dir_of(records)
+    manifest = read_manifest(split_dir) if split_dir else None
+    if manifest is not None:
+        if modality == "flow" and not manifest.get("has_flow", True):
+            raise ValueError(
+                f"{split_dir} was prepared without flow (--flow=none): re-run data.prepare with --flow=tvl1 (or dis, "
+                "farneback) to train the flow stream."
+            )
+        if num_classes is None:
+            num_classes = int(manifest["num_classes"])
+        if bool(manifest.get("multi_label")) and not multi_label:
+            logging.warning("%s is multi-label; using each video's first label (pass multi_label=True).", split_dir)
+    if multi_label and not num_classes:
+        raise ValueError("multi_label=True needs num_classes (no manifest.json next to the records).")
+
+    per_replica_batch = batch_size
+    pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    ordered = deterministic or not training
+
+    dataset = tf.data.Dataset.from_tensor_slices(files)
+    shard_by_file = pipelines > 1 and len(files) >= pipelines
+    if shard_by_file:
+        dataset = dataset.shard(pipelines, pipeline_id)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        tf.data.TFRecordDataset,
+        cycle_length=min(len(files), MAX_CYCLE_LENGTH),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=ordered,
+    )
+    if pipelines > 1 and not shard_by_file:
+        dataset = dataset.shard(pipelines, pipeline_id)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    passes = repeat if repeat is not None else (None if training else 1)
+    if passes != 1:
+        dataset = dataset.repeat(passes)
+
+    if training:
+        clip_seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    else:
+        clip_seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
+    dataset = tf.data.Dataset.zip((dataset, clip_seeds))
+    clip_fn = _make_clip_fn(
+        training=training,
+        num_frames=num_frames,
+        modality=modality,
+        flow_length=flow_length,
+        input_size=input_size,
+        crops=crops,
+        multi_label=multi_label,
+        num_classes=num_classes,
+        scales=tuple(scales),
+        more_fix_crop=more_fix_crop,
+        max_distort=max_distort,
+        with_metadata=with_metadata,
+    )
+    dataset = dataset.map(clip_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    dataset = dataset.batch(
+        per_replica_batch,
+        drop_remainder=training if drop_remainder is None else drop_remainder,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=ordered,
+    )
+    if preprocess is not None:
+
+        def apply_preprocess(frames, *rest):
+            return (preprocess(frames), *rest)
+
+        dataset = dataset.map(apply_preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    options = tf.data.Options()
+    options.deterministic = ordered
+    if input_context is not None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,466 @@
+"""Raw dataset -> sharded SequenceExample records: the library behind ``python -m data.prepare``.
+
+Work is split into shards fixed in advance (video i of a split goes to shard ``i % num_shards``, so every shard mixes
+classes). Worker processes (`data.extract`, no TensorFlow) decode videos, compute flow and encode JPEGs; this process
+writes each shard to a temporary name, writes its ``.json`` index, then renames the shard into place. A shard file
+therefore exists only when complete, and a re-run with the same settings skips it: a killed run loses at most the
+shards in flight. Shards can also be divided among machines (``task_index`` / ``num_tasks``: shard s belongs to task
+``s % num_tasks``); whichever task completes the last shard writes ``manifest.json`` and ``failures.txt``.
+
+TensorFlow is imported lazily here: this module is imported by the spawned worker processes' main module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import glob
+import hashlib
+import json
+import logging
+import math
+import multiprocessing
+import os
+import time
+from typing import Any
+
+from data import extract as extract_lib
+from data import flow as flow_lib
+from data.datasets import annotations, charades, hmdb51, lists, thumos14, ucf101
+from data.datasets.base import DatasetLayoutError, DatasetSplits, VideoTask
+
+DATASETS = ("ucf101", "ucf101_24", "hmdb51", "charades", "thumos14", "rawframes", "videos")
+SPLIT_NAMES = ("train", "test")
+
+
+@dataclasses.dataclass
+class SplitSummary:
+    """What one run did to one split."""
+
+    split: str
+    num_shards: int
+    shards_written: int = 0
+    shards_skipped: int = 0
+    videos_written: int = 0
+    frames_written: int = 0
+    failures: list[tuple[str, str]] = dataclasses.field(default_factory=list)  # (source, reason), this task's shards
+    manifest_written: bool = False
+    seconds: float = 0.0
+
+
+def load_dataset(
+    dataset: str,
+    raw_dir: str,
+    *,
+    split: int = 1,
+    boxes_pkl: str | None = None,
+    segments_dir: str | None = None,
+    class_names_file: str | None = None,
+    train_list: str | None = None,
+    test_list: str | None = None,
+    multi_label: bool | None = None,
+    drop_multi_label: bool = True,
+) -> DatasetSplits:
+    """Parses a raw dataset and attaches optional localisation ground truth.
+
+    Args:
+      dataset: one of `DATASETS`.
+      raw_dir: the raw dataset root.
+      split: official split 1-3 (UCF101, HMDB51, UCF101-24).
+      boxes_pkl: ``UCF101v2-GT.pkl`` whose boxes go into the records ("none" disables; default:
+        ``RAW/UCF101v2-GT.pkl`` if present).
+      segments_dir: folder of THUMOS-style ``<Class>_{val,test}.txt`` files whose segments go into the records
+        ("none" disables; default: ``RAW/annotations`` if present).
+      class_names_file: class names for thumos14 / videos / rawframes.
+      train_list: list file of the train split (videos / rawframes).
+      test_list: list file of the test split.
+      multi_label: force multi-label (videos / rawframes).
+      drop_multi_label: THUMOS14: drop videos with several classes (Meng et al.).
+
+    Returns:
+      the parsed dataset.
+
+    Raises:
+      DatasetLayoutError: the raw data is not in the expected layout (the message says what to do).
+    """
+    if dataset not in DATASETS:
+        raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
+    if not os.path.isdir(raw_dir):
+        raise DatasetLayoutError(f"--raw_dir {raw_dir} is not a directory")
+
+    def optional(path: str | None, default: str) -> str | None:
+        if path is not None:
+            return None if path.lower() in ("", "none") else path
+        candidate = os.path.join(raw_dir, default)
+        return candidate if os.path.exists(candidate) else None
+
+    boxes_pkl = optional(boxes_pkl, "UCF101v2-GT.pkl")
+    segments_dir = optional(segments_dir, "annotations")
+    class_names = None
+    if class_names_file:
+        from data.datasets.base import parse_class_names_file
+
+        class_names = parse_class_names_file(class_names_file)
+
+    if dataset == "ucf101":
+        parsed = ucf101.load(raw_dir, split)
+    elif dataset == "ucf101_24":
+        if boxes_pkl is None:
+            raise DatasetLayoutError("--dataset=ucf101_24 needs --boxes_pkl=PATH/UCF101v2-GT.pkl")
+        parsed = ucf101.load_ucf101_24(raw_dir, boxes_pkl, split)
+        boxes_pkl = None  # already attached
+    elif dataset == "hmdb51":
+        parsed = hmdb51.load(raw_dir, split)
+    elif dataset == "charades":
+        parsed = charades.load(raw_dir)
+        segments_dir = None  # Charades carries its own segments
+    elif dataset == "thumos14":
+        parsed = thumos14.load(
+            raw_dir, segments_dir=segments_dir, class_names=class_names, drop_multi_label=drop_multi_label
+        )
+        segments_dir = None  # already attached
+    else:
+        parsed = lists.load(
+            raw_dir,
+            kind=dataset,
+            train_list=train_list,
+            test_list=test_list,
+            class_names_file=class_names_file,
+            multi_label=multi_label,
+        )
+    boxes = None
+    if boxes_pkl is not None:
+        boxes = annotations.boxes_from_ucf101_24(annotations.load_ucf101_24_pickle(boxes_pkl))
+    segments = annotations.load_segment_files(segments_dir, parsed.class_names) if segments_dir else None
+    if boxes is not None or segments is not None:
+        counts = annotations.attach(parsed, boxes=boxes, segments=segments)
+        logging.info(
+            "Ground truth attached: boxes for %d videos (%s), segments for %d videos (%s).",
+            counts["boxes"],
+            boxes_pkl,
+            counts["segments"],
+            segments_dir,
+        )
+    return parsed
+
+
+def _fingerprint(
+    dataset_name: str, split: str, tasks: list[VideoTask], class_names: list[str], options: dict, num_shards: int
+) -> str:
+    """Hash of everything that decides the split's records (not workers, not task partitioning)."""
+    content = json.dumps(
+        {
+            "dataset": dataset_name,
+            "split": split,
+            "videos": [(t.video_id, list(t.labels)) for t in tasks],
+            "classes": class_names,
+            "options": options,
+            "num_shards": num_shards,
+        },
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(content.encode()).hexdigest()[:16]
+
+
+def _options_dict(options: extract_lib.ExtractOptions) -> dict[str, Any]:
+    values = dataclasses.asdict(options)
+    if isinstance(values["frame_size"], tuple):
+        values["frame_size"] = list(values["frame_size"])
+    return values
+
+
+def _shard_paths(split_dir: str, split: str, index: int, num_shards: int) -> tuple[str, str]:
+    from data import records
+
+    base = os.path.join(split_dir, records.shard_name(split, index, num_shards))
+    return base + records.RECORD_SUFFIX, base + ".json"
+
+
+def _read_index(path: str) -> dict | None:
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _write_shard(
+    results: list[extract_lib.ExtractedVideo | extract_lib.ExtractionFailure],
+    *,
+    record_path: str,
+    index_path: str,
+    class_names: list[str],
+    raw_dir: str,
+    fingerprint: str,
+) -> tuple[int, int, list[tuple[str, str]]]:
+    """Writes one shard (temporary name -> index -> rename). Returns (videos, frames, failures)."""
+    import tensorflow as tf
+
+    from data import records
+
+    temporary = f"{record_path}.tmp-{os.getpid()}"
+    videos, failures = [], []
+    frames = 0
+    with tf.io.TFRecordWriter(temporary) as writer:
+        for result in results:
+            task = result.task
+            source = os.path.relpath(task.source, raw_dir) if raw_dir else task.source
+            if isinstance(result, extract_lib.ExtractionFailure):
+                failures.append({"video_id": task.video_id, "source": task.source, "reason": result.reason})
+                continue
+            example = records.make_sequence_example(
+                video_id=task.video_id,
+                labels=list(task.labels),
+                label_names=[class_names[i] for i in task.labels],
+                frames=result.frames,
+                fps=result.fps,
+                height=result.height,
+                width=result.width,
+                flow_x=result.flow_x,
+                flow_y=result.flow_y,
+                source=source,
+                boxes=result.boxes,
+                segments=task.segments,
+                segment_labels=task.segment_labels,
+            )
+            writer.write(example.SerializeToString(deterministic=True))
+            frames += len(result.frames)
+            videos.append(
+                {
+                    "video_id": task.video_id,
+                    "labels": list(task.labels),
+                    "num_frames": len(result.frames),
+                    "num_flow_frames": len(result.flow_x),
+                    "height": result.height,
+                    "width": result.width,
+                    "has_boxes": result.boxes is not None,
+                    "has_segments": task.segments is not None and len(task.segments) > 0,
+                }
+            )
+    records.write_json_atomic(
+        index_path,
+        {"shard": os.path.basename(record_path), "fingerprint": fingerprint, "videos": videos, "failures": failures},
+    )
+    os.replace(temporary, record_path)
+    return len(videos), frames, [(f["source"], f["reason"]) for f in failures]
+
+
+def _finalize(
+    split_dir: str,
+    split: str,
+    num_shards: int,
+    *,
+    dataset_name: str,
+    class_names: list[str],
+    multi_label: bool,
+    fingerprint: str,
+    options: dict,
+    flags: dict,
+) -> bool:
+    """Writes manifest.json + failures.txt if every shard of the split is complete. Returns whether it did."""
+    from data import records
+
+    indices = []
+    for s in range(num_shards):
+        record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
+        index = _read_index(index_path)
+        if not os.path.isfile(record_path) or index is None or index.get("fingerprint") != fingerprint:
+            return False
+        indices.append(index)
+    videos = [v for index in indices for v in index["videos"]]
+    failures = [f for index in indices for f in index["failures"]]
+    per_class = {name: 0 for name in class_names}
+    for video in videos:
+        for label in video["labels"]:
+            per_class[class_names[label]] += 1
+    manifest = {
+        "format_version": records.FORMAT_VERSION,
+        "dataset": dataset_name,
+        "split": split,
+        "class_names": class_names,
+        "num_classes": len(class_names),
+        "multi_label": multi_label,
+        "counts": {
+            "videos": len(videos),
+            "failed": len(failures),
+            "frames": sum(v["num_frames"] for v in videos),
+            "flow_frames": sum(v["num_flow_frames"] for v in videos),
+            "per_class": per_class,
+        },
+        "num_shards": num_shards,
+        "shards": [os.path.basename(_shard_paths(split_dir, split, s, num_shards)[0]) for s in range(num_shards)],
+        "has_flow": any(v["num_flow_frames"] > 0 for v in videos),
+        "has_boxes": any(v["has_boxes"] for v in videos),
+        "has_segments": any(v["has_segments"] for v in videos),
+        "flow": {
+            "method": options["flow"],
+            "bound": options["flow_bound"],
+            "quantisation": "u8 = round(255 * (clip(v, -bound, bound) + bound) / (2 * bound)); JPEG per component",
+        },
+        "frame_size": options["frame_size"],
+        "jpeg_quality": options["jpeg_quality"],
+        "fps": options["target_fps"],
+        "extract_options": options,
+        "flags": flags,
+        "fingerprint": fingerprint,
+    }
+    with open(os.path.join(split_dir, records.FAILURES_NAME) + ".tmp", "w") as f:
+        for failure in failures:
+            f.write(f"{failure['source']}\t{failure['reason']}\n")
+    os.replace(os.path.join(split_dir, records.FAILURES_NAME) + ".tmp", os.path.join(split_dir, records.FAILURES_NAME))
+    records.write_json_atomic(os.path.join(split_dir, records.MANIFEST_NAME), manifest)
+    return True
+
+
+def prepare_split(
+    tasks: list[VideoTask],
+    *,
+    split: str,
+    out_dir: str,
+    dataset_name: str,
+    class_names: list[str],
+    multi_label: bool,
+    options: extract_lib.ExtractOptions,
+    raw_dir: str = "",
+    workers: int = 0,
+    videos_per_shard: int = 50,
+    task_index: int = 0,
+    num_tasks: int = 1,
+    retry_failed: bool = False,
+    flags: dict | None = None,
+    progress: bool = True,
+) -> SplitSummary:
+    """Writes (or completes) ``out_dir/<split>/``: the shards of this task, then the manifest if all are complete.
+
+    Args:
+      tasks: the split's videos, in list order.
+      split: output split name ("train" / "test").
+      out_dir: output root.
+      dataset_name: recorded in the manifest.
+      class_names: the dataset's classes.
+      multi_label: recorded in the manifest.
+      options: extraction options.
+      raw_dir: root that record ``video/source`` paths are made relative to.
+      workers: worker processes (0: extract in this process).
+      videos_per_shard: videos per shard (the last shards may hold one fewer).
+      task_index: this task's index in [0, num_tasks).
+      num_tasks: number of tasks sharing the work (machines of a cluster, or local processes).
+      retry_failed: redo complete shards that recorded failures.
+      flags: recorded in the manifest.
+      progress: show a tqdm progress bar.
+
+    Returns:
+      a `SplitSummary`.
+
+    Raises:
+      ValueError: bad task partition, or ``out_dir/<split>`` holds shards prepared with other settings.
+    """
+    from tqdm import tqdm
+
+    if not 0 <= task_index < num_tasks:
+        raise ValueError(f"--task_index must be in [0, --num_tasks={num_tasks}), got {task_index}")
+    start_time = time.perf_counter()
+    split_dir = os.path.join(out_dir, split)
+    os.makedirs(split_dir, exist_ok=True)
+    num_shards = max(1, math.ceil(len(tasks) / videos_per_shard))
+    options_dict = _options_dict(options)
+    fingerprint = _fingerprint(dataset_name, split, tasks, class_names, options_dict, num_shards)
+    summary = SplitSummary(split=split, num_shards=num_shards)
+
+    from data import records
+
+    stale = [
+        p
+        for p in glob.glob(os.path.join(glob.escape(split_dir), "*.json"))
+        if os.path.basename(p) != records.MANIFEST_NAME
+        and (_read_index(p) or {}).get("fingerprint", fingerprint) != fingerprint
+    ]
+    if stale:
+        raise ValueError(
+            f"{split_dir} holds shards prepared with other settings (dataset, split, videos, classes, flow, frame "
+            f"size, JPEG quality, fps or videos_per_shard differ; e.g. {os.path.basename(stale[0])}). Use another "
+            "--out_dir, or delete that directory to start over."
+        )
+
+    todo: list[int] = []
+    for s in range(task_index, num_shards, num_tasks):
+        record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
+        for leftover in glob.glob(glob.escape(record_path) + ".tmp-*"):
+            os.remove(leftover)  # a shard of this task half-written by a killed run
+        index = _read_index(index_path)
+        complete = os.path.isfile(record_path) and index is not None
+        if complete and not (retry_failed and index["failures"]):
+            summary.shards_skipped += 1
+            summary.failures.extend((f["source"], f["reason"]) for f in index["failures"])
+        else:
+            todo.append(s)
+    shard_tasks = {s: tasks[s::num_shards] for s in todo}
+    ordered = [task for s in todo for task in shard_tasks[s]]
+    if summary.shards_skipped:
+        logging.info("%s: %d shard(s) already complete, skipped.", split, summary.shards_skipped)
+
+    extract_fn = functools.partial(extract_lib.extract, options=options)
+    pool = None
+    if workers > 0 and ordered:
+        pool = multiprocessing.get_context("spawn").Pool(
+            min(workers, len(ordered)), initializer=extract_lib.init_worker
+        )
+        results_iter = pool.imap(extract_fn, ordered, chunksize=1)
+    else:
+        results_iter = map(extract_fn, ordered)
+    bar = tqdm(total=len(ordered), desc=f"{split}", unit="video", disable=not progress or not ordered, smoothing=0.1)
+    try:
+        for s in todo:
+            results = []
+            for _ in shard_tasks[s]:
+                result = next(results_iter)
+                if isinstance(result, extract_lib.ExtractionFailure):
+                    message = f"Skipping {result.task.source}: {result.reason}"
+                    logging.warning(message)
+                    if progress:
+                        bar.write(message)
+                else:
+                    summary.frames_written += len(result.frames)
+                results.append(result)
+                bar.update(1)
+                elapsed = time.perf_counter() - start_time
+                bar.set_postfix(frames_per_s=f"{summary.frames_written / max(elapsed, 1e-9):.0f}", refresh=False)
+            record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
+            videos, _, failures = _write_shard(
+                results,
+                record_path=record_path,
+                index_path=index_path,
+                class_names=class_names,
+                raw_dir=raw_dir,
+                fingerprint=fingerprint,
+            )
+            summary.shards_written += 1
+            summary.videos_written += videos
+            summary.failures.extend(failures)
+    finally:
+        bar.close()
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    summary.manifest_written = _finalize(
+        split_dir,
+        split,
+        num_shards,
+        dataset_name=dataset_name,
+        class_names=class_names,
+        multi_label=multi_label,
+        fingerprint=fingerprint,
+        options=options_dict,
+        flags=flags or {},
+    )
+    summary.seconds = time.perf_counter() - start_time
+    return summary
+
+
+def check_flow_method(method: str) -> None:
+    """Fails fast (before any work) on an unknown or unavailable flow method."""
+    if method not in flow_lib.FLOW_METHODS:
+        raise ValueError(f"--flow must be one of {', '.join(flow_lib.FLOW_METHODS)}; got {method!r}")
+    if method != "none":
+        flow_lib.make_flow_fn(method)
