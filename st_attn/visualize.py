@@ -1,0 +1,370 @@
+"""Pictures of ST-attn's attention: Fig. 4-style strips and Fig. 5-style boxes, as PNG, animated GIF and TensorBoard.
+
+    python -m st_attn.visualize --model_dir=RUN --records_dir=PREPARED [--split=test --num_videos=4 --out_dir=DIR]
+
+Fig. 4 of Meng et al.: a row of frames, the spatial attention as a heat map over each (red = important), and the
+temporal attention as a grey tile per frame (the brighter, the more important). Fig. 5: the box localised from the
+mask (red) and the ground-truth boxes (blue). Everything is drawn on what the network saw (the test centre crop).
+
+Library functions (NumPy / Pillow, no flags): `overlay_mask`, `attention_strip`, `draw_boxes`, `box_strip`,
+`animation_frames`, `save_png`, `save_gif`, and `attention_images` / `attention_summary_images` for TensorBoard
+(the latter returns an image tensor for `tf.summary.image`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+from PIL import Image, ImageDraw
+
+from st_attn import localization as loc
+
+PREDICTED_COLOUR = (230, 30, 30)  # red, as in Fig. 5
+GROUND_TRUTH_COLOUR = (30, 80, 240)  # blue
+
+
+def _tile_row(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
+    """(H, W_i, 3) images left to right with white gaps."""
+    from stpa.saliency import tile_row
+
+    return tile_row(list(images), gap=gap)
+
+
+def _tile_column(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
+    from stpa.saliency import tile_column
+
+    return tile_column(list(images), gap=gap)
+
+
+def displayable(frames: np.ndarray, min_side: int = 96) -> np.ndarray:
+    """Frames (n, H, W, C) in [0, 255] -> (n, H', W', 3) uint8 RGB for display.
+
+    Flow stacks are shown as colour-coded flow; frames are enlarged (nearest neighbour) so that the short side is at
+    least `min_side`.
+    """
+    from stpa.saliency import displayable as to_rgb
+    from stpa.saliency import enlarge
+
+    return enlarge(to_rgb(frames), min_side)
+
+
+def heatmap(values: np.ndarray) -> np.ndarray:
+    """Jet colour map of values in [0, 1]: (H, W) -> (H, W, 3) uint8 RGB (red = 1)."""
+    scaled = np.clip(np.round(np.asarray(values, np.float64) * 255), 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1]
+
+
+def overlay_mask(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """The mask (h, w) in [0, 1], upsampled bilinearly to the frame (H, W, 3) uint8, blended over it as a heat map."""
+    mask = np.asarray(mask, np.float64)
+    if mask.ndim == 3:
+        mask = mask[..., 0]
+    colours = heatmap(loc.upsample_bilinear(mask, frame.shape[:2])).astype(np.float64)
+    return np.clip(np.round((1 - alpha) * frame + alpha * colours), 0, 255).astype(np.uint8)
+
+
+def frame_brightness(weights: np.ndarray) -> np.ndarray:
+    """Per-frame temporal attention in [0, 1] for display: weights (n_steps, n) or (n,) -> (n,) min-max normalised."""
+    weights = np.asarray(weights, np.float64)
+    importance = loc.frame_importance(weights) if weights.ndim == 2 else weights
+    return loc.normalize_unit_interval(importance)
+
+
+def attention_strip(
+    frames: np.ndarray,
+    mask: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    *,
+    max_frames: int | None = None,
+    gap: int = 2,
+) -> np.ndarray:
+    """Fig. 4: frames (top), spatial attention heat maps (middle), temporal attention as grey tiles (bottom).
+
+    Args:
+      frames: (n, H, W, 3) uint8 (see `displayable`).
+      mask: (n, h, w) or (n, h, w, 1) spatial attention, or None.
+      weights: (n_steps, n) temporal attention (or (n,) per-frame values), or None.
+      max_frames: show this many frames, evenly spaced (None: all).
+      gap: pixels between tiles.
+
+    Returns:
+      (H', W', 3) uint8.
+    """
+    n = len(frames)
+    chosen = np.arange(n) if not max_frames or max_frames >= n else np.linspace(0, n - 1, max_frames).round()
+    chosen = chosen.astype(int)
+    rows = [_tile_row([frames[i] for i in chosen], gap)]
+    if mask is not None:
+        rows.append(_tile_row([overlay_mask(frames[i], mask[i]) for i in chosen], gap))
+    if weights is not None:
+        brightness = frame_brightness(weights)
+        height, width = frames.shape[1] // 3, frames.shape[2]
+        tiles = [np.full((height, width, 3), int(round(255 * brightness[i])), np.uint8) for i in chosen]
+        rows.append(_tile_row(tiles, gap))
+    return _tile_column(rows, gap)
+
+
+def draw_boxes(
+    frame: np.ndarray,
+    predicted: np.ndarray | None = None,
+    ground_truth: Sequence[np.ndarray] | np.ndarray = (),
+    thickness: int | None = None,
+) -> np.ndarray:
+    """Fig. 5: ground-truth boxes (blue) and the predicted box (red), normalised (x1, y1, x2, y2), on a frame copy."""
+    image = Image.fromarray(np.ascontiguousarray(frame))
+    draw = ImageDraw.Draw(image)
+    height, width = frame.shape[:2]
+    thickness = thickness or max(1, min(height, width) // 48)
+    scale = np.array([width, height, width, height], np.float64)
+
+    def rectangle(box, colour):
+        x1, y1, x2, y2 = np.asarray(box, np.float64) * scale
+        draw.rectangle([x1, y1, max(x2 - 1, x1), max(y2 - 1, y1)], outline=colour, width=thickness)
+
+    for box in np.asarray(ground_truth, np.float64).reshape(-1, 4):
+        rectangle(box, GROUND_TRUTH_COLOUR)
+    if predicted is not None:
+        rectangle(predicted, PREDICTED_COLOUR)
+    return np.asarray(image)
+
+
+def box_strip(
+    frames: np.ndarray,
+    predicted: Sequence[np.ndarray | None],
+    ground_truth: Sequence[np.ndarray],
+    gap: int = 2,
+) -> np.ndarray:
+    """A row of frames with their predicted (red) and ground-truth (blue) boxes."""
+    return _tile_row([draw_boxes(f, p, g) for f, p, g in zip(frames, predicted, ground_truth)], gap)
+
+
+def to_crop_coordinates(boxes: np.ndarray, window: Sequence[float]) -> np.ndarray:
+    """Normalised frame boxes (m, 4) -> normalised boxes of the crop `window` (x1, y1, x2, y2), clipped to it."""
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    x1, y1, x2, y2 = window
+    origin = np.array([x1, y1, x1, y1])
+    size = np.array([x2 - x1, y2 - y1, x2 - x1, y2 - y1])
+    return np.clip((boxes - origin) / size, 0.0, 1.0)
+
+
+def animation_frames(
+    frames: np.ndarray,
+    mask: np.ndarray | None = None,
+    weights: np.ndarray | None = None,
+    predicted: Sequence[np.ndarray | None] | None = None,
+    ground_truth: Sequence[np.ndarray] | None = None,
+    gap: int = 2,
+) -> list[np.ndarray]:
+    """One picture per frame for an animated GIF: [frame with boxes | heat map] above a temporal-attention bar."""
+    pictures = []
+    brightness = frame_brightness(weights) if weights is not None else None
+    for t, frame in enumerate(frames):
+        left = frame
+        if predicted is not None or ground_truth is not None:
+            left = draw_boxes(
+                frame, None if predicted is None else predicted[t], () if ground_truth is None else ground_truth[t]
+            )
+        panels = [left] + ([overlay_mask(frame, mask[t])] if mask is not None else [])
+        picture = _tile_row(panels, gap)
+        if brightness is not None:
+            bar = np.full((max(frame.shape[0] // 8, 4), picture.shape[1], 3), 40, np.uint8)
+            filled = int(round(brightness[t] * picture.shape[1]))
+            bar[:, :filled] = int(round(80 + 175 * brightness[t]))
+            picture = _tile_column([picture, bar], gap)
+        pictures.append(picture)
+    return pictures
+
+
+def save_png(image: np.ndarray, path: str) -> str:
+    """Writes an (H, W, 3) uint8 image as PNG (directories created). Returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    Image.fromarray(image).save(path, format="PNG")
+    return path
+
+
+def save_gif(images: Sequence[np.ndarray], path: str, duration_ms: int = 250) -> str:
+    """Writes (H, W, 3) uint8 images as a looping animated GIF. Returns the path."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    pictures = [Image.fromarray(image) for image in images]
+    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
+    return path
+
+
+def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) -> dict[str, np.ndarray]:
+    """TensorBoard pictures of one clip (same signature as `stpa.summaries.attention_images`).
+
+    Args:
+      outputs: attention-outputs dict for a batch whose first clip is shown ("mask" (B, n, h, w, 1) optional,
+        "temporal_weights" (B, n_steps, n)), NumPy values.
+      frames: (n, H, W, C) frames of that clip in [0, 255].
+      max_frames: frames shown.
+
+    Returns:
+      {"attention/st_attn_strip": (H', W', 3) uint8}.
+    """
+    mask = np.asarray(outputs["mask"])[0] if "mask" in outputs else None
+    weights = np.asarray(outputs["temporal_weights"])[0] if "temporal_weights" in outputs else None
+    strip = attention_strip(displayable(frames), mask, weights, max_frames=max_frames)
+    return {"attention/st_attn_strip": strip}
+
+
+def attention_summary_images(frames, outputs: dict, max_outputs: int = 1, max_frames: int = 10):
+    """Fig. 4 strips of the first `max_outputs` clips as a uint8 tensor (N, H', W', 3) for `tf.summary.image`.
+
+    Args:
+      frames: (B, n, H, W, C) frames in [0, 255] (tensor or array).
+      outputs: attention-outputs dict of the same batch (tensors or arrays).
+      max_outputs: clips drawn.
+      max_frames: frames per strip.
+    """
+    import tensorflow as tf
+
+    frames = np.asarray(frames)
+    values = {key: np.asarray(value) for key, value in outputs.items() if key in ("mask", "temporal_weights")}
+    strips = []
+    for b in range(min(max_outputs, len(frames))):
+        clip = {key: value[b : b + 1] for key, value in values.items()}
+        strips.append(attention_images(clip, frames[b], max_frames)["attention/st_attn_strip"])
+    height = max(s.shape[0] for s in strips)
+    width = max(s.shape[1] for s in strips)
+    padded = [
+        np.pad(s, ((0, height - s.shape[0]), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips
+    ]
+    return tf.constant(np.stack(padded), tf.uint8)
+
+
+# ---------------------------------------------------------------------------------------------------- command line
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("model_dir", None, "Run directory of `python -m stpa.train`.")
+    flags.DEFINE_string("model_path", None, "Or: a saved .keras ST-attn model (then give --backbone, --input_size).")
+    flags.DEFINE_string("records_dir", None, "Prepared dataset (frames and ground truth).", required=True)
+    flags.DEFINE_string("features_dir", None, "Cached features, for a model trained on them.")
+    flags.DEFINE_string("split", "test", "Split to draw from.")
+    flags.DEFINE_list("video_ids", None, "Videos to draw (default: the first --num_videos).")
+    flags.DEFINE_integer("num_videos", 4, "Videos to draw when --video_ids is not given.", lower_bound=1)
+    flags.DEFINE_integer("num_frames", 25, "n, frames per test clip.", lower_bound=1)
+    flags.DEFINE_integer("max_frames", 10, "Frames shown in a strip (evenly spaced; the GIF shows all).", lower_bound=1)
+    flags.DEFINE_integer("gif_ms", 250, "GIF frame duration (ms).", lower_bound=10)
+    flags.DEFINE_string("backbone", None, "With --model_path: the backbone (input normalisation).")
+    flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "With --model_path: the stream.")
+    flags.DEFINE_integer("input_size", None, "With --model_path: the input size.")
+    flags.DEFINE_string("out_dir", None, "Output directory (default: <model_dir>/pictures).")
+
+
+def _clip_frames(entry: dict, frame_indices: np.ndarray, input_size: int) -> np.ndarray:
+    """The network's view of a clip: frames decoded from a record, short side resized, centre crop (uint8)."""
+    from st_attn.localize import centre_crop_window
+
+    frames = []
+    for index in frame_indices:
+        image = cv2.imdecode(np.frombuffer(entry["frames"][int(index)], np.uint8), cv2.IMREAD_COLOR)[..., ::-1]
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = centre_crop_window(height, width, input_size)
+        crop = image[int(round(y1 * height)) : int(round(y2 * height)), int(round(x1 * width)) : int(round(x2 * width))]
+        frames.append(cv2.resize(crop, (input_size, input_size), interpolation=cv2.INTER_LINEAR))
+    return np.stack(frames)
+
+
+def main(argv: Sequence[str]) -> None:
+    """Draws strips, boxes and GIFs for the chosen videos."""
+    del argv
+    from absl import flags
+
+    from data import records as record_format
+    from st_attn import features, models
+    from st_attn.localize import centre_crop_window, collect_attention, load_trained
+
+    config = flags.FLAGS
+    model, build = load_trained(
+        config.model_dir,
+        config.model_path,
+        backbone=config.backbone,
+        modality=config.modality,
+        input_size=config.input_size,
+    )
+    probe = models.attention_model(model)
+    records_split = os.path.join(config.records_dir, config.split)
+    if config.features_dir:
+        split_dir = os.path.join(config.features_dir, config.split)
+        input_size = int(features.read_feature_manifest(split_dir)["input_size"])
+        dataset = features.feature_dataset(split_dir, training=False, batch_size=1, with_metadata=True)
+    else:
+        from data import pipeline
+        from stpa.preprocessing import preprocess_for
+
+        if not build.get("backbone") or not build.get("input_size"):
+            raise ValueError("With --model_path give --backbone and --input_size.")
+        input_size = int(build["input_size"])
+        dataset = pipeline.build_dataset(
+            records_split,
+            training=False,
+            num_frames=config.num_frames,
+            batch_size=1,
+            modality=build["modality"],
+            flow_length=int(build["flow_length"]),
+            input_size=input_size,
+            preprocess=preprocess_for(build["backbone"], build["modality"]),
+            with_metadata=True,
+        )
+    wanted = set(config.video_ids or [])
+    if wanted:
+        dataset = dataset.filter(lambda inputs, labels, metadata: _is_wanted(metadata["video_id"][0], wanted))
+    videos = collect_attention(probe, dataset, max_videos=len(wanted) if wanted else config.num_videos)
+    entries = {}
+    for example in record_format.iterate_sequence_examples(records_split):
+        entry = record_format.example_to_dict(example, with_frames=False)
+        if entry["video_id"] in {v.video_id for v in videos}:
+            entries[entry["video_id"]] = record_format.example_to_dict(example, with_frames=True)
+    out_dir = config.out_dir or os.path.join(
+        config.model_dir or os.path.dirname(os.path.abspath(config.model_path)), "pictures"
+    )
+    for video in videos:
+        entry = entries[video.video_id]
+        frames = _clip_frames(entry, video.frame_indices, input_size)  # (n, S, S, 3)
+        pictures = displayable(frames)
+        window = centre_crop_window(video.height, video.width, input_size)
+        truth = [to_crop_coordinates(entry["boxes"].get(int(i), np.zeros((0, 4))), window) for i in video.frame_indices]
+        predicted = [None] * len(frames)
+        if video.mask is not None:
+            predicted = [loc.box_from_mask(m, (input_size, input_size)) for m in video.mask]
+        name = video.video_id.replace("/", "_")
+        written = [
+            save_png(
+                attention_strip(pictures, video.mask, video.weights, max_frames=config.max_frames),
+                os.path.join(out_dir, f"{name}_attention.png"),
+            ),
+            save_gif(
+                animation_frames(pictures, video.mask, video.weights, predicted, truth),
+                os.path.join(out_dir, f"{name}_attention.gif"),
+                config.gif_ms,
+            ),
+        ]
+        if video.mask is not None:
+            chosen = np.linspace(0, len(frames) - 1, min(config.max_frames, len(frames))).round().astype(int)
+            written.append(
+                save_png(
+                    box_strip(pictures[chosen], [predicted[i] for i in chosen], [truth[i] for i in chosen]),
+                    os.path.join(out_dir, f"{name}_boxes.png"),
+                )
+            )
+        print(f"{video.video_id}: " + ", ".join(written))
+
+
+def _is_wanted(video_id, wanted: set[str]):
+    import tensorflow as tf
+
+    return tf.reduce_any(tf.equal(video_id, tf.constant(sorted(wanted))))
+
+
+if __name__ == "__main__":
+    from absl import app
+
+    _define_flags()
+    app.run(main)
