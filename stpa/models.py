@@ -23,7 +23,6 @@ every backbone in `BACKBONES`.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Mapping, Sequence
 
 import keras
@@ -278,17 +277,14 @@ def build_model(
         raise ValueError(f"Unknown build_model arguments for model={model!r}: {sorted(extra)}.")
     if dropout is None:
         dropout = DEFAULT_DROPOUT[modality]
-    with warnings.catch_warnings():
-        # keras.applications warns about inputs with other than 3 channels (flow stacks): expected here.
-        warnings.filterwarnings("ignore", message=".*input channels.*")
-        built = build_backbone(
-            backbone,
-            input_size=input_size,
-            modality=modality,
-            flow_length=flow_length,
-            weights=weights,
-            partial_bn=partial_bn,
-        )
+    built = build_backbone(
+        backbone,
+        input_size=input_size,
+        modality=modality,
+        flow_length=flow_length,
+        weights=weights,
+        partial_bn=partial_bn,
+    )
     frame_shape = tuple(built.trunk.input.shape[1:])
     clip = keras.Input((None, *frame_shape), name="frames")  # (B, K, H, W, C)
     if model == "stpa":

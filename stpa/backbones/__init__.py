@@ -20,6 +20,7 @@ The per-backbone layers are listed in `BackboneSpec.tap_table` and in BUILD.md.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import keras
@@ -220,14 +221,15 @@ def check_input_size(spec: BackboneSpec, input_size: int | None) -> int:
 
 def _build_trunk(spec: BackboneSpec, input_shape: tuple[int, int, int], weights: str | None) -> keras.Model:
     """`spec.build_fn` with clear errors for ImageNet weights that cannot be had."""
-    if weights != "imagenet":
-        return spec.build_fn(input_shape, weights)
-    if not spec.imagenet:
+    if weights == "imagenet" and not spec.imagenet:
         raise WeightsUnavailableError(f"No ImageNet weights for backbone {spec.name!r}. {spec.imagenet_hint}")
     try:
-        return spec.build_fn(input_shape, "imagenet")
+        with warnings.catch_warnings():
+            # keras.applications warns about inputs with other than 3 channels: flow stacks are meant to have them.
+            warnings.filterwarnings("ignore", message=".*input channels.*")
+            return spec.build_fn(input_shape, weights)
     except Exception as error:  # Keras raises a bare Exception("URL fetch failure ...") when offline.
-        if is_download_failure(error):
+        if weights == "imagenet" and is_download_failure(error):
             raise WeightsUnavailableError(
                 f"Could not download the ImageNet weights of {spec.name!r} ({error}). {spec.imagenet_hint}"
             ) from error
@@ -274,9 +276,11 @@ def build_backbone(
         trunk = None
         if weights != "imagenet":
             try:  # A flow-stream weights file (e.g. TSN's flow model, converted).
-                trunk = _build_trunk(spec, (size, size, channels), weights)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # Keras warns about every layer of a partial load.
+                    trunk = _build_trunk(spec, (size, size, channels), weights)
             except ValueError:
-                trunk = None  # RGB weights: shapes of the first convolution differ.
+                trunk = None  # RGB weights: the first convolution's kernel has 3 input channels.
         if trunk is None:
             rgb_trunk = _build_trunk(spec, (size, size, 3), weights)
             trunk = _build_trunk(spec, (size, size, channels), None)
