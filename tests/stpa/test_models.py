@@ -1,0 +1,287 @@
+"""The STPA / TSN networks: any K, TSN consensus, the attention math end to end, parameters, Eq. 9's terms."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from stpa import backbones, losses, models
+from stpa.layers import PyramidAttention
+
+SIZE = 32  # tiny backbone at 32 px: taps S 16x16x16, A 8x8x32, B 4x4x64, C 2x2x128.
+CLASSES = 5
+
+
+def make_clip(batch, frames, seed=0, channels=3):
+    return np.random.default_rng(seed).uniform(-1, 1, size=(batch, frames, SIZE, SIZE, channels)).astype(np.float32)
+
+
+def build_tiny(**kwargs):
+    options = dict(backbone="tiny", num_classes=CLASSES, input_size=SIZE)
+    options.update(kwargs)
+    return models.build_model(**options)
+
+
+def count(weights):
+    return sum(int(np.prod(w.shape)) for w in weights)
+
+
+@pytest.fixture(scope="module")
+def stpa_tiny():
+    keras.utils.set_random_seed(0)
+    return build_tiny()
+
+
+# ---------------------------------------------------------------------------------------------------- configuration
+def test_validate_config_names_the_allowed_values():
+    models.validate_config("stpa", "inception_resnet_v2", 3, "C", "rgb")
+    models.validate_config("tsn", "tiny", 99, "Z", "flow")  # top / scales do not matter without the pyramid.
+    with pytest.raises(ValueError, match=r"allowed: \['stpa', 'tsn', 'st_attn'\]"):
+        models.validate_config("i3d", "tiny", 3, "C", "rgb")
+    with pytest.raises(ValueError, match=r"allowed: \['A', 'B', 'C', 'fc'\].*block35_10_ac"):
+        models.validate_config("stpa", "inception_resnet_v2", 3, "D", "rgb")
+    with pytest.raises(ValueError, match=r"allowed 1\.\.2"):
+        models.validate_config("stpa", "tiny", 3, "A", "rgb")
+    with pytest.raises(ValueError, match=r"allowed 1\.\.4"):
+        models.validate_config("stpa", "tiny", 0, "C", "rgb")
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        models.validate_config("stpa", "alexnet", 3, "C", "rgb")
+    with pytest.raises(ValueError, match="modality"):
+        models.validate_config("stpa", "tiny", 3, "C", "depth")
+    with pytest.raises(ValueError, match="fusion"):
+        models.validate_config("stpa", "tiny", 3, "C", "rgb", fusion="avg")
+    with pytest.raises(ValueError, match="input_size=224"):
+        models.validate_config("stpa", "vgg16", 3, "C", "rgb", input_size=112)
+    with pytest.raises(ValueError, match="Unknown build_model arguments"):
+        build_tiny(lstm_units=3)
+    assert models.default_input_size("inception_resnet_v2") == 299 and models.default_input_size("vgg16") == 224
+    assert set(models.TOPS) == set(models.BACKBONES)
+    assert models.pyramid_levels("C", 3) == ("A", "B", "C") and models.pyramid_levels("fc", 2) == ("C", "fc")
+
+
+# -------------------------------------------------------------------------------------------------- any K, TSN mean
+def test_k_is_free_one_model_runs_k_1_3_25(stpa_tiny):
+    assert stpa_tiny.input_shape == (None, None, SIZE, SIZE, 3)
+    for frames in (1, 3, 25):
+        logits = stpa_tiny(make_clip(2, frames), training=False).numpy()
+        assert logits.shape == (2, CLASSES) and np.isfinite(logits).all()
+
+
+def test_tsn_output_is_the_mean_of_per_frame_outputs():
+    keras.utils.set_random_seed(1)
+    tsn = build_tiny(model="tsn")
+    clip = make_clip(2, 3)
+    per_frame = [tsn(clip[:, k : k + 1], training=False).numpy() for k in range(3)]
+    np.testing.assert_allclose(tsn(clip, training=False).numpy(), np.mean(per_frame, axis=0), rtol=1e-5, atol=1e-6)
+    assert tsn(make_clip(1, 25), training=False).shape == (1, CLASSES)
+    assert not any(isinstance(layer, PyramidAttention) for layer in tsn.layers)
+
+
+# ------------------------------------------------------------------------------------ the attention math end to end
+def uniform_attention_model(**kwargs):
+    keras.utils.set_random_seed(2)
+    model = build_tiny(**kwargs)
+    attention = model.get_layer(models.ATTENTION_LAYER)
+    attention.set_weights([np.zeros_like(w) for w in attention.get_weights()])  # y^j = 0 -> a uniform softmax.
+    for layer in model.layers:  # Non-trivial batch-norm statistics, so the tail's BN matters.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            rng = np.random.default_rng(len(layer.name))
+            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if i in (0, 3) else rng.normal(0, 0.2, w.shape)
+                               for i, w in enumerate(layer.get_weights())])
+    return model
+
+
+@pytest.mark.parametrize("fusion", ["mul", "sum"])
+def test_uniform_attention_reduces_to_the_scaled_sum_of_all_positions(fusion):
+    # With W_attn = 0 and b_attn = 0 every score is 0 (for any fusion), the softmax over n = K*H*W positions is 1/n,
+    # and after L2 normalisation a = 1/sqrt(n): every output position m gets M_m = sum_(k,h,w) X_(k,h,w) / sqrt(n)
+    # (Eq. 3-4). Top C's rest of the tiny backbone is ReLU -> global average pool, then the classifier.
+    model = uniform_attention_model(fusion=fusion)
+    attention_layer = model.get_layer(models.ATTENTION_LAYER)
+    top_features = keras.Model(model.input, attention_layer.input[-1])  # (B, K, 2, 2, 128)
+    clip = make_clip(2, 3, seed=5)
+    x = top_features(clip, training=False).numpy().astype(np.float64)
+    n = 3 * 2 * 2
+    aggregated = x.sum(axis=(1, 2, 3)) / math.sqrt(n)  # (B, 128), the same at all d = 4 output positions.
+    kernel, bias = [w.numpy().astype(np.float64) for w in model.get_layer("classifier").weights]
+    expected = np.maximum(aggregated, 0.0) @ kernel + bias
+    np.testing.assert_allclose(model(clip, training=False).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+    outputs = models.attention_outputs_model(model)(clip, training=False)
+    np.testing.assert_allclose(outputs["attention"].numpy(), np.full((2, 4, n), 1 / math.sqrt(n)), rtol=1e-6)
+
+
+def test_uniform_attention_feeds_the_rest_of_the_backbone_unchanged():
+    # top="B": M' (4x4x64, all positions equal) goes through the tiny backbone's own stage C.
+    model = uniform_attention_model(top="B", scales=2)
+    attention_layer = model.get_layer(models.ATTENTION_LAYER)
+    assert [tuple(t.shape[2:]) for t in attention_layer.input] == [(8, 8, 32), (4, 4, 64)]
+    clip = make_clip(2, 4, seed=6)
+    x = keras.Model(model.input, attention_layer.input[-1])(clip, training=False).numpy()  # (B, K, 4, 4, 64)
+    aggregated = x.sum(axis=(1, 2, 3)) / math.sqrt(4 * 4 * 4)  # (B, 64)
+    m_prime = np.broadcast_to(aggregated[:, None, None, :], (2, 4, 4, 64)).astype(np.float32)
+    tail = keras.Sequential([model.get_layer(name) for name in ("b_out", "c_conv1", "c_bn1", "c_out", "avg_pool",
+                                                                  "classifier")])
+    np.testing.assert_allclose(model(clip, training=False).numpy(), tail(m_prime, training=False).numpy(),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_fc_top_attends_over_the_frames_pooled_vectors():
+    model = uniform_attention_model(top="fc", scales=2)
+    attention_layer = model.get_layer(models.ATTENTION_LAYER)
+    assert [tuple(t.shape[2:]) for t in attention_layer.input] == [(2, 2, 128), (1, 1, 128)]
+    clip = make_clip(2, 5, seed=7)
+    outputs = models.attention_outputs_model(model)(clip, training=False)
+    assert outputs["attention"].shape == (2, 1, 5) and outputs["values"].shape == (2, 5, 128)
+    pooled = outputs["values"].numpy().astype(np.float64)  # (B, K, 128): each frame's pooled features.
+    kernel, bias = [w.numpy().astype(np.float64) for w in model.get_layer("classifier").weights]
+    expected = pooled.sum(axis=1) / math.sqrt(5) @ kernel + bias
+    np.testing.assert_allclose(outputs["logits"].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------- parameters
+def test_trainable_parameters_are_backbone_plus_attention_plus_classifier(stpa_tiny):
+    trunk = backbones.build_backbone("tiny", input_size=SIZE).trunk
+    d = 2 * 2  # H*W of tap C.
+    attention = sum(c * d + d for c in (32, 64, 128))  # Taps A, B, C: sum_j (C_j d + d).
+    classifier = 128 * CLASSES + CLASSES
+    assert count(stpa_tiny.trainable_weights) == count(trunk.trainable_weights) + attention + classifier
+    assert count(stpa_tiny.non_trainable_weights) == count(trunk.non_trainable_weights)
+    # Every backbone layer is in the STPA model exactly once (before or after the attention).
+    names = [layer.name for layer in stpa_tiny.layers]
+    assert set(layer.name for layer in trunk.layers if layer.weights) <= set(names)
+    assert len(names) == len(set(names))
+
+
+def test_inception_resnet_v2_stpa_has_the_papers_pyramid():
+    model = models.build_model(backbone="inception_resnet_v2", num_classes=101)  # 299 x 299, 3 scales, top C.
+    attention_layer = model.get_layer(models.ATTENTION_LAYER)
+    assert [tuple(t.shape[2:]) for t in attention_layer.input] == [(35, 35, 320), (17, 17, 1088), (8, 8, 2080)]
+    d = 8 * 8
+    attention = (320 + 1088 + 2080) * d + 3 * d
+    classifier = 1536 * 101 + 101
+    irv2_trainable = 54_276_192  # keras.applications.InceptionResNetV2(include_top=False) trainable parameters.
+    assert count(model.trainable_weights) == irv2_trainable + attention + classifier
+    assert model.input_shape == (None, None, 299, 299, 3) and model.output_shape == (None, 101)
+    # The rest of the network after Block C (conv_7b, 1x1 -> 1536) runs on M'.
+    assert model.get_layer("conv_7b").input.shape[1:] == (8, 8, 2080)
+    assert models.attention_outputs_model(model).output["attention"].shape[1] == d
+
+
+def test_flow_stream_channels_dropout_and_partial_bn():
+    flow = build_tiny(modality="flow", flow_length=5, partial_bn=True)
+    assert flow.input_shape == (None, None, SIZE, SIZE, 10)
+    assert flow.get_layer("dropout").rate == 0.7
+    assert build_tiny().get_layer("dropout").rate == 0.5
+    assert build_tiny(model="tsn", dropout=0.2).get_layer("dropout").rate == 0.2
+    batch_norms = [layer for layer in flow.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert [layer.trainable for layer in batch_norms] == [True] + [False] * (len(batch_norms) - 1)
+    assert flow(make_clip(1, 2, channels=10), training=False).shape == (1, CLASSES)
+
+
+# ------------------------------------------------------------------------------------------------- serialisation
+def test_keras_round_trip_keeps_outputs_and_attention(stpa_tiny, tmp_path):
+    path = str(tmp_path / "stpa.keras")
+    stpa_tiny.save(path)
+    loaded = keras.models.load_model(path)
+    for frames in (2, 5):
+        clip = make_clip(2, frames, seed=frames)
+        np.testing.assert_allclose(loaded(clip, training=False).numpy(), stpa_tiny(clip, training=False).numpy(),
+                                   rtol=1e-6, atol=1e-6)
+    expected = models.attention_outputs_model(stpa_tiny)(make_clip(1, 3), training=False)
+    actual = models.attention_outputs_model(loaded)(make_clip(1, 3), training=False)
+    assert sorted(actual) == ["attention", "logits", "scale_logits", "values"]
+    np.testing.assert_allclose(actual["attention"].numpy(), expected["attention"].numpy(), rtol=1e-6)
+    assert len(actual["scale_logits"]) == 3
+
+
+@pytest.mark.slow
+def test_saved_model_export_serves_any_k(stpa_tiny, tmp_path):
+    path = str(tmp_path / "saved_model")
+    stpa_tiny.export(path)
+    served = tf.saved_model.load(path)
+    for frames in (3, 25):
+        clip = make_clip(1, frames, seed=frames)
+        np.testing.assert_allclose(served.serve(clip).numpy(), stpa_tiny(clip, training=False).numpy(),
+                                   rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------- Eq. 9 terms
+def numpy_cross_entropy(logits, labels):
+    logits = logits.astype(np.float64)
+    log_probs = logits - logits.max(axis=1, keepdims=True)
+    log_probs -= np.log(np.exp(log_probs).sum(axis=1, keepdims=True))
+    return -np.mean(log_probs[np.arange(len(labels)), labels])
+
+
+def test_loss_terms_are_eq9_each_term_switchable(stpa_tiny):
+    outputs = models.attention_outputs_model(stpa_tiny)(make_clip(2, 3), training=False)
+    labels = np.array([1, 4])
+    terms = {k: v.numpy() for k, v in models.loss_terms(outputs, labels, stpa_tiny).items()}
+    assert sorted(terms) == ["attention", "classification", "interaction", "total", "weight_decay"]
+    assert all(np.isfinite(v) for v in terms.values())
+    np.testing.assert_allclose(terms["classification"], numpy_cross_entropy(outputs["logits"].numpy(), labels),
+                               rtol=1e-5)
+    kernels = [w.numpy().astype(np.float64) for w in stpa_tiny.trainable_weights if w.ndim >= 2]
+    assert len(kernels) == 7 + 3 + 1  # tiny's convolutions, the 3 W_attn_j, the classifier.
+    np.testing.assert_allclose(terms["weight_decay"], 4e-5 * sum((k**2).sum() for k in kernels), rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["interaction"], 1e-4 * losses.interaction_loss(outputs["attention"], outputs["values"]).numpy(),
+        rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["attention"], 1e-4 * losses.attention_loss(outputs["attention"], outputs["scale_logits"]).numpy(),
+        rtol=1e-5)
+    np.testing.assert_allclose(terms["total"], sum(v for k, v in terms.items() if k != "total"), rtol=1e-6)
+
+    assert "interaction" not in models.loss_terms(outputs, labels, stpa_tiny, beta=0.0)
+    assert "attention" not in models.loss_terms(outputs, labels, stpa_tiny, gamma=0.0)
+    off = models.loss_terms(outputs, labels, stpa_tiny, weight_decay=0.0, beta=0.0, gamma=0.0)
+    assert sorted(off) == ["classification", "total"]
+    np.testing.assert_allclose(off["total"].numpy(), terms["classification"], rtol=1e-6)
+
+
+def test_attention_terms_train_the_attention_weights(stpa_tiny):
+    probe = models.attention_outputs_model(stpa_tiny)
+    attention_kernels = stpa_tiny.get_layer(models.ATTENTION_LAYER).trainable_weights
+    with tf.GradientTape() as tape:
+        outputs = probe(make_clip(2, 3), training=True)
+        terms = models.loss_terms(outputs, np.array([0, 1]), stpa_tiny, weight_decay=0.0)
+        regulariser = terms["interaction"] + terms["attention"]
+    gradients = tape.gradient(regulariser, attention_kernels)
+    assert all(g is not None and np.abs(g.numpy()).sum() > 0 for g in gradients)
+
+
+def test_tsn_and_multi_label_terms():
+    tsn = build_tiny(model="tsn")
+    outputs = models.attention_outputs_model(tsn)(make_clip(2, 2), training=False)
+    assert sorted(outputs) == ["logits"]
+    targets = np.array([[1, 0, 1, 0, 0], [0, 0, 0, 0, 1]], np.float32)
+    terms = models.loss_terms(outputs, targets, tsn, multi_label=True)
+    assert sorted(terms) == ["classification", "total", "weight_decay"]
+    z = outputs["logits"].numpy().astype(np.float64)
+    expected = np.mean(np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z))))  # Sigmoid cross-entropy.
+    np.testing.assert_allclose(terms["classification"].numpy(), expected, rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------------------- ST-attn
+ST_ATTN_SMALL = dict(mask_filters=(6, 4), lstm_units=5, init_filters=6, attention_units=4)
+
+
+def test_st_attn_is_built_on_the_backbone_feature_map():
+    model = build_tiny(model="st_attn", num_classes=3, **ST_ATTN_SMALL)
+    clip = make_clip(2, 4)
+    assert model(clip, training=False).shape == (2, 3)
+    outputs = models.attention_outputs_model(model)(clip, training=False)
+    assert outputs["mask"].shape == (2, 4, 2, 2, 1)  # tiny's last feature map at 32 px is 2 x 2.
+    assert outputs["temporal_weights"].shape[0] == 2 and outputs["temporal_weights"].shape[-1] == 4
+    terms = models.loss_terms(outputs, np.array([0, 2]), model)
+    assert {"tv", "contrast", "unimodal", "weight_decay", "classification"} <= set(terms)
+    assert all(np.isfinite(v.numpy()) for v in terms.values())
+    assert "tv" not in models.loss_terms(outputs, np.array([0, 2]), model, lambda_tv=0.0)
+    with pytest.raises(ValueError, match="lambda_tv"):
+        models.loss_terms(outputs, np.array([0, 2]), model, lambda_tvv=1.0)
+    cached = models.build_model(model="st_attn", backbone="resnet50", num_classes=3, feature_shape=(7, 7, 16),
+                                **ST_ATTN_SMALL)
+    assert cached.input_shape == (None, None, 7, 7, 16)
