@@ -163,13 +163,15 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
     if not os.path.exists(os.path.join(split_dir, "manifest.json")):
         raise ValueError(f"no prepared split {split!r} in --records_dir={records_dir!r}; run data.prepare first "
                          "or pass --split.")
-    manifest = pipeline.read_manifest(split_dir)
+    with open(os.path.join(split_dir, "manifest.json")) as f:
+        manifest = json.load(f)
     if model_dir is not None:
         config = checkpoints.load_run_config(model_dir)
         model = checkpoints.load_model(model_dir, which)
         from stpa import models
 
-        preprocess = models.preprocess_for(config["backbone"], config["modality"])
+        preprocess = None if config.get("input") == "features" else models.preprocess_for(
+            config["backbone"], config["modality"])
         logits_fn = make_logits_fn(model)
     else:
         from stpa import serving
@@ -180,11 +182,20 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
         serve = loaded.signatures["serve_frames"]
         logits_fn = make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"])
     multi_label = bool(config.get("multi_label", False))
-    dataset = pipeline.build_dataset(
-        split_dir, training=False, num_frames=test_frames, batch_size=batch_size, modality=config["modality"],
-        flow_length=config["flow_length"], input_size=config["input_size"], crops=crops, preprocess=preprocess,
-        multi_label=multi_label, num_classes=config["build"]["num_classes"], with_metadata=True)
-    counts = manifest.get("counts")
+    if config.get("input") == "features":  # ST-attn cached-feature run: records_dir holds the features.
+        if crops != 1:
+            raise ValueError("cached features were extracted from one centre crop; use --crops=1.")
+        from st_attn import features
+
+        dataset = features.feature_dataset(split_dir, training=False, batch_size=batch_size, num_frames=test_frames,
+                                           multi_label=multi_label, num_classes=config["build"]["num_classes"],
+                                           with_metadata=True)
+    else:
+        dataset = pipeline.build_dataset(
+            split_dir, training=False, num_frames=test_frames, batch_size=batch_size, modality=config["modality"],
+            flow_length=config["flow_length"], input_size=config["input_size"], crops=crops, preprocess=preprocess,
+            multi_label=multi_label, num_classes=config["build"]["num_classes"], with_metadata=True)
+    counts = manifest.get("counts", manifest.get("count"))
     total = counts.get("videos") if isinstance(counts, dict) else counts
     scores = predict_scores(
         logits_fn, dataset, max_videos=max_videos, total=total, progress=progress,

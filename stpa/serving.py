@@ -71,7 +71,8 @@ def sample_test_clip(video: tf.Tensor, *, test_frames: int, input_size: int, mod
     else:
         frames = _flow_stacks(video, offsets, flow_length)  # (K, H, W, 2L)
     frames = augment.eval_crops(tf.cast(frames, tf.float32), input_size, 1, modality)[0]  # (K, S, S, C)
-    return frames, offsets
+    channels = 3 if modality == "rgb" else 2 * flow_length
+    return tf.ensure_shape(frames, [test_frames, input_size, input_size, channels]), offsets
 
 
 def build_export_archive(model: keras.Model, config: dict, *, test_frames: int = 25) -> keras.export.ExportArchive:
@@ -87,6 +88,9 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
     """
     from stpa import models
 
+    if config.get("input") == "features":
+        raise ValueError("this run was trained on cached backbone features (--features_dir): the model has no "
+                         "backbone, so it cannot serve frames or videos. Train with --records_dir to export.")
     outputs_model = models.attention_outputs_model(model)
     preprocess = models.preprocess_for(config["backbone"], config["modality"])
     size, modality, flow_length = int(config["input_size"]), config["modality"], int(config["flow_length"])

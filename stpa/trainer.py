@@ -175,13 +175,14 @@ def validate_config(config: TrainConfig, *, check_paths: bool = True) -> None:
     if check_paths:
         if not config.records_dir and not config.features_dir:
             raise ValueError("--records_dir is required: the --out_dir of `python -m data.prepare`.")
-        if config.records_dir:
-            for split in [config.train_split] + ([config.eval_split] if config.eval_split else []):
-                manifest = os.path.join(split_dir(config.records_dir, split), "manifest.json")
-                if not os.path.exists(manifest):
-                    raise ValueError(f"no prepared split {split!r} in --records_dir={config.records_dir!r} "
-                                     f"({manifest} is missing); run `python -m data.prepare --out_dir="
-                                     f"{config.records_dir} ...` first, or set --train_split/--eval_split.")
+        root = config.features_dir or config.records_dir
+        what = ("extract them with `python -m st_attn.features --out_dir=" if config.features_dir
+                else "run `python -m data.prepare --out_dir=")
+        for split in [config.train_split] + ([config.eval_split] if config.eval_split else []):
+            manifest = os.path.join(split_dir(root, split), "manifest.json")
+            if not os.path.exists(manifest):
+                raise ValueError(f"no split {split!r} in {root!r} ({manifest} is missing); {what}{root} ...` "
+                                 "first, or set --train_split/--eval_split.")
 
 
 @contextlib.contextmanager
@@ -195,8 +196,15 @@ def precision_policy(name: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def build_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
-    """The `stpa.models.build_model` arguments of a run (stored in config.json)."""
+def build_kwargs(config: TrainConfig, num_classes: int, feature_shape: list[int] | None = None) -> dict[str, Any]:
+    """The `stpa.models.build_model` arguments of a run (stored in config.json).
+
+    Args:
+      config: the run's configuration.
+      num_classes: number of classes.
+      feature_shape: (h, w, C) of cached features (ST-attn cached-feature mode), else None.
+    """
+    extra = {"feature_shape": [int(v) for v in feature_shape]} if feature_shape is not None else {}
     return {
         "model": config.model,
         "backbone": config.backbone,
@@ -211,6 +219,7 @@ def build_kwargs(config: TrainConfig, num_classes: int) -> dict[str, Any]:
         "input_size": config.resolved_input_size(),
         "partial_bn": config.partial_bn,
         **config.model_options,
+        **extra,
     }
 
 
@@ -283,8 +292,11 @@ class Trainer:
         self.schedule = config.schedule()
         self.input_size = config.resolved_input_size()
         self.is_chief = distribute.is_chief(self.strategy)
+        self.cached_features = config.features_dir is not None
+        feature_shape = self.manifest["feature_shape"] if self.cached_features else None
         self.run_config = {
-            "build": build_kwargs(config, self.num_classes),
+            "build": build_kwargs(config, self.num_classes, feature_shape),
+            "input": "features" if self.cached_features else "frames",
             "multi_label": self.multi_label,
             "class_names": self.class_names,
             "train_frames": config.train_frames,
@@ -296,7 +308,10 @@ class Trainer:
         }
         if self.is_chief:
             checkpoints.check_same_architecture(config.model_dir, self.run_config)
-        self.preprocess = models.preprocess_for(config.backbone, config.modality)
+        if self.cached_features:
+            self.preprocess = tf.identity  # Features are already the backbone's output.
+        else:
+            self.preprocess = models.preprocess_for(config.backbone, config.modality)
         with self.strategy.scope():
             self.model = models.build_model(**self.run_config["build"])
             self.outputs_model = models.attention_outputs_model(self.model)
@@ -315,10 +330,15 @@ class Trainer:
             checkpoints.save_run_config(config.model_dir, self.run_config)
         self._loss_weights = loss_weights(config)
         self._train_step = None
+        self._distributed_step = None
         self._eval_fn = None
 
     # ----------------------------------------------------------------------------------------------- set-up helpers
     def _read_manifest(self, split: str) -> dict:
+        if self.config.features_dir:
+            from st_attn import features
+
+            return features.read_feature_manifest(split_dir(self.config.features_dir, split))
         from data import pipeline
 
         return pipeline.read_manifest(split_dir(self.config.records_dir, split))
@@ -355,6 +375,13 @@ class Trainer:
         config = self.config
 
         def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+            if self.cached_features:
+                from st_attn import features
+
+                return features.feature_dataset(
+                    split_dir(config.features_dir, config.train_split), training=True, batch_size=config.batch_size,
+                    num_frames=config.train_frames, multi_label=self.multi_label, num_classes=self.num_classes,
+                    seed=seed, deterministic=config.deterministic, input_context=input_context)
             return pipeline.build_dataset(
                 split_dir(config.records_dir, config.train_split), training=True, num_frames=config.train_frames,
                 batch_size=config.batch_size, modality=config.modality,
@@ -369,6 +396,13 @@ class Trainer:
         from data import pipeline
 
         config = self.config
+        if self.cached_features:
+            from st_attn import features
+
+            return features.feature_dataset(
+                split_dir(config.features_dir, config.eval_split), training=False, batch_size=batch_size,
+                num_frames=num_frames, multi_label=self.multi_label, num_classes=self.num_classes,
+                with_metadata=True)
         return pipeline.build_dataset(
             split_dir(config.records_dir, config.eval_split), training=False, num_frames=num_frames,
             batch_size=batch_size, modality=config.modality, flow_length=config.flow_length,
@@ -397,20 +431,29 @@ class Trainer:
         return terms
 
     def make_train_step(self):
-        """The distributed step: `step_fn(iterator) -> dict of global scalars` (a tf.function)."""
-        replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile \
-            else self._replica_step
+        """The distributed step: `step_fn(iterator) -> dict of global scalars` (a tf.function).
+
+        The scalars are the replicas' mean of each loss term and the sums of "hits" (top-1) and "clips".
+        """
+        if self._distributed_step is None:
+            replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile \
+                else self._replica_step
+
+            @tf.function
+            def distributed_step(frames, labels):
+                per_replica = self.strategy.run(replica_step, args=(frames, labels))
+                mean, total = tf.distribute.ReduceOp.MEAN, tf.distribute.ReduceOp.SUM
+                result = {name: self.strategy.reduce(total if name in ("hits", "clips") else mean, value, axis=None)
+                          for name, value in per_replica.items()}
+                self.step.assign_add(1)
+                return result
+
+            self._distributed_step = distributed_step
 
         @tf.function
         def step_fn(iterator):
             frames, labels = next(iterator)
-            per_replica = self.strategy.run(replica_step, args=(frames, labels))
-            mean = tf.distribute.ReduceOp.MEAN
-            total = tf.distribute.ReduceOp.SUM
-            result = {name: self.strategy.reduce(total if name in ("hits", "clips") else mean, value, axis=None)
-                      for name, value in per_replica.items()}
-            self.step.assign_add(1)
-            return result
+            return self._distributed_step(frames, labels)
 
         return step_fn
 
@@ -431,9 +474,10 @@ class Trainer:
             index = context.replica_id_in_sync_group
             return frames[index * per:(index + 1) * per], labels[index * per:(index + 1) * per]
 
-        distributed = self.strategy.experimental_distribute_values_from_function(value_fn)
-        step_fn = self.make_train_step()
-        result = step_fn(iter([distributed]))
+        frames_value = self.strategy.experimental_distribute_values_from_function(lambda c: value_fn(c)[0])
+        labels_value = self.strategy.experimental_distribute_values_from_function(lambda c: value_fn(c)[1])
+        self.make_train_step()
+        result = self._distributed_step(frames_value, labels_value)
         return {name: float(value) for name, value in result.items()}
 
     # ------------------------------------------------------------------------------------------------ validation
@@ -487,6 +531,8 @@ class Trainer:
             counts = self._read_manifest(split).get("counts", {})
         except (OSError, ValueError):
             return None
+        if counts == {} and "count" in self._read_manifest(split):
+            return int(self._read_manifest(split)["count"])
         if isinstance(counts, dict):
             return counts.get("videos") or counts.get("num_videos") or counts.get("written")
         return int(counts)
@@ -504,7 +550,7 @@ class Trainer:
 
     def _write_attention_images(self, writer, step: int) -> None:
         """Every validation: salient receptive fields (Sec. 4.4) of the first validation clip, as an image summary."""
-        if not self.config.summary_images or not self.is_chief or self.config.model == "tsn":
+        if not self.config.summary_images or not self.is_chief or self.config.model == "tsn" or self.cached_features:
             return
         from stpa import summaries
 

@@ -55,3 +55,33 @@ def write_tiny_records(root: str, *, num_classes: int = NUM_CLASSES, train_per_c
         with open(os.path.join(split_dir, records.MANIFEST_NAME), "w") as f:
             json.dump(manifest, f)
     return root
+
+
+def make_run_dir(model_dir: str, *, model: str = "stpa", modality: str = "rgb", scales: int = 3, input_size: int = 32,
+                 flow_length: int = 2, num_classes: int = NUM_CLASSES, seed: int = 0, class_names=None) -> str:
+    """A run directory as `stpa.train` leaves it (config.json + ckpt/ + best/), with untrained `tiny` weights.
+
+    Returns the model_dir. The weights are random (seeded) but not trained, which is all evaluation/export tests
+    need: their expected outputs are computed from the same weights.
+    """
+    import keras
+
+    from stpa import checkpoints, models, trainer
+
+    config = trainer.TrainConfig(model_dir=model_dir, model=model, backbone="tiny", modality=modality, scales=scales,
+                                 input_size=input_size, flow_length=flow_length)
+    run_config = {
+        "build": trainer.build_kwargs(config, num_classes), "input": "frames", "multi_label": False,
+        "class_names": class_names or [synthetic.CLASSES[c][0] for c in range(num_classes)], "train_frames": 3,
+        "backbone": "tiny", "modality": modality, "flow_length": flow_length, "input_size": input_size,
+        "model": model,
+    }
+    checkpoints.save_run_config(model_dir, run_config)
+    keras.utils.set_random_seed(seed)
+    network = models.build_model(**run_config["build"])
+    step = tf.Variable(1, dtype=tf.int64)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=network, step=step),
+                               os.path.join(model_dir, checkpoints.CHECKPOINT_DIR), max_to_keep=1).save(1)
+    tf.train.CheckpointManager(tf.train.Checkpoint(model=network),
+                               os.path.join(model_dir, checkpoints.BEST_DIR), max_to_keep=1).save(1)
+    return model_dir

@@ -1,0 +1,89 @@
+"""stpa.evaluate: scores of a model whose outputs the test computes itself; metrics against NumPy."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data import pipeline
+from stpa import checkpoints, evaluation, models, score_files
+from tests.stpa.cli_fixtures import NUM_CLASSES, make_run_dir, write_tiny_records
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+@pytest.fixture(scope="session")
+def records(tmp_path_factory):
+    return write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run_dir(str(tmp_path_factory.mktemp("eval_run")), seed=3)
+
+
+def _expected_scores(model_dir, records, test_frames, crops):
+    """The model's logits on the test clips, computed here: the crops are run one by one and averaged."""
+    model = checkpoints.load_model(model_dir, "best")
+    preprocess = models.preprocess_for("tiny", "rgb")
+    dataset = pipeline.build_dataset(os.path.join(records, "test"), training=False, num_frames=test_frames,
+                                     batch_size=3, input_size=32, crops=crops, with_metadata=True)
+    scores, labels, ids = [], [], []
+    for frames, batch_labels, metadata in dataset:
+        frames = frames.numpy()
+        if crops == 1:
+            frames = frames[:, None]
+        per_crop = [model(preprocess(tf.constant(frames[:, c])), training=False).numpy() for c in range(crops)]
+        scores.append(np.mean(per_crop, axis=0))
+        labels.append(batch_labels.numpy())
+        ids.extend(v.decode() for v in metadata["video_id"].numpy())
+    return np.concatenate(scores), np.concatenate(labels), np.array(ids)
+
+
+def _numpy_metrics(scores, labels):
+    order = np.argsort(-scores, axis=1, kind="stable")
+    top1 = np.mean(order[:, 0] == labels)
+    top5 = np.mean([labels[i] in order[i, :5] for i in range(len(labels))])
+    per_class = [np.mean(order[labels == c, 0] == c) for c in np.unique(labels)]
+    return top1, top5, np.mean(per_class)
+
+
+@pytest.mark.parametrize("crops", [1, 3])
+def test_evaluate_scores_and_metrics(records, run_dir, tmp_path, crops):
+    output = str(tmp_path / f"scores_{crops}.npz")
+    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=4, crops=crops, batch_size=4,
+                                 output=output, progress=False)
+    expected, labels, ids = _expected_scores(run_dir, records, 4, crops)
+    saved = score_files.load_scores(output)
+    np.testing.assert_array_equal(saved.video_ids, ids)
+    np.testing.assert_array_equal(saved.labels, labels)
+    np.testing.assert_allclose(saved.scores, expected, rtol=1e-4, atol=1e-5)
+    assert saved.scores.shape == (NUM_CLASSES * 2, NUM_CLASSES)
+    top1, top5, mca = _numpy_metrics(saved.scores.astype(np.float64), labels)
+    assert report["top1"] == pytest.approx(top1) and report["top5"] == pytest.approx(top5)
+    assert report["mean_class_accuracy"] == pytest.approx(mca)
+    assert json.loads(open(report["metrics_file"]).read())["top1"] == pytest.approx(top1)
+    assert os.path.getsize(report["confusion_png"]) > 0
+
+
+def test_evaluate_max_videos_and_bad_split(records, run_dir, tmp_path):
+    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=2, max_videos=4,
+                                 output=str(tmp_path / "s.npz"), progress=False)
+    assert report["num_videos"] == 4
+    with pytest.raises(ValueError, match="no prepared split"):
+        evaluation.evaluate(records_dir=records, model_dir=run_dir, split="validation", progress=False)
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        evaluation.evaluate(records_dir=records, model_dir=str(tmp_path), progress=False)
+
+
+def test_evaluate_command_line(records, run_dir, tmp_path):
+    out = subprocess.run([sys.executable, "-m", "stpa.evaluate", f"--model_dir={run_dir}", f"--records_dir={records}",
+                          "--test_frames=3", f"--output={tmp_path}/cli.npz"], capture_output=True, text=True,
+                         env=ENV, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "6 videos, K=3, crops=1: top1" in out.stdout
+    assert (tmp_path / "cli.json").exists() and (tmp_path / "cli_confusion.png").exists()

@@ -1,0 +1,94 @@
+"""Salient receptive fields (Sec. 4.4, Fig. 4-5): positions, centres, drawing, and `python -m stpa.visualize`."""
+
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from stpa import saliency, summaries
+from tests.stpa.cli_fixtures import make_run_dir, write_tiny_records
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+
+
+def _attention():
+    """K = 2 frames of a 2x2 map: d = 4 output positions, n = 8 input positions (k, h, w) row-major."""
+    attention = np.full((4, 8), 0.1)
+    attention[0, 5] = 0.9  # m = 0 <- (k=1, h=0, w=1)
+    attention[0, 2] = 0.6  # m = 0 <- (k=0, h=1, w=0)
+    attention[3, 7] = 0.8  # m = 3 <- (k=1, h=1, w=1)
+    return attention
+
+
+def test_salient_positions_follow_the_flatten_order_and_threshold():
+    attention = _attention()
+    np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.5, 0), [[0, 1, 0], [1, 0, 1]])
+    np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.7, 0), [[1, 0, 1]])  # Fig. 5's 0.7
+    np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.5, None),
+                                  [[0, 1, 0], [1, 0, 1], [1, 1, 1]])
+    np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.5, [3]), [[1, 1, 1]])
+    assert saliency.salient_positions(attention, 2, 0.9, 0).shape == (0, 3)  # strictly greater
+    with pytest.raises(ValueError, match="columns"):
+        saliency.salient_positions(attention, 3, 0.5, 0)
+
+
+def test_receptive_field_centres():
+    centres = saliency.receptive_field_centres(np.array([[0, 1], [1, 0]]), (2, 2), (40, 60))
+    np.testing.assert_allclose(centres, [[45.0, 10.0], [15.0, 30.0]])  # (x, y) = ((w+.5)*60/2, (h+.5)*40/2)
+
+
+def test_render_salient_fields_draws_each_model_in_its_colour():
+    frames = np.zeros((2, 40, 40, 3), np.uint8)
+    image = saliency.render_salient_fields(frames, [_attention(), _attention()], threshold=0.5, positions=0, gap=2)
+    assert image.shape == (2 * 40 + 2, 2 * 40 + 2, 3)
+    # Frame k=1 of row 0 (model 1, blue): centre of (h=0, w=1) at x = 42 + 30, y = 10.
+    np.testing.assert_array_equal(image[10, 42 + 30], saliency.SCALE_COLOURS[0])
+    # Row 1 (model 2, green), frame k=0: centre of (h=1, w=0) at x = 10, y = 42 + 30.
+    np.testing.assert_array_equal(image[42 + 30, 10], saliency.SCALE_COLOURS[1])
+    # Nothing drawn where nothing is salient (frame 0, cell (0, 0)).
+    np.testing.assert_array_equal(image[10, 10], [0, 0, 0])
+
+
+def test_render_positions_one_tile_per_output_position():
+    frame = np.zeros((40, 40, 3), np.uint8)
+    image = saliency.render_positions(frame, _attention(), 1, [0, 3], num_frames=2, threshold=0.7, gap=2)
+    assert image.shape == (40, 82, 3)
+    np.testing.assert_array_equal(image[10, 30], saliency.SCALE_COLOURS[2])  # m=0 <- (1, 0, 1)
+    np.testing.assert_array_equal(image[30, 42 + 30], saliency.SCALE_COLOURS[2])  # m=3 <- (1, 1, 1)
+
+
+def test_flow_frames_are_displayable_and_summary_images_are_made():
+    flow = np.full((3, 16, 16, 4), 128, np.uint8)
+    flow[:, 4:8, 4:8, 2] = 200  # motion in the middle field's x
+    pictures = saliency.displayable(flow)
+    assert pictures.shape == (3, 16, 16, 3) and pictures[0, 5, 5].max() == 255 and pictures[0, 0, 0].max() < 5
+    attention = np.zeros((1, 4, 12))
+    attention[0, 0, 0] = 1.0
+    images = summaries.attention_images({"attention": attention}, flow[:, :, :, :4].astype(np.float32))
+    assert set(images) == {"attention/salient_fields_m0_t0.5", "attention/salient_fields_all_t0.7"}
+    mask = np.zeros((1, 3, 2, 2, 1))
+    images = summaries.attention_images({"mask": mask}, np.zeros((3, 16, 16, 3)))
+    assert "attention/spatial_mask" in images
+
+
+def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
+    records = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
+    runs = [make_run_dir(str(tmp_path / f"s{scales}"), scales=scales, seed=scales) for scales in (1, 2, 3)]
+    out = subprocess.run([sys.executable, "-m", "stpa.visualize", f"--model_dirs={','.join(runs)}",
+                          f"--records_dir={records}", "--num_videos=2", "--frames=3", "--threshold=0.2",
+                          f"--out_dir={tmp_path}/fig", f"--tensorboard_dir={tmp_path}/tb"],
+                         capture_output=True, text=True, env=ENV, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    paths = out.stdout.split()
+    assert len(paths) == 2 and all(p.endswith("_fig4.png") for p in paths)
+    image = cv2.imread(paths[0])
+    assert image.shape == (3 * 128 + 2 * 2, 3 * 128 + 2 * 2, 3)  # 3 models x 3 frames, 32 px enlarged to 128
+    assert os.listdir(tmp_path / "tb")
+    out = subprocess.run([sys.executable, "-m", "stpa.visualize", f"--model_dirs={runs[2]}",
+                          f"--records_dir={records}", "--figure=5", "--positions=0,3", f"--out_dir={tmp_path}/fig5"],
+                         capture_output=True, text=True, env=ENV, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert cv2.imread(out.stdout.split()[0]).shape == (128, 2 * 128 + 2, 3)
