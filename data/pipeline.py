@@ -12,6 +12,7 @@ line up with ``metadata["video_id"]``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Sequence
 
@@ -53,6 +54,16 @@ def _interleave_flow(flow_x: tf.Tensor, flow_y: tf.Tensor, num_segments: int, fl
     return tf.reshape(stacked, [num_segments, height, width, 2 * flow_length])  # (K, H, W, 2L)
 
 
+def _parse_fn(modality: str) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
+    """(serialized record, seed) -> (context, encoded frame lists of ``modality``, seed)."""
+
+    def parse(serialized: tf.Tensor, seed: tf.Tensor):
+        context, sequence = record_format.parse_sequence_example(serialized, modality)
+        return context, sequence, seed
+
+    return parse
+
+
 def _make_clip_fn(
     *,
     training: bool,
@@ -67,44 +78,38 @@ def _make_clip_fn(
     more_fix_crop: bool,
     max_distort: int,
     with_metadata: bool,
-) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
-    """The per-record function: (serialized record, int64 (2,) seed) -> (frames, label[, metadata])."""
+) -> Callable[[dict, dict, tf.Tensor], tuple]:
+    """The per-clip function: (parsed context, encoded frame lists, int64 (2,) seed) -> (frames, label[, metadata])."""
     new_length = 1 if modality == "rgb" else flow_length
     channels = 3 if modality == "rgb" else 2 * flow_length
+    depth = 3 if modality == "rgb" else 1
+    keys = [record_format.IMAGE] if modality == "rgb" else [record_format.FLOW_X, record_format.FLOW_Y]
 
-    def clip_fn(serialized: tf.Tensor, seed: tf.Tensor):
-        context, sequence = record_format.parse_sequence_example(serialized, modality)
-        sampling_seed, crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 3))
-        if modality == "rgb":
-            available = tf.shape(sequence[record_format.IMAGE])[0]
-        else:
-            available = tf.shape(sequence[record_format.FLOW_X])[0]
+    def clip_fn(context: dict, sequence: dict, seed: tf.Tensor):
+        # One draw per random choice of the clip: K segment offsets, crop size and position, flip.
+        uniforms = tf.random.stateless_uniform([num_frames + 3], seed, dtype=tf.float64)
+        available = tf.shape(sequence[keys[0]])[0]
         with tf.control_dependencies(
             [tf.debugging.assert_positive(available, message=f"a record has no {modality} frames")]
         ):
             available = tf.identity(available)
         if training:
-            uniforms = tf.random.stateless_uniform([num_frames], sampling_seed, dtype=tf.float64)
-            offsets = sampling.train_offsets_tf(available, num_frames, uniforms, new_length)  # (K,)
+            offsets = sampling.train_offsets_tf(available, num_frames, uniforms[:num_frames], new_length)  # (K,)
         else:
             offsets = sampling.centre_offsets_tf(available, num_frames, new_length)  # (K,)
         indices = tf.reshape(sampling.stack_indices_tf(offsets, new_length, available), [-1])  # (K*L,)
-
-        if modality == "rgb":
-            selected = [tf.gather(sequence[record_format.IMAGE], indices)]  # (K,) encoded
-        else:
-            selected = [
-                tf.gather(sequence[record_format.FLOW_X], indices),
-                tf.gather(sequence[record_format.FLOW_Y], indices),
-            ]
-        image_shape = tf.image.extract_jpeg_shape(selected[0][0])
-        height, width = image_shape[0], image_shape[1]
-        depth = 3 if modality == "rgb" else 1
+        selected = [tf.gather(sequence[key], indices) for key in keys]  # only the sampled JPEGs: (K*L,) each
 
         if training:
-            crop_uniforms = tf.random.stateless_uniform([2], crop_seed, dtype=tf.float64)
+            image_shape = tf.image.extract_jpeg_shape(selected[0][0])
             window = augment.multiscale_crop_window_tf(
-                height, width, input_size, crop_uniforms, scales, max_distort, more_fix_crop
+                image_shape[0],
+                image_shape[1],
+                input_size,
+                uniforms[num_frames : num_frames + 2],
+                scales,
+                max_distort,
+                more_fix_crop,
             )
             decoded = [
                 tf.image.resize(_decode(s, depth, window), [input_size, input_size], method="bilinear")
@@ -119,7 +124,7 @@ def _make_clip_fn(
             frames = _interleave_flow(decoded[0], decoded[1], num_frames, flow_length)  # (K, H', W', 2L)
 
         if training:
-            flip = tf.random.stateless_uniform([], flip_seed) < 0.5
+            flip = uniforms[num_frames + 2] < 0.5
             frames = tf.cond(flip, lambda: augment.flip_horizontally(frames, modality), lambda: frames)
             frames = tf.ensure_shape(frames, [num_frames, input_size, input_size, channels])
         else:
@@ -148,6 +153,17 @@ def _make_clip_fn(
     return clip_fn
 
 
+def _repeat_clips(context: dict, sequence: dict, seed: tf.Tensor, clips: int) -> tf.data.Dataset:
+    """``clips`` (context, sequence, seed) triples of one parsed video, each with its own seed (no copies)."""
+    return tf.data.Dataset.zip(
+        (
+            tf.data.Dataset.from_tensors(context).repeat(clips),
+            tf.data.Dataset.from_tensors(sequence).repeat(clips),
+            tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_split(seed, clips)),
+        )
+    )
+
+
 def build_dataset(
     records: str | list[str],
     *,
@@ -171,6 +187,7 @@ def build_dataset(
     max_distort: int = 1,
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     drop_remainder: bool | None = None,
+    clips_per_video: int = 1,
 ) -> tf.data.Dataset:
     """TSN clips from prepared record_format.
 
@@ -200,6 +217,9 @@ def build_dataset(
       max_distort: most scale steps between crop height and width.
       shuffle_buffer: records in the training shuffle buffer (each record is a whole encoded video).
       drop_remainder: drop a last partial batch; default True for training, False for testing.
+      clips_per_video: training only: independent clips (own segment frames, crop, flip) drawn from each video
+        record read, then shuffled among other videos' clips ("repeated augmentation"). 1 is TSN; more amortises
+        reading and parsing a whole video over several clips (see benchmarks/pipeline.py).
 
     Returns:
       `tf.data.Dataset` of ``(frames, labels)`` or ``(frames, labels, metadata)``:
@@ -218,8 +238,8 @@ def build_dataset(
         raise ValueError(f"crops must be 1, 3 or 10, got {crops}")
     if training and crops != 1:
         raise ValueError("crops > 1 is a test-time option; training uses one random multi-scale crop.")
-    if num_frames < 1 or batch_size < 1 or input_size < 1 or flow_length < 1:
-        raise ValueError("num_frames, batch_size, input_size and flow_length must be >= 1.")
+    if num_frames < 1 or batch_size < 1 or input_size < 1 or flow_length < 1 or clips_per_video < 1:
+        raise ValueError("num_frames, batch_size, input_size, flow_length and clips_per_video must be >= 1.")
 
     files = record_format.record_files(records)
     split_dir = record_format.split_dir_of(records)
@@ -270,6 +290,10 @@ def build_dataset(
     else:
         clip_seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
     dataset = tf.data.Dataset.zip((dataset, clip_seeds))
+    dataset = dataset.map(_parse_fn(modality), num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    if training and clips_per_video > 1:
+        dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     clip_fn = _make_clip_fn(
         training=training,
         num_frames=num_frames,
