@@ -30,7 +30,7 @@ import tensorflow as tf
 
 from stpa import backbones as backbones_lib
 from stpa import losses as stpa_losses
-from stpa.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, build_backbone
+from stpa.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, WeightsUnavailableError, build_backbone
 from stpa.layers import FUSIONS, PyramidAttention
 from stpa.preprocessing import preprocess_for
 from stpa.video_ops import FlattenPositions, FoldTime, UnfoldTime
@@ -49,6 +49,7 @@ __all__ = [
     "MODALITIES",
     "MODELS",
     "TOPS",
+    "WeightsUnavailableError",
     "attention_outputs_model",
     "build_model",
     "default_input_size",
@@ -295,15 +296,8 @@ def build_model(
 
 
 def _find_layer(model: keras.Model, layer_type: type) -> keras.layers.Layer | None:
-    """The first layer of `layer_type` in `model`, also inside nested models."""
-    for layer in model.layers:
-        if isinstance(layer, layer_type):
-            return layer
-        if isinstance(layer, keras.Model):
-            found = _find_layer(layer, layer_type)
-            if found is not None:
-                return found
-    return None
+    """The first top-level layer of `layer_type` in `model`, or None."""
+    return next((layer for layer in model.layers if isinstance(layer, layer_type)), None)
 
 
 def attention_outputs_model(model: keras.Model) -> keras.Model:
@@ -320,7 +314,7 @@ def attention_outputs_model(model: keras.Model) -> keras.Model:
     computes everything, and it works as well on a model reloaded from `.keras`.
 
     Args:
-      model: a model from `build_model` (or reloaded from one).
+      model: a model from `build_model` (or reloaded from one), not wrapped in another model.
 
     Returns:
       A functional `keras.Model`.
