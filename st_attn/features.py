@@ -183,7 +183,7 @@ def extract_features(
     extract = tf.function(lambda frames: feature_extractor(frames, training=False), reduce_retracing=True)
     files = record_format.record_files(records)
     counts = source_manifest.get("counts")
-    total = sum(v for v in counts.values() if isinstance(v, int)) if isinstance(counts, dict) else None
+    total = counts.get("videos") if isinstance(counts, dict) and isinstance(counts.get("videos"), int) else None
     count, feature_shape = 0, None
     bar = tqdm(
         total=total, unit="video", desc=f"features {os.path.basename(os.path.normpath(out_dir))}", disable=not progress

@@ -31,6 +31,7 @@ def build_st_attn_network(
     spatial_attention: bool = True,
     temporal_attention: bool = True,
     mask_filters: Sequence[int] = (1024, 512),
+    initial_mask: float = 0.5,
     lstm_units: int = 512,
     init_filters: int = 1024,
     attention_units: int = 256,
@@ -51,6 +52,7 @@ def build_st_attn_network(
       spatial_attention: False for Table 2's "w/o spatial attention" (X~ = X, no mask layer).
       temporal_attention: False for Table 2's "w/o temporal attention" (the ConvLSTM reads frame t at step t).
       mask_filters: widths of the mask's hidden convolutions (Table 1: 1024, 512).
+      initial_mask: the mask's value at initialisation (see `SpatialAttentionMask`).
       lstm_units: ConvLSTM hidden channels (Sec. 4.1: 512).
       init_filters: width of the first conv of g_c / g_h (Eq. 5).
       attention_units: width of Φ_H / Φ_X (Eq. 2).
@@ -76,7 +78,9 @@ def build_st_attn_network(
         features = inputs
 
     if spatial_attention:
-        mask = st_layers.SpatialAttentionMask(filters=mask_filters, name=MASK_LAYER)(features)
+        mask = st_layers.SpatialAttentionMask(filters=mask_filters, initial_mask=initial_mask, name=MASK_LAYER)(
+            features
+        )
         masked = st_layers.ApplySpatialMask(name="masked_features")([features, mask])
     else:
         masked = features

@@ -65,7 +65,7 @@ def write_split(split_dir, examples, shards=1, num_classes=2):
         "num_classes": num_classes,
         "multi_label": False,
         "has_flow": False,
-        "counts": {"test": len(examples)},
+        "counts": {"videos": len(examples)},
     }
     with open(os.path.join(split_dir, records.MANIFEST_NAME), "w") as f:
         json.dump(manifest, f)

@@ -188,3 +188,13 @@ def test_bad_configuration_is_named():
         layers.TemporalAttentionConvLSTM(energy="dot")
     with pytest.raises(ValueError, match=r"\(B, n, h, w, C\)"):
         layers.SpatialAttentionMask()(np.zeros((2, 3, 4, 5), np.float32))
+
+
+def test_initial_mask_level():
+    layer = layers.SpatialAttentionMask(filters=(4,), initial_mask=0.2)
+    # Zero features: every convolution gives 0 and BN (fresh statistics) keeps 0, so the mask is sigmoid(bias).
+    mask = layer(np.zeros((1, 2, 3, 3, 5), np.float32), training=False).numpy()
+    np.testing.assert_allclose(mask, 0.2, rtol=1e-5)
+    assert layers.SpatialAttentionMask.from_config(layer.get_config()).initial_mask == 0.2
+    with pytest.raises(ValueError, match="initial_mask"):
+        layers.SpatialAttentionMask(initial_mask=1.0)
