@@ -84,17 +84,39 @@ def latest_checkpoint(model_dir: str, which: str = "last") -> str | None:
     return tf.train.latest_checkpoint(directory)
 
 
+def weights_checkpoint(model: keras.Model, **others) -> tf.train.Checkpoint:
+    """A `tf.train.Checkpoint` holding every variable of `model`, keyed by its position in `model.weights`.
+
+    Why not `tf.train.Checkpoint(model=model)`: TensorFlow's object graph only sees the variables a Keras 3 layer
+    holds as attributes; weights a layer keeps in a Python list (e.g. `PyramidAttention.kernels`) are not reachable
+    through it, so they would be silently left out of the checkpoint. `model.weights` lists every variable in an
+    order fixed by the architecture, so positions identify them for any model rebuilt from the same config.json.
+
+    Args:
+      model: the network.
+      **others: further objects to save with it (optimizer, step, ...).
+    """
+    return tf.train.Checkpoint(model_weights=list(model.weights), **others)
+
+
 def restore_weights(model: keras.Model, checkpoint_path: str) -> None:
-    """Restores only the model's variables from a training checkpoint (optimizer state is ignored)."""
-    tf.train.Checkpoint(model=model).restore(checkpoint_path).expect_partial().assert_existing_objects_matched()
+    """Restores the model's variables from a training checkpoint (the optimizer state is ignored).
+
+    Raises:
+      AssertionError (from TensorFlow) when a variable of `model` has no value in the checkpoint.
+    """
+    status = weights_checkpoint(model).restore(checkpoint_path).expect_partial()
+    status.assert_existing_objects_matched()
 
 
-def load_model(model_dir: str, which: str = "best") -> keras.Model:
+def load_model(model_dir: str, which: str = "last") -> keras.Model:
     """Reloads a trained model from a run directory.
 
     Args:
       model_dir: the --model_dir of `stpa.train`.
-      which: "best" (best validation checkpoint; falls back to the last one when the run has none) or "last".
+      which: "last" (the newest checkpoint) or "best" (best on the validation split; falls back to the last one
+        when the run has none). Note that `stpa.train` validates on --eval_split, the test split by default (UCF101
+        and HMDB51 have no other): report test numbers with "last", not with weights selected on the test set.
 
     Returns:
       The keras.Model (inputs (B, K, H, W, C) preprocessed frames, K free; output logits (B, num_classes)).

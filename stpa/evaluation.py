@@ -131,7 +131,7 @@ def default_output(model_dir: str | None, saved_model: str | None, split: str, t
 
 
 def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str | None = None,
-             which: str = "best", split: str = "test", test_frames: int = 25, crops: int = 1,
+             which: str = "last", split: str = "test", test_frames: int = 25, crops: int = 1,
              batch_size: int = 4, max_videos: int | None = None, output: str | None = None,
              progress: bool = True) -> dict:
     """Evaluates a run directory or a SavedModel on a prepared split.

@@ -19,7 +19,8 @@ from absl import app, flags
 from stpa import serving
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory written by stpa.train.")
-_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Which weights of --model_dir.")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", "last", ["best", "last"], "Which weights of --model_dir: the last "
+                                "checkpoint or the best on validation.")
 _EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default: "
                                   "<model_dir>/saved_model).")
 _TEST_FRAMES = flags.DEFINE_integer("test_frames", 25, "K sampled by serve_video (Sec. 3.4: 25).", lower_bound=1)

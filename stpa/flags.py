@@ -156,8 +156,9 @@ def define_eval_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Test-time protocol of Sec. 3.4 (K = 25 frames, centre / 3 / 10 crops)."""
     fv = flag_values
     flags.DEFINE_string("model_dir", None, "Run directory written by stpa.train.", flag_values=fv)
-    flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Which weights of --model_dir: best on validation "
-                      "(falls back to last when there is none) or the last checkpoint.", flag_values=fv)
+    flags.DEFINE_enum("checkpoint", "last", ["best", "last"], "Which weights of --model_dir: the last checkpoint, or "
+                      "the best on validation (chosen on training's --eval_split, by default the test split, so "
+                      "report test numbers with 'last').", flag_values=fv)
     flags.DEFINE_string("saved_model", None, "Evaluate an exported SavedModel (stpa.export) instead of "
                         "--model_dir.", flag_values=fv)
     flags.DEFINE_string("records_dir", None, "Prepared dataset (data.prepare --out_dir).", flag_values=fv)

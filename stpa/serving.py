@@ -137,7 +137,7 @@ def export_saved_model(model: keras.Model, config: dict, export_dir: str, *, tes
     return export_dir
 
 
-def export_run(model_dir: str, export_dir: str | None = None, *, which: str = "best", test_frames: int = 25) -> str:
+def export_run(model_dir: str, export_dir: str | None = None, *, which: str = "last", test_frames: int = 25) -> str:
     """Exports the best (or last) weights of a `stpa.train` run directory.
 
     Args:

@@ -19,14 +19,13 @@ command with its own TF_CONFIG); --batch_size is the global batch. See BUILD.md.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import sys
 from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from stpa import checkpoints, distribute, evaluation, fusion
+from stpa import distribute, evaluation, fusion
 from stpa import flags as stpa_flags
 from stpa import trainer as trainer_lib
 
@@ -108,37 +107,27 @@ def stream_configs(config: trainer_lib.TrainConfig, streams: Sequence[str] | Non
     return [dataclasses.replace(config, modality=s, model_dir=os.path.join(config.model_dir, s)) for s in streams]
 
 
-def flag_lines(flag_values: flags.FlagValues = FLAGS, overrides: dict | None = None) -> list[str]:
-    """`--name=value` lines of every stpa.train flag (None-valued ones left out) for flags.txt."""
-    overrides = overrides or {}
-    lines = []
-    for flag in flag_values.get_flags_for_module(stpa_flags.__name__):
-        if flag.name in ("streams",):
-            continue
-        value = overrides.get(flag.name, flag.value)
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            lines.append(f"--{flag.name}" if value else f"--no{flag.name}")
-        elif isinstance(value, list):
-            lines.append(f"--{flag.name}={','.join(str(v) for v in value)}")
-        else:
-            lines.append(f"--{flag.name}={value}")
-    return sorted(lines)
+def describe_result(config: trainer_lib.TrainConfig, result: trainer_lib.TrainResult) -> str:
+    """One paragraph about a finished run: steps, last validation, where things are."""
+    lines = [f"{config.model_dir}: steps {result.start_step} -> {result.step}"]
+    if result.validation:
+        step, values = result.validation[-1]
+        numbers = ", ".join(f"{k} {100 * values[k]:.2f}%" for k in ("top1", "top5", "mean_class_accuracy", "mAP",
+                                                                       "wAP") if k in values)
+        lines.append(f"  validation at step {step} ({config.eval_split}, K={config.eval_frames}): {numbers}")
+    lines.append(f"  checkpoint: {result.checkpoint}")
+    lines.append(f"  TensorBoard: tensorboard --logdir={config.model_dir}")
+    return "\n".join(lines)
 
 
-def run(configs: Sequence[trainer_lib.TrainConfig], *, write_flags: bool = True) -> dict:
+def run(configs: Sequence[trainer_lib.TrainConfig]) -> dict:
     """Trains each config; with several streams, evaluates each at K = eval_frames and fuses. Returns a summary."""
     strategy = distribute.make_strategy(configs[0].strategy)  # Once per process, before any other TF work.
     summary = {"streams": {}}
     for config in configs:
-        if write_flags and distribute.is_chief(strategy):
-            overrides = {"model_dir": config.model_dir, "modality": config.modality}
-            checkpoints.write_flags_file(config.model_dir, flag_lines(FLAGS, overrides))
         result = trainer_lib.train(config, strategy)
         summary["streams"][config.modality] = dataclasses.asdict(result)
-        print(f"{config.model_dir}: step {result.step}; last validation "
-              f"{result.validation[-1][1] if result.validation else '-'}")
+        print(describe_result(config, result), flush=True)
     if len(configs) > 1 and distribute.is_chief(strategy):
         score_paths = []
         for config in configs:
@@ -165,13 +154,15 @@ def main(argv: Sequence[str]) -> None:
             trainer_lib.validate_config(stream_config)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
+    import tensorflow as tf
+
+    tf.get_logger().setLevel("WARNING")
     try:
-        summary = run(configs)
+        run(configs)
     except trainer_lib.NonFiniteLossError as error:
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-    logging.info("summary: %s", json.dumps(summary, default=str)[:2000])
 
 
 if __name__ == "__main__":

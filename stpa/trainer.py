@@ -142,6 +142,30 @@ class TrainResult:
     checkpoint: str | None
 
 
+# TrainConfig fields that are not flags of stpa.train.
+_NOT_FLAGS = ("summary_images",)
+
+
+def flag_lines(config: TrainConfig) -> list[str]:
+    """The `--name=value` lines of `python -m stpa.train` that reproduce `config` (written to flags.txt)."""
+    lines = []
+    for field in dataclasses.fields(config):
+        name, value = field.name, getattr(config, field.name)
+        if name in _NOT_FLAGS or (value is None and name != "eval_split"):
+            continue
+        if name == "eval_split":
+            lines.append(f"--eval_split={value or ''}")
+        elif isinstance(value, bool):
+            lines.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, dict):
+            lines.append(f"--{name}=" + ",".join(f"{k}={v}" for k, v in value.items()))
+        elif isinstance(value, (list, tuple)):
+            lines.append(f"--{name}=" + ",".join(str(v) for v in value))
+        else:
+            lines.append(f"--{name}={value}")
+    return lines
+
+
 def split_dir(records_dir: str, split: str) -> str:
     """The directory of one prepared split."""
     return os.path.join(records_dir, split)
@@ -319,15 +343,16 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_metric")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step,
-                                              best_metric=self.best_metric)
+        self.checkpoint = checkpoints.weights_checkpoint(self.model, optimizer=self.optimizer, step=self.step,
+                                                         best_metric=self.best_metric)
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(checkpoints.CHECKPOINT_DIR),
                                                   max_to_keep=config.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(
-            tf.train.Checkpoint(model=self.model), self._checkpoint_dir(checkpoints.BEST_DIR), max_to_keep=1)
+            checkpoints.weights_checkpoint(self.model), self._checkpoint_dir(checkpoints.BEST_DIR), max_to_keep=1)
         self.start_step = self.restore()
         if self.is_chief:
             checkpoints.save_run_config(config.model_dir, self.run_config)
+            checkpoints.write_flags_file(config.model_dir, flag_lines(config))
         self._loss_weights = loss_weights(config)
         self._train_step = None
         self._distributed_step = None

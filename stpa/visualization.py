@@ -72,7 +72,7 @@ def attention_maps(outputs_models: Sequence, preprocess, frames: np.ndarray) -> 
     return [np.asarray(model(batch, training=False)["attention"][0], np.float64) for model in outputs_models]
 
 
-def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, split: str = "test", which: str = "best",
+def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, split: str = "test", which: str = "last",
               video_ids: Sequence[str] | None = None, num_videos: int = 1, video: str | None = None,
               num_frames: int = 5, figure: int = 4, positions: Sequence[int] | None = (), frame_index: int = 0,
               threshold: float | None = None, out_dir: str = "figures", tensorboard_dir: str | None = None

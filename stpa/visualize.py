@@ -23,7 +23,7 @@ from absl import app, flags
 
 _MODEL_DIRS = flags.DEFINE_list("model_dirs", None, "Run directories of stpa.train (STPA models with the same "
                                 "modality and input size), drawn bottom to top in Fig. 4's colours.")
-_CHECKPOINT = flags.DEFINE_enum("checkpoint", "best", ["best", "last"], "Which weights of each run.")
+_CHECKPOINT = flags.DEFINE_enum("checkpoint", "last", ["best", "last"], "Which weights of each run.")
 _RECORDS_DIR = flags.DEFINE_string("records_dir", None, "Prepared dataset (data.prepare --out_dir).")
 _SPLIT = flags.DEFINE_string("split", "test", "Split directory under --records_dir.")
 _VIDEO_IDS = flags.DEFINE_list("video_ids", None, "Videos to draw (default: the first --num_videos).")

@@ -80,8 +80,8 @@ def make_run_dir(model_dir: str, *, model: str = "stpa", modality: str = "rgb", 
     keras.utils.set_random_seed(seed)
     network = models.build_model(**run_config["build"])
     step = tf.Variable(1, dtype=tf.int64)
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=network, step=step),
+    tf.train.CheckpointManager(checkpoints.weights_checkpoint(network, step=step),
                                os.path.join(model_dir, checkpoints.CHECKPOINT_DIR), max_to_keep=1).save(1)
-    tf.train.CheckpointManager(tf.train.Checkpoint(model=network),
+    tf.train.CheckpointManager(checkpoints.weights_checkpoint(network),
                                os.path.join(model_dir, checkpoints.BEST_DIR), max_to_keep=1).save(1)
     return model_dir
