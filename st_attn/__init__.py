@@ -3,5 +3,11 @@
 Sub-modules:
   layers: the spatial attention mask (Eq. 1, Table 1) and the temporal-attention ConvLSTM (Eq. 2-5).
   losses: the total-variation, contrast and unimodality regularisers (Eq. 7-9).
-  localize / visualize: weakly-supervised spatial and temporal localisation, and its pictures.
+  models: `build_st_attn_network` (frames through a backbone, or cached features) and its attention endpoints;
+    `stpa.models.build_model(model="st_attn", ...)` dispatches here.
+  features: cached-feature mode (backbone features extracted once into TFRecords, a `tf.data` dataset over them);
+    `python -m st_attn.features`.
+  localization: weakly-supervised localisation metrics in NumPy (mask -> box, weights -> segments, detection AP).
+  localize: `python -m st_attn.localize`, Tables 5-6 from a trained model.
+  visualize: Fig. 4 / Fig. 5 pictures (PNG, GIF, TensorBoard); `python -m st_attn.visualize`.
 """
