@@ -115,7 +115,8 @@ def main(argv):
         decode_only = (
             tf.data.Dataset.from_tensor_slices(pool)
             .repeat()
-            .map(lambda data: tf.io.decode_jpeg(data, channels=channels), num_parallel_calls=tf.data.AUTOTUNE)
+            .map(lambda data: tf.io.decode_jpeg(data, channels=channels, dct_method=pipeline.DCT_METHOD),
+                 num_parallel_calls=tf.data.AUTOTUNE)
             .batch(frames_per_clip * batch)
             .prefetch(tf.data.AUTOTUNE)
         )

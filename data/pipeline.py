@@ -26,6 +26,8 @@ __all__ = ["build_dataset", "read_manifest"]
 
 MODALITIES = ("rgb", "flow")
 DEFAULT_SHUFFLE_BUFFER = 64
+# libjpeg's accurate integer IDCT, as OpenCV and PIL (TSN) decode; TF's default is the faster, coarser IFAST.
+DCT_METHOD = "INTEGER_ACCURATE"
 # Shards read concurrently; more only costs memory once the decode work is parallel.
 MAX_CYCLE_LENGTH = 8
 
@@ -35,8 +37,8 @@ def _decode(encoded: tf.Tensor, channels: int, crop_window: tf.Tensor | None) ->
 
     def decode_one(data):
         if crop_window is None:
-            return tf.io.decode_jpeg(data, channels=channels)
-        return tf.image.decode_and_crop_jpeg(data, crop_window, channels=channels)
+            return tf.io.decode_jpeg(data, channels=channels, dct_method=DCT_METHOD)
+        return tf.image.decode_and_crop_jpeg(data, crop_window, channels=channels, dct_method=DCT_METHOD)
 
     return tf.map_fn(
         decode_one, encoded, fn_output_signature=tf.TensorSpec([None, None, channels], tf.uint8)

@@ -59,7 +59,7 @@ def write_split(
             records.make_sequence_example(
                 video_id=video["video_id"],
                 labels=video["labels"],
-                label_names=[class_names[i] for i in video["labels"]],
+                label_names=[class_names[i] if i < len(class_names) else "?" for i in video["labels"]],
                 frames=video["frames"],
                 fps=video.get("fps", 25.0),
                 height=video["height"],
