@@ -76,3 +76,15 @@ def test_exactly_one_input_mode():
         models.build_st_attn_network(3)
     with pytest.raises(ValueError, match="exactly one"):
         models.build_st_attn_network(3, feature_shape=FEATURES, feature_extractor=_tiny_extractor())
+
+
+def test_saved_model_export_serves_any_n(tmp_path):
+    import tensorflow as tf
+
+    model = models.build_st_attn_network(4, feature_shape=FEATURES, **TINY)
+    path = str(tmp_path / "saved_model")
+    model.export(path, verbose=False)
+    served = tf.saved_model.load(path)  # the graph from disk, no Python layer classes involved
+    for frames in (3, 5):
+        x = _features(2, frames, seed=frames)
+        np.testing.assert_allclose(served.serve(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
