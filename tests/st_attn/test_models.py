@@ -88,3 +88,22 @@ def test_saved_model_export_serves_any_n(tmp_path):
     for frames in (3, 5):
         x = _features(2, frames, seed=frames)
         np.testing.assert_allclose(served.serve(x).numpy(), model(x).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_mixed_float16_forward_and_gradients():
+    import tensorflow as tf
+
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = models.build_st_attn_network(3, feature_shape=FEATURES, **TINY)
+        probe = models.attention_model(model)
+        x = _features(2, 4)
+        with tf.GradientTape() as tape:
+            outputs = probe(x, training=True)
+            loss = tf.reduce_sum(tf.cast(outputs["logits"], tf.float32))
+        gradients = tape.gradient(loss, model.trainable_variables)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert outputs["temporal_weights"].dtype == tf.float32
+    np.testing.assert_allclose(outputs["temporal_weights"].numpy().sum(-1), 1.0, rtol=1e-5)
+    assert all(g is not None and np.all(np.isfinite(g.numpy())) for g in gradients)
