@@ -11,7 +11,6 @@ Layers:
   ApplySpatialMask: Eq. 1, `X~ = X * M`.
   TemporalAttentionConvLSTM: Eq. 2-5 -> the mean hidden state `H_bar` (B, h, w, units) and the temporal attention
     weights `w` (B, n_steps, n) (step x frame).
-  FoldTime / UnfoldTime: `(B, n, ...) <-> (B*n, ...)` for running a per-frame network inside a functional model.
 """
 
 from __future__ import annotations
@@ -22,53 +21,13 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from stpa.video_ops import fold_time, unfold_time
+
 _PACKAGE = "st_attn"
 ENERGIES = ("tanh", "linear")
 # Batch-norm moving-average momentum: PyTorch's default (0.1 there, 1 - 0.1 here), which the authors trained with;
 # Keras' 0.99 leaves the inference statistics far from the data for the first thousand steps.
 BN_MOMENTUM = 0.9
-
-
-def _fold(x: tf.Tensor) -> tf.Tensor:
-    """(B, n, h, w, C) -> (B*n, h, w, C) with dynamic B and n."""
-    shape = tf.shape(x)
-    return tf.reshape(x, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
-
-
-def _unfold(y: tf.Tensor, reference: tf.Tensor) -> tf.Tensor:
-    """(B*n, ...) -> (B, n, ...) where B, n are those of `reference` (B, n, ...)."""
-    ref_shape = tf.shape(reference)
-    return tf.reshape(y, tf.concat([ref_shape[:2], tf.shape(y)[1:]], axis=0))
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FoldTime(keras.layers.Layer):
-    """Folds time into the batch: `(B, n, ...)` -> `(B*n, ...)`; `n` may be `None`."""
-
-    def call(self, inputs):
-        """Returns `inputs` reshaped to `(B*n, ...)`."""
-        shape = tf.shape(inputs)
-        return tf.reshape(inputs, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))
-
-    def compute_output_shape(self, input_shape):
-        """Returns `(B*n, ...)`."""
-        batch = None if input_shape[0] is None or input_shape[1] is None else input_shape[0] * input_shape[1]
-        return (batch, *input_shape[2:])
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class UnfoldTime(keras.layers.Layer):
-    """Undoes `FoldTime`: `[y (B*n, ...), reference (B, n, ...)]` -> `(B, n, ...)`."""
-
-    def call(self, inputs):
-        """Returns `folded` reshaped to `(B, n, ...)` of `reference`."""
-        folded, reference = inputs
-        return _unfold(folded, reference)
-
-    def compute_output_shape(self, input_shape):
-        """Returns `(B, n, ...)`."""
-        folded_shape, reference_shape = input_shape
-        return (*reference_shape[:2], *folded_shape[1:])
 
 
 def _conv_bn_relu(filters: int, name: str) -> list[keras.layers.Layer]:
@@ -151,8 +110,8 @@ class SpatialAttentionMask(keras.layers.Layer):
 
     def call(self, features, training=None):
         """Returns the mask `(B, n, h, w, 1)` of `features` `(B, n, h, w, C)`."""
-        mask = _run(self._stack, _fold(features), training)  # (B*n, h, w, 1)
-        mask = _unfold(mask, features)  # (B, n, h, w, 1)
+        mask = _run(self._stack, fold_time(features), training)  # (B*n, h, w, 1)
+        mask = unfold_time(mask, features)  # (B, n, h, w, 1)
         return tf.cast(mask, self.compute_dtype)
 
     def compute_output_shape(self, input_shape):

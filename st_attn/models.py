@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import keras
 
 from st_attn import layers as st_layers
+from stpa.video_ops import FoldTime, UnfoldTime
 
 MASK_LAYER = "spatial_attention_mask"
 TEMPORAL_LAYER = "temporal_attention"
@@ -68,9 +69,9 @@ def build_st_attn_network(
     if feature_extractor is not None:
         frame_shape = tuple(feature_extractor.input_shape[1:])
         inputs = keras.Input((None, *frame_shape), name="frames")
-        folded = st_layers.FoldTime(name="fold_time")(inputs)  # (B*n, H, W, C_in)
+        folded = FoldTime(name="fold_time")(inputs)  # (B*n, H, W, C_in)
         folded_features = feature_extractor(folded)  # (B*n, h, w, C)
-        features = st_layers.UnfoldTime(name="unfold_time")([folded_features, inputs])  # (B, n, h, w, C)
+        features = UnfoldTime(name="unfold_time")([folded_features, inputs])  # (B, n, h, w, C)
     else:
         if len(feature_shape) != 3:
             raise ValueError(f"feature_shape must be (h, w, C); got {feature_shape}.")

@@ -19,14 +19,24 @@ import tensorflow as tf
 _PACKAGE = "stpa"
 
 
+def fold_time(clip: tf.Tensor) -> tf.Tensor:
+    """`(B, K, ...)` -> `(B*K, ...)`, frame k of clip b at row `b*K + k`; B and K may be unknown until run time."""
+    shape = tf.shape(clip)
+    return tf.reshape(clip, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))  # (B*K, ...)
+
+
+def unfold_time(folded: tf.Tensor, clip: tf.Tensor) -> tf.Tensor:
+    """Undoes `fold_time`: `(B*K, *rest)` -> `(B, K, *rest)`, with B and K read from `clip` `(B, K, ...)`."""
+    return tf.reshape(folded, tf.concat([tf.shape(clip)[:2], tf.shape(folded)[1:]], axis=0))  # (B, K, *rest)
+
+
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FoldTime(keras.layers.Layer):
     """Folds the frame axis into the batch: `(B, K, ...)` -> `(B*K, ...)`; B and K may be `None`."""
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         """Args: inputs `(B, K, ...)`. Returns: `(B*K, ...)`, frame k of clip b at row `b*K + k`."""
-        shape = tf.shape(inputs)
-        return tf.reshape(inputs, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0))  # (B*K, ...)
+        return fold_time(inputs)
 
     def compute_output_shape(self, input_shape):
         """`(B, K, *rest)` -> `(B*K, *rest)` (None when B or K is unknown)."""
@@ -44,8 +54,7 @@ class UnfoldTime(keras.layers.Layer):
     def call(self, inputs: list[tf.Tensor]) -> tf.Tensor:
         """Args: inputs `[folded (B*K, *rest), clip (B, K, ...)]`. Returns: `(B, K, *rest)`."""
         folded, clip = inputs
-        clip_shape = tf.shape(clip)
-        return tf.reshape(folded, tf.concat([clip_shape[:2], tf.shape(folded)[1:]], axis=0))  # (B, K, *rest)
+        return unfold_time(folded, clip)
 
     def compute_output_shape(self, input_shape):
         """`[(B*K, *rest), (B, K, ...)]` -> `(B, K, *rest)`."""

@@ -169,20 +169,6 @@ def test_literal_linear_energy_leaves_phi_h_without_gradient():
     assert grad_h is None or np.abs(grad_h).max() < 1e-7
 
 
-def test_fold_and_unfold_time_round_trip_with_unknown_n():
-    fold, unfold = layers.FoldTime(), layers.UnfoldTime()
-    x = _features(2, 3)
-
-    @tf.function(input_signature=[tf.TensorSpec((None, None, H, W, C))])
-    def round_trip(v):
-        folded = fold(v)
-        return folded, unfold([folded * 2.0, v])
-
-    folded, back = round_trip(x)
-    np.testing.assert_array_equal(folded.numpy()[4], x[1, 1])  # row b*n + t
-    np.testing.assert_allclose(back.numpy(), 2 * x)
-
-
 def test_bad_configuration_is_named():
     with pytest.raises(ValueError, match="energy"):
         layers.TemporalAttentionConvLSTM(energy="dot")
