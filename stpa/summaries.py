@@ -2,7 +2,7 @@
 
 STPA models: the salient receptive fields of Sec. 4.4 on the first validation clip (K = 5 frames as in Fig. 4) for
 output position m = 0 (threshold 0.5) and for all output positions (threshold 0.7). ST-attn models: the spatial mask
-over each frame, with the mean temporal weight of each frame written in the image name's scalar companion.
+over each frame as a heat map, and a histogram of the temporal weights.
 """
 
 from __future__ import annotations
