@@ -25,6 +25,7 @@ FLAGS = flags.FLAGS
 def main(argv: Sequence[str]) -> None:
     """Evaluates from the flags and prints the metrics."""
     del argv
+    stpa_flags.quiet_logs()
     if not FLAGS.records_dir:
         raise app.UsageError("--records_dir is required (the --out_dir of data.prepare).")
     try:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from stpa import flags as stpa_flags
 from stpa import serving
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory written by stpa.train.")
@@ -29,6 +30,7 @@ _TEST_FRAMES = flags.DEFINE_integer("test_frames", 25, "K sampled by serve_video
 def main(argv: Sequence[str]) -> None:
     """Exports from the flags and prints where the SavedModel is."""
     del argv
+    stpa_flags.quiet_logs()
     try:
         path = serving.export_run(_MODEL_DIR.value, _EXPORT_DIR.value, which=_CHECKPOINT.value,
                                   test_frames=_TEST_FRAMES.value)

@@ -50,6 +50,14 @@ def parse_options(items: Sequence[str] | None, flag_name: str) -> dict:
     return options
 
 
+def quiet_logs(flag_values: flags.FlagValues = flags.FLAGS) -> None:
+    """Shows warnings and errors only, unless the user passed absl's --verbosity (e.g. -v=0 for TF's INFO lines)."""
+    from absl import logging
+
+    if "verbosity" in flag_values and not flag_values["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+
+
 def define_data_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Where the prepared records are (written by `python -m data.prepare`)."""
     flags.DEFINE_string("records_dir", None, "Prepared dataset: the --out_dir of data.prepare, holding one "

@@ -152,9 +152,9 @@ def format_summary(summary: dict) -> str:
 def main(argv: Sequence[str]) -> None:
     """Runs the quickstart from the flags."""
     del argv
-    import tensorflow as tf
+    from stpa import flags as stpa_flags
 
-    tf.get_logger().setLevel("ERROR")
+    stpa_flags.quiet_logs()
     summary = run_quickstart(_OUT_DIR.value, steps=_TRAIN_STEPS.value, batch_size=_BATCH_SIZE.value,
                              test_frames=_TEST_FRAMES.value, workers=_WORKERS.value, seed=_SEED.value,
                              progress=_PROGRESS.value, flow=_FLOW.value)

@@ -147,6 +147,7 @@ def run(configs: Sequence[trainer_lib.TrainConfig]) -> dict:
 def main(argv: Sequence[str]) -> None:
     """Validates the flags (failing before any work), then trains."""
     del argv
+    stpa_flags.quiet_logs()
     try:
         config = config_from_flags()
         configs = stream_configs(config, FLAGS.streams)
@@ -154,9 +155,6 @@ def main(argv: Sequence[str]) -> None:
             trainer_lib.validate_config(stream_config)
     except ValueError as error:
         raise app.UsageError(str(error)) from error
-    import tensorflow as tf
-
-    tf.get_logger().setLevel("WARNING")
     try:
         run(configs)
     except trainer_lib.NonFiniteLossError as error:

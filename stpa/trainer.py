@@ -382,7 +382,7 @@ class Trainer:
             return 0
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         step = int(self.step.numpy())
-        logging.info("Resumed %s from step %d (%s).", self.config.model_dir, step, latest)
+        self._report(f"Resumed {self.config.model_dir} from step {step} ({latest}).")
         return step
 
     def save(self) -> str | None:
@@ -671,6 +671,13 @@ class Trainer:
                            validation=validation, best_metric=None if best < 0 else best,
                            checkpoint=checkpoint_path)
 
+    def _report(self, message: str) -> None:
+        """A line for the user: above the progress bar when there is one, else in the log."""
+        if self.config.progress and self.is_chief:
+            tqdm.tqdm.write(message)
+        else:
+            logging.info("%s", message)
+
     @staticmethod
     def _new_window() -> dict:
         return {"sums": {}, "steps": 0, "clips": 0.0, "hits": 0.0, "time": 0.0, "timed_clips": 0.0}
@@ -699,7 +706,8 @@ class Trainer:
         value = self.selection_metric(result)
         if value > float(self.best_metric.numpy()):
             self._save_best(value)
-        logging.info("step %d validation: %s", step, {k: round(v, 4) for k, v in result.items()})
+        self._report(f"step {step} validation ({self.config.eval_split}, K={self.config.eval_frames}): " + ", ".join(
+            f"{k} {v:.4g}" for k, v in result.items()))
         return result
 
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+from stpa import flags as stpa_flags
+
 _MODEL_DIRS = flags.DEFINE_list("model_dirs", None, "Run directories of stpa.train (STPA models with the same "
                                 "modality and input size), drawn bottom to top in Fig. 4's colours.")
 _CHECKPOINT = flags.DEFINE_enum("checkpoint", "last", ["best", "last"], "Which weights of each run.")
@@ -56,6 +58,7 @@ def parse_positions(values: Sequence[str] | None) -> list[int] | None:
 def main(argv: Sequence[str]) -> None:
     """Draws the figures from the flags."""
     del argv
+    stpa_flags.quiet_logs()
     from stpa import visualization
 
     try:
