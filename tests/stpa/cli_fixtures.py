@@ -21,8 +21,11 @@ NUM_CLASSES = 3
 
 def write_tiny_records(root: str, *, num_classes: int = NUM_CLASSES, train_per_class: int = 4,
                        test_per_class: int = 2, num_frames: int = 10, size: int = 36, seed: int = 0,
-                       shards: int = 2) -> str:
-    """Writes (or reuses) a prepared dataset with "train" and "test" splits under `root`. Returns `root`."""
+                       shards: int = 2, multi_label: bool = False) -> str:
+    """Writes (or reuses) a prepared dataset with "train" and "test" splits under `root`. Returns `root`.
+
+    With `multi_label`, video g of class c is also labelled (c + 1) % num_classes when g is odd (Charades-like).
+    """
     if all(os.path.exists(os.path.join(root, split, records.MANIFEST_NAME)) for split in ("train", "test")):
         return root
     config = synthetic.SyntheticConfig(seed=seed, num_classes=num_classes, num_frames=num_frames, width=size,
@@ -39,8 +42,10 @@ def write_tiny_records(root: str, *, num_classes: int = NUM_CLASSES, train_per_c
                 frames = [video_io.encode_jpeg(f, 95) for f in video.frames]
                 flows = [flow_lib.quantize_flow(flow_lib.compute_flow(a, b, "dis"))
                          for a, b in zip(video.frames[:-1], video.frames[1:])]
+                labels = [c, (c + 1) % num_classes] if multi_label and g % 2 else [c]
                 examples.append(records.make_sequence_example(
-                    video_id=f"v_{names[c]}_g{g:02d}_{split}", labels=[c], label_names=[names[c]], frames=frames,
+                    video_id=f"v_{names[c]}_g{g:02d}_{split}", labels=labels, label_names=[names[i] for i in labels],
+                    frames=frames,
                     fps=config.fps, height=size, width=size,
                     flow_x=[video_io.encode_jpeg(f[..., 0], 95) for f in flows],
                     flow_y=[video_io.encode_jpeg(f[..., 1], 95) for f in flows]))
@@ -50,7 +55,7 @@ def write_tiny_records(root: str, *, num_classes: int = NUM_CLASSES, train_per_c
                 for example in examples[shard::shards]:
                     writer.write(example.SerializeToString())
         manifest = {"format_version": records.FORMAT_VERSION, "class_names": names, "num_classes": num_classes,
-                    "counts": {"videos": len(examples)}, "multi_label": False, "has_flow": True,
+                    "counts": {"videos": len(examples)}, "multi_label": multi_label, "has_flow": True,
                     "flags": {"dataset": "synthetic-tiny"}}
         with open(os.path.join(split_dir, records.MANIFEST_NAME), "w") as f:
             json.dump(manifest, f)
@@ -58,7 +63,8 @@ def write_tiny_records(root: str, *, num_classes: int = NUM_CLASSES, train_per_c
 
 
 def make_run_dir(model_dir: str, *, model: str = "stpa", modality: str = "rgb", scales: int = 3, input_size: int = 32,
-                 flow_length: int = 2, num_classes: int = NUM_CLASSES, seed: int = 0, class_names=None) -> str:
+                 flow_length: int = 2, num_classes: int = NUM_CLASSES, seed: int = 0, class_names=None,
+                 multi_label: bool = False) -> str:
     """A run directory as `stpa.train` leaves it (config.json + ckpt/ + best/), with untrained `tiny` weights.
 
     Returns the model_dir. The weights are random (seeded) but not trained, which is all evaluation/export tests
@@ -71,7 +77,7 @@ def make_run_dir(model_dir: str, *, model: str = "stpa", modality: str = "rgb", 
     config = trainer.TrainConfig(model_dir=model_dir, model=model, backbone="tiny", modality=modality, scales=scales,
                                  input_size=input_size, flow_length=flow_length)
     run_config = {
-        "build": trainer.build_kwargs(config, num_classes), "input": "frames", "multi_label": False,
+        "build": trainer.build_kwargs(config, num_classes), "input": "frames", "multi_label": multi_label,
         "class_names": class_names or [synthetic.CLASSES[c][0] for c in range(num_classes)], "train_frames": 3,
         "backbone": "tiny", "modality": modality, "flow_length": flow_length, "input_size": input_size,
         "model": model,

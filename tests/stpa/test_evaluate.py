@@ -87,3 +87,35 @@ def test_evaluate_command_line(records, run_dir, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "6 videos, K=3, crops=1: top1" in out.stdout
     assert (tmp_path / "cli.json").exists() and (tmp_path / "cli_confusion.png").exists()
+
+
+def _average_precision_loop(confidences, positives):
+    order = sorted(range(len(confidences)), key=lambda i: (-confidences[i], i))
+    hits, total = 0, 0.0
+    for rank, i in enumerate(order, start=1):
+        if positives[i]:
+            hits += 1
+            total += hits / rank
+    return total / max(hits, 1)
+
+
+def test_evaluate_multi_label_reports_charades_map_and_wap(tmp_path_factory, tmp_path):
+    records = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records_multilabel"),
+                                 train_per_class=1, test_per_class=2, multi_label=True)
+    run_dir = make_run_dir(str(tmp_path / "run"), seed=5, multi_label=True)
+    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=3, output=str(tmp_path / "m.npz"),
+                                 progress=False)
+    saved = score_files.load_scores(report["scores_file"])
+    assert saved.multi_label and saved.labels.shape == (6, NUM_CLASSES)
+    assert saved.labels.sum() == 6 + 3  # the odd videos carry a second label
+    model = checkpoints.load_model(run_dir)
+    dataset = pipeline.build_dataset(os.path.join(records, "test"), training=False, num_frames=3, batch_size=6,
+                                     input_size=32, preprocess=models.preprocess_for("tiny", "rgb"), multi_label=True)
+    frames, _ = next(iter(dataset))
+    np.testing.assert_allclose(saved.scores, model(frames, training=False).numpy(), rtol=1e-4, atol=1e-5)
+    aps = [_average_precision_loop(saved.scores[:, c].astype(np.float64), saved.labels[:, c] > 0)
+           for c in range(NUM_CLASSES)]
+    positives = saved.labels.sum(axis=0)
+    assert report["mAP"] == pytest.approx(np.mean(aps))
+    assert report["wAP"] == pytest.approx(np.sum(np.array(aps) * positives) / positives.sum())
+    assert "top1" not in report

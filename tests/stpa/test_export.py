@@ -123,6 +123,5 @@ def test_export_command_line(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert os.path.exists(os.path.join(run_dir, "saved_model", "saved_model.pb"))
     assert json.loads(open(os.path.join(run_dir, "saved_model", serving.EXPORT_CONFIG)).read())["test_frames"] == 7
-    out = subprocess.run([sys.executable, "-m", "stpa.export", f"--model_dir={tmp_path}/missing"],
-                         capture_output=True, text=True, env=ENV, timeout=180)
-    assert out.returncode != 0 and "not a run directory" in out.stderr
+    with pytest.raises(FileNotFoundError, match="not a run directory"):
+        serving.export_run(str(tmp_path / "missing"))
