@@ -140,17 +140,17 @@ def flip_horizontally(frames: tf.Tensor, modality: str) -> tf.Tensor:
     """Mirrors frames left-right; for flow also negates x: quantised ``u -> 255 - u``.
 
     Args:
-      frames: float (..., H, W, C) in [0, 255]; flow channels interleaved x, y.
+      frames: (..., H, W, C) in [0, 255], float or uint8; flow channels interleaved x, y.
       modality: "rgb" or "flow".
 
     Returns:
-      float (..., H, W, C).
+      (..., H, W, C), the dtype of ``frames``.
     """
     flipped = tf.reverse(frames, axis=[-2])
     if modality == "rgb":
         return flipped
     mask = tf.constant(flow_x_channel_mask(frames.shape[-1], modality))
-    return tf.where(mask, 255.0 - flipped, flipped)
+    return tf.where(mask, tf.constant(255, frames.dtype) - flipped, flipped)
 
 
 def resize_short_side(frames: tf.Tensor, size: int) -> tf.Tensor:

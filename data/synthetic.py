@@ -1,6 +1,6 @@
 """A procedurally generated action benchmark with ground truth, written as a raw UCF101-layout dataset.
 
-    python -m data.synthetic --out_dir=DIR [--seed=0 --num_classes=8 --train_per_class=12 --test_per_class=4]
+    python -m data.synthetic --out_dir=DIR [--seed=0 --num_classes=8 --train_per_class=30 --test_per_class=8]
 
 Each video shows a textured, noisy background that drifts slowly (camera motion), a few distractors (grey shapes
 wandering at random), and ONE small actor. The actor idles (grey, still) before and after its action; during the
@@ -56,6 +56,8 @@ CLASSES: tuple[tuple[str, str, str, tuple[int, int, int]], ...] = (
 MAX_CLASSES = len(CLASSES)
 SHAPES = ("square", "triangle", "diamond", "circle", "cross")
 SUBPIXEL_BITS = 4  # cv2 drawing with 1/16 pixel precision: smooth motion, clean flow
+# The actor's dark outline: whatever its colour, it has luminance edges, which is what (grayscale) optical flow tracks.
+ACTOR_OUTLINE = 15.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,14 +66,14 @@ class SyntheticConfig:
 
     seed: int = 0
     num_classes: int = 8
-    train_per_class: int = 12
-    test_per_class: int = 4
+    train_per_class: int = 30
+    test_per_class: int = 8
     num_frames: int = 40
     width: int = 96
     height: int = 72
     fps: float = 25.0
     num_distractors: int = 3
-    actor_radius: float = 6.0
+    actor_radius: float = 7.0
     noise_sigma: float = 6.0
 
 
@@ -102,9 +104,12 @@ def _polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> n
     return points @ rotation.T + np.array([cx, cy])
 
 
-def _draw(image: np.ndarray, polygon: np.ndarray, colour: tuple[int, int, int]) -> None:
+def _draw(image: np.ndarray, polygon: np.ndarray, colour: tuple[int, int, int], outline: float | None = None) -> None:
+    """Fills a polygon (anti-aliased, sub-pixel); ``outline`` draws a dark border of that grey level around it."""
     points = np.round(polygon * (1 << SUBPIXEL_BITS)).astype(np.int32)[None]
-    cv2.fillPoly(image, points, tuple(int(c) for c in colour), lineType=cv2.LINE_AA, shift=SUBPIXEL_BITS)
+    cv2.fillPoly(image, points, tuple(float(c) for c in colour), lineType=cv2.LINE_AA, shift=SUBPIXEL_BITS)
+    if outline is not None:
+        cv2.polylines(image, points, True, (outline,) * 3, thickness=1, lineType=cv2.LINE_AA, shift=SUBPIXEL_BITS)
 
 
 def _background(rng: np.random.Generator, height: int, width: int, margin: int) -> np.ndarray:
@@ -120,7 +125,7 @@ def _background(rng: np.random.Generator, height: int, width: int, margin: int) 
 
 def _actor_motion(motion: str, phase: float, steps: int, config: SyntheticConfig) -> tuple[float, float, float, float]:
     """(dx, dy, radius scale, angle) of the actor at ``phase`` in [0, 1] of its action (``steps`` frames long)."""
-    travel_x, travel_y = 0.3 * config.width, 0.35 * config.height
+    travel_x, travel_y = 0.4 * config.width, 0.45 * config.height
     t = phase * steps
     if motion == "right":
         return travel_x * phase, 0.0, 1.0, 0.0
@@ -165,7 +170,7 @@ def generate_video(class_index: int, rng: np.random.Generator, config: Synthetic
     drift = rng.uniform(-0.3, 0.3, size=2)  # camera drift, pixels per frame
 
     # The action: where and when.
-    length = int(round(rng.uniform(0.4, 0.55) * num_frames))
+    length = int(round(rng.uniform(0.45, 0.6) * num_frames))
     start = int(round(rng.uniform(0.15, 0.9 * (num_frames - length) / num_frames) * num_frames))
     start = int(np.clip(start, 1, num_frames - length - 1))
     end = start + length
@@ -209,7 +214,7 @@ def generate_video(class_index: int, rng: np.random.Generator, config: Synthetic
         if start <= t < end:
             dx, dy, scale, angle = _actor_motion(motion, (t - start) / max(length - 1, 1), length, config)
             polygon = _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle)
-            _draw(image, polygon, colour)
+            _draw(image, polygon, colour, outline=ACTOR_OUTLINE)
             x1, y1 = np.clip(polygon.min(0), 0, [width - 1, height - 1])
             x2, y2 = np.clip(polygon.max(0), 0, [width - 1, height - 1])
             boxes.append((t + 1, x1, y1, x2, y2))
@@ -217,7 +222,8 @@ def generate_video(class_index: int, rng: np.random.Generator, config: Synthetic
             # Idle: grey and still, where the action starts (before) or ends (after).
             phase = 0.0 if t < start else 1.0
             dx, dy, scale, angle = _actor_motion(motion, phase, length, config)
-            _draw(image, _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle), (idle_grey,) * 3)
+            polygon = _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle)
+            _draw(image, polygon, (idle_grey,) * 3, outline=ACTOR_OUTLINE)
         image += rng.normal(0, config.noise_sigma, size=image.shape).astype(np.float32)
         frames[t] = np.clip(image, 0, 255).astype(np.uint8)
     return GeneratedVideo(frames=frames, boxes=np.asarray(boxes, np.float32), action=(start, end))
