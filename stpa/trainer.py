@@ -19,7 +19,9 @@ Around the step:
 from __future__ import annotations
 
 import contextlib
+import csv
 import dataclasses
+import io
 import math
 import os
 import shutil
@@ -146,6 +148,13 @@ class TrainResult:
 _NOT_FLAGS = ("summary_images",)
 
 
+def _csv(items: list[str]) -> str:
+    """Joins the items of an absl list flag, quoting those with commas (absl parses list flags as CSV)."""
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(items)
+    return buffer.getvalue()
+
+
 def flag_lines(config: TrainConfig) -> list[str]:
     """The `--name=value` lines of `python -m stpa.train` that reproduce `config` (written to flags.txt)."""
     lines = []
@@ -158,9 +167,9 @@ def flag_lines(config: TrainConfig) -> list[str]:
         elif isinstance(value, bool):
             lines.append(f"--{name}" if value else f"--no{name}")
         elif isinstance(value, dict):
-            lines.append(f"--{name}=" + ",".join(f"{k}={v}" for k, v in value.items()))
+            lines.append(f"--{name}=" + _csv([f"{k}={v}" for k, v in value.items()]))
         elif isinstance(value, (list, tuple)):
-            lines.append(f"--{name}=" + ",".join(str(v) for v in value))
+            lines.append(f"--{name}=" + _csv([str(v) for v in value]))
         else:
             lines.append(f"--{name}={value}")
     return lines

@@ -90,6 +90,25 @@ def test_cli_rejects_bad_flags_before_any_work(records, tmp_path):
     assert not os.path.exists(tmp_path / "run")  # nothing was written
 
 
+def test_flags_file_reproduces_the_config(tmp_path):
+    from absl import flags as absl_flags
+
+    from stpa import flags as stpa_flags
+    from stpa import train as train_cli
+
+    config = trainer.TrainConfig(
+        model_dir=str(tmp_path / "run"), records_dir="data/x", eval_split=None, model="st_attn", backbone="tiny",
+        modality="flow", dropout=0.0, model_options={"mask_filters": (8, 8), "spatial_attention": False},
+        lr_boundaries=(10, 20), lr_values=(1.0, 0.1, 0.01), max_steps=30, lambda_tv=0.5, jit_compile=True)
+    path = checkpoints.write_flags_file(config.model_dir, trainer.flag_lines(config))
+    flag_values = absl_flags.FlagValues()
+    stpa_flags.define_data_flags(flag_values)
+    stpa_flags.define_model_flags(flag_values)
+    stpa_flags.define_train_flags(flag_values)
+    flag_values(["train", f"--flagfile={path}"])
+    assert train_cli.config_from_flags(flag_values) == config
+
+
 # ----------------------------------------------------------------------------------------------- the step
 def test_loss_decreases_on_a_repeated_batch(records, tmp_path):
     run = trainer.Trainer(_config(tmp_path / "run", records, learning_rate=0.05, beta=0.0, dropout=0.0))
