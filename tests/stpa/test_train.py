@@ -305,3 +305,27 @@ def test_multi_worker_two_local_processes(records, tmp_path):
     assert not (model_dir / ".worker1").exists()  # the non-chief's scratch checkpoint is removed
     assert "MultiWorkerMirroredStrategy" in outputs[0][1] or "multi_worker" in (model_dir / "flags.txt").read_text()
     assert json.loads((model_dir / "config.json").read_text())["build"]["num_classes"] == NUM_CLASSES
+
+
+@pytest.mark.slow
+def test_st_attn_cached_feature_mode_trains_and_evaluates(records, tmp_path):
+    from st_attn import features
+    from stpa import evaluation, models
+
+    extractor = features.feature_extractor_from_backbone("tiny", input_size=32)
+    for split in ("train", "test"):
+        features.extract_features(os.path.join(records, split), str(tmp_path / "features" / split), extractor,
+                                  num_frames=5, input_size=32, preprocess=models.preprocess_for("tiny", "rgb"),
+                                  progress=False)
+    options = {"mask_filters": (8, 8), "lstm_units": 8, "init_filters": 8, "attention_units": 8}
+    config = _config(tmp_path / "run", None, features_dir=str(tmp_path / "features"), model="st_attn",
+                     train_frames=4, eval_frames=5, eval_every=2, model_options=options)
+    result = trainer.train(config)
+    assert result.step == 4
+    assert {"loss/tv", "loss/contrast", "loss/unimodal"} <= set(result.train_metrics)  # ST-attn's regularisers
+    run_config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert run_config["input"] == "features" and run_config["build"]["feature_shape"] == [2, 2, 128]
+    report = evaluation.evaluate(records_dir=str(tmp_path / "features"), model_dir=config.model_dir, test_frames=5,
+                                 progress=False)
+    assert report["num_videos"] == 2 * NUM_CLASSES
+    assert report["top1"] == pytest.approx(result.validation[-1][1]["top1"])
