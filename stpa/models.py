@@ -322,7 +322,7 @@ def attention_outputs_model(model: keras.Model) -> keras.Model:
     outputs = {"logits": model.output}
     attention_layer = _find_layer(model, PyramidAttention)
     if attention_layer is not None:
-        pyramid = list(attention_layer.input)  # N tensors (B, K, H_j, W_j, C_j), bottom -> top
+        pyramid = keras.tree.flatten(attention_layer.input)  # N tensors (B, K, H_j, W_j, C_j), bottom -> top
         node_outputs = keras.tree.flatten(attention_layer.output)  # [M', A, y^1, ..., y^N]
         if len(node_outputs) != 2 + len(pyramid):
             raise ValueError(

@@ -285,3 +285,18 @@ def test_st_attn_is_built_on_the_backbone_feature_map():
     cached = models.build_model(model="st_attn", backbone="resnet50", num_classes=3, feature_shape=(7, 7, 16),
                                 **ST_ATTN_SMALL)
     assert cached.input_shape == (None, None, 7, 7, 16)
+
+
+def test_attention_outputs_of_a_single_scale_model(tmp_path):
+    # Keras unwraps a one-element input list, so a 1-scale pyramid's layer input is a single tensor.
+    keras.utils.set_random_seed(3)
+    model = build_tiny(scales=1)
+    model.save(tmp_path / "one_scale.keras")
+    for candidate in (model, keras.models.load_model(tmp_path / "one_scale.keras")):
+        outputs = models.attention_outputs_model(candidate)(make_clip(1, 2), training=False)
+        assert len(outputs["scale_logits"]) == 1
+        assert outputs["values"].shape == (1, 2 * 2 * 2, 128)  # n = K*H*W positions of top C
+        probabilities = np.exp(outputs["scale_logits"][0].numpy())
+        probabilities /= probabilities.sum(axis=-1, keepdims=True)
+        expected = probabilities / np.linalg.norm(probabilities, axis=-1, keepdims=True)  # Eq. 3 with N = 1
+        np.testing.assert_allclose(outputs["attention"].numpy(), expected, rtol=1e-5)
