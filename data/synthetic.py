@@ -32,6 +32,7 @@ import dataclasses
 import json
 import os
 import pickle
+import sys
 
 import cv2
 import numpy as np
@@ -334,8 +335,8 @@ def _define_flags() -> None:
     flags.DEFINE_bool("overwrite", False, "Regenerate over a benchmark written with other parameters.")
 
 
-def main(argv: list[str]) -> None:
-    """Command-line entry point."""
+def main(argv: list[str]) -> int:
+    """Command-line entry point; returns the exit status."""
     del argv
     import time
 
@@ -354,16 +355,25 @@ def main(argv: list[str]) -> None:
         num_distractors=f.num_distractors,
     )
     start = time.perf_counter()
-    generate(f.out_dir, config, overwrite=f.overwrite)
+    existed = os.path.isfile(os.path.join(f.out_dir, "synthetic.json"))
+    try:
+        generate(f.out_dir, config, overwrite=f.overwrite)
+    except ValueError as e:
+        print(f"data.synthetic: {e}", file=sys.stderr)
+        return 2
     videos = config.num_classes * (config.train_per_class + config.test_per_class)
+    if existed:
+        print(f"Synthetic benchmark in {f.out_dir} already complete with these parameters; nothing to do.")
+        return 0
     print(
         f"Synthetic benchmark in {f.out_dir}: {config.num_classes} classes, {videos} videos "
         f"({config.num_frames} frames, {config.width}x{config.height}) in {time.perf_counter() - start:.1f} s."
     )
+    return 0
 
 
 if __name__ == "__main__":
     from absl import app
 
     _define_flags()
-    app.run(main)
+    app.run(lambda argv: sys.exit(main(argv)))
