@@ -87,10 +87,11 @@ def latest_checkpoint(model_dir: str, which: str = "last") -> str | None:
 def weights_checkpoint(model: keras.Model, **others) -> tf.train.Checkpoint:
     """A `tf.train.Checkpoint` holding every variable of `model`, keyed by its position in `model.weights`.
 
-    Why not `tf.train.Checkpoint(model=model)`: TensorFlow's object graph only sees the variables a Keras 3 layer
-    holds as attributes; weights a layer keeps in a Python list (e.g. `PyramidAttention.kernels`) are not reachable
-    through it, so they would be silently left out of the checkpoint. `model.weights` lists every variable in an
-    order fixed by the architecture, so positions identify them for any model rebuilt from the same config.json.
+    Why not `tf.train.Checkpoint(model=model)`: TensorFlow's object graph only sees the variables and sub-layers a
+    Keras 3 layer holds as attributes; those a layer keeps in a Python list (e.g. the sub-layer stacks of
+    `st_attn.layers`) are not reachable through it, so they would be silently left out of the checkpoint.
+    `model.weights` lists every variable in an order fixed by the architecture, so positions identify them for any
+    model rebuilt from the same config.json (as Keras' own `.weights.h5` files do).
 
     Args:
       model: the network.

@@ -166,17 +166,32 @@ class PyramidAttention(keras.layers.Layer):
         self._check_shapes(shapes)
         _, _, height, width, _ = shapes[-1]
         num_rows = height * width  # d of Eq. 2
-        self.kernels, self.biases = [], []
+        self.num_scales = len(shapes)
         for index, shape in enumerate(shapes):
-            self.kernels.append(
+            # One attribute per variable (not a Python list), so `tf.train.Checkpoint` tracks them by name too.
+            setattr(
+                self,
+                f"kernel_{index}",
                 self.add_weight(
                     name=f"kernel_{index}", shape=(shape[-1], num_rows), initializer=self.kernel_initializer
-                )
+                ),
             )
-            self.biases.append(
-                self.add_weight(name=f"bias_{index}", shape=(num_rows,), initializer=self.bias_initializer)
+            setattr(
+                self,
+                f"bias_{index}",
+                self.add_weight(name=f"bias_{index}", shape=(num_rows,), initializer=self.bias_initializer),
             )
         self.built = True
+
+    @property
+    def kernels(self) -> list[keras.Variable]:
+        """The `kernel_j` `(C_j, d)`, bottom -> top."""
+        return [getattr(self, f"kernel_{index}") for index in range(self.num_scales)]
+
+    @property
+    def biases(self) -> list[keras.Variable]:
+        """The `bias_j` `(d,)`, bottom -> top."""
+        return [getattr(self, f"bias_{index}") for index in range(self.num_scales)]
 
     def scale_scores(self, inputs: Sequence[tf.Tensor]) -> list[tf.Tensor]:
         """Eq. 1-2: per-scale attention scores y^j = W_attn_j X_j^T (+) b_attn_j.

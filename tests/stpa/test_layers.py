@@ -225,3 +225,17 @@ def test_bad_inputs_raise_value_error(shapes, message):
     inputs = [tf.zeros(shape) for shape in shapes]
     with pytest.raises(ValueError, match=message):
         PyramidAttention()(inputs)
+
+
+def test_tf_train_checkpoint_tracks_every_weight(tmp_path):
+    rng = np.random.default_rng(8)
+    inputs = make_inputs(rng, 3, 2)
+    layer = PyramidAttention()
+    layer(inputs)
+    saved = randomise(layer, rng)
+    path = tf.train.Checkpoint(layer=layer).save(str(tmp_path / "ckpt"))
+    restored = PyramidAttention()
+    restored(inputs)
+    tf.train.Checkpoint(layer=restored).restore(path).assert_existing_objects_matched()
+    for expected, actual in zip(saved[0] + saved[1], restored.kernels + restored.biases):
+        np.testing.assert_array_equal(actual.numpy(), expected)
