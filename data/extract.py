@@ -18,7 +18,6 @@ from data import video_io
 from data.datasets.base import VideoTask
 
 # One flow algorithm object per process and method (creating TV-L1 is not free).
-_FLOW_FNS: dict[str, flow_lib.FlowFn] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +70,6 @@ class ExtractionFailure:
     reason: str
 
 
-def _flow_fn(method: str) -> flow_lib.FlowFn:
-    if method not in _FLOW_FNS:
-        _FLOW_FNS[method] = flow_lib.make_flow_fn(method)
-    return _FLOW_FNS[method]
-
-
 def init_worker() -> None:
     """Pool initializer: one OpenCV thread per worker process (the pool provides the parallelism)."""
     import cv2
@@ -110,7 +103,9 @@ def _encode_flow(flow: np.ndarray, options: ExtractOptions) -> tuple[bytes, byte
 
 def _extract_video_file(task: VideoTask, options: ExtractOptions) -> ExtractedVideo:
     info = video_io.probe(task.source)
-    flow_fn = _flow_fn(options.flow) if options.flow != "none" else None
+    # A new flow object per video: OpenCV's DIS keeps state sized by the first pair it sees, so a reused object
+    # would make a video's flow depend on the videos extracted before it in the same process.
+    flow_fn = flow_lib.make_flow_fn(options.flow) if options.flow != "none" else None
     frames: list[bytes] = []
     flow_x: list[bytes] = []
     flow_y: list[bytes] = []
@@ -228,7 +223,7 @@ def _extract_rawframes(task: VideoTask, options: ExtractOptions) -> ExtractedVid
     elif options.flow != "none":
         if num_rgb < 2:
             raise video_io.VideoReadError(directory, "only 1 frame: flow needs at least 2")
-        flow_fn = _flow_fn(options.flow)
+        flow_fn = flow_lib.make_flow_fn(options.flow)  # per video, see _extract_video_file
         previous = flow_lib.to_gray(video_io.decode_jpeg(frames[0]))
         for data in frames[1:]:
             gray = flow_lib.to_gray(video_io.decode_jpeg(data))

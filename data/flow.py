@@ -57,7 +57,9 @@ def dequantize_flow(quantized: np.ndarray, bound: float = FLOW_BOUND) -> np.ndar
 def make_flow_fn(method: str) -> FlowFn:
     """Returns ``fn(prev_gray, next_gray) -> float32 (H, W, 2)`` flow (x, y) for one of `FLOW_METHODS` but ``none``.
 
-    The OpenCV algorithm object is created once here and reused for every pair (creating TV-L1 is not free).
+    The OpenCV algorithm object is created once here and reused for every pair of ONE video (creating TV-L1 is not
+    free). Make a new one per video: OpenCV's DIS keeps internal state sized by the first pair it sees, so pairs of
+    another size would get different flow from a reused object than from a fresh one.
 
     Raises:
       ValueError: unknown method.

@@ -58,3 +58,34 @@ def test_compute_flow_takes_rgb():
 def test_unknown_method_is_named():
     with pytest.raises(ValueError, match="tvl1, dis, farneback"):
         flow.make_flow_fn("raft")
+
+
+def test_a_video_flow_does_not_depend_on_earlier_videos(tmp_path):
+    # OpenCV's DIS object keeps state sized by the first pair it sees; extraction makes one per video.
+    from data import extract
+    from data.datasets.base import VideoTask
+
+    def write_video(path, width, height, shift):
+        ys, xs = np.mgrid[0:height, 0:width]
+        pattern = (127 + 100 * np.sin(xs / 5.0) * np.cos(ys / 7.0)).astype(np.uint8)
+        if shift == 0:  # noise
+            pattern = np.random.default_rng(1).integers(0, 255, (height, width), dtype=np.uint8)
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (width, height))
+        for t in range(3):
+            writer.write(cv2.cvtColor(np.roll(pattern, shift * t, axis=1), cv2.COLOR_GRAY2BGR))
+        writer.release()
+        return str(path)
+
+    small = write_video(tmp_path / "small.avi", 32, 24, 0)
+    large = write_video(tmp_path / "large.avi", 112, 48, 2)
+    options = extract.ExtractOptions(flow="dis", frame_size=None)
+    extract.extract(VideoTask("small", small, (0,)), options)  # another video of another size first
+    result = extract.extract(VideoTask("large", large, (0,)), options)
+    gray = [flow.to_gray(frame) for _, frame in video_io.iter_frames(large)]
+    fresh = flow.quantize_flow(flow.make_flow_fn("dis")(gray[0], gray[1]))  # a DIS object that saw nothing else
+    stored = np.stack([video_io.decode_jpeg(result.flow_x[0], grayscale=True),
+                       video_io.decode_jpeg(result.flow_y[0], grayscale=True)], axis=-1)  # fmt: skip
+    expected = np.stack([video_io.decode_jpeg(video_io.encode_jpeg(np.ascontiguousarray(fresh[..., c]),
+                                                                   options.jpeg_quality), grayscale=True)
+                         for c in range(2)], axis=-1)  # fmt: skip
+    np.testing.assert_array_equal(stored, expected)
