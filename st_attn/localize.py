@@ -361,6 +361,59 @@ def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None
     return model, build
 
 
+def attention_dataset(
+    build: dict,
+    *,
+    records_split: str | None,
+    features_split: str | None,
+    num_frames: int,
+    batch_size: int,
+):
+    """The test clips of a split (or their cached features) with metadata, as the trained model reads them.
+
+    Args:
+      build: the model's build arguments (`load_trained`): backbone, modality, flow_length, input_size.
+      records_split: a prepared split directory (`data.prepare`), read when `features_split` is None.
+      features_split: a cached-feature split directory (`st_attn.features`), for models trained on features.
+      num_frames: n, frames per video (at most the stored number for cached features).
+      batch_size: videos per batch.
+
+    Returns:
+      `(dataset, input_size)`: the dataset yields `(inputs, labels, metadata)` (`data.pipeline.build_dataset` /
+      `st_attn.features.feature_dataset` with metadata); `input_size` is the side of the square crop the model saw.
+    """
+    from st_attn import features
+
+    if features_split:
+        manifest = features.read_feature_manifest(features_split)
+        dataset = features.feature_dataset(
+            features_split,
+            training=False,
+            batch_size=batch_size,
+            num_frames=min(num_frames, manifest["num_frames"]),
+            with_metadata=True,
+        )
+        return dataset, int(manifest["input_size"])
+    from data import pipeline
+    from stpa.preprocessing import preprocess_for
+
+    if not build.get("backbone") or not build.get("input_size"):
+        raise ValueError("With --model_path give --backbone and --input_size (the input normalisation and size).")
+    input_size = int(build["input_size"])
+    dataset = pipeline.build_dataset(
+        records_split,
+        training=False,
+        num_frames=num_frames,
+        batch_size=batch_size,
+        modality=build["modality"],
+        flow_length=int(build["flow_length"]),
+        input_size=input_size,
+        preprocess=preprocess_for(build["backbone"], build["modality"]),
+        with_metadata=True,
+    )
+    return dataset, input_size
+
+
 def main(argv: Sequence[str]) -> None:
     """Collects the attention of the split, scores it, prints the tables and writes the JSON."""
     del argv
@@ -378,41 +431,20 @@ def main(argv: Sequence[str]) -> None:
         input_size=config.input_size,
     )
     probe = models.attention_model(model)
-    if config.features_dir:
-        split_dir = os.path.join(config.features_dir, config.split)
-        manifest = features.read_feature_manifest(split_dir)
-        input_size = int(manifest["input_size"])
-        dataset = features.feature_dataset(
-            split_dir,
-            training=False,
-            batch_size=config.batch_size,
-            num_frames=min(config.num_frames, manifest["num_frames"]),
-            with_metadata=True,
-        )
-        records_split = (
-            os.path.join(config.records_dir, config.split) if config.records_dir else manifest["source_records"]
-        )
-    else:
-        if not config.records_dir:
-            raise ValueError("--records_dir is required (or --features_dir for a model trained on cached features).")
-        from data import pipeline
-        from stpa.preprocessing import preprocess_for
-
-        if not build.get("backbone") or not build.get("input_size"):
-            raise ValueError("With --model_path give --backbone and --input_size (the input normalisation and size).")
+    if not config.records_dir and not config.features_dir:
+        raise ValueError("--records_dir is required (or --features_dir for a model trained on cached features).")
+    features_split = os.path.join(config.features_dir, config.split) if config.features_dir else None
+    dataset, input_size = attention_dataset(
+        build,
+        records_split=os.path.join(config.records_dir, config.split) if config.records_dir else None,
+        features_split=features_split,
+        num_frames=config.num_frames,
+        batch_size=config.batch_size,
+    )
+    if config.records_dir:
         records_split = os.path.join(config.records_dir, config.split)
-        input_size = int(build["input_size"])
-        dataset = pipeline.build_dataset(
-            records_split,
-            training=False,
-            num_frames=config.num_frames,
-            batch_size=config.batch_size,
-            modality=build["modality"],
-            flow_length=int(build["flow_length"]),
-            input_size=input_size,
-            preprocess=preprocess_for(build["backbone"], build["modality"]),
-            with_metadata=True,
-        )
+    else:
+        records_split = features.read_feature_manifest(features_split)["source_records"]
     annotations = record_format.read_annotations(records_split)
     videos = collect_attention(probe, dataset, max_videos=config.max_videos)
     result = localize(

@@ -278,8 +278,8 @@ def main(argv: Sequence[str]) -> None:
     from absl import flags
 
     from data import records as record_format
-    from st_attn import features, models
-    from st_attn.localize import centre_crop_window, collect_attention, load_trained
+    from st_attn import models
+    from st_attn.localize import attention_dataset, centre_crop_window, collect_attention, load_trained
 
     config = flags.FLAGS
     model, build = load_trained(
@@ -291,28 +291,13 @@ def main(argv: Sequence[str]) -> None:
     )
     probe = models.attention_model(model)
     records_split = os.path.join(config.records_dir, config.split)
-    if config.features_dir:
-        split_dir = os.path.join(config.features_dir, config.split)
-        input_size = int(features.read_feature_manifest(split_dir)["input_size"])
-        dataset = features.feature_dataset(split_dir, training=False, batch_size=1, with_metadata=True)
-    else:
-        from data import pipeline
-        from stpa.preprocessing import preprocess_for
-
-        if not build.get("backbone") or not build.get("input_size"):
-            raise ValueError("With --model_path give --backbone and --input_size.")
-        input_size = int(build["input_size"])
-        dataset = pipeline.build_dataset(
-            records_split,
-            training=False,
-            num_frames=config.num_frames,
-            batch_size=1,
-            modality=build["modality"],
-            flow_length=int(build["flow_length"]),
-            input_size=input_size,
-            preprocess=preprocess_for(build["backbone"], build["modality"]),
-            with_metadata=True,
-        )
+    dataset, input_size = attention_dataset(
+        build,
+        records_split=records_split,
+        features_split=os.path.join(config.features_dir, config.split) if config.features_dir else None,
+        num_frames=config.num_frames,
+        batch_size=1,
+    )
     wanted = set(config.video_ids or [])
     if wanted:
         dataset = dataset.filter(lambda inputs, labels, metadata: _is_wanted(metadata["video_id"][0], wanted))
