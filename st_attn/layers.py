@@ -3,8 +3,8 @@
 Meng et al., "Interpretable Spatio-temporal Attention for Video Action Recognition", 2019, Sec. 3.2-3.3.
 
 Every layer takes per-frame feature maps `(B, n, h, w, C)` with the number of frames `n` unknown at trace time
-(`None`): time is folded into the batch with dynamic reshapes (never `TimeDistributed`), and the recurrence over `n`
-steps is a `tf.while_loop`, so one set of weights trained with n = 25 evaluates any other n.
+(`None`): time is folded into the batch with dynamic reshapes (never Keras' time-distributed wrapper), and the
+recurrence over `n` steps is a `tf.while_loop`, so one set of weights trained with n = 25 evaluates any other n.
 
 Layers:
   SpatialAttentionMask: Table 1's three 3x3 convolutions -> mask `M` (B, n, h, w, 1) in [0, 1].

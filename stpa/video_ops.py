@@ -1,7 +1,7 @@
 """Layers that run a per-frame 2-D network on clips: fold time into the batch and back.
 
 A clip is `(B, K, H, W, C)` with the number of frames K unknown until run time (`None` in the model's input spec), so
-a model trained on K = 3 evaluates K = 25 unchanged. `keras.layers.TimeDistributed` is not used: in Keras 3 it needs
+a model trained on K = 3 evaluates K = 25 unchanged. Keras' time-distributed wrapper is not used: in Keras 3 it needs
 a static K. Instead the frames are folded into the batch with dynamic reshapes:
 
   FoldTime:          (B, K, ...)                      -> (B*K, ...)
