@@ -335,10 +335,13 @@ def _define_flags() -> None:
 
 
 def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None, modality="rgb", input_size=None):
-    """The model and its build arguments from a run directory (`stpa.checkpoints.load_model`) or a .keras file.
+    """The attention probe of a trained model and its build arguments.
+
+    The model comes from a run directory (`stpa.checkpoints.load_model`) or a .keras file; the probe
+    (`st_attn.models.attention_model`) shares its weights and returns the logits, mask and temporal weights.
 
     Returns:
-      (keras.Model, {"backbone", "modality", "flow_length", "input_size", "feature_shape"}).
+      (probe keras.Model, {"backbone", "modality", "flow_length", "input_size", "feature_shape"}).
     """
     import keras
 
@@ -358,7 +361,9 @@ def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None
         build = {"backbone": backbone, "modality": modality, "input_size": input_size}
     build.setdefault("flow_length", 5)
     build.setdefault("feature_shape", None)
-    return model, build
+    from st_attn import models
+
+    return models.attention_model(model), build
 
 
 def attention_dataset(
@@ -420,17 +425,13 @@ def main(argv: Sequence[str]) -> None:
     from absl import flags
 
     from data import records as record_format
-    from st_attn import features, models
+    from st_attn import features
 
     config = flags.FLAGS
-    model, build = load_trained(
-        config.model_dir,
-        config.model_path,
-        backbone=config.backbone,
-        modality=config.modality,
+    probe, build = load_trained(
+        config.model_dir, config.model_path, backbone=config.backbone, modality=config.modality,
         input_size=config.input_size,
-    )
-    probe = models.attention_model(model)
+    )  # fmt: skip
     if not config.records_dir and not config.features_dir:
         raise ValueError("--records_dir is required (or --features_dir for a model trained on cached features).")
     features_split = os.path.join(config.features_dir, config.split) if config.features_dir else None

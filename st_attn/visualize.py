@@ -278,18 +278,13 @@ def main(argv: Sequence[str]) -> None:
     from absl import flags
 
     from data import records as record_format
-    from st_attn import models
     from st_attn.localize import attention_dataset, centre_crop_window, collect_attention, load_trained
 
     config = flags.FLAGS
-    model, build = load_trained(
-        config.model_dir,
-        config.model_path,
-        backbone=config.backbone,
-        modality=config.modality,
+    probe, build = load_trained(
+        config.model_dir, config.model_path, backbone=config.backbone, modality=config.modality,
         input_size=config.input_size,
-    )
-    probe = models.attention_model(model)
+    )  # fmt: skip
     records_split = os.path.join(config.records_dir, config.split)
     dataset, input_size = attention_dataset(
         build,
