@@ -329,3 +329,15 @@ def test_st_attn_cached_feature_mode_trains_and_evaluates(records, tmp_path):
                                  progress=False)
     assert report["num_videos"] == 2 * NUM_CLASSES
     assert report["top1"] == pytest.approx(result.validation[-1][1]["top1"])
+
+    # The localisation / picture commands read the same run through st_attn.localize's loaders.
+    from st_attn import localize
+
+    probe, build = localize.load_trained(config.model_dir, None)
+    dataset, input_size = localize.attention_dataset(
+        build, records_split=None, features_split=str(tmp_path / "features" / "test"), num_frames=5, batch_size=2
+    )
+    inputs, _, metadata = next(iter(dataset))
+    outputs = probe(inputs, training=False)
+    assert input_size == 32 and inputs.shape[:2] == (2, 5) and metadata["video_id"].shape == (2,)
+    np.testing.assert_allclose(outputs["temporal_weights"].numpy().sum(axis=-1), 1.0, rtol=1e-5)
