@@ -3,12 +3,15 @@
     python benchmarks/pipeline.py [--records=OUT/train] [--modality=rgb] [--batch_size=16] [--steps=30]
 
 Measures, in one run and with the same tf.data parallelism (AUTOTUNE):
-  pipeline  clips/s of `data.pipeline.build_dataset(training=True, K=3, S=224)` (parse record, sample, decode the K
-            sampled JPEGs, multi-scale crop, flip, batch);
-  limit     clips/s that plain `tf.io.decode_jpeg` of the same number of the same JPEGs reaches (K frames a clip;
-            for flow 2 * K * flow_length grayscale frames) - the cost of decoding alone;
-and prints ``ratio = pipeline / limit`` (target >= 0.8; above 1 is possible because training decodes only the crop
-window). Without ``--records`` it writes a temporary split of TSN-sized (340x256) videos first.
+  pipeline  clips/s of `data.pipeline.build_dataset(training=True, K=3, S=224)` (sample, read and decode the K
+            sampled JPEGs, multi-scale crop, resize, flip, batch), with each reader: ``offsets`` (the default) and
+            ``records`` (whole-record parsing, TensorFlow ops only);
+  limit     clips/s that decoding alone reaches: the same number of the same JPEGs (K frames a clip; for flow
+            2 * K * flow_length grayscale frames), already in memory, decoded in a parallel `tf.data` map - with
+            ``tf.io.decode_jpeg`` (the TensorFlow limit) and with ``cv2.imdecode`` (the decoder of the offsets
+            reader; through `tf.numpy_function`, K decodes a call, as the pipeline calls it);
+and prints ``ratio = pipeline / limit`` for both (target >= 0.8). Without ``--records`` it writes a temporary split
+of TSN-sized (340x256) videos first.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
-from data import pipeline, records, video_io  # noqa: E402
+from data import frame_offsets, pipeline, records, video_io  # noqa: E402
 
 flags.DEFINE_string("records", None, "A prepared split directory; default: a temporary one of 340x256 videos.")
 flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "Stream to measure.")
@@ -33,7 +36,8 @@ flags.DEFINE_integer("num_frames", 3, "K segments per clip.")
 flags.DEFINE_integer("input_size", 224, "Crop side.")
 flags.DEFINE_integer("steps", 30, "Batches timed (after warm-up).")
 flags.DEFINE_integer("videos", 24, "Videos in the temporary split.")
-flags.DEFINE_list("clips_per_video", ["1", "4"], "Settings of build_dataset(clips_per_video=) to measure.")
+flags.DEFINE_list("readers", ["offsets", "records"], "Settings of build_dataset(reader=) to measure.")
+flags.DEFINE_enum("frames_dtype", "uint8", ["uint8", "float32"], "Clip dtype (stpa.trainer trains on uint8 clips).")
 FLAGS = flags.FLAGS
 
 
@@ -66,6 +70,7 @@ def write_temporary_split(directory: str, videos: int, frames: int = 175) -> str
         with tf.io.TFRecordWriter(path) as writer:
             for example in examples[shard::2]:
                 writer.write(example.SerializeToString())
+        frame_offsets.write_offsets(path)
     records.write_json_atomic(
         os.path.join(split_dir, records.MANIFEST_NAME),
         {"format_version": records.FORMAT_VERSION, "class_names": ["a", "b", "c", "d"], "num_classes": 4,
@@ -96,6 +101,35 @@ def time_batches(dataset: tf.data.Dataset, steps: int) -> float:
     return (time.perf_counter() - start) / steps
 
 
+def decode_limits(pool: list[bytes], channels: int, frames_per_clip: int, batch: int, steps: int) -> dict:
+    """Clips/s of decoding alone, with TensorFlow and with OpenCV, at the pipeline's parallelism."""
+
+    def opencv_decode(encoded):
+        flag = cv2.IMREAD_COLOR_RGB if channels == 3 else cv2.IMREAD_GRAYSCALE
+        return np.stack([cv2.imdecode(np.frombuffer(data, np.uint8), flag) for data in encoded])
+
+    tensorflow = (
+        tf.data.Dataset.from_tensor_slices(pool)
+        .repeat()
+        .map(lambda data: tf.io.decode_jpeg(data, channels=channels, dct_method=pipeline.DCT_METHOD),
+             num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(frames_per_clip * batch)
+        .prefetch(tf.data.AUTOTUNE)
+    )  # fmt: skip
+    opencv = (
+        tf.data.Dataset.from_tensor_slices(pool)
+        .repeat()
+        .batch(frames_per_clip)
+        .map(lambda data: tf.numpy_function(opencv_decode, [data], tf.uint8), num_parallel_calls=tf.data.AUTOTUNE)
+        .batch(batch)
+        .prefetch(tf.data.AUTOTUNE)
+    )
+    return {
+        "tf.io.decode_jpeg": batch / time_batches(tensorflow, steps),
+        "cv2.imdecode": batch / time_batches(opencv, steps),
+    }
+
+
 def main(argv):
     del argv
     with tempfile.TemporaryDirectory() as tmp:
@@ -103,30 +137,23 @@ def main(argv):
         k, batch = FLAGS.num_frames, FLAGS.batch_size
         frames_per_clip = k if FLAGS.modality == "rgb" else 2 * k * 5
         pipeline_clips = {}
-        for clips in map(int, FLAGS.clips_per_video):
+        for reader in FLAGS.readers:
             training = pipeline.build_dataset(
                 split_dir, training=True, num_frames=k, batch_size=batch, modality=FLAGS.modality,
-                input_size=FLAGS.input_size, seed=0, clips_per_video=clips,
+                input_size=FLAGS.input_size, seed=0, reader=reader, frames_dtype=FLAGS.frames_dtype,
             )  # fmt: skip
-            pipeline_clips[clips] = batch / time_batches(training, FLAGS.steps)
-
+            pipeline_clips[reader] = batch / time_batches(training, FLAGS.steps)
         pool = encoded_pool(split_dir, FLAGS.modality)
-        channels = 3 if FLAGS.modality == "rgb" else 1
-        decode_only = (
-            tf.data.Dataset.from_tensor_slices(pool)
-            .repeat()
-            .map(lambda data: tf.io.decode_jpeg(data, channels=channels, dct_method=pipeline.DCT_METHOD),
-                 num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(frames_per_clip * batch)
-            .prefetch(tf.data.AUTOTUNE)
-        )
-        limit_clips = batch / time_batches(decode_only, FLAGS.steps)
+        limits = decode_limits(pool, 3 if FLAGS.modality == "rgb" else 1, frames_per_clip, batch, FLAGS.steps)
 
-    print(f"raw decode limit ({frames_per_clip} JPEGs per clip, same parallelism): {limit_clips:8.1f} clips/s")
-    for clips, rate in pipeline_clips.items():
+    for name, limit in limits.items():
+        print(f"raw decode limit, {name} ({frames_per_clip} JPEGs per clip, same parallelism): {limit:8.1f} clips/s")
+    for reader, rate in pipeline_clips.items():
+        ratios = "  ".join(f"{rate / limit:.2f} of {name}" for name, limit in limits.items())
         print(
-            f"pipeline ({FLAGS.modality}, K={k}, S={FLAGS.input_size}, batch {batch}, clips_per_video={clips}): "
-            f"{rate:8.1f} clips/s  ratio pipeline / decode limit: {rate / limit_clips:.2f}  (target >= 0.80)"
+            f"pipeline ({FLAGS.modality}, reader={reader}, K={k}, S={FLAGS.input_size}, batch {batch}, "
+            f"{FLAGS.frames_dtype}): "
+            f"{rate:8.1f} clips/s  ratio pipeline / decode limit: {ratios}  (target >= 0.80)"
         )
 
 

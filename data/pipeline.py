@@ -1,30 +1,38 @@
 """The TSN `tf.data` input pipeline over the records written by `data.prepare`.
 
-Per video record: parse -> choose the K segment frames (`data.sampling`) -> gather only their encoded JPEGs -> decode
-those (training: `tf.image.decode_and_crop_jpeg` decodes just the crop window) -> augment (`data.augment`) ->
-batch -> ``preprocess`` (the backbone's normalisation) -> prefetch.
+Per video: choose the K segment frames (`data.sampling`) -> read and decode only their JPEGs -> augment
+(`data.augment`) -> batch -> ``preprocess`` (the backbone's normalisation) -> prefetch. Two readers produce the same
+clips (equal frame indices, crops and flips; pixels equal to about 1e-2, see tests/data/test_pipeline.py):
+
+  ``offsets`` (default when every shard has a current ``.offsets`` index, `data.frame_offsets`): parses the small
+      index entry, reads just the sampled JPEGs by byte offset and decodes / crops / resizes them with OpenCV
+      (`data.clip_reader`). Reads about K / T of each video and is several times faster (benchmarks/pipeline.py).
+  ``records``: parses the whole `tf.train.SequenceExample` and uses TensorFlow ops only (training:
+      `tf.image.decode_and_crop_jpeg` decodes just the crop window): serialisable, for the tf.data service.
 
 Every random choice of a clip (segment offsets, crop size and position, flip) comes from one per-clip seed drawn from
 `tf.data.Dataset.random(seed)`, through stateless random ops, so ``seed`` + ``deterministic=True`` reproduce a
-training stream exactly. Test datasets are always read in a fixed order (one pass, no shuffling), so their scores
-line up with ``metadata["video_id"]``.
+training stream exactly, with either reader. Test datasets are always read in a fixed order (one pass, no
+shuffling), so their scores line up with ``metadata["video_id"]``.
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable, Sequence
 
 import tensorflow as tf
 
-from data import augment, sampling
+from data import augment, clip_reader, frame_offsets, sampling
 from data import records as record_format
 from data.records import read_manifest
 
 __all__ = ["build_dataset", "read_manifest"]
 
 MODALITIES = ("rgb", "flow")
+READERS = ("auto", "offsets", "records")
 DEFAULT_SHUFFLE_BUFFER = 64
 # libjpeg's accurate integer IDCT, as OpenCV and PIL (TSN) decode; TF's default is the faster, coarser IFAST.
 DCT_METHOD = "INTEGER_ACCURATE"
@@ -60,12 +68,19 @@ def _interleave_flow(flow_x: tf.Tensor, flow_y: tf.Tensor, num_segments: int, fl
     return tf.concat([t for step in range(flow_length) for t in (x[:, step], y[:, step])], axis=-1)  # (K, H, W, 2L)
 
 
-def _parse_fn(modality: str) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
-    """(serialized record, seed) -> (context, encoded frame lists of ``modality``, seed)."""
+def _parse_fn(modality: str, reader: str) -> Callable[..., tuple]:
+    """(serialized record or ``.offsets`` entry, shard path, seed) -> (context, frame lists, shard path, seed).
 
-    def parse(serialized: tf.Tensor, seed: tf.Tensor):
-        context, sequence = record_format.parse_sequence_example(serialized, modality)
-        return context, sequence, seed
+    The frame lists are encoded JPEGs (T,) per key for ``reader="records"``, (offset, length) spans (T, 2) per key
+    for ``reader="offsets"``.
+    """
+
+    def parse(serialized: tf.Tensor, shard: tf.Tensor, seed: tf.Tensor):
+        if reader == "offsets":
+            context, frames = frame_offsets.parse_offsets(serialized, modality)
+        else:
+            context, frames = record_format.parse_sequence_example(serialized, modality)
+        return context, frames, shard, seed
 
     return parse
 
@@ -73,6 +88,7 @@ def _parse_fn(modality: str) -> Callable[[tf.Tensor, tf.Tensor], tuple]:
 def _make_clip_fn(
     *,
     training: bool,
+    reader: str,
     num_frames: int,
     modality: str,
     flow_length: int,
@@ -84,17 +100,18 @@ def _make_clip_fn(
     more_fix_crop: bool,
     max_distort: int,
     with_metadata: bool,
-) -> Callable[[dict, dict, tf.Tensor], tuple]:
-    """The per-clip function: (parsed context, encoded frame lists, int64 (2,) seed) -> (frames, label[, metadata])."""
+    frames_dtype: tf.DType,
+) -> Callable[[dict, dict, tf.Tensor, tf.Tensor], tuple]:
+    """The per-clip function: (parsed context, frame lists, shard path, int64 (2,) seed) -> (frames, label[, meta])."""
     new_length = 1 if modality == "rgb" else flow_length
     channels = 3 if modality == "rgb" else 2 * flow_length
     depth = 3 if modality == "rgb" else 1
     keys = [record_format.IMAGE] if modality == "rgb" else [record_format.FLOW_X, record_format.FLOW_Y]
 
-    def clip_fn(context: dict, sequence: dict, seed: tf.Tensor):
+    def clip_fn(context: dict, frame_lists: dict, shard: tf.Tensor, seed: tf.Tensor):
         # One draw per random choice of the clip: K segment offsets, crop size and position, flip.
         uniforms = tf.random.stateless_uniform([num_frames + 3], seed, dtype=tf.float64)
-        available = tf.shape(sequence[keys[0]])[0]
+        available = tf.shape(frame_lists[keys[0]])[0]
         with tf.control_dependencies(
             [tf.debugging.assert_positive(available, message=f"a record has no {modality} frames")]
         ):
@@ -104,19 +121,18 @@ def _make_clip_fn(
         else:
             offsets = sampling.centre_offsets_tf(available, num_frames, new_length)  # (K,)
         indices = tf.reshape(sampling.stack_indices_tf(offsets, new_length, available), [-1])  # (K*L,)
-        selected = [tf.gather(sequence[key], indices) for key in keys]  # only the sampled JPEGs: (K*L,) each
+        # Only the sampled frames: JPEG strings (K*L,) per key, or their byte spans (K*L, 2) for the offsets reader.
+        selected = [tf.gather(frame_lists[key], indices) for key in keys]
+        crop_uniforms = uniforms[num_frames : num_frames + 2]
+        flip = uniforms[num_frames + 2] < 0.5
 
         count = num_frames * new_length
-        if training:
+        if reader == "offsets":  # testing: whole frames, cropped below
+            decoded = [clip_reader.full_frames_tf(shard, s, depth) for s in selected]  # (K*L, H, W, depth)
+        elif training:
             image_shape = tf.image.extract_jpeg_shape(selected[0][0])
             window = augment.multiscale_crop_window_tf(
-                image_shape[0],
-                image_shape[1],
-                input_size,
-                uniforms[num_frames : num_frames + 2],
-                scales,
-                max_distort,
-                more_fix_crop,
+                image_shape[0], image_shape[1], input_size, crop_uniforms, scales, max_distort, more_fix_crop
             )
             decoded = [_decode(s, count, depth, window) for s in selected]  # each uint8 (K*L, h, w, depth)
         else:
@@ -127,47 +143,121 @@ def _make_clip_fn(
             frames = _interleave_flow(decoded[0], decoded[1], num_frames, flow_length)  # (K, h, w, 2L) uint8
 
         if training:
-            # Flip the small uint8 crop, then resize: bilinear resizing (half-pixel centres) commutes with mirroring
-            # and with u -> 255 - u, and costs the same either way.
-            flip = uniforms[num_frames + 2] < 0.5
+            # Flip the small uint8 crop, then resize: bilinear resizing (half-pixel centres) commutes with
+            # mirroring and with u -> 255 - u, and costs the same either way.
             frames = tf.cond(flip, lambda: augment.flip_horizontally(frames, modality), lambda: frames)
             frames = tf.image.resize(frames, [input_size, input_size], method="bilinear")  # (K, S, S, C) float32
             frames = tf.ensure_shape(frames, [num_frames, input_size, input_size, channels])
         else:
-            frames = augment.eval_crops(tf.cast(frames, tf.float32), input_size, crops, modality)  # (crops, K, S, S, C)
+            frames = augment.eval_crops(tf.cast(frames, tf.float32), input_size, crops, modality)
             frames = tf.ensure_shape(frames, [crops, num_frames, input_size, input_size, channels])
             if crops == 1:
                 frames = frames[0]  # (K, S, S, C)
+        if frames_dtype == tf.uint8:
+            frames = tf.saturate_cast(tf.round(frames), tf.uint8)
 
-        label_index = tf.cast(context[record_format.LABEL_INDEX], tf.int32)
-        if multi_label:
-            labels = tf.minimum(tf.reduce_sum(tf.one_hot(label_index, num_classes, dtype=tf.float32), axis=0), 1.0)
-        else:
-            labels = tf.concat([label_index, [-1]], axis=0)[0]  # first label; -1 for an unlabelled video
+        labels = _targets(tf.RaggedTensor.from_tensor(context[record_format.LABEL_INDEX][None]), multi_label,
+                          num_classes)[0]  # fmt: skip
         if not with_metadata:
             return frames, labels
-        metadata = {
-            "video_id": context[record_format.VIDEO_ID],
-            "frame_indices": offsets,
-            "num_frames": tf.cast(context[record_format.NUM_FRAMES], tf.int32),
-            "fps": context[record_format.FPS],
-            "height": tf.cast(context[record_format.HEIGHT], tf.int32),
-            "width": tf.cast(context[record_format.WIDTH], tf.int32),
-        }
-        return frames, labels, metadata
+        return frames, labels, _metadata(context, offsets)
 
     return clip_fn
 
 
-def _repeat_clips(context: dict, sequence: dict, seed: tf.Tensor, clips: int) -> tf.data.Dataset:
-    """``clips`` (context, sequence, seed) triples of one parsed video, each with its own seed (no copies)."""
+def _targets(label_index: tf.RaggedTensor, multi_label: bool, num_classes: int | None) -> tf.Tensor:
+    """Class indices (B, None) -> int32 (B,) first label (-1 for an unlabelled video) or float32 (B, C) multi-hot."""
+    label_index = tf.cast(label_index, tf.int32)
+    if multi_label:
+        return tf.minimum(tf.reduce_sum(tf.one_hot(label_index, num_classes, dtype=tf.float32), axis=1), 1.0)
+    return label_index.to_tensor(default_value=-1, shape=[None, 1])[:, 0]
+
+
+def _metadata(context: dict, starts: tf.Tensor) -> dict[str, tf.Tensor]:
+    """The metadata dict of `build_dataset` from a parsed context (one clip or a batch) and the sampled starts."""
+    return {
+        "video_id": context[record_format.VIDEO_ID],
+        "frame_indices": starts,
+        "num_frames": tf.cast(context[record_format.NUM_FRAMES], tf.int32),
+        "fps": context[record_format.FPS],
+        "height": tf.cast(context[record_format.HEIGHT], tf.int32),
+        "width": tf.cast(context[record_format.WIDTH], tf.int32),
+    }
+
+
+def _make_training_batch_fn(
+    *,
+    num_frames: int,
+    modality: str,
+    multi_label: bool,
+    num_classes: int | None,
+    with_metadata: bool,
+    **clip_settings,
+) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple]:
+    """The offsets reader's training function, applied per batch, with the same draws per clip as ``clip_fn``.
+
+    The function maps (serialized ``.offsets`` entries (B,), shard paths (B,), int64 seeds (B, 2)) to
+    (frames float32 (B, K, S, S, C), labels[, metadata]).
+    """
+    keys = [record_format.IMAGE] if modality == "rgb" else [record_format.FLOW_X, record_format.FLOW_Y]
+
+    def batch_fn(serialized: tf.Tensor, shards: tf.Tensor, seeds: tf.Tensor):
+        context, spans = frame_offsets.parse_offsets(serialized, modality)  # values (B,); spans (B, None, 2)
+        uniforms = tf.map_fn(
+            lambda seed: tf.random.stateless_uniform([num_frames + 3], seed, dtype=tf.float64),
+            seeds,
+            fn_output_signature=tf.float64,
+        )  # (B, K + 3)
+        frames, starts = clip_reader.training_batch_tf(
+            shards,
+            context[record_format.VIDEO_ID],
+            uniforms,
+            [spans[key] for key in keys],
+            modality=modality,
+            num_segments=num_frames,
+            **clip_settings,
+        )  # (B, K, S, S, C), (B, K)
+        labels = _targets(context[record_format.LABEL_INDEX], multi_label, num_classes)
+        if not with_metadata:
+            return frames, labels
+        return frames, labels, _metadata(context, starts)
+
+    return batch_fn
+
+
+def _repeat_clips(*element, clips: int) -> tf.data.Dataset:
+    """``clips`` copies of one video's element (..., int64 (2,) seed), each with its own seed split from it."""
+    *video, seed = element
     return tf.data.Dataset.zip(
         (
-            tf.data.Dataset.from_tensors(context).repeat(clips),
-            tf.data.Dataset.from_tensors(sequence).repeat(clips),
+            *(tf.data.Dataset.from_tensors(part).repeat(clips) for part in video),
             tf.data.Dataset.from_tensor_slices(tf.random.experimental.stateless_split(seed, clips)),
         )
     )
+
+
+def choose_reader(files: list[str], reader: str) -> str:
+    """Resolves ``reader`` ("auto", "offsets" or "records") for the shard ``files``.
+
+    Raises:
+      ValueError: an unknown reader.
+      FileNotFoundError: ``reader="offsets"`` and a shard has no current ``.offsets`` index (with the fix).
+    """
+    if reader not in READERS:
+        raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
+    if reader == "records":
+        return reader
+    stale = [path for path in files if not frame_offsets.is_current(path)]
+    if not stale:
+        return "offsets"
+    hint = (
+        f"{len(stale)} of {len(files)} shards (e.g. {stale[0]}) have no current {frame_offsets.OFFSETS_SUFFIX} index: "
+        f"write them with `python -m data.frame_offsets --records={os.path.dirname(stale[0])}`"
+    )
+    if reader == "offsets":
+        raise FileNotFoundError(hint + ", or use reader='records'.")
+    logging.warning("%s; reading whole records meanwhile (several times slower).", hint)
+    return "records"
 
 
 def build_dataset(
@@ -194,8 +284,10 @@ def build_dataset(
     shuffle_buffer: int = DEFAULT_SHUFFLE_BUFFER,
     drop_remainder: bool | None = None,
     clips_per_video: int = 1,
+    reader: str = "auto",
+    frames_dtype: tf.DType | str = tf.float32,
 ) -> tf.data.Dataset:
-    """TSN clips from prepared record_format.
+    """TSN clips from prepared records.
 
     Args:
       records: a split directory written by `data.prepare` (``*.tfrecord`` + ``manifest.json``), a glob, or a list
@@ -221,22 +313,28 @@ def build_dataset(
       scales: multi-scale crop scales (TSN: 1, .875, .75, .66).
       more_fix_crop: 13 crop positions instead of 5.
       max_distort: most scale steps between crop height and width.
-      shuffle_buffer: records in the training shuffle buffer (each record is a whole encoded video).
+      shuffle_buffer: videos in the training shuffle buffer (``reader="records"``: each a whole encoded video).
       drop_remainder: drop a last partial batch; default True for training, False for testing.
       clips_per_video: training only: independent clips (own segment frames, crop, flip) drawn from each video
         record read, then shuffled among other videos' clips ("repeated augmentation"). 1 is TSN; more amortises
-        reading and parsing a whole video over several clips (see benchmarks/pipeline.py).
+        reading and parsing a whole video over several clips when ``reader="records"``.
+      reader: "offsets" (read only the sampled JPEGs through the shards' ``.offsets`` indices; OpenCV decoding),
+        "records" (parse whole records; TensorFlow ops only, serialisable), or "auto": "offsets" when every shard
+        has a current index, else "records" with a warning saying how to write the indices.
+      frames_dtype: float32, or uint8 (values rounded; a quarter of the memory traffic) for models that normalise
+        on the accelerator (as mmaction2's data preprocessor does; `stpa.trainer` trains this way). uint8 takes
+        no ``preprocess``.
 
     Returns:
       `tf.data.Dataset` of ``(frames, labels)`` or ``(frames, labels, metadata)``:
-      frames float32 (B, K, S, S, C), or (B, crops, K, S, S, C) when testing with crops in {3, 10};
+      frames ``frames_dtype`` (B, K, S, S, C), or (B, crops, K, S, S, C) when testing with crops in {3, 10};
       labels int32 (B,) or float32 (B, num_classes) multi-hot;
       metadata {"video_id": string (B,), "frame_indices": int32 (B, K) 0-based sampled frame (flow: stack start)
       indices, "num_frames": int32 (B,), "fps": float32 (B,), "height"/"width": int32 (B,) of the stored frames}.
 
     Raises:
       ValueError: bad arguments (named, with the allowed values).
-      FileNotFoundError: no shards.
+      FileNotFoundError: no shards; ``reader="offsets"`` without current ``.offsets`` indices.
     """
     if modality not in MODALITIES:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
@@ -244,6 +342,11 @@ def build_dataset(
         raise ValueError(f"crops must be 1, 3 or 10, got {crops}")
     if training and crops != 1:
         raise ValueError("crops > 1 is a test-time option; training uses one random multi-scale crop.")
+    frames_dtype = tf.as_dtype(frames_dtype)
+    if frames_dtype not in (tf.float32, tf.uint8):
+        raise ValueError(f"frames_dtype must be float32 or uint8, got {frames_dtype.name}")
+    if frames_dtype == tf.uint8 and preprocess is not None:
+        raise ValueError("frames_dtype=uint8 yields raw [0, 255] clips: apply `preprocess` in the model instead.")
     if num_frames < 1 or batch_size < 1 or input_size < 1 or flow_length < 1 or clips_per_video < 1:
         raise ValueError("num_frames, batch_size, input_size, flow_length and clips_per_video must be >= 1.")
 
@@ -270,19 +373,21 @@ def build_dataset(
         pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
     ordered = deterministic or not training
 
-    dataset = tf.data.Dataset.from_tensor_slices(files)
+    reader = choose_reader(files, reader)
+    sources = [frame_offsets.offsets_path(f) for f in files] if reader == "offsets" else files
+    dataset = tf.data.Dataset.from_tensor_slices((sources, files))
     shard_by_file = pipelines > 1 and len(files) >= pipelines
     if shard_by_file:
         dataset = dataset.shard(pipelines, pipeline_id)
     if training:
         dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
+        lambda source, shard: tf.data.TFRecordDataset(source).map(lambda serialized: (serialized, shard)),
         cycle_length=min(len(files), MAX_CYCLE_LENGTH),
         block_length=1,
         num_parallel_calls=tf.data.AUTOTUNE,
         deterministic=ordered,
-    )
+    )  # (serialized record or .offsets entry, shard path)
     if pipelines > 1 and not shard_by_file:
         dataset = dataset.shard(pipelines, pipeline_id)
     if training:
@@ -295,32 +400,53 @@ def build_dataset(
         clip_seeds = tf.data.Dataset.random(seed=seed).batch(2)
     else:
         clip_seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
-    dataset = tf.data.Dataset.zip((dataset, clip_seeds))
-    dataset = dataset.map(_parse_fn(modality), num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    if training and clips_per_video > 1:
-        dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    clip_fn = _make_clip_fn(
-        training=training,
-        num_frames=num_frames,
-        modality=modality,
-        flow_length=flow_length,
-        input_size=input_size,
-        crops=crops,
-        multi_label=multi_label,
-        num_classes=num_classes,
-        scales=tuple(scales),
-        more_fix_crop=more_fix_crop,
-        max_distort=max_distort,
-        with_metadata=with_metadata,
-    )
-    dataset = dataset.map(clip_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    dataset = dataset.batch(
-        per_replica_batch,
-        drop_remainder=training if drop_remainder is None else drop_remainder,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=ordered,
-    )
+    dataset = tf.data.Dataset.zip((dataset, clip_seeds)).map(lambda item, seed: (*item, seed))
+    drop = training if drop_remainder is None else drop_remainder
+    if training and reader == "offsets":
+        # Parse, sample, read, decode and augment a whole batch at once: one Python call per batch.
+        if clips_per_video > 1:
+            dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        batch_fn = _make_training_batch_fn(
+            num_frames=num_frames,
+            modality=modality,
+            multi_label=multi_label,
+            num_classes=num_classes,
+            with_metadata=with_metadata,
+            flow_length=flow_length,
+            input_size=input_size,
+            scales=tuple(scales),
+            more_fix_crop=more_fix_crop,
+            max_distort=max_distort,
+            dtype=frames_dtype.as_numpy_dtype,
+        )
+        dataset = dataset.batch(per_replica_batch, drop_remainder=drop)
+        dataset = dataset.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    else:
+        dataset = dataset.map(_parse_fn(modality, reader), num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+        if training and clips_per_video > 1:  # parse once, draw several clips
+            dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
+            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        clip_fn = _make_clip_fn(
+            training=training,
+            reader=reader,
+            num_frames=num_frames,
+            modality=modality,
+            flow_length=flow_length,
+            input_size=input_size,
+            crops=crops,
+            multi_label=multi_label,
+            num_classes=num_classes,
+            scales=tuple(scales),
+            more_fix_crop=more_fix_crop,
+            max_distort=max_distort,
+            with_metadata=with_metadata,
+            frames_dtype=frames_dtype,
+        )
+        dataset = dataset.map(clip_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+        dataset = dataset.batch(
+            per_replica_batch, drop_remainder=drop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered
+        )
     if preprocess is not None:
 
         def apply_preprocess(frames, *rest):

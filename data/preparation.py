@@ -2,7 +2,8 @@
 
 Work is split into shards fixed in advance (video i of a split goes to shard ``i % num_shards``, so every shard mixes
 classes). Worker processes (`data.extract`, no TensorFlow) decode videos, compute flow and encode JPEGs; this process
-writes each shard to a temporary name, writes its ``.json`` index, then renames the shard into place. A shard file
+writes each shard to a temporary name, writes its ``.offsets`` (`data.frame_offsets`) and ``.json`` index, then
+renames the shard into place. A shard file
 therefore exists only when complete, and a re-run with the same settings skips it: a killed run loses at most the
 shards in flight. Shards can also be divided among machines (``task_index`` / ``num_tasks``: shard s belongs to task
 ``s % num_tasks``); whichever task completes the last shard writes ``manifest.json`` and ``failures.txt``.
@@ -194,10 +195,10 @@ def _write_shard(
     raw_dir: str,
     fingerprint: str,
 ) -> tuple[int, int, list[tuple[str, str]]]:
-    """Writes one shard (temporary name -> index -> rename). Returns (videos, frames, failures)."""
+    """Writes one shard (temporary name -> frame offsets -> index -> rename). Returns (videos, frames, failures)."""
     import tensorflow as tf
 
-    from data import records
+    from data import frame_offsets, records
 
     temporary = f"{record_path}.tmp-{os.getpid()}"
     videos, failures = [], []
@@ -238,6 +239,7 @@ def _write_shard(
                     "has_segments": task.segments is not None and len(task.segments) > 0,
                 }
             )
+    frame_offsets.write_offsets(temporary, frame_offsets.offsets_path(record_path))
     records.write_json_atomic(
         index_path,
         {"shard": os.path.basename(record_path), "fingerprint": fingerprint, "videos": videos, "failures": failures},
@@ -386,8 +388,9 @@ def prepare_split(
     todo: list[int] = []
     for s in range(task_index, num_shards, num_tasks):
         record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
-        for leftover in glob.glob(glob.escape(record_path) + ".tmp-*"):
-            os.remove(leftover)  # a shard of this task half-written by a killed run
+        offsets = record_path[: -len(records.RECORD_SUFFIX)] + ".offsets"  # `data.frame_offsets.offsets_path`
+        for leftover in glob.glob(glob.escape(record_path) + ".tmp-*") + glob.glob(glob.escape(offsets) + ".tmp-*"):
+            os.remove(leftover)  # a shard (or its offsets) of this task half-written by a killed run
         index = _read_index(index_path)
         complete = os.path.isfile(record_path) and index is not None
         if complete and not (retry_failed and index["failures"]):
