@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import tensorflow as tf
 
-from data import records, video_io
+from data import frame_offsets, records, video_io
 
 
 def constant_frame(value: float | tuple, height: int, width: int, channels: int = 3) -> np.ndarray:
@@ -49,8 +49,10 @@ def write_split(
     shards: int = 2,
     multi_label: bool = False,
     has_flow: bool = True,
+    offsets: bool = True,
 ) -> str:
-    """Writes ``videos`` (dicts with frames, flow_x, flow_y, height, width, labels, video_id, ...) as a split."""
+    """Writes ``videos`` (dicts with frames, flow_x, flow_y, height, width, labels, video_id, ...) as a split,
+    with each shard's ``.offsets`` index unless ``offsets`` is False."""
     os.makedirs(split_dir, exist_ok=True)
     split = os.path.basename(split_dir.rstrip("/"))
     examples = []
@@ -76,6 +78,8 @@ def write_split(
         with tf.io.TFRecordWriter(path) as writer:
             for example in examples[shard::shards]:
                 writer.write(example.SerializeToString())
+        if offsets:
+            frame_offsets.write_offsets(path)
     manifest = {
         "format_version": records.FORMAT_VERSION,
         "class_names": class_names,

