@@ -5,9 +5,12 @@ r"""Checks prepared records or rawframe folders and prints a report (command lin
 
 Records: video count against the manifest, labels in range, duplicate ids, the frame count against the stored frames,
 flow x/y counts agreeing (and T - 1 or T of them), every JPEG decodable at the recorded size, boxes and segments
-well formed. Rawframe folders (TSN / mmaction2 layout): the folder of each list line exists, frame counts agree with
-the list, no frame is missing in the middle, flow x/y counts agree with each other and with the RGB frames, every JPEG
-decodes. Exits with status 1 when anything is wrong.
+well formed, and each shard's ``.offsets`` index (`data.frame_offsets`): a missing or stale one is a warning (derived
+data: the pipeline then reads whole records, slower), a current one whose spans do not hold the record's JPEG bytes
+(or whose context differs from the record's) is a problem, since the fast reader would feed wrong pixels.
+Rawframe folders (TSN / mmaction2 layout): the folder of each list line exists, frame counts agree with the list, no
+frame is missing in the middle, flow x/y counts agree with each other and with the RGB frames, every JPEG decodes.
+Exits with status 1 when anything is wrong (warnings do not count).
 """
 
 from __future__ import annotations
@@ -28,16 +31,21 @@ class CheckReport:
     name: str
     facts: list[str] = dataclasses.field(default_factory=list)
     problems: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)  # worth fixing, but the data is usable as it is
 
     @property
     def ok(self) -> bool:
-        """True when no problem was found."""
+        """True when no problem was found (warnings allowed)."""
         return not self.problems
 
     def format(self, max_problems: int = 50) -> str:
         """The report as text."""
-        lines = [f"{self.name}: {'OK' if self.ok else f'{len(self.problems)} PROBLEM(S)'}"]
+        status = "OK" if self.ok else f"{len(self.problems)} PROBLEM(S)"
+        if self.warnings:
+            status += f", {len(self.warnings)} WARNING(S)"
+        lines = [f"{self.name}: {status}"]
         lines += [f"  {fact}" for fact in self.facts]
+        lines += [f"  WARNING {w}" for w in self.warnings[:max_problems]]
         lines += [f"  PROBLEM {p}" for p in self.problems[:max_problems]]
         if len(self.problems) > max_problems:
             lines.append(f"  ... and {len(self.problems) - max_problems} more problems")
@@ -81,6 +89,8 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
     Returns:
       the report.
     """
+    import tensorflow as tf
+
     from data import records
 
     report = CheckReport(name=split_dir)
@@ -93,24 +103,41 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
     seen: set[str] = set()
     totals = {"videos": 0, "frames": 0, "flow_frames": 0, "boxes": 0, "segments": 0}
     try:
-        examples = records.iterate_sequence_examples(split_dir)
-        for example in examples:
-            entry = records.example_to_dict(example, with_frames=True)
-            video = entry["video_id"]
-            problems = _check_entry(entry, manifest, num_classes, decode)
-            if video in seen:
-                problems.append("duplicate video id")
-            seen.add(video)
-            report.problems.extend(f"{video}: {p}" for p in problems)
-            totals["videos"] += 1
-            totals["frames"] += len(entry["frames"])
-            totals["flow_frames"] += len(entry["flow_x"])
-            totals["boxes"] += bool(entry["boxes"])
-            totals["segments"] += bool(len(entry["segments"]))
+        shards = records.record_files(split_dir)
     except FileNotFoundError as e:
         report.problems.append(str(e))
-    except Exception as e:  # noqa: BLE001 - a corrupt shard is a finding, not a crash.
-        report.problems.append(f"unreadable records ({type(e).__name__}: {e})")
+        shards = []
+    indexed = 0
+    for shard in shards:
+        index = _offsets_index(shard, split_dir, report)
+        indexed += index is not None
+        count = 0
+        try:
+            for raw in tf.data.TFRecordDataset(shard).as_numpy_iterator():
+                example = tf.train.SequenceExample.FromString(raw)
+                entry = records.example_to_dict(example, with_frames=True)
+                video = entry["video_id"]
+                problems = _check_entry(entry, manifest, num_classes, decode)
+                if video in seen:
+                    problems.append("duplicate video id")
+                if index is not None and count < len(index):
+                    problems.extend(_check_offsets(shard, index[count], example, entry, split_dir))
+                seen.add(video)
+                report.problems.extend(f"{video}: {p}" for p in problems)
+                count += 1
+                totals["videos"] += 1
+                totals["frames"] += len(entry["frames"])
+                totals["flow_frames"] += len(entry["flow_x"])
+                totals["boxes"] += bool(entry["boxes"])
+                totals["segments"] += bool(len(entry["segments"]))
+        except Exception as e:  # noqa: BLE001 - a corrupt shard is a finding, not a crash.
+            report.problems.append(f"{shard}: unreadable records ({type(e).__name__}: {e})")
+            continue
+        if index is not None and len(index) != count:
+            report.problems.append(
+                f"{shard}: its {_OFFSETS} index lists {len(index)} videos, the shard holds {count}: "
+                f"{_offsets_fix(split_dir)}"
+            )
     expected = manifest.get("counts", {}).get("videos")
     if expected is not None and expected != totals["videos"]:
         report.problems.append(f"manifest says {expected} videos, the shards hold {totals['videos']}")
@@ -118,6 +145,8 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
         f"{totals['videos']} videos, {totals['frames']} frames, {totals['flow_frames']} flow frames, "
         f"{num_classes} classes; {totals['boxes']} videos with boxes, {totals['segments']} with segments"
     )
+    if shards:
+        report.facts.append(f"{indexed} of {len(shards)} shards with a current {_OFFSETS} index (spans verified)")
     failures = os.path.join(split_dir, records.FAILURES_NAME)
     if os.path.isfile(failures):
         with open(failures) as f:
@@ -125,6 +154,94 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
         if failed:
             report.facts.append(f"{len(failed)} raw videos could not be used when preparing (see {failures})")
     return report
+
+
+_OFFSETS = ".offsets"  # `data.frame_offsets.OFFSETS_SUFFIX` (not imported: the rawframes check needs no TensorFlow)
+
+
+def _offsets_fix(split_dir: str) -> str:
+    return f"rewrite the index with `python -m data.frame_offsets --records={split_dir}`"
+
+
+def _offsets_index(shard: str, split_dir: str, report: CheckReport) -> list | None:
+    """The entries (`tf.train.Example`) of a shard's ``.offsets`` index, or None (reported) when it cannot be used.
+
+    Missing or stale (written for a shard of another size): a warning, as the pipeline then reads whole records.
+    Unreadable: a problem, as the pipeline would fail on it.
+    """
+    import tensorflow as tf
+
+    from data import frame_offsets
+
+    path = frame_offsets.offsets_path(shard)
+    try:
+        if not tf.io.gfile.exists(path):
+            report.warnings.append(
+                f"{shard} has no {_OFFSETS} index (the pipeline reads whole records, several times slower): "
+                f"write it with `python -m data.frame_offsets --records={split_dir}`"
+            )
+            return None
+        if not frame_offsets.is_current(shard):
+            report.warnings.append(
+                f"{path} is stale (written for a shard of another size; the pipeline reads whole records meanwhile): "
+                f"{_offsets_fix(split_dir)}"
+            )
+            return None
+        return [tf.train.Example.FromString(data) for data in tf.data.TFRecordDataset(path).as_numpy_iterator()]
+    except Exception as e:  # noqa: BLE001 - a corrupt index is a finding, not a crash.
+        report.problems.append(f"{path} is unreadable ({type(e).__name__}: {e}): {_offsets_fix(split_dir)}")
+        return None
+
+
+def _check_offsets(shard: str, index_entry, example, entry: dict, split_dir: str) -> list[str]:
+    """Compares a video's ``.offsets`` entry with its record (what the pipeline's fast reader would read).
+
+    The context keys the pipeline reads from the index must equal the record's, and the bytes at the stored spans of
+    the shard must be the record's JPEGs.
+
+    Args:
+      shard: the shard file.
+      index_entry: the video's `tf.train.Example` in the shard's ``.offsets`` index.
+      example: the record (`tf.train.SequenceExample`).
+      entry: `records.example_to_dict` (example, with_frames=True).
+      split_dir: for the fix in the message.
+
+    Returns:
+      the problems found (one line per frame key at most).
+    """
+    from data import clip_reader, frame_offsets, records
+
+    features, context = index_entry.features.feature, example.context.feature
+    name = os.path.basename(frame_offsets.offsets_path(shard))
+    problems = []
+    differing = [
+        key
+        for key in frame_offsets.CONTEXT_KEYS
+        if (features[key] if key in features else None) != (context[key] if key in context else None)
+    ]
+    if differing:
+        problems.append(f"{name} holds another {', '.join(differing)} than the record")
+    frame_lists = {records.IMAGE: entry["frames"], records.FLOW_X: entry["flow_x"], records.FLOW_Y: entry["flow_y"]}
+    for key, frames in frame_lists.items():
+        offsets = features[f"{key}/offset"].int64_list.value if f"{key}/offset" in features else []
+        lengths = features[f"{key}/length"].int64_list.value if f"{key}/length" in features else []
+        if len(offsets) != len(frames) or len(lengths) != len(frames):
+            problems.append(f"{name} lists {len(offsets)} {key} spans, the record holds {len(frames)} frames")
+            continue
+        spans = np.stack([np.asarray(offsets, np.int64), np.asarray(lengths, np.int64)], axis=-1).reshape(-1, 2)
+        try:
+            stored = clip_reader.read_spans(shard, spans)
+        except OSError as e:  # e.g. a negative offset
+            problems.append(f"{name} has {key} spans that cannot be read ({e})")
+            continue
+        wrong = [t for t, (data, frame) in enumerate(zip(stored, frames)) if data != frame]
+        if wrong:
+            offset, length = spans[wrong[0]]
+            problems.append(
+                f"{len(wrong)} of the {len(frames)} {key} spans in {name} are not the record's JPEG bytes (first: "
+                f"frame {wrong[0]}, {length} bytes at byte {offset})"
+            )
+    return [f"{p}: {_offsets_fix(split_dir)}" for p in problems]
 
 
 def _check_entry(entry: dict, manifest: dict, num_classes: int | None, decode: str) -> list[str]:

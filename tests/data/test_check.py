@@ -7,8 +7,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from data import check
+from data import check, frame_offsets, records
 from tests.data.record_helpers import coded_video, write_split
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -17,8 +18,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 def test_prepared_records_pass(synthetic_records):
     reports = [check.check_split(d) for d in check.split_dirs(synthetic_records)]
     assert [os.path.basename(r.name) for r in reports] == ["test", "train"]
-    assert all(r.ok for r in reports), [r.format() for r in reports]
+    assert all(r.ok and not r.warnings for r in reports), [r.format() for r in reports]
     assert "6 videos, 84 frames, 78 flow frames, 3 classes; 6 videos with boxes, 6 with segments" in reports[1].facts
+    assert "3 of 3 shards with a current .offsets index (spans verified)" in reports[1].facts
 
 
 def test_broken_records_are_reported(tmp_path):
@@ -42,6 +44,113 @@ def test_broken_records_are_reported(tmp_path):
     assert "corrupt: RGB frame 1 is not a decodable JPEG" in text
     assert "good: frame 1: boxes not normalised" in text and "good: duplicate video id" in text
     assert "manifest says 5 videos" not in text  # the counts agree
+
+
+def _offsets_split(directory: str) -> tuple[str, list[str]]:
+    """A split of 3 videos in 2 shards (v3 and v5 in shard 0, v4 in shard 1) with their .offsets indices."""
+    videos = [dict(coded_video(n, 8, 8), video_id=f"v{n}", labels=[n % 2]) for n in (3, 4, 5)]
+    split = write_split(directory, videos, ["a", "b"], shards=2)
+    return split, records.record_files(split)
+
+
+def _rewrite_index(shard: str, entry) -> None:
+    """Rewrites a shard's .offsets index with ``entry(data, offset, shard bytes) -> tf.train.Example`` per record."""
+    size = os.path.getsize(shard)
+    with tf.io.TFRecordWriter(frame_offsets.offsets_path(shard)) as writer:
+        for offset, data in frame_offsets.tfrecord_spans(shard):
+            writer.write(entry(data, offset, size).SerializeToString())
+
+
+def test_offsets_indices_are_verified(tmp_path):
+    split, shards = _offsets_split(str(tmp_path / "train"))
+    report = check.check_split(split)
+    assert report.ok and not report.warnings, report.format()
+    assert report.facts[1] == "2 of 2 shards with a current .offsets index (spans verified)"
+    assert report.format().splitlines()[0] == f"{split}: OK"
+
+
+def test_missing_or_stale_offsets_index_is_a_warning(tmp_path):
+    split, shards = _offsets_split(str(tmp_path / "train"))
+    os.remove(frame_offsets.offsets_path(shards[0]))
+    (record,) = records.iterate_sequence_examples(shards[1])
+    record.context.feature[records.VIDEO_ID].bytes_list.value[:] = [b"v4-renamed"]
+    with tf.io.TFRecordWriter(shards[1]) as writer:  # shard 1 rewritten (another size), its index left: stale
+        writer.write(record.SerializeToString())
+    fix = f"`python -m data.frame_offsets --records={split}`"
+    report = check.check_split(split)
+    assert report.ok, report.format()  # derived data: the pipeline reads whole records meanwhile
+    assert report.warnings == [
+        f"{shards[0]} has no .offsets index (the pipeline reads whole records, several times slower): "
+        f"write it with {fix}",
+        f"{frame_offsets.offsets_path(shards[1])} is stale (written for a shard of another size; the pipeline reads "
+        f"whole records meanwhile): rewrite the index with {fix}",
+    ]
+    assert report.facts[1] == "0 of 2 shards with a current .offsets index (spans verified)"
+    text = report.format()
+    assert text.splitlines()[0] == f"{split}: OK, 2 WARNING(S)"
+    assert f"  WARNING {shards[0]} has no .offsets index" in text
+    for shard in shards:
+        frame_offsets.write_offsets(shard)
+    report = check.check_split(split)
+    assert report.ok and not report.warnings, report.format()
+
+
+def test_a_wrong_current_offsets_index_is_an_error(tmp_path):
+    split, shards = _offsets_split(str(tmp_path / "train"))
+    fix = f"rewrite the index with `python -m data.frame_offsets --records={split}`"
+    name = os.path.basename(frame_offsets.offsets_path(shards[0]))
+    # Spans shifted by one byte, with the right shard size: current, but it would feed wrong pixels.
+    _rewrite_index(shards[0], lambda data, offset, size: frame_offsets.offsets_example(data, offset + 1, size))
+    assert frame_offsets.is_current(shards[0])
+    report = check.check_split(split)
+    assert not report.ok and not report.warnings
+    expected = []
+    for (offset, data), video in zip(frame_offsets.tfrecord_spans(shards[0]), ("v3", "v5")):
+        for key, spans in frame_offsets.frame_byte_spans(data).items():
+            expected.append(
+                f"{video}: {len(spans)} of the {len(spans)} {key} spans in {name} are not the record's JPEG bytes "
+                f"(first: frame 0, {spans[0, 1]} bytes at byte {offset + spans[0, 0] + 1}): {fix}"
+            )
+    assert report.problems == expected
+
+    # Another label in the index than in the record (the pipeline takes the labels from the index), one span less.
+    def relabelled(data, offset, size):
+        entry = frame_offsets.offsets_example(data, offset, size)
+        entry.features.feature[records.LABEL_INDEX].int64_list.value[:] = [7]
+        del entry.features.feature[f"{records.IMAGE}/offset"].int64_list.value[-1]
+        return entry
+
+    _rewrite_index(shards[0], relabelled)
+    report = check.check_split(split)
+    assert report.problems == [
+        f"{video}: {message}: {fix}"
+        for video, frames in (("v3", 3), ("v5", 5))
+        for message in (
+            f"{name} holds another clip/label/index than the record",
+            f"{name} lists {frames - 1} image/encoded spans, the record holds {frames} frames",
+        )
+    ]
+
+    # An index of fewer videos than the shard holds; an index cut in its second entry.
+    _rewrite_index(shards[0], frame_offsets.offsets_example)
+    with open(frame_offsets.offsets_path(shards[0]), "rb") as f:
+        index = f.read()
+    first_entry_end = 12 + int.from_bytes(index[:8], "little") + 4
+    with open(frame_offsets.offsets_path(shards[0]), "wb") as f:
+        f.write(index[:first_entry_end])
+    assert check.check_split(split).problems == [
+        f"{shards[0]}: its .offsets index lists 1 videos, the shard holds 2: {fix}"
+    ]
+    with open(frame_offsets.offsets_path(shards[0]), "wb") as f:
+        f.write(index[: first_entry_end + 20])
+    report = check.check_split(split)
+    assert len(report.problems) == 1, report.format()
+    assert report.problems[0].startswith(f"{frame_offsets.offsets_path(shards[0])} is unreadable (")
+    assert report.problems[0].endswith(fix)
+    assert report.facts == [  # the records themselves are still checked
+        "3 videos, 12 frames, 9 flow frames, 2 classes; 0 videos with boxes, 0 with segments",
+        "1 of 2 shards with a current .offsets index (spans verified)",
+    ]
 
 
 def _tsn_folder(directory, num_frames):
@@ -85,3 +194,16 @@ def test_check_command_line_exit_status(tmp_path):
     assert result.returncode == 1
     assert "2 PROBLEM" in result.stdout or "PROBLEM(S)" in result.stdout
     assert "missing: folder not found" in result.stdout and "flow_y_00001.jpg is missing" in result.stdout
+
+
+@pytest.mark.slow
+def test_check_command_line_passes_with_a_missing_offsets_index(tmp_path):
+    split, shards = _offsets_split(str(tmp_path / "train"))
+    os.remove(frame_offsets.offsets_path(shards[1]))
+    result = subprocess.run(
+        [sys.executable, "-m", "data.check", f"--records={tmp_path}"],
+        cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{split}: OK, 1 WARNING(S)" in result.stdout
+    assert f"WARNING {shards[1]} has no .offsets index" in result.stdout

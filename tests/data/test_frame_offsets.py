@@ -185,6 +185,19 @@ def test_is_current_follows_the_shard_size(shard, tmp_path):
     assert not frame_offsets.is_current(empty)
 
 
+def test_is_current_is_false_for_a_truncated_index(shard):
+    """An index cut in its first entry (e.g. an interrupted copy) is not current: `data.pipeline.choose_reader` then
+    falls back to the records with the fix (rewrite the index), instead of failing with "re-create the shard"."""
+    path, _ = shard
+    frame_offsets.write_offsets(path)
+    index = frame_offsets.offsets_path(path)
+    with open(index, "rb") as f:
+        data = f.read()
+    with open(index, "wb") as f:
+        f.write(data[:30])
+    assert not frame_offsets.is_current(path)
+
+
 def test_parse_offsets_one_entry_and_a_batch(shard):
     path, _ = shard
     frame_offsets.write_offsets(path)
