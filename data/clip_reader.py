@@ -32,6 +32,20 @@ _STALE_HINT = (
 )
 
 
+# TensorFlow adopts a `tf.numpy_function` result without copying only if its data are aligned to this many bytes;
+# NumPy's allocator aligns to 16.
+TENSOR_ALIGNMENT = 64
+
+
+def aligned_empty(shape: Sequence[int], dtype: type) -> np.ndarray:
+    """An uninitialised C-contiguous array whose data start on a `TENSOR_ALIGNMENT`-byte boundary."""
+    dtype = np.dtype(dtype)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.empty(size + TENSOR_ALIGNMENT, np.uint8)
+    start = -raw.ctypes.data % TENSOR_ALIGNMENT
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
 def read_spans(path: str, spans: np.ndarray) -> list[bytes]:
     """Reads byte ranges of a file with positioned reads.
 
@@ -62,7 +76,8 @@ def decode_jpegs(path: str, spans: np.ndarray, depth: int) -> list[np.ndarray]:
     Raises:
       ValueError: bytes that are not a JPEG, naming the shard, the offset and what to do.
     """
-    flag = cv2.IMREAD_COLOR_RGB if depth == 3 else cv2.IMREAD_GRAYSCALE
+    # TensorFlow does not apply EXIF orientation either: imported rawframes decode as stored.
+    flag = (cv2.IMREAD_COLOR_RGB if depth == 3 else cv2.IMREAD_GRAYSCALE) | cv2.IMREAD_IGNORE_ORIENTATION
     images = []
     for (offset, length), data in zip(spans, read_spans(path, spans)):
         image = cv2.imdecode(np.frombuffer(data, np.uint8), flag) if len(data) == length else None
@@ -72,38 +87,49 @@ def decode_jpegs(path: str, spans: np.ndarray, depth: int) -> list[np.ndarray]:
     return images
 
 
-def _as_str(path: bytes | str) -> str:
+def _as_str(path: bytes | str | np.ndarray) -> str:
+    if isinstance(path, np.ndarray):  # a 0-d array when `tf.numpy_function` runs eagerly
+        path = path.item()
     return path.decode("utf-8") if isinstance(path, bytes) else str(path)
 
 
-def _segment_crops(
-    images: list[list[np.ndarray]], num_segments: int, window: tuple[int, int, int, int], flip: bool
-) -> list[np.ndarray]:
-    """The crop window of each segment's frames, mirrored if ``flip``, as K uint8 (h, w, C) arrays.
+def _segment_windows(
+    images: list[list[np.ndarray]], num_segments: int, window: tuple[int, int, int, int]
+) -> list[list[np.ndarray]]:
+    """The crop window of each segment's frames, in channel order.
 
     Args:
       images: per key (1 for RGB, 2 for flow x / y), the K * L decoded frames (H, W, 3) or (H, W).
       num_segments: K.
       window: (y, x, h, w).
-      flip: mirror left-right (the small uint8 crop; the flow-x sign is the caller's).
 
     Returns:
-      K arrays (h, w, C): RGB (C = 3) as is; flow stacked x0, y0, x1, y1, ... (C = 2L, TSN's order).
+      K lists of uint8 views: RGB [(h, w, 3)]; flow [x0, y0, x1, y1, ...] (h, w) each (TSN's stack order).
     """
     y, x, height, width = window
     frames_per_segment = len(images[0]) // num_segments
-    crops = []
-    for k in range(num_segments):
-        windows = [
+    return [
+        [
             key_images[k * frames_per_segment + step][y : y + height, x : x + width]
             for step in range(frames_per_segment)
             for key_images in images
-        ]  # uint8 (h, w, 3) or (h, w) each
-        stack = windows[0] if len(windows) == 1 else np.stack(windows, axis=-1)  # (h, w, C)
-        if flip:
-            stack = cv2.flip(stack, 1)
-        crops.append(stack.reshape(height, width, -1))
-    return crops
+        ]
+        for k in range(num_segments)
+    ]
+
+
+def _resized(image: np.ndarray, size: int, dtype: np.dtype, flip: bool) -> np.ndarray:
+    """A uint8 crop, mirrored if ``flip``, converted to ``dtype`` and bilinearly resized to (size, size[, 3]).
+
+    Mirroring before resizing equals mirroring after (half-pixel-centre bilinear is symmetric); the small uint8 crop
+    is the cheaper one to mirror. Planes are resized one by one: OpenCV's fast paths take 1 to 4 channels.
+    """
+    if flip:
+        image = cv2.flip(image, 1)
+    image = image.astype(dtype, copy=False)
+    if image.shape[:2] == (size, size):
+        return image
+    return cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
 
 
 def training_clip(
@@ -148,13 +174,12 @@ def training_clip(
     channels = 3 if depth == 3 else 2 * (len(spans[0]) // num_segments)
     if out is None:
         out = np.empty((num_segments, input_size, input_size, channels), dtype)
-    # Mirroring the uint8 crop before resizing equals mirroring after: half-pixel-centre bilinear is symmetric.
-    for k, crop in enumerate(_segment_crops(images, num_segments, window, flip)):
-        if crop.shape[:2] == (input_size, input_size):
-            out[k] = crop.reshape(input_size, input_size, channels)
-        else:  # resize in the output's type, straight into it
-            cv2.resize(crop.astype(out.dtype, copy=False), (input_size, input_size), dst=out[k],
-                       interpolation=cv2.INTER_LINEAR)  # (S, S, C)  # fmt: skip
+    for k, planes in enumerate(_segment_windows(images, num_segments, window)):
+        resized = [_resized(plane, input_size, out.dtype, flip) for plane in planes]  # (S, S[, 3]) each
+        if len(resized) == 1:
+            out[k] = resized[0]
+        else:
+            np.stack(resized, axis=-1, out=out[k])  # (S, S, 2L)
     if flip and modality == "flow":
         np.subtract(out.dtype.type(255), out[..., 0::2], out=out[..., 0::2])  # the x component changes sign
     return out
@@ -170,7 +195,10 @@ def full_frames(path: bytes | str, spans: np.ndarray, depth: int) -> np.ndarray:
     images = decode_jpegs(path, spans, depth)
     if len({image.shape for image in images}) > 1:
         raise ValueError(f"{path}: the sampled frames of a video differ in size: {sorted({i.shape for i in images})}")
-    return np.stack(images).reshape(len(images), *images[0].shape[:2], depth)
+    frames = aligned_empty((len(images), *images[0].shape[:2], depth), np.uint8)  # no copy into TF
+    for frame, image in zip(frames, images):
+        frame[...] = image.reshape(frame.shape)
+    return frames
 
 
 def training_batch(
@@ -209,7 +237,7 @@ def training_batch(
     """
     new_length = 1 if modality == "rgb" else flow_length
     channels = 3 if modality == "rgb" else 2 * flow_length
-    clips = np.empty((len(paths), num_segments, input_size, input_size, channels), dtype)
+    clips = aligned_empty((len(paths), num_segments, input_size, input_size, channels), dtype)  # no copy into TF
     starts = np.empty((len(paths), num_segments), np.int32)
     for i, path in enumerate(paths):
         counts = {int(splits[i + 1] - splits[i]) for splits, _ in spans}

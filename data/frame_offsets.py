@@ -153,11 +153,11 @@ def tfrecord_spans(path: str) -> Iterator[tuple[int, bytes]]:
             if not header:
                 return
             if len(header) < 12:
-                raise ValueError(f"{path} is truncated at byte {position}: re-create the shard.")
+                raise ValueError(f"{path} is truncated at byte {position}: re-create the file.")
             (length,) = struct.unpack("<Q", header[:8])
             data = f.read(length)
             if len(data) < length or len(f.read(4)) < 4:
-                raise ValueError(f"{path} is truncated at byte {position}: re-create the shard.")
+                raise ValueError(f"{path} is truncated at byte {position}: re-create the file.")
             yield position + 12, data
             position += 12 + length + 4
 
@@ -203,9 +203,12 @@ def is_current(shard_path: str) -> bool:
     if not tf.io.gfile.exists(index):
         return False
     shard_bytes = tf.io.gfile.stat(shard_path).length
-    for _, data in tfrecord_spans(index):
-        indexed = tf.train.Example.FromString(data).features.feature[SHARD_BYTES].int64_list.value
-        return list(indexed) == [shard_bytes]
+    try:
+        for _, data in tfrecord_spans(index):
+            indexed = tf.train.Example.FromString(data).features.feature[SHARD_BYTES].int64_list.value
+            return list(indexed) == [shard_bytes]
+    except (ValueError, tf.errors.OpError):  # a truncated or unreadable index: rebuild it
+        return False
     return shard_bytes == 0  # an index of no videos fits only an empty shard
 
 
