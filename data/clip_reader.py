@@ -17,8 +17,12 @@ clips go through Python once per batch (`training_batch_tf`, which also draws th
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -44,6 +48,43 @@ def aligned_empty(shape: Sequence[int], dtype: type) -> np.ndarray:
     raw = np.empty(size + TENSOR_ALIGNMENT, np.uint8)
     start = -raw.ctypes.data % TENSOR_ALIGNMENT
     return raw[start : start + size].view(dtype).reshape(shape)
+
+
+class _InputCalls:
+    """Counts `tf.numpy_function` calls in flight, so that interpreter exit can wait for them.
+
+    tf.data keeps prefetching on its own threads until the iterator is destroyed; a call still inside OpenCV when the
+    process tears OpenCV down at exit aborts it ("terminate called without an active exception"). At exit, new calls
+    fail at once and running ones are given a moment to finish.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._running = 0
+        self._exiting = False
+
+    @contextlib.contextmanager
+    def call(self) -> Iterator[None]:
+        with self._lock:
+            if self._exiting:
+                raise RuntimeError("the interpreter is exiting: no more clips are read")
+            self._running += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running -= 1
+
+    def drain(self, timeout: float = 5.0) -> None:
+        with self._lock:
+            self._exiting = True
+        deadline = time.monotonic() + timeout
+        while self._running and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+
+_CALLS = _InputCalls()
+atexit.register(_CALLS.drain)
 
 
 def read_spans(path: str, spans: np.ndarray) -> list[bytes]:
@@ -289,7 +330,8 @@ def training_batch_tf(
 
     def run(paths_value, ids_value, uniforms_value, *flat_values):
         pairs = list(zip(flat_values[0::2], flat_values[1::2]))
-        return training_batch(paths_value, ids_value, uniforms_value, pairs, **settings)
+        with _CALLS.call():
+            return training_batch(paths_value, ids_value, uniforms_value, pairs, **settings)
 
     dtype = tf.as_dtype(settings.get("dtype", np.float32))
     clips, starts = tf.numpy_function(run, [paths, video_ids, uniforms, *flat], (dtype, tf.int32), stateful=False)
@@ -300,5 +342,9 @@ def training_batch_tf(
 
 def full_frames_tf(path: tf.Tensor, spans: tf.Tensor, depth: int) -> tf.Tensor:
     """`full_frames` as a TensorFlow op: string path, int64 (N, 2) spans -> uint8 (N, H, W, depth)."""
-    frames = tf.numpy_function(lambda p, s: full_frames(p, s, depth), [path, spans], tf.uint8, stateful=False)
+    def run(path_value, spans_value):
+        with _CALLS.call():
+            return full_frames(path_value, spans_value, depth)
+
+    frames = tf.numpy_function(run, [path, spans], tf.uint8, stateful=False)
     return tf.ensure_shape(frames, [None, None, None, depth])
