@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from data import extract, flow, pipeline, preparation, records, video_io
+from data import extract, flow, frame_offsets, pipeline, preparation, records, video_io
 from data.datasets.base import VideoTask
 from tests.data.conftest import prepare_tiny
 
@@ -22,8 +22,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _shard_bytes(out_dir):
+    """{relative path: bytes} of every shard and its .offsets index under ``out_dir``."""
     found = {}
-    for path in sorted(glob.glob(os.path.join(out_dir, "*", "*.tfrecord"))):
+    paths = glob.glob(os.path.join(out_dir, "*", "*.tfrecord")) + glob.glob(os.path.join(out_dir, "*", "*.offsets"))
+    for path in sorted(paths):
         with open(path, "rb") as f:
             found[os.path.relpath(path, out_dir)] = f.read()
     return found
@@ -66,7 +68,11 @@ def test_prepared_synthetic_records(synthetic_raw, synthetic_records):
     stored_x = video_io.decode_jpeg(stored["flow_x"][4], grayscale=True)
     assert np.abs(stored_x.astype(int) - expected_flow[..., 0]).mean() < 2
 
-    # ... and the pipeline reads them.
+    # ... with a current .offsets index beside every shard (no temporary files left), and the pipeline reads them.
+    shards = records.record_files(split_dir)
+    assert all(frame_offsets.is_current(shard) for shard in shards)
+    assert not glob.glob(os.path.join(split_dir, "*.tmp-*"))
+    assert pipeline.choose_reader(shards, "auto") == "offsets"
     frames, labels = next(iter(pipeline.build_dataset(split_dir, training=True, num_frames=3, batch_size=2,
                                                       modality="flow", input_size=32, seed=0)))  # fmt: skip
     assert frames.shape == (2, 3, 32, 32, 10) and set(labels.numpy()) <= {0, 1, 2}
@@ -228,7 +234,7 @@ def test_resume_after_kill_gives_identical_records(synthetic_raw, tmp_path):
             multi_label=False, options=extract.ExtractOptions(flow="farneback", frame_size=(160, 160)),
             raw_dir=synthetic_raw, workers=0, videos_per_shard=1, progress=False,
         )  # fmt: skip
-    assert len(_shard_bytes(reference)) == 9 and _shard_bytes(killed) == _shard_bytes(reference)
+    assert len(_shard_bytes(reference)) == 2 * 9 and _shard_bytes(killed) == _shard_bytes(reference)
     for split in ("train", "test"):
         resumed = records.read_manifest(os.path.join(killed, split))
         expected = records.read_manifest(os.path.join(reference, split))
