@@ -102,7 +102,11 @@ def _make_clip_fn(
     with_metadata: bool,
     frames_dtype: tf.DType,
 ) -> Callable[[dict, dict, tf.Tensor, tf.Tensor], tuple]:
-    """The per-clip function: (parsed context, frame lists, shard path, int64 (2,) seed) -> (frames, label[, meta])."""
+    """The per-clip function of testing (both readers) and of training with ``reader="records"``.
+
+    It maps (parsed context, frame lists, shard path, int64 (2,) seed) to (frames, label[, metadata]); training with
+    ``reader="offsets"`` goes through `_make_training_batch_fn` instead, with the same draws.
+    """
     new_length = 1 if modality == "rgb" else flow_length
     channels = 3 if modality == "rgb" else 2 * flow_length
     depth = 3 if modality == "rgb" else 1
@@ -127,7 +131,7 @@ def _make_clip_fn(
         flip = uniforms[num_frames + 2] < 0.5
 
         count = num_frames * new_length
-        if reader == "offsets":  # testing: whole frames, cropped below
+        if reader == "offsets":  # testing (offsets training is batched): whole frames, cropped below
             decoded = [clip_reader.full_frames_tf(shard, s, depth) for s in selected]  # (K*L, H, W, depth)
         elif training:
             image_shape = tf.image.extract_jpeg_shape(selected[0][0])
