@@ -406,24 +406,24 @@ def build_dataset(
         clip_seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
     dataset = tf.data.Dataset.zip((dataset, clip_seeds)).map(lambda item, seed: (*item, seed))
     drop = training if drop_remainder is None else drop_remainder
+    clip_settings = dict(
+        num_frames=num_frames,
+        modality=modality,
+        flow_length=flow_length,
+        input_size=input_size,
+        multi_label=multi_label,
+        num_classes=num_classes,
+        scales=tuple(scales),
+        more_fix_crop=more_fix_crop,
+        max_distort=max_distort,
+        with_metadata=with_metadata,
+    )
     if training and reader == "offsets":
         # Parse, sample, read, decode and augment a whole batch at once: one Python call per batch.
         if clips_per_video > 1:
             dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-        batch_fn = _make_training_batch_fn(
-            num_frames=num_frames,
-            modality=modality,
-            multi_label=multi_label,
-            num_classes=num_classes,
-            with_metadata=with_metadata,
-            flow_length=flow_length,
-            input_size=input_size,
-            scales=tuple(scales),
-            more_fix_crop=more_fix_crop,
-            max_distort=max_distort,
-            dtype=frames_dtype.as_numpy_dtype,
-        )
+        batch_fn = _make_training_batch_fn(**clip_settings, dtype=frames_dtype.as_numpy_dtype)
         dataset = dataset.batch(per_replica_batch, drop_remainder=drop)
         dataset = dataset.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     else:
@@ -432,20 +432,7 @@ def build_dataset(
             dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
         clip_fn = _make_clip_fn(
-            training=training,
-            reader=reader,
-            num_frames=num_frames,
-            modality=modality,
-            flow_length=flow_length,
-            input_size=input_size,
-            crops=crops,
-            multi_label=multi_label,
-            num_classes=num_classes,
-            scales=tuple(scales),
-            more_fix_crop=more_fix_crop,
-            max_distort=max_distort,
-            with_metadata=with_metadata,
-            frames_dtype=frames_dtype,
+            **clip_settings, training=training, reader=reader, crops=crops, frames_dtype=frames_dtype
         )
         dataset = dataset.map(clip_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
         dataset = dataset.batch(
