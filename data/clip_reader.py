@@ -5,12 +5,13 @@ frames (from its ``.offsets`` index, `data.frame_offsets`) and the clip's random
 
   positioned reads of only those JPEGs -> ``cv2.imdecode`` -> TSN multi-scale crop -> bilinear resize -> flip
 
-and returns the float32 clip. OpenCV's libjpeg-turbo decodes the same pixels as ``tf.io.decode_jpeg`` (accurate
-integer IDCT; a test checks equality) about 2.5x faster on x86 CPUs, and its resize about 5x faster than
-``tf.image.resize`` (half-pixel-centre bilinear both, equal to about 1e-2 on [0, 255]); the crop window is
-`data.augment.multiscale_crop_window`, the NumPy twin of the one the graph path draws. The work runs in
-`tf.numpy_function` (OpenCV releases the GIL while decoding and resizing), so this path is not serialisable into a
-graph: the tf.data service or remote TPU input workers need ``reader="records"`` (pure TensorFlow ops). Training
+and returns the clip (float32, or uint8 for models that normalise on the accelerator). Why Python and OpenCV: no
+TensorFlow op reads a byte range of a file, and ``tf.image.resize`` is about 5x slower than OpenCV's resize on the
+CPUs measured (benchmarks/pipeline.py). OpenCV's libjpeg-turbo decodes the same pixels as ``tf.io.decode_jpeg`` with
+the accurate integer IDCT, and its bilinear resize uses half-pixel centres as ``tf.image.resize`` does (both
+tested); the crop window is `data.augment.multiscale_crop_window`, the NumPy twin of the one the records reader
+draws. The work runs in `tf.numpy_function` (OpenCV releases the GIL while decoding and resizing), so this path is
+not serialisable into a graph: the tf.data service or remote TPU input workers need ``reader="records"``. Training
 clips go through Python once per batch (`training_batch_tf`, which also draws the segment frames with
 `data.sampling`'s NumPy twins): a `tf.numpy_function` call costs about as much as decoding a JPEG.
 """
