@@ -163,8 +163,14 @@ def tfrecord_spans(path: str) -> Iterator[tuple[int, bytes]]:
             position += 12 + length + 4
 
 
-def offsets_example(serialized: bytes, record_offset: int, shard_bytes: int) -> tf.train.Example:
-    """The ``.offsets`` entry of one record that starts at ``record_offset`` of a ``shard_bytes``-byte shard."""
+def offsets_example(serialized: bytes, record_offset: int, shard_bytes: int | None = None) -> tf.train.Example:
+    """The ``.offsets`` entry of one record.
+
+    Args:
+      serialized: the record's bytes.
+      record_offset: where they start in the shard file.
+      shard_bytes: the shard's size, stored as ``shard/num_bytes``; left out when None.
+    """
     record = tf.train.SequenceExample.FromString(serialized)
     feature = {key: record.context.feature[key] for key in CONTEXT_KEYS if key in record.context.feature}
     for key, spans in frame_byte_spans(serialized).items():
@@ -172,12 +178,40 @@ def offsets_example(serialized: bytes, record_offset: int, shard_bytes: int) -> 
             int64_list=tf.train.Int64List(value=(spans[:, 0] + record_offset).tolist())
         )
         feature[f"{key}/length"] = tf.train.Feature(int64_list=tf.train.Int64List(value=spans[:, 1].tolist()))
-    feature[SHARD_BYTES] = tf.train.Feature(int64_list=tf.train.Int64List(value=[shard_bytes]))
+    if shard_bytes is not None:
+        feature[SHARD_BYTES] = tf.train.Feature(int64_list=tf.train.Int64List(value=[shard_bytes]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
+class OffsetsIndex:
+    """Builds a shard's ``.offsets`` index record by record, while the shard is written (or read back).
+
+    TFRecord framing is fixed for uncompressed files: 12 bytes (length + its CRC) before each record's data, 4 (the
+    data's CRC) after, so the records' positions follow from their sizes.
+    """
+
+    def __init__(self):
+        self._entries: list[tf.train.Example] = []
+        self.num_bytes = 0  # size of the shard so far
+
+    def add(self, serialized: bytes) -> None:
+        """Indexes the next record of the shard."""
+        self._entries.append(offsets_example(serialized, self.num_bytes + 12))
+        self.num_bytes += 12 + len(serialized) + 4
+
+    def write(self, destination: str) -> int:
+        """Writes the index (to a temporary name, renamed when complete). Returns the number of videos."""
+        temporary = f"{destination}.tmp-{os.getpid()}"
+        with tf.io.TFRecordWriter(temporary) as writer:
+            for entry in self._entries:
+                entry.features.feature[SHARD_BYTES].int64_list.value[:] = [self.num_bytes]
+                writer.write(entry.SerializeToString(deterministic=True))
+        tf.io.gfile.rename(temporary, destination, overwrite=True)
+        return len(self._entries)
+
+
 def write_offsets(shard_path: str, destination: str | None = None) -> int:
-    """Writes the ``.offsets`` index of a shard (to a temporary name, renamed when complete).
+    """Writes the ``.offsets`` index of an existing shard (to a temporary name, renamed when complete).
 
     Args:
       shard_path: a finished ``.tfrecord`` shard.
@@ -186,16 +220,10 @@ def write_offsets(shard_path: str, destination: str | None = None) -> int:
     Returns:
       the number of videos indexed.
     """
-    destination = destination or offsets_path(shard_path)
-    shard_bytes = tf.io.gfile.stat(shard_path).length
-    temporary = f"{destination}.tmp-{os.getpid()}"
-    count = 0
-    with tf.io.TFRecordWriter(temporary) as writer:
-        for offset, data in tfrecord_spans(shard_path):
-            writer.write(offsets_example(data, offset, shard_bytes).SerializeToString(deterministic=True))
-            count += 1
-    tf.io.gfile.rename(temporary, destination, overwrite=True)
-    return count
+    index = OffsetsIndex()
+    for _, data in tfrecord_spans(shard_path):
+        index.add(data)
+    return index.write(destination or offsets_path(shard_path))
 
 
 def is_current(shard_path: str) -> bool:

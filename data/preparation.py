@@ -203,6 +203,7 @@ def _write_shard(
     temporary = f"{record_path}.tmp-{os.getpid()}"
     videos, failures = [], []
     frames = 0
+    offsets = frame_offsets.OffsetsIndex()
     with tf.io.TFRecordWriter(temporary) as writer:
         for result in results:
             task = result.task
@@ -225,7 +226,9 @@ def _write_shard(
                 segments=task.segments,
                 segment_labels=task.segment_labels,
             )
-            writer.write(example.SerializeToString(deterministic=True))
+            serialized = example.SerializeToString(deterministic=True)
+            writer.write(serialized)
+            offsets.add(serialized)
             frames += len(result.frames)
             videos.append(
                 {
@@ -239,7 +242,7 @@ def _write_shard(
                     "has_segments": task.segments is not None and len(task.segments) > 0,
                 }
             )
-    frame_offsets.write_offsets(temporary, frame_offsets.offsets_path(record_path))
+    offsets.write(frame_offsets.offsets_path(record_path))
     records.write_json_atomic(
         index_path,
         {"shard": os.path.basename(record_path), "fingerprint": fingerprint, "videos": videos, "failures": failures},

@@ -37,7 +37,7 @@ def _run(*args, timeout=240):
     )
 
 
-def test_prepared_synthetic_records(synthetic_raw, synthetic_records):
+def test_prepared_synthetic_records(synthetic_raw, synthetic_records, tmp_path):
     split_dir = os.path.join(synthetic_records, "train")
     manifest = records.read_manifest(split_dir)
     assert manifest["counts"]["videos"] == 6 and manifest["counts"]["failed"] == 0
@@ -71,6 +71,11 @@ def test_prepared_synthetic_records(synthetic_raw, synthetic_records):
     # ... with a current .offsets index beside every shard (no temporary files left), and the pipeline reads them.
     shards = records.record_files(split_dir)
     assert all(frame_offsets.is_current(shard) for shard in shards)
+    for shard in shards:  # built while writing == built by reading the finished shard back
+        rebuilt = str(tmp_path / "rebuilt.offsets")
+        frame_offsets.write_offsets(shard, rebuilt)
+        with open(frame_offsets.offsets_path(shard), "rb") as written, open(rebuilt, "rb") as read_back:
+            assert written.read() == read_back.read()
     assert not glob.glob(os.path.join(split_dir, "*.tmp-*"))
     assert pipeline.choose_reader(shards, "auto") == "offsets"
     frames, labels = next(iter(pipeline.build_dataset(split_dir, training=True, num_frames=3, batch_size=2,
