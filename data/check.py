@@ -91,7 +91,7 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
     """
     import tensorflow as tf
 
-    from data import records
+    from data import frame_offsets, records
 
     report = CheckReport(name=split_dir)
     try:
@@ -135,7 +135,8 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
             continue
         if index is not None and len(index) != count:
             report.problems.append(
-                f"{shard}: its {_OFFSETS} index lists {len(index)} videos, the shard holds {count}: "
+                f"{shard}: its {frame_offsets.OFFSETS_SUFFIX} index lists {len(index)} videos, the shard holds "
+                f"{count}: "
                 f"{_offsets_fix(split_dir)}"
             )
     expected = manifest.get("counts", {}).get("videos")
@@ -146,7 +147,9 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
         f"{num_classes} classes; {totals['boxes']} videos with boxes, {totals['segments']} with segments"
     )
     if shards:
-        report.facts.append(f"{indexed} of {len(shards)} shards with a current {_OFFSETS} index (spans verified)")
+        report.facts.append(
+            f"{indexed} of {len(shards)} shards with a current {frame_offsets.OFFSETS_SUFFIX} index (spans verified)"
+        )
     failures = os.path.join(split_dir, records.FAILURES_NAME)
     if os.path.isfile(failures):
         with open(failures) as f:
@@ -154,9 +157,6 @@ def check_split(split_dir: str, *, decode: str = "all") -> CheckReport:
         if failed:
             report.facts.append(f"{len(failed)} raw videos could not be used when preparing (see {failures})")
     return report
-
-
-_OFFSETS = ".offsets"  # `data.frame_offsets.OFFSETS_SUFFIX` (not imported: the rawframes check needs no TensorFlow)
 
 
 def _offsets_fix(split_dir: str) -> str:
@@ -177,7 +177,8 @@ def _offsets_index(shard: str, split_dir: str, report: CheckReport) -> list | No
     try:
         if not tf.io.gfile.exists(path):
             report.warnings.append(
-                f"{shard} has no {_OFFSETS} index (the pipeline reads whole records, several times slower): "
+                f"{shard} has no {frame_offsets.OFFSETS_SUFFIX} index (the pipeline reads whole records, several "
+                "times slower): "
                 f"write it with `python -m data.frame_offsets --records={split_dir}`"
             )
             return None

@@ -373,7 +373,7 @@ def prepare_split(
     fingerprint = _fingerprint(dataset_name, split, tasks, class_names, options_dict, num_shards)
     summary = SplitSummary(split=split, num_shards=num_shards)
 
-    from data import records
+    from data import frame_offsets, records
 
     stale = [
         p
@@ -391,7 +391,7 @@ def prepare_split(
     todo: list[int] = []
     for s in range(task_index, num_shards, num_tasks):
         record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
-        offsets = record_path[: -len(records.RECORD_SUFFIX)] + ".offsets"  # `data.frame_offsets.offsets_path`
+        offsets = frame_offsets.offsets_path(record_path)
         for leftover in glob.glob(glob.escape(record_path) + ".tmp-*") + glob.glob(glob.escape(offsets) + ".tmp-*"):
             os.remove(leftover)  # a shard (or its offsets) of this task half-written by a killed run
         index = _read_index(index_path)
