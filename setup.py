@@ -21,6 +21,7 @@ setuptools.setup(
         "opencv-contrib-python-headless",
         "tqdm",
         "pillow",
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest", "pytest-xdist", "ruff", "scikit-video"],
