@@ -7,3 +7,7 @@ Modules: `prepare` / `preparation` (command line / library), `extract` (the work
 `datasets` (official layouts and ground-truth files), `records` (the format), `sampling` and `augment` (TSN),
 `pipeline`, `check`, `synthetic`, `tfds_builder` (TFDS over the same shards). Formats: BUILD.md, "Data".
 """
+
+from data import startup as _startup
+
+_startup.quiet_command_line_start()  # `python -m` without --verbosity: TensorFlow's C++ start-up lines stay hidden.

@@ -11,3 +11,7 @@ Sub-modules:
   localize: `python -m st_attn.localize`, Tables 5-6 from a trained model.
   visualize: Fig. 4 / Fig. 5 pictures (PNG, GIF, TensorBoard); `python -m st_attn.visualize`.
 """
+
+from data import startup as _startup
+
+_startup.quiet_command_line_start()  # `python -m` without --verbosity: TensorFlow's C++ start-up lines stay hidden.

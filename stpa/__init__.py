@@ -6,3 +6,7 @@ Sub-modules:
   backbones / models: the STPA and TSN networks (Sec. 3.4) and the `build_model` factory.
   train / evaluate / fuse / export / visualize: the command lines.
 """
+
+from data import startup as _startup
+
+_startup.quiet_command_line_start()  # `python -m` without --verbosity: TensorFlow's C++ start-up lines stay hidden.
