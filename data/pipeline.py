@@ -12,8 +12,9 @@ clips (equal frame indices, crops and flips; pixels equal to about 1e-2, see tes
 
 Every random choice of a clip (segment offsets, crop size and position, flip) comes from one per-clip seed drawn from
 `tf.data.Dataset.random(seed)`, through stateless random ops, so ``seed`` + ``deterministic=True`` reproduce a
-training stream exactly, with either reader. Test datasets are always read in a fixed order (one pass, no
-shuffling), so their scores line up with ``metadata["video_id"]``.
+training stream exactly, with either reader, and make the stream a pure function of (seed, position): a resumed
+run continues it with ``skip`` (the consumed clips are dropped before their frames are read). Test datasets are
+always read in a fixed order (one pass, no shuffling), so their scores line up with ``metadata["video_id"]``.
 """
 
 from __future__ import annotations
@@ -290,6 +291,7 @@ def build_dataset(
     clips_per_video: int = 1,
     reader: str = "auto",
     frames_dtype: tf.DType | str = tf.float32,
+    skip: int = 0,
 ) -> tf.data.Dataset:
     """TSN clips from prepared records.
 
@@ -328,6 +330,10 @@ def build_dataset(
       frames_dtype: float32, or uint8 (values rounded; a quarter of the memory traffic) for models that normalise
         on the accelerator (as mmaction2's data preprocessor does; `stpa.trainer` trains this way). uint8 takes
         no ``preprocess``.
+      skip: training only: clips of this input pipeline's stream already consumed (a resumed run: global clips
+        consumed / ``num_input_pipelines``). They are dropped before any reading of frames or decoding (the records
+        reader still reads their whole records), so the stream continues exactly where it stopped: with ``seed``
+        and ``deterministic=True`` the result equals the uninterrupted stream after ``skip`` clips.
 
     Returns:
       `tf.data.Dataset` of ``(frames, labels)`` or ``(frames, labels, metadata)``:
@@ -353,6 +359,8 @@ def build_dataset(
         raise ValueError("frames_dtype=uint8 yields raw [0, 255] clips: apply `preprocess` in the model instead.")
     if num_frames < 1 or batch_size < 1 or input_size < 1 or flow_length < 1 or clips_per_video < 1:
         raise ValueError("num_frames, batch_size, input_size, flow_length and clips_per_video must be >= 1.")
+    if skip < 0 or (skip and not training):
+        raise ValueError(f"skip={skip}: skipping consumed clips is for training streams, and must be >= 0.")
 
     files = record_format.record_files(records)
     split_dir = record_format.split_dir_of(records)
@@ -405,6 +413,9 @@ def build_dataset(
     else:
         clip_seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
     dataset = tf.data.Dataset.zip((dataset, clip_seeds)).map(lambda item, seed: (*item, seed))
+    if skip and clips_per_video == 1:
+        # (.offsets entry or record, shard, seed) elements: nothing is read from the frames or decoded yet.
+        dataset = dataset.skip(skip)
     drop = training if drop_remainder is None else drop_remainder
     clip_settings = dict(
         num_frames=num_frames,
@@ -423,6 +434,7 @@ def build_dataset(
         if clips_per_video > 1:
             dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.skip(skip) if skip else dataset
         batch_fn = _make_training_batch_fn(**clip_settings, dtype=frames_dtype.as_numpy_dtype)
         dataset = dataset.batch(per_replica_batch, drop_remainder=drop)
         dataset = dataset.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
@@ -431,6 +443,7 @@ def build_dataset(
         if training and clips_per_video > 1:  # parse once, draw several clips
             dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
             dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+            dataset = dataset.skip(skip) if skip else dataset  # parsed, not decoded
         clip_fn = _make_clip_fn(
             **clip_settings, training=training, reader=reader, crops=crops, frames_dtype=frames_dtype
         )

@@ -264,6 +264,7 @@ def feature_dataset(
     with_metadata: bool = False,
     shuffle_buffer: int = 256,
     drop_remainder: bool | None = None,
+    skip: int = 0,
 ) -> tf.data.Dataset:
     """A dataset of cached features, shaped like `data.pipeline.build_dataset`'s but with features for frames.
 
@@ -283,6 +284,8 @@ def feature_dataset(
         "fps", "height", "width").
       shuffle_buffer: records in the shuffle buffer.
       drop_remainder: default True for training, False for testing.
+      skip: training only: clips of this input pipeline's stream already consumed (a resumed run); dropped before
+        parsing, so the stream continues where it stopped (exactly, with `seed` and `deterministic`).
 
     Returns:
       `tf.data.Dataset` of `(features float32 (B, n, h, w, C), labels)` or `(..., metadata)`; labels int32 (B,)
@@ -375,7 +378,9 @@ def feature_dataset(
         if training
         else tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
     )
-    dataset = tf.data.Dataset.zip((dataset, seeds)).map(
+    if skip < 0 or (skip and not training):
+        raise ValueError(f"skip={skip}: skipping consumed clips is for training streams, and must be >= 0.")
+    dataset = tf.data.Dataset.zip((dataset, seeds)).skip(skip).map(
         parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered
     )
     dataset = dataset.batch(per_replica_batch, drop_remainder=training if drop_remainder is None else drop_remainder)
