@@ -1,4 +1,4 @@
-"""Video classification metrics (NumPy): top-k, mean class accuracy, confusion matrix, Charades mAP / wAP.
+"""Video classification metrics (NumPy): top-k, per-class and mean class accuracy, confusion matrix, Charades mAP / wAP.
 
 These are the numbers the papers report: UCF101 / HMDB51 top-1 (Tables 1-2 of Du et al.), mean class accuracy (what
 TSN's `eval_scores.py` prints), and for the multi-label Charades dataset the per-class average precision of the
@@ -72,6 +72,20 @@ def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, num_classes: i
     return matrix
 
 
+def per_class_accuracy(matrix: np.ndarray) -> np.ndarray:
+    """Top-1 accuracy (recall) of each true class from a confusion matrix.
+
+    Args:
+      matrix: (C, C) counts from `confusion_matrix`.
+
+    Returns:
+      (C,) float64: diag / row sum; NaN for classes without videos.
+    """
+    matrix = np.asarray(matrix, np.float64)
+    counts = matrix.sum(axis=1)  # (C,)
+    return np.divide(np.diag(matrix), counts, out=np.full(counts.shape, np.nan), where=counts > 0)
+
+
 def mean_class_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """Mean over classes of the per-class top-1 accuracy (recall), as TSN's `eval_scores.py` reports it.
 
@@ -86,12 +100,10 @@ def mean_class_accuracy(scores: np.ndarray, labels: np.ndarray) -> float:
     """
     scores = _check_scores(scores)
     labels = np.asarray(labels).astype(np.int64)
-    matrix = confusion_matrix(labels, ranked_classes(scores)[:, 0], scores.shape[1])
-    counts = matrix.sum(axis=1)
-    present = counts > 0
-    if not np.any(present):
+    accuracy = per_class_accuracy(confusion_matrix(labels, ranked_classes(scores)[:, 0], scores.shape[1]))
+    if np.all(np.isnan(accuracy)):
         return float("nan")
-    return float(np.mean(np.diag(matrix)[present] / counts[present]))
+    return float(np.nanmean(accuracy))
 
 
 def average_precision(confidences: np.ndarray, positives: np.ndarray) -> float:
