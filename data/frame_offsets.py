@@ -22,7 +22,6 @@ derived data: `write_offsets` rebuilds it from a shard at any time, and ``python
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 
@@ -201,7 +200,7 @@ class OffsetsIndex:
 
     def write(self, destination: str) -> int:
         """Writes the index (to a temporary name, renamed when complete). Returns the number of videos."""
-        temporary = f"{destination}.tmp-{os.getpid()}"
+        temporary = records.temporary_name(destination)
         with tf.io.TFRecordWriter(temporary) as writer:
             for entry in self._entries:
                 entry.features.feature[SHARD_BYTES].int64_list.value[:] = [self.num_bytes]

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import hashlib
 import json
 import logging
@@ -28,7 +27,7 @@ from typing import Any
 from data import extract as extract_lib
 from data import flow as flow_lib
 from data.datasets import annotations, charades, hmdb51, lists, thumos14, ucf101
-from data.datasets.base import DatasetLayoutError, DatasetSplits, VideoTask
+from data.datasets.base import DatasetLayoutError, DatasetSplits, VideoTask, check_unique_video_ids
 
 DATASETS = ("ucf101", "ucf101_24", "hmdb51", "charades", "thumos14", "rawframes", "videos")
 SPLIT_NAMES = ("train", "test")
@@ -82,7 +81,8 @@ def load_dataset(
       the parsed dataset.
 
     Raises:
-      DatasetLayoutError: the raw data is not in the expected layout (the message says what to do).
+      DatasetLayoutError: the raw data is not in the expected layout, or two videos of a split share an id (the
+        message says what to do).
     """
     if dataset not in DATASETS:
         raise ValueError(f"--dataset must be one of {', '.join(DATASETS)}; got {dataset!r}")
@@ -132,6 +132,8 @@ def load_dataset(
     boxes = None
     if boxes_pkl is not None:
         boxes = annotations.boxes_from_ucf101_24(annotations.load_ucf101_24_pickle(boxes_pkl))
+    for split_name, tasks in parsed.splits.items():
+        check_unique_video_ids(split_name, tasks, raw_dir)  # before any work, for every split
     segments = annotations.load_segment_files(segments_dir, parsed.class_names) if segments_dir else None
     if boxes is not None or segments is not None:
         counts = annotations.attach(parsed, boxes=boxes, segments=segments)
@@ -171,50 +173,216 @@ def _options_dict(options: extract_lib.ExtractOptions) -> dict[str, Any]:
     return values
 
 
-def _shard_paths(split_dir: str, split: str, index: int, num_shards: int) -> tuple[str, str]:
+def _gfile():
+    import tensorflow as tf
+
+    return tf.io.gfile
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitPlan:
+    """How one split is cut into shards and where they go: decided once, before any work, by every path.
+
+    Both `prepare_split` (local processes, ``--task_index/--num_tasks``) and `data.beam_prepare` (an Apache Beam
+    pipeline) work from a plan, so they write the same files. It holds no videos (``tasks`` are passed beside it):
+    it is small enough to ship to every Beam worker.
+
+    Attributes:
+      split: output split name ("train" / "test").
+      split_dir: ``out_dir/<split>`` (local path or any `tf.io.gfile` URL such as ``gs://``).
+      dataset_name: recorded in the manifest.
+      class_names: the dataset's classes.
+      multi_label: recorded in the manifest.
+      options: extraction options.
+      raw_dir: root that record ``video/source`` paths are made relative to.
+      num_shards: shards of the split; video i of the split goes to shard ``i % num_shards``.
+      fingerprint: hash of everything that decides the records (`_fingerprint`).
+    """
+
+    split: str
+    split_dir: str
+    dataset_name: str
+    class_names: list[str]
+    multi_label: bool
+    options: extract_lib.ExtractOptions
+    raw_dir: str
+    num_shards: int
+    fingerprint: str
+
+    @property
+    def options_dict(self) -> dict[str, Any]:
+        """The extraction options as recorded in the manifest."""
+        return _options_dict(self.options)
+
+    def shard_tasks(self, tasks: list[VideoTask], index: int) -> list[VideoTask]:
+        """The videos of shard ``index``, in the order they are written: every ``num_shards``-th of the split."""
+        return tasks[index :: self.num_shards]
+
+    def shard_paths(self, index: int) -> tuple[str, str]:
+        """(record path, ``.json`` index path) of shard ``index``."""
+        from data import records
+
+        base = os.path.join(self.split_dir, records.shard_name(self.split, index, self.num_shards))
+        return base + records.RECORD_SUFFIX, base + ".json"
+
+
+def plan_split(
+    tasks: list[VideoTask],
+    *,
+    split: str,
+    out_dir: str,
+    dataset_name: str,
+    class_names: list[str],
+    multi_label: bool,
+    options: extract_lib.ExtractOptions,
+    raw_dir: str = "",
+    videos_per_shard: int = 50,
+) -> SplitPlan:
+    """Checks a split's videos and output folder and decides its shards (creates ``out_dir/<split>``).
+
+    Args:
+      tasks: the split's videos, in list order.
+      split: output split name.
+      out_dir: output root (local path or `tf.io.gfile` URL).
+      dataset_name: recorded in the manifest.
+      class_names: the dataset's classes.
+      multi_label: recorded in the manifest.
+      options: extraction options.
+      raw_dir: root that record ``video/source`` paths are made relative to.
+      videos_per_shard: videos per shard (the last shards may hold one fewer).
+
+    Returns:
+      the split's `SplitPlan`.
+
+    Raises:
+      DatasetLayoutError: two videos of the split share an id.
+      ValueError: ``out_dir/<split>`` holds shards prepared with other settings.
+    """
     from data import records
 
-    base = os.path.join(split_dir, records.shard_name(split, index, num_shards))
-    return base + records.RECORD_SUFFIX, base + ".json"
+    check_unique_video_ids(split, tasks, raw_dir)
+    if videos_per_shard < 1:
+        raise ValueError(f"videos_per_shard must be >= 1, got {videos_per_shard}")
+    split_dir = os.path.join(out_dir, split)
+    gfile = _gfile()
+    gfile.makedirs(split_dir)
+    num_shards = max(1, math.ceil(len(tasks) / videos_per_shard))
+    fingerprint = _fingerprint(dataset_name, split, tasks, class_names, _options_dict(options), num_shards)
+    plan = SplitPlan(
+        split=split,
+        split_dir=split_dir,
+        dataset_name=dataset_name,
+        class_names=list(class_names),
+        multi_label=multi_label,
+        options=options,
+        raw_dir=raw_dir,
+        num_shards=num_shards,
+        fingerprint=fingerprint,
+    )
+    stale = [
+        name
+        for name in sorted(gfile.listdir(split_dir))
+        if name.endswith(".json")
+        and name != records.MANIFEST_NAME
+        and (_read_index(os.path.join(split_dir, name)) or {}).get("fingerprint", fingerprint) != fingerprint
+    ]
+    if stale:
+        raise ValueError(
+            f"{split_dir} holds shards prepared with other settings (dataset, split, videos, classes, flow, frame "
+            f"size, JPEG quality, fps or videos_per_shard differ; e.g. {stale[0]}). Use another "
+            "--out_dir, or delete that directory to start over."
+        )
+    return plan
 
 
 def _read_index(path: str) -> dict | None:
+    import tensorflow as tf
+
     try:
-        with open(path) as f:
+        with tf.io.gfile.GFile(path, "r") as f:
             return json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, tf.errors.OpError):
         return None
 
 
-def _write_shard(
-    results: list[extract_lib.ExtractedVideo | extract_lib.ExtractionFailure],
-    *,
-    record_path: str,
-    index_path: str,
-    class_names: list[str],
-    raw_dir: str,
-    fingerprint: str,
-) -> tuple[int, int, list[tuple[str, str]]]:
-    """Writes one shard (temporary name -> frame offsets -> index -> rename). Returns (videos, frames, failures)."""
+def completed_shard(plan: SplitPlan, index: int, *, retry_failed: bool = False) -> dict | None:
+    """The ``.json`` index of shard ``index`` if the shard is complete and is to be kept, else None (write it).
+
+    A shard is complete when its record file exists (it is renamed into place last) and its index reads back; with
+    ``retry_failed`` a complete shard that recorded failures is written again.
+    """
+    record_path, index_path = plan.shard_paths(index)
+    if not _gfile().exists(record_path):
+        return None
+    shard_index = _read_index(index_path)
+    if shard_index is None or (retry_failed and shard_index["failures"]):
+        return None
+    return shard_index
+
+
+def remove_leftovers(plan: SplitPlan, indices: list[int] | None = None) -> int:
+    """Deletes temporary files that killed runs left (``<shard>.tfrecord.tmp-*``, ``.offsets.tmp-*``, ``.json.tmp-*``).
+
+    Only call it while no other process writes the files concerned.
+
+    Args:
+      plan: the split.
+      indices: the shards whose leftovers go; None: all of the split, and those of the manifest and failures list.
+
+    Returns:
+      the number of files deleted.
+    """
+    from data import records
+
+    gfile = _gfile()
+    shards = {
+        records.shard_name(plan.split, s, plan.num_shards)
+        for s in (range(plan.num_shards) if indices is None else indices)
+    }
+    summaries = {records.MANIFEST_NAME, records.FAILURES_NAME} if indices is None else set()
+    removed = 0
+    for name in gfile.listdir(plan.split_dir):
+        final_name, temporary, _ = name.partition(records.TEMPORARY_INFIX)
+        if temporary and (final_name in summaries or final_name.partition(".")[0] in shards):
+            gfile.remove(os.path.join(plan.split_dir, name))  # half-written by a killed run
+            removed += 1
+    return removed
+
+
+def write_shard(
+    plan: SplitPlan, index: int, results: list[extract_lib.ExtractedVideo | extract_lib.ExtractionFailure]
+) -> dict:
+    """Writes shard ``index``: records to a temporary name, its ``.offsets`` and ``.json`` index, then the rename.
+
+    The single writer of both paths (local and Beam): the same results give the same bytes.
+
+    Args:
+      plan: the split.
+      index: the shard.
+      results: extraction results of `SplitPlan.shard_tasks`, in that order (failures go to the index).
+
+    Returns:
+      the shard's ``.json`` index as written: ``{"shard", "fingerprint", "videos": [...], "failures": [...]}``.
+    """
     import tensorflow as tf
 
     from data import frame_offsets, records
 
-    temporary = f"{record_path}.tmp-{os.getpid()}"
+    record_path, index_path = plan.shard_paths(index)
+    temporary = records.temporary_name(record_path)
     videos, failures = [], []
-    frames = 0
     offsets = frame_offsets.OffsetsIndex()
     with tf.io.TFRecordWriter(temporary) as writer:
         for result in results:
             task = result.task
-            source = os.path.relpath(task.source, raw_dir) if raw_dir else task.source
+            source = os.path.relpath(task.source, plan.raw_dir) if plan.raw_dir else task.source
             if isinstance(result, extract_lib.ExtractionFailure):
                 failures.append({"video_id": task.video_id, "source": task.source, "reason": result.reason})
                 continue
             example = records.make_sequence_example(
                 video_id=task.video_id,
                 labels=list(task.labels),
-                label_names=[class_names[i] for i in task.labels],
+                label_names=[plan.class_names[i] for i in task.labels],
                 frames=result.frames,
                 fps=result.fps,
                 height=result.height,
@@ -229,7 +397,6 @@ def _write_shard(
             serialized = example.SerializeToString(deterministic=True)
             writer.write(serialized)
             offsets.add(serialized)
-            frames += len(result.frames)
             videos.append(
                 {
                     "video_id": task.video_id,
@@ -243,49 +410,54 @@ def _write_shard(
                 }
             )
     offsets.write(frame_offsets.offsets_path(record_path))
-    records.write_json_atomic(
-        index_path,
-        {"shard": os.path.basename(record_path), "fingerprint": fingerprint, "videos": videos, "failures": failures},
-    )
-    os.replace(temporary, record_path)
-    return len(videos), frames, [(f["source"], f["reason"]) for f in failures]
+    shard_index = {
+        "shard": os.path.basename(record_path),
+        "fingerprint": plan.fingerprint,
+        "videos": videos,
+        "failures": failures,
+    }
+    records.write_json_atomic(index_path, shard_index)
+    tf.io.gfile.rename(temporary, record_path, overwrite=True)
+    return shard_index
 
 
-def _finalize(
-    split_dir: str,
-    split: str,
-    num_shards: int,
-    *,
-    dataset_name: str,
-    class_names: list[str],
-    multi_label: bool,
-    fingerprint: str,
-    options: dict,
-    flags: dict,
-) -> bool:
-    """Writes manifest.json + failures.txt if every shard of the split is complete. Returns whether it did."""
+def finalize_split(plan: SplitPlan, flags: dict, shard_indices: list[dict] | None = None) -> bool:
+    """Writes ``manifest.json`` and ``failures.txt`` if every shard of the split is complete. Returns whether it did.
+
+    Args:
+      plan: the split.
+      flags: recorded in the manifest.
+      shard_indices: the ``.json`` index of every shard, in shard order, when the caller has them all (a Beam
+        pipeline collects them from its workers); None: read from ``split_dir``, checking every shard is there.
+    """
     from data import records
 
-    indices = []
-    for s in range(num_shards):
-        record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
-        index = _read_index(index_path)
-        if not os.path.isfile(record_path) or index is None or index.get("fingerprint") != fingerprint:
-            return False
-        indices.append(index)
-    videos = [v for index in indices for v in index["videos"]]
-    failures = [f for index in indices for f in index["failures"]]
+    gfile = _gfile()
+    if shard_indices is None:
+        shard_indices = []
+        for s in range(plan.num_shards):
+            record_path, index_path = plan.shard_paths(s)
+            shard_index = _read_index(index_path)
+            if not gfile.exists(record_path) or shard_index is None:
+                return False
+            shard_indices.append(shard_index)
+    if len(shard_indices) != plan.num_shards or any(i.get("fingerprint") != plan.fingerprint for i in shard_indices):
+        return False
+    class_names = plan.class_names
+    options = plan.options_dict
+    videos = [v for index in shard_indices for v in index["videos"]]
+    failures = [f for index in shard_indices for f in index["failures"]]
     per_class = {name: 0 for name in class_names}
     for video in videos:
         for label in video["labels"]:
             per_class[class_names[label]] += 1
     manifest = {
         "format_version": records.FORMAT_VERSION,
-        "dataset": dataset_name,
-        "split": split,
+        "dataset": plan.dataset_name,
+        "split": plan.split,
         "class_names": class_names,
         "num_classes": len(class_names),
-        "multi_label": multi_label,
+        "multi_label": plan.multi_label,
         "counts": {
             "videos": len(videos),
             "failed": len(failures),
@@ -293,8 +465,8 @@ def _finalize(
             "flow_frames": sum(v["num_flow_frames"] for v in videos),
             "per_class": per_class,
         },
-        "num_shards": num_shards,
-        "shards": [os.path.basename(_shard_paths(split_dir, split, s, num_shards)[0]) for s in range(num_shards)],
+        "num_shards": plan.num_shards,
+        "shards": [os.path.basename(plan.shard_paths(s)[0]) for s in range(plan.num_shards)],
         "has_flow": any(v["num_flow_frames"] > 0 for v in videos),
         "has_boxes": any(v["has_boxes"] for v in videos),
         "has_segments": any(v["has_segments"] for v in videos),
@@ -308,13 +480,14 @@ def _finalize(
         "fps": options["target_fps"],
         "extract_options": options,
         "flags": flags,
-        "fingerprint": fingerprint,
+        "fingerprint": plan.fingerprint,
     }
-    with open(os.path.join(split_dir, records.FAILURES_NAME) + ".tmp", "w") as f:
-        for failure in failures:
-            f.write(f"{failure['source']}\t{failure['reason']}\n")
-    os.replace(os.path.join(split_dir, records.FAILURES_NAME) + ".tmp", os.path.join(split_dir, records.FAILURES_NAME))
-    records.write_json_atomic(os.path.join(split_dir, records.MANIFEST_NAME), manifest)
+    failures_path = os.path.join(plan.split_dir, records.FAILURES_NAME)
+    temporary = records.temporary_name(failures_path)
+    with gfile.GFile(temporary, "w") as f:
+        f.write("".join(f"{failure['source']}\t{failure['reason']}\n" for failure in failures))
+    gfile.rename(temporary, failures_path, overwrite=True)
+    records.write_json_atomic(os.path.join(plan.split_dir, records.MANIFEST_NAME), manifest)
     return True
 
 
@@ -359,6 +532,7 @@ def prepare_split(
       a `SplitSummary`.
 
     Raises:
+      DatasetLayoutError: two videos of the split share an id.
       ValueError: bad task partition, or ``out_dir/<split>`` holds shards prepared with other settings.
     """
     from tqdm import tqdm
@@ -366,42 +540,30 @@ def prepare_split(
     if not 0 <= task_index < num_tasks:
         raise ValueError(f"--task_index must be in [0, --num_tasks={num_tasks}), got {task_index}")
     start_time = time.perf_counter()
-    split_dir = os.path.join(out_dir, split)
-    os.makedirs(split_dir, exist_ok=True)
-    num_shards = max(1, math.ceil(len(tasks) / videos_per_shard))
-    options_dict = _options_dict(options)
-    fingerprint = _fingerprint(dataset_name, split, tasks, class_names, options_dict, num_shards)
-    summary = SplitSummary(split=split, num_shards=num_shards)
+    plan = plan_split(
+        tasks,
+        split=split,
+        out_dir=out_dir,
+        dataset_name=dataset_name,
+        class_names=class_names,
+        multi_label=multi_label,
+        options=options,
+        raw_dir=raw_dir,
+        videos_per_shard=videos_per_shard,
+    )
+    summary = SplitSummary(split=split, num_shards=plan.num_shards)
 
-    from data import frame_offsets, records
-
-    stale = [
-        p
-        for p in glob.glob(os.path.join(glob.escape(split_dir), "*.json"))
-        if os.path.basename(p) != records.MANIFEST_NAME
-        and (_read_index(p) or {}).get("fingerprint", fingerprint) != fingerprint
-    ]
-    if stale:
-        raise ValueError(
-            f"{split_dir} holds shards prepared with other settings (dataset, split, videos, classes, flow, frame "
-            f"size, JPEG quality, fps or videos_per_shard differ; e.g. {os.path.basename(stale[0])}). Use another "
-            "--out_dir, or delete that directory to start over."
-        )
-
+    mine = list(range(task_index, plan.num_shards, num_tasks))
+    remove_leftovers(plan, mine)  # shards (or their offsets) of this task half-written by a killed run
     todo: list[int] = []
-    for s in range(task_index, num_shards, num_tasks):
-        record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
-        offsets = frame_offsets.offsets_path(record_path)
-        for leftover in glob.glob(glob.escape(record_path) + ".tmp-*") + glob.glob(glob.escape(offsets) + ".tmp-*"):
-            os.remove(leftover)  # a shard (or its offsets) of this task half-written by a killed run
-        index = _read_index(index_path)
-        complete = os.path.isfile(record_path) and index is not None
-        if complete and not (retry_failed and index["failures"]):
+    for s in mine:
+        shard_index = completed_shard(plan, s, retry_failed=retry_failed)
+        if shard_index is not None:
             summary.shards_skipped += 1
-            summary.failures.extend((f["source"], f["reason"]) for f in index["failures"])
+            summary.failures.extend((f["source"], f["reason"]) for f in shard_index["failures"])
         else:
             todo.append(s)
-    shard_tasks = {s: tasks[s::num_shards] for s in todo}
+    shard_tasks = {s: plan.shard_tasks(tasks, s) for s in todo}
     ordered = [task for s in todo for task in shard_tasks[s]]
     if summary.shards_skipped:
         logging.info("%s: %d shard(s) already complete, skipped.", split, summary.shards_skipped)
@@ -432,34 +594,16 @@ def prepare_split(
                 bar.update(1)
                 elapsed = time.perf_counter() - start_time
                 bar.set_postfix(frames_per_s=f"{summary.frames_written / max(elapsed, 1e-9):.0f}", refresh=False)
-            record_path, index_path = _shard_paths(split_dir, split, s, num_shards)
-            videos, _, failures = _write_shard(
-                results,
-                record_path=record_path,
-                index_path=index_path,
-                class_names=class_names,
-                raw_dir=raw_dir,
-                fingerprint=fingerprint,
-            )
+            shard_index = write_shard(plan, s, results)
             summary.shards_written += 1
-            summary.videos_written += videos
-            summary.failures.extend(failures)
+            summary.videos_written += len(shard_index["videos"])
+            summary.failures.extend((f["source"], f["reason"]) for f in shard_index["failures"])
     finally:
         bar.close()
         if pool is not None:
             pool.terminate()
             pool.join()
-    summary.manifest_written = _finalize(
-        split_dir,
-        split,
-        num_shards,
-        dataset_name=dataset_name,
-        class_names=class_names,
-        multi_label=multi_label,
-        fingerprint=fingerprint,
-        options=options_dict,
-        flags=flags or {},
-    )
+    summary.manifest_written = finalize_split(plan, flags or {})
     summary.seconds = time.perf_counter() - start_time
     return summary
 

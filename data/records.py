@@ -31,6 +31,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -41,6 +42,7 @@ FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 FAILURES_NAME = "failures.txt"
 RECORD_SUFFIX = ".tfrecord"
+TEMPORARY_INFIX = ".tmp-"  # files being written: <final name>.tmp-<pid>-<random>, renamed into place when complete
 
 VIDEO_ID = "video/id"
 VIDEO_SOURCE = "video/source"
@@ -205,13 +207,24 @@ def read_manifest(split_dir: str) -> dict[str, Any]:
     return manifest
 
 
+def temporary_name(path: str) -> str:
+    """A name to write ``path`` under before renaming it into place: ``<path>.tmp-<pid>-<random>``.
+
+    Unique across processes and machines (several Beam workers may attempt the same shard), and recognisable as a
+    leftover of a killed run by its `TEMPORARY_INFIX`.
+    """
+    return f"{path}{TEMPORARY_INFIX}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
 def write_json_atomic(path: str, value: Any) -> None:
-    """Writes JSON to a temporary name and renames it into place (never leaves a half-written file)."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as f:
-        json.dump(value, f, indent=1, sort_keys=True)
-        f.write("\n")
-    os.replace(temporary, path)
+    """Writes JSON to a temporary name and renames it into place (never leaves a half-written file).
+
+    ``path`` may be any `tf.io.gfile` path (local, ``gs://`` ...).
+    """
+    temporary = temporary_name(path)
+    with tf.io.gfile.GFile(temporary, "w") as f:
+        f.write(json.dumps(value, indent=1, sort_keys=True) + "\n")
+    tf.io.gfile.rename(temporary, path, overwrite=True)
 
 
 def iterate_sequence_examples(records: str | list[str]) -> Iterator[tf.train.SequenceExample]:

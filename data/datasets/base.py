@@ -53,6 +53,35 @@ class DatasetSplits:
         return len(self.class_names)
 
 
+def check_unique_video_ids(split: str, tasks: list[VideoTask], root: str = "") -> None:
+    """Refuses a split in which two videos get the same id (the id names the record: duplicates would collide).
+
+    Args:
+      split: the split's name, for the message.
+      tasks: the split's videos.
+      root: sources are shown relative to this folder (the raw dataset root) when given.
+
+    Raises:
+      DatasetLayoutError: naming the id and both sources (e.g. ``clip.avi`` and ``clip.mp4``, whose ids are both
+        ``clip``: the id is the path without its extension), and what to do.
+    """
+    first_source: dict[str, str] = {}
+    for task in tasks:
+        if task.video_id not in first_source:
+            first_source[task.video_id] = task.source
+            continue
+        earlier = first_source[task.video_id]
+        shown = [os.path.relpath(p, root) if root else p for p in (earlier, task.source)]
+        if earlier == task.source:
+            raise DatasetLayoutError(
+                f"{split}: {shown[0]} is listed twice (video id {task.video_id!r}): remove the repeated entry."
+            )
+        raise DatasetLayoutError(
+            f"{split}: {shown[0]} and {shown[1]} both get video id {task.video_id!r} (a video's id is its path "
+            "without the extension): keep one of them in the list, or rename one file."
+        )
+
+
 def read_lines(path: str, what: str) -> list[str]:
     """Non-empty, stripped lines of a text file.
 

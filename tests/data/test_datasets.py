@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from data import preparation
+from data import extract, preparation
 from data.datasets import annotations, charades, hmdb51, lists, thumos14, ucf101
 from data.datasets.base import DatasetLayoutError
 
@@ -164,3 +164,30 @@ def test_load_dataset_attaches_ground_truth_found_next_to_the_raw_data(synthetic
     assert all(t.boxes is None and t.segments is None for t in bare.splits["train"])
     with pytest.raises(ValueError, match="ucf101, ucf101_24, hmdb51"):
         preparation.load_dataset("kinetics", synthetic_raw)
+
+
+def test_duplicate_video_ids_are_refused_naming_both_files(tmp_path):
+    root = str(tmp_path)
+    _write(f"{root}/test.txt", "clips/a.mp4 0\nclips/test.avi 1\nclips/b.mp4 0\nclips/test.mp4 1\n")
+    with pytest.raises(DatasetLayoutError) as refused:
+        preparation.load_dataset("videos", root, test_list="test.txt")
+    assert str(refused.value) == (
+        "test: clips/test.avi and clips/test.mp4 both get video id 'clips/test' (a video's id is its path without "
+        "the extension): keep one of them in the list, or rename one file."
+    )
+    _write(f"{root}/train.txt", "clips/a.mp4 0\nclips/b.mp4 1\nclips/a.mp4 0\n")
+    with pytest.raises(DatasetLayoutError, match=r"^train: clips/a.mp4 is listed twice \(video id 'clips/a'\)"):
+        preparation.load_dataset("videos", root, train_list="train.txt")
+    # The same id in two splits is not a collision (each split has its own records).
+    _write(f"{root}/other.txt", "clips/test.avi 1\n")
+    parsed = preparation.load_dataset("videos", root, train_list="other.txt", test_list="other.txt")
+    assert [t.video_id for t in parsed.splits["train"]] == [t.video_id for t in parsed.splits["test"]] == ["clips/test"]
+    # Library callers that build the videos themselves are refused by the shared plan, before any file is written.
+    tasks = parsed.splits["train"] * 2
+    with pytest.raises(DatasetLayoutError, match="listed twice"):
+        preparation.prepare_split(
+            tasks, split="train", out_dir=f"{root}/out", dataset_name="videos", class_names=["a", "b"],
+            multi_label=False, options=extract.ExtractOptions(flow="none"), raw_dir=root,
+            progress=False,
+        )  # fmt: skip
+    assert not os.path.exists(f"{root}/out")

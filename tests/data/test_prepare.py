@@ -244,3 +244,17 @@ def test_resume_after_kill_gives_identical_records(synthetic_raw, tmp_path):
         resumed = records.read_manifest(os.path.join(killed, split))
         expected = records.read_manifest(os.path.join(reference, split))
         assert (resumed["counts"], resumed["fingerprint"]) == (expected["counts"], expected["fingerprint"])
+
+
+def test_prepare_refuses_duplicate_video_ids_before_any_work(tmp_path):
+    raw = tmp_path / "raw"
+    (raw / "clips").mkdir(parents=True)
+    for name in ("test.avi", "test.mp4"):
+        (raw / "clips" / name).write_bytes(b"")
+    (raw / "list.txt").write_text("clips/test.avi 0\nclips/test.mp4 0\n")
+    out = tmp_path / "out"
+    result = _run("data.prepare", "--dataset=videos", f"--raw_dir={raw}", f"--out_dir={out}", "--test_list=list.txt",
+                  "--flow=none", "--noprogress")  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "data.prepare: test: clips/test.avi and clips/test.mp4 both get video id 'clips/test'" in result.stderr
+    assert not out.exists()
