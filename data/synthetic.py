@@ -1,6 +1,7 @@
 """A procedurally generated action benchmark with ground truth, written as a raw UCF101-layout dataset.
 
     python -m data.synthetic --out_dir=DIR [--seed=0 --num_classes=8 --train_per_class=30 --test_per_class=8]
+    python -m data.synthetic --out_dir=DIR --preset=study [--cue=motion ...]   # the study benchmark (BUILD.md)
 
 Each video shows a textured, noisy background that drifts slowly (camera motion), a few distractors (grey shapes
 wandering at random), and ONE small actor. The actor idles (grey, still) before and after its action; during the
@@ -8,6 +9,12 @@ action it takes its class colour and performs its class motion (move right / lef
 bounce, ...). So the class is in both streams: the colour (RGB stream) and the motion pattern (flow stream), but only
 in a small part of the frame and of the clip - what spatial and temporal attention are for. The actor's position
 is random, not centred.
+
+Those are the defaults (the quickstart's benchmark). Settings move the class and the difficulty: ``cue`` (the class
+in the actor's colour and shape, in its motion, or both), the distractors' number, size and look (``class_parts``:
+class colours and shapes in combinations no class has), the actor's size range, static clutter, camera drift and the
+action's length as a fraction of the clip. ``preset("study")`` is the benchmark of ``experiments.reproduce``. The
+defaults render byte-identical videos to the first version (extra random numbers are drawn only for other settings).
 
 Written, deterministically from ``--seed``:
   DIR/UCF-101/<Class>/v_<Class>_gGG_c01.avi        MJPG videos (test videos are groups 1..test_per_class, as
@@ -76,6 +83,44 @@ class SyntheticConfig:
     num_distractors: int = 3
     actor_radius: float = 7.0
     noise_sigma: float = 6.0
+    # Where the class lives and how hard it is to see (the defaults are the quickstart benchmark; see CUES, LOOKS).
+    cue: str = "both"
+    distractor_look: str = "grey"
+    distractor_radius: tuple[float, float] = (4.0, 6.5)
+    actor_radius_range: tuple[float, float] | None = None  # None: every actor has actor_radius
+    clutter: int = 0
+    camera_drift: float = 0.3
+    action_fraction: tuple[float, float] = (0.45, 0.6)
+
+
+# Where the class lives: "both" - the actor's colour and shape (RGB) and its motion (flow) are the class's;
+# "appearance" - colour and shape are the class's, the motion is a random one of the benchmark's classes;
+# "motion" - the motion is the class's, colour and shape are random (the benchmark's class colours, any shape).
+CUES = ("both", "appearance", "motion")
+# How the distractors look: "grey" - grey shapes without outline (the quickstart); "class_parts" - the colours and
+# shapes of the benchmark's classes in combinations that no class has, outlined like the actor, so one frame holds
+# several class colours and shapes and only their conjunction (and the actor's motion) says which is the actor.
+LOOKS = ("grey", "class_parts")
+# Settings added after the first version; written into synthetic.json only when not at their default, so the
+# parameters of benchmarks written before stay equal (a re-run finds them complete).
+_LATER_FIELDS = ("cue", "distractor_look", "distractor_radius", "actor_radius_range", "clutter", "camera_drift",
+                 "action_fraction")
+
+# The study benchmark of `python -m experiments.reproduce` (BUILD.md, "Reproducing the papers' findings": what each
+# setting is for). Fixed before any study was run; do not retune it after seeing which way a claim goes.
+STUDY_PRESET_FIELDS: dict = {
+    "num_classes": 6,
+    "train_per_class": 30,
+    "test_per_class": 16,
+    "num_distractors": 4,
+    "distractor_look": "class_parts",
+    "distractor_radius": (3.0, 10.0),
+    "actor_radius_range": (3.0, 10.0),
+    "clutter": 6,
+    "camera_drift": 0.6,
+    "action_fraction": (0.25, 0.4),
+    "cue": "both",
+}
 
 
 @dataclasses.dataclass
@@ -85,6 +130,29 @@ class GeneratedVideo:
     frames: np.ndarray  # uint8 (T, H, W, 3) RGB
     boxes: np.ndarray  # float32 (n, 5): frame (1-based), x1, y1, x2, y2 (pixels) over the action frames
     action: tuple[int, int]  # [start, end) frame indices (0-based)
+    actor_masks: np.ndarray | None = None  # bool (T, H, W): the actor's pixels, with generate_video(masks=True)
+
+
+def preset(name: str, **overrides) -> SyntheticConfig:
+    """A named benchmark: "default" (the quickstart's) or "study" (`STUDY_PRESET_FIELDS`), with `overrides`."""
+    if name == "default":
+        return SyntheticConfig(**overrides)
+    if name == "study":
+        return SyntheticConfig(**{**STUDY_PRESET_FIELDS, **overrides})
+    raise ValueError(f"unknown preset {name!r}; choose one of ['default', 'study'].")
+
+
+def config_params(config: SyntheticConfig) -> dict:
+    """The parameters written to synthetic.json: the later settings only where they differ from their defaults."""
+    defaults = SyntheticConfig()
+    params = dataclasses.asdict(config)
+    for name in _LATER_FIELDS:
+        value = params[name]
+        if value == getattr(defaults, name):
+            del params[name]
+        elif isinstance(value, tuple):
+            params[name] = list(value)
+    return params
 
 
 def _polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
@@ -111,6 +179,49 @@ def _draw(image: np.ndarray, polygon: np.ndarray, colour: tuple[int, int, int], 
     cv2.fillPoly(image, points, tuple(float(c) for c in colour), lineType=cv2.LINE_AA, shift=SUBPIXEL_BITS)
     if outline is not None:
         cv2.polylines(image, points, True, (outline,) * 3, thickness=1, lineType=cv2.LINE_AA, shift=SUBPIXEL_BITS)
+
+
+def _validate(config: SyntheticConfig) -> None:
+    """Raises ValueError naming the first bad setting."""
+    if not 2 <= config.num_classes <= MAX_CLASSES:
+        raise ValueError(f"num_classes must be in [2, {MAX_CLASSES}], got {config.num_classes}")
+    if config.train_per_class < 1 or config.test_per_class < 1:
+        raise ValueError("train_per_class and test_per_class must be >= 1")
+    if config.num_frames < 12 or min(config.width, config.height) < 48:
+        raise ValueError("num_frames must be >= 12 and width, height >= 48 (the actor must fit and move)")
+    if config.cue not in CUES:
+        raise ValueError(f"cue must be one of {list(CUES)}, got {config.cue!r}")
+    if config.distractor_look not in LOOKS:
+        raise ValueError(f"distractor_look must be one of {list(LOOKS)}, got {config.distractor_look!r}")
+    for name in ("distractor_radius", "actor_radius_range"):
+        low_high = getattr(config, name)
+        if low_high is not None and not (len(low_high) == 2 and 1.5 <= low_high[0] <= low_high[1] <= 10.0):
+            raise ValueError(f"{name} must be (low, high) with 1.5 <= low <= high <= 10 pixels, got {low_high}")
+    low, high = config.action_fraction
+    if not 0.1 <= low <= high <= 0.8:
+        raise ValueError(f"action_fraction must be (low, high) with 0.1 <= low <= high <= 0.8, got {(low, high)}")
+    if config.num_distractors < 0 or config.clutter < 0 or not 0 <= config.camera_drift <= 1.0:
+        raise ValueError("num_distractors and clutter must be >= 0 and camera_drift in [0, 1] pixels per frame")
+
+
+def _class_parts(rng: np.random.Generator, num_classes: int) -> tuple[str, tuple[int, int, int]]:
+    """A (shape, colour) of two of the benchmark's classes that is no class's own combination."""
+    pairs = {(c[2], c[3]) for c in CLASSES[:num_classes]}
+    while True:
+        shape = CLASSES[rng.integers(num_classes)][2]
+        colour = CLASSES[rng.integers(num_classes)][3]
+        if (shape, colour) not in pairs:
+            return shape, colour
+
+
+def _add_clutter(rng: np.random.Generator, background: np.ndarray, count: int) -> None:
+    """Paints ``count`` static, muted, outline-free blobs into the background (they move with the camera)."""
+    big_h, big_w = background.shape[:2]
+    for _ in range(count):
+        shape = SHAPES[rng.integers(len(SHAPES))]
+        centre = rng.uniform([0, 0], [big_w, big_h])
+        colour = tuple(float(c) for c in rng.uniform(50, 190, size=3))
+        _draw(background, _polygon(shape, *centre, rng.uniform(3.0, 9.0), rng.uniform(0, np.pi)), colour)
 
 
 def _background(rng: np.random.Generator, height: int, width: int, margin: int) -> np.ndarray:
@@ -162,20 +273,42 @@ def _excursion(motion: str, config: SyntheticConfig) -> tuple[float, float, floa
     return moves[:, 0].min(), moves[:, 1].min(), moves[:, 0].max(), moves[:, 1].max()
 
 
-def generate_video(class_index: int, rng: np.random.Generator, config: SyntheticConfig) -> GeneratedVideo:
-    """Renders one video of class ``class_index``."""
+def generate_video(
+    class_index: int, rng: np.random.Generator, config: SyntheticConfig, *, masks: bool = False
+) -> GeneratedVideo:
+    """Renders one video of class ``class_index``.
+
+    Random numbers beyond the first version's are drawn only for settings away from their defaults, so a default
+    config renders exactly the videos it always did.
+
+    Args:
+      class_index: the class (index into CLASSES).
+      rng: the video's generator.
+      config: the settings.
+      masks: also return the actor's pixels per frame (for tests of the ground truth).
+
+    Returns:
+      The frames (T, H, W, 3), the actor's boxes over its action and the action's frame range.
+    """
     _, motion, shape, colour = CLASSES[class_index]
     num_frames, height, width = config.num_frames, config.height, config.width
-    margin = int(np.ceil(0.3 * num_frames)) + 2  # room for the camera drift
+    margin = int(np.ceil(max(0.3, config.camera_drift) * num_frames)) + 2  # room for the camera drift
     background = _background(rng, height, width, margin)
-    drift = rng.uniform(-0.3, 0.3, size=2)  # camera drift, pixels per frame
+    if config.clutter:
+        _add_clutter(rng, background, config.clutter)
+    drift = rng.uniform(-config.camera_drift, config.camera_drift, size=2)  # camera drift, pixels per frame
+    if config.cue == "appearance":  # the motion of any class: only colour and shape tell the class
+        motion = CLASSES[rng.integers(config.num_classes)][1]
+    elif config.cue == "motion":  # colour and shape of any class: only the motion tells the class
+        colour = CLASSES[rng.integers(config.num_classes)][3]
+        shape = SHAPES[rng.integers(len(SHAPES))]
 
     # The action: where and when.
-    length = int(round(rng.uniform(0.45, 0.6) * num_frames))
+    length = int(round(rng.uniform(*config.action_fraction) * num_frames))
     start = int(round(rng.uniform(0.15, 0.9 * (num_frames - length) / num_frames) * num_frames))
     start = int(np.clip(start, 1, num_frames - length - 1))
     end = start + length
-    radius = config.actor_radius
+    radius = config.actor_radius if config.actor_radius_range is None else rng.uniform(*config.actor_radius_range)
     reach = radius * 1.7
     min_dx, min_dy, max_dx, max_dy = _excursion(motion, config)
     cx0 = rng.uniform(reach - min_dx, width - reach - max_dx)
@@ -185,18 +318,21 @@ def generate_video(class_index: int, rng: np.random.Generator, config: Synthetic
 
     distractors = []
     for _ in range(config.num_distractors):
-        distractors.append(
-            {
-                "shape": SHAPES[rng.integers(len(SHAPES))],
-                "pos": rng.uniform([8, 8], [width - 8, height - 8]),
-                "vel": rng.normal(0, 0.5, size=2),
-                "radius": rng.uniform(4.0, 6.5),
-                "grey": rng.uniform(60, 200),
-                "tint": rng.uniform(0.9, 1.1, size=3),
-            }
-        )
+        distractor = {
+            "shape": SHAPES[rng.integers(len(SHAPES))],
+            "pos": rng.uniform([8, 8], [width - 8, height - 8]),
+            "vel": rng.normal(0, 0.5, size=2),
+            "radius": rng.uniform(*config.distractor_radius),
+            "grey": rng.uniform(60, 200),
+            "tint": rng.uniform(0.9, 1.1, size=3),
+        }
+        if config.distractor_look == "class_parts":
+            distractor["shape"], distractor["colour"] = _class_parts(rng, config.num_classes)
+            distractor["angle"] = rng.uniform(0, np.pi / 6)
+        distractors.append(distractor)
 
     frames = np.zeros((num_frames, height, width, 3), np.uint8)
+    actor_masks = np.zeros((num_frames, height, width), bool) if masks else None
     boxes = []
     for t in range(num_frames):
         matrix = np.float32([[1, 0, -margin + drift[0] * t], [0, 1, -margin + drift[1] * t]])
@@ -210,8 +346,11 @@ def generate_video(class_index: int, rng: np.random.Generator, config: Synthetic
                 if not 6 <= d["pos"][axis] <= limit - 6:
                     d["vel"][axis] = -d["vel"][axis]
                     d["pos"][axis] = np.clip(d["pos"][axis], 6, limit - 6)
-            grey = tuple(float(np.clip(d["grey"] * k, 0, 255)) for k in d["tint"])
-            _draw(image, _polygon(d["shape"], *d["pos"], d["radius"], 0.0), grey)
+            if "colour" in d:
+                _draw(image, _polygon(d["shape"], *d["pos"], d["radius"], d["angle"]), d["colour"], ACTOR_OUTLINE)
+            else:
+                grey = tuple(float(np.clip(d["grey"] * k, 0, 255)) for k in d["tint"])
+                _draw(image, _polygon(d["shape"], *d["pos"], d["radius"], 0.0), grey)
         if start <= t < end:
             dx, dy, scale, angle = _actor_motion(motion, (t - start) / max(length - 1, 1), length, config)
             polygon = _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle)
@@ -225,9 +364,15 @@ def generate_video(class_index: int, rng: np.random.Generator, config: Synthetic
             dx, dy, scale, angle = _actor_motion(motion, phase, length, config)
             polygon = _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle)
             _draw(image, polygon, (idle_grey,) * 3, outline=ACTOR_OUTLINE)
+        if actor_masks is not None:
+            canvas = np.zeros((height, width, 3), np.float32)
+            _draw(canvas, polygon, (255.0,) * 3, outline=255.0)
+            actor_masks[t] = canvas[..., 0] > 127  # at least half covered
         image += rng.normal(0, config.noise_sigma, size=image.shape).astype(np.float32)
         frames[t] = np.clip(image, 0, 255).astype(np.uint8)
-    return GeneratedVideo(frames=frames, boxes=np.asarray(boxes, np.float32), action=(start, end))
+    return GeneratedVideo(
+        frames=frames, boxes=np.asarray(boxes, np.float32), action=(start, end), actor_masks=actor_masks
+    )
 
 
 def _video_name(class_name: str, group: int) -> str:
@@ -242,13 +387,8 @@ def generate(out_dir: str, config: SyntheticConfig = SyntheticConfig(), *, overw
     Raises:
       ValueError: bad parameters, or ``out_dir`` holds a benchmark with other parameters (and not ``overwrite``).
     """
-    if not 2 <= config.num_classes <= MAX_CLASSES:
-        raise ValueError(f"num_classes must be in [2, {MAX_CLASSES}], got {config.num_classes}")
-    if config.train_per_class < 1 or config.test_per_class < 1:
-        raise ValueError("train_per_class and test_per_class must be >= 1")
-    if config.num_frames < 12 or min(config.width, config.height) < 48:
-        raise ValueError("num_frames must be >= 12 and width, height >= 48 (the actor must fit and move)")
-    params = {"format": "ucf101", "generator": "data.synthetic", **dataclasses.asdict(config)}
+    _validate(config)
+    params = {"format": "ucf101", "generator": "data.synthetic", **config_params(config)}
     marker = os.path.join(out_dir, "synthetic.json")
     if os.path.isfile(marker):
         with open(marker) as f:
@@ -318,21 +458,63 @@ def generate(out_dir: str, config: SyntheticConfig = SyntheticConfig(), *, overw
     return params
 
 
-def _define_flags() -> None:
+def _define_flags(flag_values=None) -> None:
+    """Defines the command's flags on ``flag_values`` (absl's global FLAGS by default)."""
     from absl import flags
 
+    fv = flag_values if flag_values is not None else flags.FLAGS
+
     defaults = SyntheticConfig()
-    flags.DEFINE_string("out_dir", None, "Directory to write the raw benchmark to.", required=True)
-    flags.DEFINE_integer("seed", defaults.seed, "Seed: the same seed writes the same videos.")
-    flags.DEFINE_integer("num_classes", defaults.num_classes, f"Classes (2..{MAX_CLASSES}).")
-    flags.DEFINE_integer("train_per_class", defaults.train_per_class, "Training videos per class.")
-    flags.DEFINE_integer("test_per_class", defaults.test_per_class, "Test videos per class.")
-    flags.DEFINE_integer("num_frames", defaults.num_frames, "Frames per video.")
-    flags.DEFINE_integer("width", defaults.width, "Frame width.")
-    flags.DEFINE_integer("height", defaults.height, "Frame height.")
-    flags.DEFINE_float("fps", defaults.fps, "Frames per second written into the videos.")
-    flags.DEFINE_integer("num_distractors", defaults.num_distractors, "Distracting shapes per video.")
-    flags.DEFINE_bool("overwrite", False, "Regenerate over a benchmark written with other parameters.")
+    flags.DEFINE_string("out_dir", None, "Directory to write the raw benchmark to.", required=True, flag_values=fv)
+    flags.DEFINE_integer("seed", defaults.seed, "Seed: the same seed writes the same videos.", flag_values=fv)
+    flags.DEFINE_integer("num_classes", defaults.num_classes, f"Classes (2..{MAX_CLASSES}).", flag_values=fv)
+    flags.DEFINE_integer("train_per_class", defaults.train_per_class, "Training videos per class.", flag_values=fv)
+    flags.DEFINE_integer("test_per_class", defaults.test_per_class, "Test videos per class.", flag_values=fv)
+    flags.DEFINE_integer("num_frames", defaults.num_frames, "Frames per video.", flag_values=fv)
+    flags.DEFINE_integer("width", defaults.width, "Frame width.", flag_values=fv)
+    flags.DEFINE_integer("height", defaults.height, "Frame height.", flag_values=fv)
+    flags.DEFINE_float("fps", defaults.fps, "Frames per second written into the videos.", flag_values=fv)
+    flags.DEFINE_integer("num_distractors", defaults.num_distractors, "Distracting shapes per video.", flag_values=fv)
+    flags.DEFINE_enum("preset", "default", ["default", "study"], "Start from a named benchmark: 'default' (the "
+                      "quickstart's) or 'study' (experiments.reproduce's; BUILD.md). Flags given explicitly override "
+                      "it.", flag_values=fv)
+    flags.DEFINE_enum("cue", defaults.cue, list(CUES), "Where the class lives: the actor's colour and shape "
+                      "(appearance), its motion, or both.", flag_values=fv)
+    flags.DEFINE_enum("distractor_look", defaults.distractor_look, list(LOOKS), "grey shapes, or class_parts: class "
+                      "colours and shapes in combinations no class has, outlined like the actor.", flag_values=fv)
+    flags.DEFINE_list("distractor_radius", list(map(str, defaults.distractor_radius)), "low,high radius of the "
+                      "distractors in pixels.", flag_values=fv)
+    flags.DEFINE_list("actor_radius_range", None, "low,high radius of the actor in pixels, drawn per video "
+                      "(default: every actor 7 px).", flag_values=fv)
+    flags.DEFINE_integer("clutter", defaults.clutter, "Static blobs painted into the background.", flag_values=fv)
+    flags.DEFINE_float("camera_drift", defaults.camera_drift, "Largest camera drift, pixels per frame per axis.",
+                       flag_values=fv)
+    flags.DEFINE_list("action_fraction", list(map(str, defaults.action_fraction)), "low,high length of the action "
+                      "as a fraction of the clip.", flag_values=fv)
+    flags.DEFINE_bool("overwrite", False, "Regenerate over a benchmark written with other parameters.", flag_values=fv)
+
+
+def _pair(values: list[str] | None, name: str) -> tuple[float, float] | None:
+    if values is None:
+        return None
+    try:
+        low, high = (float(v) for v in values)
+    except ValueError as error:
+        raise ValueError(f"--{name} takes two numbers low,high, got {','.join(values)}") from error
+    return low, high
+
+
+def config_from_flags(flag_values) -> SyntheticConfig:
+    """The SyntheticConfig of the parsed flags: the --preset, with every explicitly given flag on top."""
+    names = [field.name for field in dataclasses.fields(SyntheticConfig)]
+    overrides = {}
+    for name in names:
+        if name in flag_values and (flag_values[name].present or flag_values.preset == "default"):
+            value = flag_values[name].value
+            if name in ("distractor_radius", "actor_radius_range", "action_fraction"):
+                value = _pair(value, name)
+            overrides[name] = value
+    return preset(flag_values.preset, **overrides)
 
 
 def main(argv: list[str]) -> int:
@@ -343,20 +525,10 @@ def main(argv: list[str]) -> int:
     from absl import flags
 
     f = flags.FLAGS
-    config = SyntheticConfig(
-        seed=f.seed,
-        num_classes=f.num_classes,
-        train_per_class=f.train_per_class,
-        test_per_class=f.test_per_class,
-        num_frames=f.num_frames,
-        width=f.width,
-        height=f.height,
-        fps=f.fps,
-        num_distractors=f.num_distractors,
-    )
     start = time.perf_counter()
     existed = os.path.isfile(os.path.join(f.out_dir, "synthetic.json"))
     try:
+        config = config_from_flags(f)
         generate(f.out_dir, config, overwrite=f.overwrite)
     except ValueError as e:
         print(f"data.synthetic: {e}", file=sys.stderr)

@@ -108,3 +108,138 @@ def test_bad_parameters_are_named(tmp_path):
     with pytest.raises(ValueError, match="num_classes"):
         synthetic.generate(str(tmp_path), synthetic.SyntheticConfig(num_classes=99))
     assert TINY.num_classes == 3
+
+
+# Digests of videos rendered by the first version of the generator (computed before the settings below existed):
+# default settings must keep rendering exactly these videos (the quickstart's benchmark and its numbers).
+PINNED_TINY = {0: "71153d47fe872683", 1: "3c1ed08d9c1ad115", 2: "e306e581d00503ed", 3: "8efb0f802515b726",
+               4: "3337dec5cf33120a", 5: "cc1bd4b70d6e2353", 6: "14ddd4b567f5b80e", 7: "09f435655f29427d",
+               8: "106f7cb3fe8ed5a9", 9: "b81f6a1ca3680f50", 10: "e4f71e2f302c328a", 11: "e63d15d4ee73ad37"}
+PINNED_DEFAULT = {0: "a5141335ecc574dc", 4: "c323a79ae6a4aa4b", 5: "33de05a08a7d9734", 7: "688e8087a91ac521"}
+
+
+def _digest(video):
+    import hashlib
+
+    digest = hashlib.sha256(video.frames.tobytes())
+    digest.update(video.boxes.tobytes())
+    digest.update(repr(video.action).encode())
+    return digest.hexdigest()[:16]
+
+
+def test_default_settings_render_the_first_versions_videos_byte_for_byte():
+    tiny = synthetic.SyntheticConfig(num_frames=12, width=48, height=48)
+    for index, expected in PINNED_TINY.items():
+        assert _digest(synthetic.generate_video(index, np.random.default_rng([3, index, 2]), tiny)) == expected
+    for index, expected in PINNED_DEFAULT.items():
+        video = synthetic.generate_video(index, np.random.default_rng([0, index, 1]), synthetic.SyntheticConfig())
+        assert _digest(video) == expected
+    # masks=True draws no random numbers: the same video.
+    video = synthetic.generate_video(3, np.random.default_rng([3, 3, 2]), tiny, masks=True)
+    assert _digest(video) == PINNED_TINY[3] and video.actor_masks.shape == (12, 48, 48)
+
+
+def test_default_parameters_file_is_unchanged():
+    # The keys of synthetic.json written by the first version: a benchmark written then is still found complete.
+    assert set(synthetic.config_params(synthetic.SyntheticConfig())) == {
+        "seed", "num_classes", "train_per_class", "test_per_class", "num_frames", "width", "height", "fps",
+        "num_distractors", "actor_radius", "noise_sigma"}  # fmt: skip
+    study = synthetic.config_params(synthetic.preset("study"))
+    assert "cue" not in study and study["action_fraction"] == [0.25, 0.4] and study["num_classes"] == 6
+
+
+SETTINGS = {
+    "default": synthetic.SyntheticConfig(),
+    "study": synthetic.preset("study"),
+    "motion_cue": synthetic.preset("study", cue="motion"),
+    "appearance_cue": synthetic.preset("study", cue="appearance", camera_drift=1.0, action_fraction=(0.1, 0.2)),
+    "small_actors_no_clutter": synthetic.SyntheticConfig(actor_radius_range=(1.5, 4.0), num_distractors=0),
+}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_boxes_hold_the_actor_and_frames_match_the_action(name):
+    config = SETTINGS[name]
+    for index in range(config.num_classes):
+        video = synthetic.generate_video(index, np.random.default_rng([5, index, 1]), config, masks=True)
+        start, end = video.action
+        assert 1 <= start < end <= config.num_frames - 1
+        np.testing.assert_array_equal(video.boxes[:, 0], np.arange(start, end) + 1)  # 1-based action frames
+        for row in video.boxes:
+            t = int(row[0]) - 1
+            ys, xs = np.nonzero(video.actor_masks[t])
+            assert len(xs) >= 6, (name, index, t)
+            x1, y1, x2, y2 = row[1:]
+            # Every pixel at least half covered by the actor is inside its box (1 px of anti-aliasing / outline).
+            assert xs.min() >= x1 - 1.5 and xs.max() <= x2 + 1.5 and ys.min() >= y1 - 1.5 and ys.max() <= y2 + 1.5
+            # ... and the box is tight around them.
+            assert xs.min() <= x1 + 1.5 and xs.max() >= x2 - 1.5 and ys.min() <= y1 + 1.5 and ys.max() >= y2 - 1.5
+        low, high = config.action_fraction
+        assert round(low * config.num_frames) - 1 <= end - start <= round(high * config.num_frames) + 1
+
+
+def _actor_colour(video):
+    t = (video.action[0] + video.action[1]) // 2
+    # Pixels 2 px inside the actor's outline.
+    inner = video.actor_masks[t] & np.roll(video.actor_masks[t], 2, 0) & np.roll(video.actor_masks[t], -2, 0)
+    inner &= np.roll(video.actor_masks[t], 2, 1) & np.roll(video.actor_masks[t], -2, 1)
+    return np.median(video.frames[t][inner].astype(float), axis=0)
+
+
+def test_the_cue_decides_where_the_class_lives():
+    palette = np.array([c[3] for c in synthetic.CLASSES[:6]], float)
+    colours = {}
+    for cue in ("both", "motion"):
+        config = synthetic.preset("study", cue=cue, num_distractors=0, clutter=0, actor_radius_range=(8.0, 10.0))
+        found = set()
+        for group in range(12):
+            video = synthetic.generate_video(0, np.random.default_rng([1, 0, group]), config, masks=True)
+            found.add(int(np.argmin(np.linalg.norm(palette - _actor_colour(video), axis=1))))
+        colours[cue] = found
+    assert colours["both"] == {0}  # MoveRight is red
+    assert len(colours["motion"]) >= 3  # any class's colour
+    moves = {}
+    for cue in ("both", "appearance"):
+        config = synthetic.preset("study", cue=cue)
+        dx = []
+        for group in range(12):
+            boxes = synthetic.generate_video(0, np.random.default_rng([1, 0, group]), config).boxes
+            dx.append(((boxes[-1, 1] + boxes[-1, 3]) - (boxes[0, 1] + boxes[0, 3])) / 2)
+        moves[cue] = np.array(dx)
+    assert np.all(moves["both"] > 20)  # MoveRight moves right, ~0.4 of the width
+    assert np.sum(moves["appearance"] > 20) <= 9 and np.sum(moves["appearance"] < 10) >= 3  # other motions too
+
+
+def test_class_part_distractors_never_show_a_class_combination():
+    rng = np.random.default_rng(0)
+    pairs = {(c[2], c[3]) for c in synthetic.CLASSES[:6]}
+    drawn = [synthetic._class_parts(rng, 6) for _ in range(200)]
+    assert not pairs & set(drawn)
+    assert {d[1] for d in drawn} == {c[3] for c in synthetic.CLASSES[:6]}  # but every class colour appears
+
+
+def test_study_preset_and_flags(tmp_path):
+    from absl import flags
+
+    values = flags.FlagValues()
+    synthetic._define_flags(values)
+    values(["prog", f"--out_dir={tmp_path}", "--preset=study", "--cue=motion", "--action_fraction=0.2,0.3"])
+    config = synthetic.config_from_flags(values)
+    assert config == synthetic.preset("study", cue="motion", action_fraction=(0.2, 0.3))
+    values = flags.FlagValues()
+    synthetic._define_flags(values)
+    values(["prog", f"--out_dir={tmp_path}", "--num_classes=4"])
+    assert synthetic.config_from_flags(values) == synthetic.SyntheticConfig(num_classes=4)
+    with pytest.raises(ValueError, match="unknown preset"):
+        synthetic.preset("hard")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [({"cue": "colour"}, "cue must be"), ({"distractor_look": "red"}, "distractor_look"),
+     ({"actor_radius_range": (5.0, 3.0)}, "actor_radius_range"), ({"action_fraction": (0.5, 0.9)}, "action_fraction"),
+     ({"camera_drift": 2.0}, "camera_drift")],
+)  # fmt: skip
+def test_bad_settings_are_named(tmp_path, override, message):
+    with pytest.raises(ValueError, match=message):
+        synthetic.generate(str(tmp_path), synthetic.SyntheticConfig(**override))
