@@ -5,7 +5,8 @@ Layout:
     flags.txt          the effective flags; `python -m stpa.train --flagfile=model_dir/flags.txt` reproduces the run
     config.json        what the model is: build_model arguments, classes, input size, train K (written once)
     ckpt/              tf.train.CheckpointManager: the last --keep_checkpoints checkpoints (model, optimizer slots,
-                       step, best validation metric); a re-run resumes from the newest
+                       step, best validation metric, the random-number state of the model's layers and the
+                       number of training clips consumed); a re-run resumes from the newest, exactly
     best/              one checkpoint: the weights with the best validation top-1 (mAP for multi-label data)
     best.keras         the same weights as a Keras model file (`keras.models.load_model`)
     train/, validation/  TensorBoard event files
@@ -30,6 +31,9 @@ BEST_KERAS = "best.keras"
 
 # config.json keys that define the network; a resumed run must agree on them.
 ARCHITECTURE_KEYS = ("build",)
+# Training-checkpoint objects that make a resume exact (checkpoints written before them resume inexactly).
+INPUT_POSITION = "input_clips"
+RNG_STATES = "rng_states"
 
 
 def save_run_config(model_dir: str, config: dict) -> None:
@@ -98,6 +102,22 @@ def weights_checkpoint(model: keras.Model, **others) -> tf.train.Checkpoint:
       **others: further objects to save with it (optimizer, step, ...).
     """
     return tf.train.Checkpoint(model_weights=list(model.weights), **others)
+
+
+def rng_state_variables(model: keras.Model) -> list:
+    """The random-number state of `model`'s layers: the `keras.random.SeedGenerator` states (dropout, ...).
+
+    They are the variables of `model.variables` that are not weights; their order is fixed by the architecture, as
+    that of `model.weights`. A resumed run restores them so its dropout masks continue the uninterrupted run's.
+    """
+    weights = {id(variable) for variable in model.weights}
+    return [variable for variable in model.variables if id(variable) not in weights]
+
+
+def missing_resume_state(checkpoint_path: str) -> list[str]:
+    """Names of the exact-resume objects a training checkpoint lacks (written before they were saved); [] if none."""
+    names = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(checkpoint_path)}
+    return [name for name in (INPUT_POSITION,) if name not in names]
 
 
 def restore_weights(model: keras.Model, checkpoint_path: str) -> None:

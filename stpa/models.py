@@ -238,6 +238,7 @@ def build_model(
     input_size: int | None = None,
     *,
     partial_bn: bool = False,
+    frozen_bn: bool = False,
     **extra,
 ) -> keras.Model:
     """Builds one stream of an STPA, TSN or ST-attn two-stream network.
@@ -257,6 +258,9 @@ def build_model(
         stream built from RGB weights gets TSN's cross-modality initialisation.
       input_size: square frame size (None: the backbone's default, `default_input_size`).
       partial_bn: freeze every BatchNormalization of the backbone but the first (TSN's partial BN).
+      frozen_bn: freeze every BatchNormalization of the backbone (stpa and tsn; `--model_options=frozen_bn=True`):
+        each clip's output then depends on that clip only, so data-parallel training over any number of replicas
+        or workers equals one device on the global batch (tests/stpa/test_multi_worker.py).
       **extra: for model="st_attn", keyword arguments of `st_attn.models.build_st_attn_network` (e.g.
         `spatial_attention=False`, or `feature_shape=(7, 7, 2048)` for cached features). Not allowed otherwise.
 
@@ -271,6 +275,8 @@ def build_model(
         model, backbone, scales, top, modality, fusion=fusion, input_size=input_size, flow_length=flow_length
     )
     if model == "st_attn":
+        if frozen_bn:
+            raise ValueError("frozen_bn is an option of model='stpa' and 'tsn' (ST-attn's own layers have batch norm).")
         return _build_st_attn(
             backbone, num_classes, modality, flow_length, dropout, weights, input_size, partial_bn, extra
         )
@@ -286,6 +292,10 @@ def build_model(
         weights=weights,
         partial_bn=partial_bn,
     )
+    if frozen_bn:
+        for layer in built.trunk.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.trainable = False  # Inference mode: moving statistics, no gamma/beta updates.
     frame_shape = tuple(built.trunk.input.shape[1:])
     clip = keras.Input((None, *frame_shape), name="frames")  # (B, K, H, W, C)
     if model == "stpa":

@@ -6,8 +6,11 @@ w^2, beta l_interactive, gamma l_attn; or ST-attn's regularisers); each replica 
 replicas, so the all-reduced (summed) gradient is the gradient of the global-batch mean; SGD with momentum applies it.
 
 Around the step:
-- checkpoints (`tf.train.CheckpointManager`: model, optimizer slots, step, best metric) every `checkpoint_every`
-  steps; a re-run with the same `model_dir` resumes (the learning-rate schedule reads the restored optimizer step);
+- checkpoints (`tf.train.CheckpointManager`: model, optimizer slots, step, best metric, the layers' random-number
+  state and the number of training clips consumed) every `checkpoint_every` steps; a re-run with the same `model_dir`
+  resumes (the learning-rate schedule reads the restored optimizer step) and continues the input stream where it
+  stopped (`data.pipeline.build_dataset(skip=...)`): with `deterministic`, a run killed after a checkpoint and
+  re-run ends bit-identical to an uninterrupted one;
 - validation every `eval_every` steps on the test split (K = `eval_frames`), keeping the best weights (best/,
   best.keras) and writing attention images;
 - TensorBoard scalars (model_dir/train, model_dir/validation): the total loss, each Eq. 9 term, learning rate,
@@ -299,6 +302,8 @@ class Trainer:
       outputs_model: the same weights with the attention outputs (`stpa.models.attention_outputs_model`).
       optimizer: the optimizer.
       step: int64 tf.Variable, the number of finished steps.
+      input_clips: int64 tf.Variable, training clips consumed over all workers (where a resumed stream continues).
+      exact_resume: False when the run resumed from a checkpoint without the input position and RNG state.
     """
 
     def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
@@ -352,8 +357,12 @@ class Trainer:
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_metric")
-        self.checkpoint = checkpoints.weights_checkpoint(self.model, optimizer=self.optimizer, step=self.step,
-                                                         best_metric=self.best_metric)
+            self.input_clips = tf.Variable(0, dtype=tf.int64, trainable=False, name=checkpoints.INPUT_POSITION)
+        self.checkpoint = checkpoints.weights_checkpoint(
+            self.model, optimizer=self.optimizer, step=self.step, best_metric=self.best_metric,
+            **{checkpoints.INPUT_POSITION: self.input_clips,
+               checkpoints.RNG_STATES: checkpoints.rng_state_variables(self.model)})
+        self.exact_resume = True
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(checkpoints.CHECKPOINT_DIR),
                                                   max_to_keep=config.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(
@@ -385,12 +394,26 @@ class Trainer:
         return os.path.join(self.config.model_dir, f".worker{worker}", name)
 
     def restore(self) -> int:
-        """Restores the newest checkpoint of model_dir (model, optimizer slots, step). Returns the step."""
+        """Restores the newest checkpoint of model_dir (model, optimizer slots, step, RNG state, input position).
+
+        A checkpoint written before the input position and RNG state were saved still resumes, with a warning: its
+        stream continues from step x batch_size clips, and dropout draws start over.
+
+        Returns:
+          The restored step (0 when there is no checkpoint).
+        """
         latest = tf.train.latest_checkpoint(os.path.join(self.config.model_dir, checkpoints.CHECKPOINT_DIR))
         if latest is None:
             return 0
         self.checkpoint.restore(latest).assert_existing_objects_matched()
         step = int(self.step.numpy())
+        missing = checkpoints.missing_resume_state(latest)
+        if missing:
+            self.exact_resume = False
+            self.input_clips.assign(step * self.config.batch_size)
+            logging.warning("%s has no input position or RNG state (written before exact resume): resuming from "
+                            "step %d is not exact (the stream continues from clip %d; dropout draws start over).",
+                            latest, step, step * self.config.batch_size)
         self._report(f"Resumed {self.config.model_dir} from step {step} ({latest}).")
         return step
 
@@ -402,20 +425,33 @@ class Trainer:
             return None
         return path
 
-    def train_dataset(self, seed: int) -> tf.distribute.DistributedDataset:
-        """The distributed training input: TSN training sampling + augmentation, K = train_frames."""
+    def train_dataset(self, seed: int, skip: int = 0, *, with_metadata: bool = False
+                      ) -> tf.distribute.DistributedDataset:
+        """The distributed training input: TSN training sampling + augmentation, K = train_frames.
+
+        Args:
+          seed: the stream's seed (`config.seed`).
+          skip: training clips already consumed over all workers (`input_clips`); each worker's input pipeline
+            drops its share (skip / number of pipelines) before reading any frames.
+          with_metadata: also yield the pipeline's metadata dict (video ids, sampled frames; for tests/debugging).
+
+        Returns:
+          The distributed dataset of (uint8 frames (B, K, S, S, C) or features, labels[, metadata]) per replica.
+        """
         from data import pipeline
 
         config = self.config
 
         def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+            pipeline_skip = skip // input_context.num_input_pipelines
             if self.cached_features:
                 from st_attn import features
 
                 return features.feature_dataset(
                     split_dir(config.features_dir, config.train_split), training=True, batch_size=config.batch_size,
                     num_frames=config.train_frames, multi_label=self.multi_label, num_classes=self.num_classes,
-                    seed=seed, deterministic=config.deterministic, input_context=input_context)
+                    seed=seed, deterministic=config.deterministic, input_context=input_context, skip=pipeline_skip,
+                    with_metadata=with_metadata)
             # uint8 clips (a quarter of the host memory traffic and transfer); `_replica_step` normalises them on
             # the device, as mmaction2's data preprocessor does.
             return pipeline.build_dataset(
@@ -423,7 +459,8 @@ class Trainer:
                 batch_size=config.batch_size, modality=config.modality,
                 flow_length=config.flow_length, input_size=self.input_size, frames_dtype=tf.uint8,
                 multi_label=self.multi_label, num_classes=self.num_classes, seed=seed,
-                deterministic=config.deterministic, input_context=input_context)
+                deterministic=config.deterministic, input_context=input_context, skip=pipeline_skip,
+                with_metadata=with_metadata)
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
@@ -488,13 +525,14 @@ class Trainer:
                 result = {name: self.strategy.reduce(total if name in ("hits", "clips") else mean, value, axis=None)
                           for name, value in per_replica.items()}
                 self.step.assign_add(1)
+                self.input_clips.assign_add(tf.cast(result["clips"], tf.int64))
                 return result
 
             self._distributed_step = distributed_step
 
         @tf.function
         def step_fn(iterator):
-            frames, labels = next(iterator)
+            frames, labels = next(iterator)[:2]
             return self._distributed_step(frames, labels)
 
         return step_fn
@@ -632,7 +670,8 @@ class Trainer:
         else:
             if self._train_step is None:
                 self._train_step = self.make_train_step()
-            iterator = iter(self.train_dataset(seed=config.seed + start))
+            # The stream is a function of (seed, position): continue it after the clips already consumed.
+            iterator = iter(self.train_dataset(seed=config.seed, skip=int(self.input_clips.numpy())))
             window = self._new_window()
             bar = tqdm.tqdm(total=max_steps, initial=start, desc=f"train {os.path.basename(config.model_dir)}",
                             unit="step", disable=not config.progress or not self.is_chief, dynamic_ncols=True)
