@@ -1,4 +1,7 @@
-"""stpa.export: the SavedModel reloaded in a fresh process gives the Keras model's outputs (K = 3 and 25)."""
+"""stpa.export: the SavedModel reloaded in a fresh process gives the Keras model's outputs (K = 3 and 25).
+
+`serve_encoded_video` (JPEG bytes) is tested on a real video in tests/stpa/test_serving.py.
+"""
 
 import json
 import os
@@ -23,7 +26,7 @@ import tensorflow as tf
 export_dir, inputs_path, outputs_path = sys.argv[1:4]
 inputs = np.load(inputs_path)
 loaded = tf.saved_model.load(export_dir)
-assert set(loaded.signatures) >= {"serve_frames", "serve_video"}, list(loaded.signatures)
+assert set(loaded.signatures) >= {"serve_frames", "serve_video", "serve_encoded_video"}, list(loaded.signatures)
 results = {}
 for key in inputs.files:
     if key.startswith("frames"):
