@@ -424,6 +424,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from absl import flags
 
+    from data import files
     from data import records as record_format
     from st_attn import features
 
@@ -456,7 +457,10 @@ def main(argv: Sequence[str]) -> None:
     output = config.output or os.path.join(
         config.model_dir or os.path.dirname(os.path.abspath(config.model_path)), f"localization_{config.split}.json"
     )
-    record_format.write_json_atomic(output, result)
+    try:
+        files.write_json(output, result, indent=1, sort_keys=True)
+    except files.WriteError as error:
+        raise SystemExit(f"st_attn.localize: {error}") from error
     print(f"wrote {output}")
 
 

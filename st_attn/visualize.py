@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw
 
+from data import files
 from st_attn import localization as loc
 
 PREDICTED_COLOUR = (230, 30, 30)  # red, as in Fig. 5
@@ -179,18 +180,26 @@ def animation_frames(
 
 
 def save_png(image: np.ndarray, path: str) -> str:
-    """Writes an (H, W, 3) uint8 image as PNG (directories created). Returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    Image.fromarray(image).save(path, format="PNG")
-    return path
+    """Writes an (H, W, 3) uint8 image as PNG (folder created, atomic). Returns the path.
+
+    Raises:
+      data.files.WriteError: naming `path`, when it cannot be written.
+    """
+    return files.write_atomic(path, lambda temporary: Image.fromarray(image).save(temporary, format="PNG"))
 
 
 def save_gif(images: Sequence[np.ndarray], path: str, duration_ms: int = 250) -> str:
-    """Writes (H, W, 3) uint8 images as a looping animated GIF. Returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Writes (H, W, 3) uint8 images as a looping animated GIF (folder created, atomic). Returns the path.
+
+    Raises:
+      ValueError: no images.
+      data.files.WriteError: naming `path`, when it cannot be written.
+    """
+    if len(images) == 0:
+        raise ValueError(f"no frames to write to {path}.")
     pictures = [Image.fromarray(image) for image in images]
-    pictures[0].save(path, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0)
-    return path
+    return files.write_atomic(path, lambda temporary: pictures[0].save(
+        temporary, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0))
 
 
 def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) -> dict[str, np.ndarray]:
@@ -278,7 +287,7 @@ def main(argv: Sequence[str]) -> None:
     from absl import flags
 
     from data import records as record_format
-    from st_attn.localize import attention_dataset, centre_crop_window, collect_attention, load_trained
+    from st_attn.localize import attention_dataset, collect_attention, load_trained
 
     config = flags.FLAGS
     probe, build = load_trained(
@@ -305,36 +314,45 @@ def main(argv: Sequence[str]) -> None:
     out_dir = config.out_dir or os.path.join(
         config.model_dir or os.path.dirname(os.path.abspath(config.model_path)), "pictures"
     )
-    for video in videos:
-        entry = entries[video.video_id]
-        frames = _clip_frames(entry, video.frame_indices, input_size)  # (n, S, S, 3)
-        pictures = displayable(frames)
-        window = centre_crop_window(video.height, video.width, input_size)
-        truth = [to_crop_coordinates(entry["boxes"].get(int(i), np.zeros((0, 4))), window) for i in video.frame_indices]
-        predicted = [None] * len(frames)
-        if video.mask is not None:
-            predicted = [loc.box_from_mask(m, (input_size, input_size)) for m in video.mask]
-        name = video.video_id.replace("/", "_")
-        written = [
+    try:
+        for video in videos:
+            _draw_video(video, entries[video.video_id], input_size, out_dir, config.max_frames, config.gif_ms)
+    except files.WriteError as error:
+        raise SystemExit(f"st_attn.visualize: {error}") from error
+
+
+def _draw_video(video, entry: dict, input_size: int, out_dir: str, max_frames: int, gif_ms: int) -> None:
+    """Writes one video's attention strip, GIF and box strip, then prints their paths."""
+    from st_attn.localize import centre_crop_window
+
+    frames = _clip_frames(entry, video.frame_indices, input_size)  # (n, S, S, 3)
+    pictures = displayable(frames)
+    window = centre_crop_window(video.height, video.width, input_size)
+    truth = [to_crop_coordinates(entry["boxes"].get(int(i), np.zeros((0, 4))), window) for i in video.frame_indices]
+    predicted = [None] * len(frames)
+    if video.mask is not None:
+        predicted = [loc.box_from_mask(m, (input_size, input_size)) for m in video.mask]
+    name = video.video_id.replace("/", "_")
+    written = [
+        save_png(
+            attention_strip(pictures, video.mask, video.weights, max_frames=max_frames),
+            os.path.join(out_dir, f"{name}_attention.png"),
+        ),
+        save_gif(
+            animation_frames(pictures, video.mask, video.weights, predicted, truth),
+            os.path.join(out_dir, f"{name}_attention.gif"),
+            gif_ms,
+        ),
+    ]
+    if video.mask is not None:
+        chosen = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int)
+        written.append(
             save_png(
-                attention_strip(pictures, video.mask, video.weights, max_frames=config.max_frames),
-                os.path.join(out_dir, f"{name}_attention.png"),
-            ),
-            save_gif(
-                animation_frames(pictures, video.mask, video.weights, predicted, truth),
-                os.path.join(out_dir, f"{name}_attention.gif"),
-                config.gif_ms,
-            ),
-        ]
-        if video.mask is not None:
-            chosen = np.linspace(0, len(frames) - 1, min(config.max_frames, len(frames))).round().astype(int)
-            written.append(
-                save_png(
-                    box_strip(pictures[chosen], [predicted[i] for i in chosen], [truth[i] for i in chosen]),
-                    os.path.join(out_dir, f"{name}_boxes.png"),
-                )
+                box_strip(pictures[chosen], [predicted[i] for i in chosen], [truth[i] for i in chosen]),
+                os.path.join(out_dir, f"{name}_boxes.png"),
             )
-        print(f"{video.video_id}: " + ", ".join(written))
+        )
+    print(f"{video.video_id}: " + ", ".join(written))
 
 
 def _is_wanted(video_id, wanted: set[str]):

@@ -5,16 +5,25 @@ r"""Test a trained model with the protocol of Sec. 3.4: `python -m stpa.evaluate
 K = `--test_frames` frames per video at the segment centres (TSN test sampling), centre / 3 / 10 crops with the
 crop scores averaged. Prints and writes (JSON) top-1, top-5 and mean class accuracy — or, for multi-label data
 (Charades), mAP and wAP as in the Charades/ActionVLAD protocol — and saves the per-video scores (`.npz`: scores
-(N, C), labels, video_ids; input of `stpa.fuse`) and a confusion-matrix PNG. `--saved_model` evaluates an exported
-SavedModel (`stpa.export`) through its `serve_frames` signature instead of a run directory.
+(N, C), labels, video_ids; input of `stpa.fuse`) and, next to it (`<stem>` = the score file without `.npz`):
+
+  <stem>.json                metrics and the paths below
+  <stem>_confusion.png       labelled confusion matrix, rows normalised, colour bar (single-label only)
+  <stem>_per_class.png/.csv  per-class top-1 accuracy (single-label) or average precision (multi-label)
+  <model_dir>/training_curves.png   loss / accuracy / learning rate from the run's TensorBoard events
+
+Each path is printed after its file was written. `--saved_model` evaluates an exported SavedModel (`stpa.export`)
+through its `serve_frames` signature instead of a run directory (no training curves then).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from absl import app, flags
 
+from data import files
 from stpa import evaluation
 from stpa import flags as stpa_flags
 
@@ -35,6 +44,8 @@ def main(argv: Sequence[str]) -> None:
             batch_size=FLAGS.batch_size, max_videos=FLAGS.max_videos, output=FLAGS.output)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from error
+    except files.WriteError as error:
+        sys.exit(f"stpa.evaluate: {error}")
     print(evaluation.format_report(report))
 
 

@@ -3,6 +3,7 @@
 Used by `stpa.evaluate`, by validation inside `stpa.train`, and by `stpa.quickstart`. The dataset comes from
 `data.pipeline.build_dataset(..., training=False, with_metadata=True)`; frames are `(B, K, S, S, C)` for one crop or
 `(B, crops, K, S, S, C)`, and the scores of a video are its logits averaged over crops (TSN's test practice).
+`write_figures` draws the result figures of a score set with `stpa.figures`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from data import files
 from stpa.score_files import ScoreSet
 
 
@@ -96,32 +98,43 @@ def predict_scores(
     )
 
 
-def write_confusion_png(path: str, matrix: np.ndarray, class_names: list[str] | None = None,
-                        cell: int = 12) -> str:
-    """Writes a confusion matrix as a PNG heat map (rows: true class, columns: predicted; row-normalised).
+def write_figures(stem: str, score_set: ScoreSet, class_names: list[str] | None = None) -> dict[str, str]:
+    """Writes the result figures and the per-class table of a score set next to its score file.
+
+    Single-label: `<stem>_confusion.png` (labelled, row-normalised confusion matrix), `<stem>_per_class.png` and
+    `<stem>_per_class.csv` (per-class top-1 accuracy). Multi-label (Charades): no confusion matrix (a video has
+    several true classes), the per-class average precision instead of the accuracy.
 
     Args:
-      path: output PNG.
-      matrix: (C, C) counts.
-      class_names: used for a legend file next to the PNG (`<path>.txt`), one "index name" per line.
-      cell: pixels per cell.
+      stem: output path without extension.
+      score_set: scores (N, C) and labels.
+      class_names: C names (default: those of the score set, else "class i").
 
     Returns:
-      The path.
+      {"confusion_png" (single-label only), "per_class_png", "per_class_csv": path}, each written when returned.
     """
-    import cv2  # Only the picture needs OpenCV.
+    from stpa import figures, metrics
 
-    rows = matrix.sum(axis=1, keepdims=True).astype(np.float64)
-    normalised = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
-    gray = np.uint8(np.round(255 * (1.0 - normalised)))
-    image = cv2.applyColorMap(255 - gray, cv2.COLORMAP_VIRIDIS)
-    image = cv2.resize(image, (matrix.shape[1] * cell, matrix.shape[0] * cell), interpolation=cv2.INTER_NEAREST)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    cv2.imwrite(path, image)
-    if class_names is not None:
-        with open(path + ".txt", "w") as f:
-            f.write("".join(f"{i} {name}\n" for i, name in enumerate(class_names)))
-    return path
+    num_classes = score_set.scores.shape[1]
+    if class_names is None and score_set.class_names is not None:
+        class_names = list(score_set.class_names)
+    names = figures.class_labels(class_names, num_classes)
+    written = {}
+    if score_set.multi_label:
+        targets = np.asarray(score_set.labels) > 0  # (N, C)
+        values = metrics.charades_map(score_set.scores, targets)["per_class_ap"]
+        written["per_class_csv"] = figures.write_per_class_table(
+            stem + "_per_class.csv", values, names, targets.sum(axis=0), metric="average precision")
+        written["per_class_png"] = figures.save_figure(
+            figures.per_class_figure(values, names, metric="average precision"), stem + "_per_class.png")
+        return written
+    matrix = metrics.confusion_matrix(score_set.labels, metrics.ranked_classes(score_set.scores)[:, 0], num_classes)
+    written["confusion_png"] = figures.write_confusion_matrix(stem + "_confusion.png", matrix, names)
+    values = metrics.per_class_accuracy(matrix)
+    written["per_class_csv"] = figures.write_per_class_table(
+        stem + "_per_class.csv", values, names, matrix.sum(axis=1), np.diag(matrix), metric="accuracy")
+    written["per_class_png"] = figures.save_figure(figures.per_class_figure(values, names), stem + "_per_class.png")
+    return written
 
 
 def default_output(model_dir: str | None, saved_model: str | None, split: str, test_frames: int, crops: int) -> str:
@@ -150,7 +163,9 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
       progress: show a progress bar.
 
     Returns:
-      The metrics dict (also written as JSON), with "scores_file", "metrics_file" and "confusion_png".
+      The metrics dict (also written as JSON), with the paths it wrote: "scores_file", "metrics_file",
+      "per_class_png", "per_class_csv", "confusion_png" (single-label only) and "training_curves_png" (`model_dir`
+      runs with TensorBoard summaries; None otherwise).
     """
     from data import pipeline
     from stpa import checkpoints, metrics, score_files
@@ -207,18 +222,27 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
     stem = os.path.splitext(output)[0]
     report.update({"test_frames": test_frames, "crops": crops, "split": split, "scores_file": output,
                    "metrics_file": stem + ".json", "model_dir": model_dir, "saved_model": saved_model})
-    if not multi_label:
-        matrix = metrics.confusion_matrix(scores.labels, np.argmax(scores.scores, axis=1), scores.scores.shape[1])
-        report["confusion_png"] = write_confusion_png(stem + "_confusion.png", matrix,
-                                                                 config.get("class_names") or None)
-    with open(stem + ".json", "w") as f:
-        json.dump(report, f, indent=2)
+    class_names = config.get("class_names") or manifest.get("class_names") or None
+    report.update(write_figures(stem, scores, class_names))
+    if model_dir is not None:
+        from stpa import figures
+
+        try:
+            report["training_curves_png"] = figures.write_training_curves(model_dir)
+        except FileNotFoundError:  # a run without summaries (e.g. --summaries off): nothing to draw
+            report["training_curves_png"] = None
+    files.write_json(stem + ".json", report)
     return report
 
 
 def format_report(report: dict) -> str:
-    """Human-readable summary of `evaluate`'s result."""
+    """Human-readable summary of `evaluate`'s result: the metrics, then every file it wrote."""
     keys = [k for k in ("top1", "top5", "mean_class_accuracy", "mAP", "wAP") if k in report]
     numbers = ", ".join(f"{k} {100 * report[k]:.2f}%" for k in keys)
-    return (f"{report['num_videos']} videos, K={report['test_frames']}, crops={report['crops']}: {numbers}\n"
-            f"scores: {report['scores_file']}\nmetrics: {report['metrics_file']}")
+    lines = [f"{report['num_videos']} videos, K={report['test_frames']}, crops={report['crops']}: {numbers}",
+             f"scores: {report['scores_file']}", f"metrics: {report['metrics_file']}"]
+    for key, label in (("confusion_png", "confusion matrix"), ("per_class_png", "per-class figure"),
+                       ("per_class_csv", "per-class table"), ("training_curves_png", "training curves")):
+        if report.get(key):
+            lines.append(f"{label}: {report[key]}")
+    return "\n".join(lines)

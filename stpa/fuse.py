@@ -14,10 +14,12 @@ Prints each stream's and the fused metrics; `--output` writes the fused score fi
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 
 from absl import app, flags
 
+from data import files
 from stpa import fusion
 
 _SCORES = flags.DEFINE_list("scores", None, "Score files (.npz from stpa.evaluate) to fuse, comma separated.")
@@ -41,7 +43,12 @@ def main(argv: Sequence[str]) -> None:
             grid_step=_GRID_STEP.value, output=_OUTPUT.value, metrics_output=_METRICS_OUTPUT.value)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from error
+    except files.WriteError as error:
+        sys.exit(f"stpa.fuse: {error}")
     print(fusion.format_report(result))
+    for path in (_OUTPUT.value, _METRICS_OUTPUT.value):
+        if path:
+            print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -8,12 +8,12 @@ the simplex. The command line is `python -m stpa.fuse`.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 from collections.abc import Sequence
 
 import numpy as np
 
+from data import files
 from stpa import metrics, score_files
 from stpa.score_files import ScoreSet
 
@@ -167,9 +167,7 @@ def run_fusion(scores: Sequence[str], *, weights: Sequence[float] | None = None,
     if output:
         score_files.save_scores(output, fused)
     if metrics_output:
-        os.makedirs(os.path.dirname(os.path.abspath(metrics_output)), exist_ok=True)
-        with open(metrics_output, "w") as f:
-            json.dump(result, f, indent=2)
+        files.write_json(metrics_output, result)
     return result
 
 

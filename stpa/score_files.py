@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from data import files
+
 
 @dataclasses.dataclass
 class ScoreSet:
@@ -52,20 +54,18 @@ class ScoreSet:
 
 
 def save_scores(path: str, score_set: ScoreSet) -> str:
-    """Writes `score_set` to `path` (`.npz`, directories created). Returns the path."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    """Writes `score_set` to `path` (`.npz`; folder created, written atomically). Returns the path.
+
+    Raises:
+      data.files.WriteError: naming `path`, when it cannot be written.
+    """
     extra = {}
     if score_set.class_names is not None:
         extra["class_names"] = np.asarray(score_set.class_names).astype(str)
-    with open(path, "wb") as f:
-        np.savez(
-            f,
-            scores=score_set.scores,
-            labels=score_set.labels,
-            video_ids=score_set.video_ids,
-            multi_label=np.asarray(score_set.multi_label),
-            **extra,
-        )
+    arrays = dict(scores=score_set.scores, labels=score_set.labels, video_ids=score_set.video_ids,
+                  multi_label=np.asarray(score_set.multi_label), **extra)
+    with files.open_atomic(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name without it
+        np.savez(f, **arrays)
     return path
 
 

@@ -13,7 +13,20 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from data import files
 from stpa import saliency
+
+
+def figure_path(out_dir: str, video_id: str, figure: int) -> str:
+    """`<out_dir>/<video_id>_fig<figure>.png`; a UCF101-style id "Class/v_Class_g01_c01" keeps its class subfolder.
+
+    Raises:
+      ValueError: the id would leave `out_dir` (absolute, or with "..").
+    """
+    relative = os.path.normpath(f"{video_id}_fig{figure}.png")
+    if os.path.isabs(relative) or relative.split(os.sep)[0] == os.pardir:
+        raise ValueError(f"video id {video_id!r} would be written outside --out_dir={out_dir!r}.")
+    return os.path.join(out_dir, relative)
 
 
 def load_clips(config: dict, *, records_dir: str | None, split: str = "test", video_ids: Sequence[str] | None = None,
@@ -77,7 +90,7 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
               num_frames: int = 5, figure: int = 4, positions: Sequence[int] | None = (), frame_index: int = 0,
               threshold: float | None = None, out_dir: str = "figures", tensorboard_dir: str | None = None
               ) -> list[str]:
-    """Draws Fig. 4 or Fig. 5 for each clip. Returns the PNG paths.
+    """Draws Fig. 4 or Fig. 5 for each clip. Returns the PNG paths, each written (`figure_path`).
 
     Args:
       model_dirs: run directories (STPA models sharing modality, input size and backbone).
@@ -95,9 +108,10 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
       threshold: salience threshold (default 0.5 for Fig. 4, 0.7 for Fig. 5).
       out_dir: PNG directory.
       tensorboard_dir: optional summary directory.
-    """
-    import cv2
 
+    Raises:
+      data.files.WriteError: a PNG cannot be written (its path is named).
+    """
     from stpa import checkpoints, models
 
     if not model_dirs:
@@ -122,7 +136,6 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
         raise ValueError(f"--frame_index={frame_index} must be < --frames={num_frames}.")
     clips = load_clips(configs[0], records_dir=records_dir, split=split, video_ids=video_ids, num_videos=num_videos,
                        video=video, num_frames=num_frames)
-    os.makedirs(out_dir, exist_ok=True)
     writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
     paths = []
     for video_id, frames in clips:
@@ -142,8 +155,7 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
                 raise ValueError(f"--positions {bad} out of range: the attention has d = {d} output positions.")
             image = saliency.render_positions(pictures[frame_index], attentions[-1], frame_index, chosen,
                                               num_frames=num_frames, threshold=threshold)
-        path = os.path.join(out_dir, f"{video_id}_fig{figure}.png")
-        cv2.imwrite(path, cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        path = files.write_image(figure_path(out_dir, video_id, figure), image)  # (H, W, 3) RGB
         paths.append(path)
         if writer is not None:
             with writer.as_default(step=0):

@@ -11,16 +11,20 @@ Fig. 5 (one frame, one tile per output position m, threshold 0.7, the last model
   python -m stpa.visualize --model_dirs=runs/s3 --records_dir=data/ucf101 --figure=5 --positions=0,5,10,15
 
 `--positions=all` uses every output position. `--video=clip.avi` visualises a video file instead of records (RGB
-models). PNGs go to --out_dir, and with --tensorboard_dir also image summaries.
+models). PNGs go to --out_dir as `<video_id>_fig<4|5>.png` (a UCF101 id "Class/v_Class_g01_c01" writes into the
+class subfolder), and with --tensorboard_dir also image summaries. Each printed path has been written; a file that
+cannot be written stops the command with a one-line error naming it.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Sequence
 
 from absl import app, flags
 
+from data import files
 from stpa import flags as stpa_flags
 
 _MODEL_DIRS = flags.DEFINE_list("model_dirs", None, "Run directories of stpa.train (STPA models with the same "
@@ -69,6 +73,8 @@ def main(argv: Sequence[str]) -> None:
             threshold=_THRESHOLD.value, out_dir=_OUT_DIR.value, tensorboard_dir=_TENSORBOARD_DIR.value)
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from error
+    except files.WriteError as error:
+        sys.exit(f"stpa.visualize: {error}")
     for path in paths:
         print(os.path.abspath(path))
 

@@ -1,10 +1,13 @@
 """stpa.evaluate: scores of a model whose outputs the test computes itself; metrics against NumPy."""
 
+import csv
 import json
 import os
+import shutil
 import subprocess
 import sys
 
+import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -67,7 +70,23 @@ def test_evaluate_scores_and_metrics(records, run_dir, tmp_path, crops):
     assert report["top1"] == pytest.approx(top1) and report["top5"] == pytest.approx(top5)
     assert report["mean_class_accuracy"] == pytest.approx(mca)
     assert json.loads(open(report["metrics_file"]).read())["top1"] == pytest.approx(top1)
-    assert os.path.getsize(report["confusion_png"]) > 0
+    _check_single_label_figures(report, saved.scores.astype(np.float64), labels)
+
+
+def _check_single_label_figures(report, scores, labels):
+    """The labelled confusion matrix and the per-class table / figure agree with NumPy."""
+    names = checkpoints.load_run_config(report["model_dir"])["class_names"]
+    predictions = np.argsort(-scores, axis=1, kind="stable")[:, 0]
+    with open(report["per_class_csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [row["class_name"] for row in rows] == names
+    for c, row in enumerate(rows):
+        hits = predictions[labels == c] == c
+        assert int(row["videos"]) == np.sum(labels == c) and int(row["correct"]) == np.sum(hits)
+        assert float(row["accuracy"]) == pytest.approx(np.mean(hits), abs=1e-6)
+    for key in ("confusion_png", "per_class_png"):
+        image = cv2.imread(report[key])
+        assert image is not None and image.shape[0] > 200 and image.astype(np.float64).std() > 20, key
 
 
 def test_evaluate_max_videos_and_bad_split(records, run_dir, tmp_path):
@@ -81,12 +100,31 @@ def test_evaluate_max_videos_and_bad_split(records, run_dir, tmp_path):
 
 
 def test_evaluate_command_line(records, run_dir, tmp_path):
-    out = subprocess.run([sys.executable, "-m", "stpa.evaluate", f"--model_dir={run_dir}", f"--records_dir={records}",
-                          "--test_frames=3", f"--output={tmp_path}/cli.npz"], capture_output=True, text=True,
-                         env=ENV, timeout=180)
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    with tf.summary.create_file_writer(str(run / "train")).as_default():
+        for step in (1, 2, 3):
+            tf.summary.scalar("loss/total", 3.0 / step, step=step)
+            tf.summary.scalar("learning_rate", 0.01, step=step)
+    command = [sys.executable, "-m", "stpa.evaluate", f"--model_dir={run}", f"--records_dir={records}",
+               "--test_frames=3"]
+    out = subprocess.run(command + [f"--output={tmp_path}/cli.npz"], capture_output=True, text=True, env=ENV,
+                         timeout=180)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "6 videos, K=3, crops=1: top1" in out.stdout
-    assert (tmp_path / "cli.json").exists() and (tmp_path / "cli_confusion.png").exists()
+    printed = dict(line.split(": ", 1) for line in out.stdout.splitlines()[1:])
+    assert printed == {"scores": f"{tmp_path}/cli.npz", "metrics": f"{tmp_path}/cli.json",
+                       "confusion matrix": f"{tmp_path}/cli_confusion.png",
+                       "per-class figure": f"{tmp_path}/cli_per_class.png",
+                       "per-class table": f"{tmp_path}/cli_per_class.csv",
+                       "training curves": f"{run}/training_curves.png"}
+    assert all(os.path.getsize(path) > 0 for path in printed.values())
+    assert cv2.imread(printed["training curves"]).astype(np.float64).std() > 20
+
+    (tmp_path / "blocked").write_text("a file where the output folder should be")
+    out = subprocess.run(command + [f"--output={tmp_path}/blocked/cli.npz"], capture_output=True, text=True,
+                         env=ENV, timeout=180)
+    assert out.returncode != 0 and "scores:" not in out.stdout
+    assert f"could not write {tmp_path}/blocked/cli.npz" in out.stderr and "Traceback" not in out.stderr
 
 
 def _average_precision_loop(confidences, positives):
@@ -119,3 +157,9 @@ def test_evaluate_multi_label_reports_charades_map_and_wap(tmp_path_factory, tmp
     assert report["mAP"] == pytest.approx(np.mean(aps))
     assert report["wAP"] == pytest.approx(np.sum(np.array(aps) * positives) / positives.sum())
     assert "top1" not in report
+    assert "confusion_png" not in report  # a multi-label video has several true classes: no confusion matrix
+    with open(report["per_class_csv"], newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(row["positives"]) for row in rows] == positives.astype(int).tolist()
+    np.testing.assert_allclose([float(row["average_precision"]) for row in rows], aps, atol=1e-6)
+    assert cv2.imread(report["per_class_png"]).astype(np.float64).std() > 20

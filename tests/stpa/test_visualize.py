@@ -7,8 +7,10 @@ import sys
 import cv2
 import numpy as np
 import pytest
+import tensorflow as tf
 
-from stpa import saliency, summaries
+from data import files, records
+from stpa import saliency, summaries, visualization
 from tests.stpa.cli_fixtures import make_run_dir, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -93,3 +95,49 @@ def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert cv2.imread(out.stdout.split()[0]).shape == (128, 2 * 128 + 2, 3)
 
+
+
+def _ucf_layout_records(root, source):
+    """One test record whose id carries the class folder, as data.prepare writes UCF101 ids."""
+    split_dir = os.path.join(root, "test")
+    os.makedirs(split_dir, exist_ok=True)
+    example = next(records.iterate_sequence_examples(os.path.join(source, "test")))
+    example.context.feature[records.VIDEO_ID].bytes_list.value[0] = b"MoveRight/v_MoveRight_g01_c01"
+    with tf.io.TFRecordWriter(os.path.join(split_dir, records.shard_name("test", 0, 1) + records.RECORD_SUFFIX)) as w:
+        w.write(example.SerializeToString())
+    manifest = records.read_manifest(os.path.join(source, "test"))
+    files.write_json(os.path.join(split_dir, records.MANIFEST_NAME), {**manifest, "counts": {"videos": 1}})
+    return root
+
+
+def test_visualize_writes_into_the_class_subfolder_of_a_ucf101_id(tmp_path_factory, tmp_path):
+    """Issue 12.3: the id "MoveRight/v_MoveRight_g01_c01" printed a path under figures/MoveRight/ but wrote nothing."""
+    source = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
+    ucf = _ucf_layout_records(str(tmp_path / "ucf"), source)
+    run = make_run_dir(str(tmp_path / "run"), scales=2, seed=4)
+    command = [sys.executable, "-m", "stpa.visualize", f"--model_dirs={run}", f"--records_dir={ucf}", "--frames=3",
+               "--threshold=0.0"]
+    out = subprocess.run(command + [f"--out_dir={tmp_path}/figures"], capture_output=True, text=True, env=ENV,
+                         timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    expected = os.path.abspath(tmp_path / "figures" / "MoveRight" / "v_MoveRight_g01_c01_fig4.png")
+    assert out.stdout.split() == [expected]
+    image = cv2.imread(expected)
+    assert image.shape == (128, 3 * 128 + 2 * 2, 3) and image.astype(np.float64).std() > 10
+
+    (tmp_path / "blocked").mkdir()
+    (tmp_path / "blocked" / "MoveRight").write_text("a file where the class folder should be")
+    out = subprocess.run(command + [f"--out_dir={tmp_path}/blocked"], capture_output=True, text=True, env=ENV,
+                         timeout=180)
+    assert out.returncode != 0 and out.stdout.strip() == ""  # nothing reported as written
+    assert "could not write" in out.stderr and "MoveRight/v_MoveRight_g01_c01_fig4.png" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_figure_path_keeps_the_class_folder_inside_out_dir():
+    assert visualization.figure_path("figs", "MoveRight/v_MoveRight_g01_c01", 5) == os.path.join(
+        "figs", "MoveRight", "v_MoveRight_g01_c01_fig5.png")
+    with pytest.raises(ValueError, match="outside --out_dir"):
+        visualization.figure_path("figs", "../../etc/v", 4)
+    with pytest.raises(ValueError, match="outside --out_dir"):
+        visualization.figure_path("figs", "/tmp/v", 4)
