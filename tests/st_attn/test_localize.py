@@ -99,7 +99,7 @@ def test_command_line_on_a_saved_model(split, tmp_path):
     )
     model_path = str(tmp_path / "model.keras")
     model.save(model_path)
-    output = str(tmp_path / "result.json")
+    output = str(tmp_path / "new" / "result.json")  # the folder is created
     records_dir = os.path.dirname(split)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     completed = subprocess.run(

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from data import files
 from st_attn import models, visualize
 from tests.st_attn import records_helper
 
@@ -59,6 +60,18 @@ def test_png_gif_and_summary_tensor(tmp_path):
     outputs = {"mask": mask[None, ..., None].repeat(2, 0), "temporal_weights": weights[None].repeat(2, 0)}
     tensor = visualize.attention_summary_images(np.stack([frames, frames]).astype(np.float32), outputs, max_outputs=2)
     assert tensor.dtype == "uint8" and tensor.shape[0] == 2 and tensor.shape[-1] == 3
+
+
+def test_png_and_gif_writers_fail_naming_the_path(tmp_path):
+    picture = np.full((4, 4, 3), 200, np.uint8)
+    (tmp_path / "pictures").write_text("a file where the folder should be")
+    with pytest.raises(files.WriteError, match=r"could not write .*pictures/v1_attention\.png: a file stands"):
+        visualize.save_png(picture, str(tmp_path / "pictures" / "v1_attention.png"))
+    with pytest.raises(files.WriteError, match=r"pictures/v1_attention\.gif"):
+        visualize.save_gif([picture, picture], str(tmp_path / "pictures" / "v1_attention.gif"))
+    with pytest.raises(ValueError, match="no frames"):
+        visualize.save_gif([], str(tmp_path / "empty.gif"))
+    assert sorted(os.listdir(tmp_path)) == ["pictures"]
 
 
 @pytest.mark.slow

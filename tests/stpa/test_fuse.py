@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 
+from data import files
 from stpa import fusion, score_files
 from stpa.score_files import ScoreSet
 
@@ -98,6 +99,7 @@ def test_fuse_command_line(tmp_path):
          f"--metrics_output={tmp_path}/fused.json"], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "100.00%" in out.stdout
+    assert f"wrote {tmp_path}/fused.npz" in out.stdout and f"wrote {tmp_path}/fused.json" in out.stdout
     result = json.loads((tmp_path / "fused.json").read_text())
     assert result["fused"]["top1"] == 1.0 and result["streams"][0]["top1"] == 0.5
     np.testing.assert_allclose(score_files.load_scores(str(tmp_path / "fused.npz")).scores,
@@ -106,3 +108,21 @@ def test_fuse_command_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "stpa.fuse", f"--scores={a},{b}", f"--tune_on={a}"],
                          capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode != 0 and "one file per --scores file" in out.stderr
+
+
+def test_score_and_metrics_writers_fail_naming_the_path(tmp_path):
+    rgb, flow = _sets()
+    exact = score_files.save_scores(str(tmp_path / "scores.out"), rgb)  # np.savez alone would write scores.out.npz
+    assert os.listdir(tmp_path) == ["scores.out"] and score_files.load_scores(exact).scores.shape == (4, 3)
+    (tmp_path / "blocked").write_text("a file where a folder should be")
+    with pytest.raises(files.WriteError, match=r"could not write .*blocked/rgb\.npz: a file stands"):
+        score_files.save_scores(str(tmp_path / "blocked" / "rgb.npz"), rgb)
+    a = score_files.save_scores(str(tmp_path / "rgb.npz"), rgb)
+    b = score_files.save_scores(str(tmp_path / "flow.npz"), flow)
+    with pytest.raises(files.WriteError, match=r"blocked/fused\.json"):
+        fusion.run_fusion([a, b], metrics_output=str(tmp_path / "blocked" / "fused.json"))
+    out = subprocess.run([sys.executable, "-m", "stpa.fuse", f"--scores={a},{b}",
+                          f"--metrics_output={tmp_path}/blocked/fused.json"], capture_output=True, text=True,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+    assert out.returncode != 0 and "wrote" not in out.stdout
+    assert f"could not write {tmp_path}/blocked/fused.json" in out.stderr and "Traceback" not in out.stderr
