@@ -107,12 +107,15 @@ _LATER_FIELDS = ("cue", "distractor_look", "distractor_radius", "actor_radius_ra
                  "action_fraction")
 
 # The study benchmark of `python -m experiments.reproduce` (BUILD.md, "Reproducing the papers' findings": what each
-# setting is for). Fixed before any study was run; do not retune it after seeing which way a claim goes.
+# setting is for). Fixed before any study was run; do not retune it after seeing which way a claim goes. One
+# adjustment was made for the TSN baseline only, before any study: with 4 distractors and 30 training videos per
+# class the calibration run (TSN RGB, tiny, seed 0) reached 20.8 % test top-1 (chance 16.7 %; 78.9 % on the training
+# split): at chance, so 2 distractors and 60 training videos per class.
 STUDY_PRESET_FIELDS: dict = {
     "num_classes": 6,
-    "train_per_class": 30,
+    "train_per_class": 60,
     "test_per_class": 16,
-    "num_distractors": 4,
+    "num_distractors": 2,
     "distractor_look": "class_parts",
     "distractor_radius": (3.0, 10.0),
     "actor_radius_range": (3.0, 10.0),
