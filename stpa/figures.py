@@ -19,13 +19,13 @@ the extension (.png, .pdf, .svg).
 from __future__ import annotations
 
 import csv
-import glob
 import os
 from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from data import files
 
@@ -206,7 +206,9 @@ def write_per_class_table(path: str, values: np.ndarray, class_names: Sequence[s
 
 
 def _event_files(log_dir: str) -> list[str]:
-    return sorted(glob.glob(os.path.join(log_dir, "events.out.tfevents.*")))
+    import tensorflow as tf  # tf.io.gfile: local folders and gs:// run directories alike
+
+    return sorted(tf.io.gfile.glob(os.path.join(log_dir, "events.out.tfevents.*")))
 
 
 def read_scalars(log_dir: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
@@ -311,6 +313,7 @@ def training_curves_figure(model_dir: str) -> Figure:
             axes.set_yscale("log")
         axes.set_title(title)
         axes.set_xlabel("step")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.set_ylabel(y_label)
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)

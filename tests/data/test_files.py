@@ -103,3 +103,16 @@ def test_text_and_json_round_trip(tmp_path):
     with pytest.raises(ValueError, match="mode"):
         with files.open_atomic(str(tmp_path / "x"), "a"):
             pass
+
+
+def test_remote_paths_go_through_tf_gfile():
+    """A `tf.io.gfile` URL (here TensorFlow's in-memory ram:// file system, like gs://) is written and read back."""
+    import tensorflow as tf
+
+    path = files.write_image("ram://files_test/MoveRight/v_fig4.png", _picture())
+    decoded = cv2.imdecode(np.frombuffer(tf.io.gfile.GFile(path, "rb").read(), np.uint8), cv2.IMREAD_COLOR)
+    np.testing.assert_array_equal(decoded[..., ::-1], _picture())
+    files.write_json("ram://files_test/m.json", {"top1": 0.25})
+    assert json.loads(tf.io.gfile.GFile("ram://files_test/m.json").read()) == {"top1": 0.25}
+    with pytest.raises(files.WriteError, match="ram://files_test/MoveRight: it is an existing folder"):
+        files.write_json("ram://files_test/MoveRight", {})
