@@ -99,9 +99,9 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str] | None = Non
     names = class_labels(class_names, num_classes)
     normalised = normalise_rows(matrix)  # (C, C)
     font = _label_font(num_classes)
-    side = num_classes * _label_step(num_classes)
+    side = max(3.5, num_classes * _label_step(num_classes))  # inches of the matrix
     labels = _text_inches(names, font) + 0.5
-    figure = _new_figure(side + labels + 1.4, side + labels + 0.6)
+    figure = _new_figure(max(6.5, side + labels + 1.6), side + labels + 1.0)
     axes = figure.add_subplot()
     image = axes.imshow(normalised, cmap="Blues", vmin=0.0, vmax=1.0, interpolation="nearest", aspect="equal")
     ticks = np.arange(num_classes)
@@ -111,11 +111,11 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str] | None = Non
     axes.set_xlabel("predicted class", fontsize=max(font, 9))
     axes.set_ylabel("true class", fontsize=max(font, 9))
     if title is None:
-        title = (f"Confusion matrix, {int(matrix.sum())} videos, {num_classes} classes "
-                 f"(rows normalised; top-1 {np.trace(matrix) / max(matrix.sum(), 1):.1%})")
+        title = (f"Confusion matrix (rows normalised)\n{int(matrix.sum())} videos, {num_classes} classes, "
+                 f"top-1 {np.trace(matrix) / max(matrix.sum(), 1):.1%}")
     axes.set_title(title, fontsize=max(font, 9) + 1)
     colour_bar = figure.colorbar(image, ax=axes, fraction=0.05, pad=0.02, shrink=min(1.0, 4.0 / max(side, 1e-3) + 0.3))
-    colour_bar.set_label("fraction of the true class's videos", fontsize=9)
+    colour_bar.set_label("fraction of the true class", fontsize=9)
     if num_classes <= annotate_max:
         count_font = min(9.0, font)
         for t, p in zip(*np.nonzero(matrix)):
