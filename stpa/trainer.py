@@ -405,9 +405,13 @@ class Trainer:
         latest = tf.train.latest_checkpoint(os.path.join(self.config.model_dir, checkpoints.CHECKPOINT_DIR))
         if latest is None:
             return 0
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
-        step = int(self.step.numpy())
         missing = checkpoints.missing_resume_state(latest)
+        # An older checkpoint holds the objects it had then; every one of them must still match.
+        checkpoint = checkpoints.weights_checkpoint(
+            self.model, optimizer=self.optimizer, step=self.step, best_metric=self.best_metric) if missing \
+            else self.checkpoint
+        checkpoint.restore(latest).assert_existing_objects_matched()
+        step = int(self.step.numpy())
         if missing:
             self.exact_resume = False
             self.input_clips.assign(step * self.config.batch_size)
