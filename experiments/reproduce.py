@@ -1,0 +1,124 @@
+r"""Reproduce the papers' tables on the study benchmark: `python -m experiments.reproduce`.
+
+  python -m experiments.reproduce --study=stpa_table1c --seeds=3 --out_dir=runs/studies
+  python -m experiments.reproduce --study=all --seeds=3 --out_dir=runs/studies --jobs=4
+  python -m experiments.reproduce --study=all --quick --out_dir=runs/studies_quick     # one seed, short schedules
+  python -m experiments.reproduce --list                                                # the studies and their runs
+
+Generates and prepares the study benchmark (`data.synthetic --preset=study`, and a validation set for the tuned
+fusion) once, trains every row's flagfile (`experiments/synthetic/study_*.cfg`) with each seed through `stpa.train`,
+tests it with `stpa.evaluate` (K = 25; Fig. 3: K = 1 ... 30), fuses with `stpa.fuse` (equal weights and `--tune_on`
+the validation set) and localises with `st_attn.localize` — the commands a user runs — then writes per study
+`<out_dir>/reports/<study>/report.md` (the paper's table layout, mean ± std over the seeds, the paper's number beside,
+a paired verdict per claim), `<study>.png`, TensorBoard HParams under `<out_dir>/reports/tensorboard`, and
+`<out_dir>/reports/summary.md` (the "What reproduces" table).
+
+Resumable: finished tasks are skipped, a killed study resumes (half-trained runs from their checkpoints); a failed
+task (e.g. a non-finite loss) is reported as failed and skipped on re-runs unless --retry_failed. Runs are shared
+between studies (`--study=all` trains each flagfile once per seed). Progress bar over the tasks; each task's output
+is in `<out_dir>/logs/`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from absl import app, flags
+
+from data import files
+from experiments import report as report_lib
+from experiments import runner
+from experiments import studies as studies_lib
+
+_STUDY = flags.DEFINE_string("study", None, f"Comma-separated studies, or 'all': {', '.join(studies_lib.STUDIES)}.")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Training seeds 0 .. N-1 per row (pairs of rows share the seed).",
+                              lower_bound=1)
+_OUT_DIR = flags.DEFINE_string("out_dir", "runs/studies", "Study directory: data, runs, logs, reports.")
+_QUICK = flags.DEFINE_boolean("quick", False, "One seed and shorter schedules (stpa rows "
+                              f"{runner.QUICK_STEPS['stpa']} steps, ST-attn rows {runner.QUICK_STEPS['st_attn']}).")
+_JOBS = flags.DEFINE_integer("jobs", 1, "Tasks run at the same time (each command uses the CPU cores it finds).",
+                             lower_bound=1)
+_RETRY = flags.DEFINE_boolean("retry_failed", False, "Run failed tasks again instead of reporting them as failed.")
+_REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Write the reports from what has finished; run nothing.")
+_LIST = flags.DEFINE_boolean("list", False, "List the studies, their rows and flagfiles, and exit.")
+_HPARAMS = flags.DEFINE_boolean("hparams", True, "Write TensorBoard HParams of every row and seed.")
+_PROGRESS = flags.DEFINE_boolean("progress", True, "Show the progress bar.")
+
+
+def list_studies() -> str:
+    """The studies, their cells and flagfiles (for --list)."""
+    lines = []
+    for study in studies_lib.STUDIES.values():
+        lines.append(f"{study.name}: {study.title}")
+        lines.append(f"  rows: {', '.join(study.rows)}; columns: {', '.join(study.columns)}")
+        lines.append(f"  flagfiles: {', '.join(s + '.cfg' for s in study.flagfiles())}")
+    return "\n".join(lines)
+
+
+def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, options: runner.Options, *,
+                  hparams: bool = True) -> list[str]:
+    """Collects every study's values and writes its report; returns the printed lines."""
+    reports_dir = os.path.join(layout.out_dir, "reports")
+    flag_settings = {}
+    for study in chosen:
+        for stem in study.flagfiles():
+            path = os.path.join(options.flagfile_dir, stem + ".cfg")
+            flag_settings[stem] = {**report_lib.read_flagfile(path),
+                                   **dict(o[2:].split("=", 1) for o in runner.schedule_overrides(stem, options.quick))}
+    lines, summary_rows = [], []
+    for study in chosen:
+        results = runner.collect(study, layout, options.seeds)
+        summary_rows.append((study, results))
+        paths = report_lib.write_report(
+            study, results, reports_dir, seeds=options.seeds, quick=options.quick,
+            hparams_dir=os.path.join(reports_dir, "tensorboard") if hparams else None, flag_settings=flag_settings)
+        lines.append(f"{study.name}: {paths['report']}")
+    summary = files.write_text(os.path.join(reports_dir, "summary.md"),
+                               "# What reproduces\n\n" + report_lib.summary_table(summary_rows) + "\n")
+    lines.append(f"summary: {summary}")
+    if hparams:
+        lines.append(f"TensorBoard HParams: tensorboard --logdir={os.path.join(reports_dir, 'tensorboard')}")
+    return lines
+
+
+def main(argv: Sequence[str]) -> None:
+    """Runs the chosen studies and writes their reports."""
+    del argv
+    if _LIST.value:
+        print(list_studies())
+        return
+    if not _STUDY.value:
+        raise app.UsageError(f"--study is required: one of {', '.join(studies_lib.STUDIES)}, or 'all'.")
+    try:
+        chosen = studies_lib.select(_STUDY.value)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    seeds = (0,) if _QUICK.value else tuple(range(_SEEDS.value))
+    options = runner.Options(seeds=seeds, quick=_QUICK.value)
+    layout = runner.Layout(os.path.abspath(_OUT_DIR.value))
+    try:
+        runner.check_schedule(layout, options)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from error
+    graph = runner.TaskGraph(layout, options)
+    graph.add_studies(chosen)
+    tasks = graph.ordered()
+    start = time.perf_counter()
+    if not _REPORT_ONLY.value:
+        states = runner.execute(tasks, layout, jobs=_JOBS.value, retry_failed=_RETRY.value,
+                                progress=_PROGRESS.value)
+        failed = [key for key, state in states.items() if state["status"] != "done"]
+        print(f"{len(tasks)} tasks, {len(failed)} not done, {(time.perf_counter() - start) / 60:.1f} min")
+        for key in failed:
+            state = states[key]
+            print(f"  {state['status']}: {key}" + (f" (log: {state['log']})" if "log" in state else ""))
+    for line in write_reports(chosen, layout, options, hparams=_HPARAMS.value):
+        print(line)
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,386 @@
+"""Runs studies through the user-facing command lines, resumably: the tasks, their order, their state on disk.
+
+Every value of a study comes from the commands a user runs (`data.synthetic`, `data.prepare`, `stpa.train`,
+`stpa.evaluate`, `stpa.fuse`, `st_attn.localize`), each started as a subprocess with a row's flagfile. The work is
+a graph of `Task`s (data → train → evaluate → fuse / localize), shared between studies (Table 1(c)'s "mul" row is
+Table 1(b)'s "3 scales" run). A finished task leaves `<out_dir>/state/<task>.json`; a re-run skips it, so a killed
+study resumes (`stpa.train` itself resumes a half-trained run from its checkpoint). A failed task (e.g. a run
+stopped on a non-finite loss) is recorded as failed with its log, its dependants are skipped, and the cells that
+need it are reported as failed; `retry_failed=True` runs it again.
+
+Layout of `out_dir`:
+  data/raw, data/records              the study benchmark (`data.synthetic --preset=study`, seed 0) and its records
+  data/val_raw, data/val_records      the validation set (seed 1) that `stpa.fuse --tune_on` tunes on
+  runs/<flagfile stem>/seed<s>/       run directories (checkpoints, TensorBoard, eval/test_K<K>.json, eval/val_*,
+                                      localization.json)
+  fusion/<rgb>__<flow>/seed<s>/       equal.json, tuned.json (`stpa.fuse` metrics)
+  state/, logs/                       one JSON / log per task
+  reproduce.json                      the schedule (full or quick) the directory was started with
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+
+from data import files
+from experiments import studies as studies_lib
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGFILE_DIR = os.path.join(REPO, "experiments", "synthetic")
+# --quick: shorter schedules (the learning rate still drops at 75 % of the steps), one seed.
+QUICK_STEPS = {"stpa": 200, "st_attn": 150}
+VALIDATION_SEED = 1  # generation seed of the validation set (the benchmark itself is seed 0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One command of the graph.
+
+    Attributes:
+      key: unique name, e.g. "train/study_stpa_scales1_rgb/seed0"; also names its state and log files.
+      command: the argv (a user-facing `python -m ...` command line).
+      deps: keys of the tasks that must have finished first.
+      output: the file the command writes that the results are read from ("" for none).
+    """
+
+    key: str
+    command: tuple[str, ...]
+    deps: tuple[str, ...] = ()
+    output: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where everything of a study directory is (see the module docstring)."""
+
+    out_dir: str
+
+    @property
+    def raw(self) -> str:
+        """The study benchmark as generated (raw videos, ground truth)."""
+        return os.path.join(self.out_dir, "data", "raw")
+
+    @property
+    def records(self) -> str:
+        """Its prepared records (train/, test/)."""
+        return os.path.join(self.out_dir, "data", "records")
+
+    @property
+    def val_raw(self) -> str:
+        """The validation set as generated."""
+        return os.path.join(self.out_dir, "data", "val_raw")
+
+    @property
+    def val_records(self) -> str:
+        """Its prepared records (its test/ split is the validation set)."""
+        return os.path.join(self.out_dir, "data", "val_records")
+
+    def run_dir(self, stem: str, seed: int) -> str:
+        """The run directory of a flagfile at a seed."""
+        return os.path.join(self.out_dir, "runs", stem, f"seed{seed}")
+
+    def eval_json(self, stem: str, seed: int, test_frames: int, split: str = "test") -> str:
+        """The metrics JSON of `stpa.evaluate` (split "test" or "val"); the score file is the same stem .npz."""
+        return os.path.join(self.run_dir(stem, seed), "eval", f"{split}_K{test_frames}.json")
+
+    def fusion_dir(self, rgb: str, flow: str, seed: int) -> str:
+        """Where `stpa.fuse` writes equal.json / tuned.json for two runs at a seed."""
+        return os.path.join(self.out_dir, "fusion", f"{rgb}__{flow}", f"seed{seed}")
+
+    def localization_json(self, stem: str, seed: int) -> str:
+        """The output of `st_attn.localize` for a run."""
+        return os.path.join(self.run_dir(stem, seed), "localization.json")
+
+    def state(self, key: str) -> str:
+        """The state file of a task."""
+        return os.path.join(self.out_dir, "state", key.replace("/", "__") + ".json")
+
+    def log(self, key: str) -> str:
+        """The log file of a task (its command's stdout and stderr)."""
+        return os.path.join(self.out_dir, "logs", key.replace("/", "__") + ".log")
+
+
+@dataclasses.dataclass
+class Options:
+    """How the tasks are built.
+
+    Attributes:
+      seeds: training seeds; every row of a study is trained with each of them (pairs share the seed).
+      quick: shorter schedules (`QUICK_STEPS`).
+      flagfile_dir: where the rows' flagfiles are.
+      benchmark_flags: extra `data.synthetic` flags on top of `--preset=study` (tests use a tiny benchmark).
+      prepare_flags: `data.prepare` flags.
+      train_overrides: extra `stpa.train` flags for every run (tests: a few steps).
+      python: the interpreter the commands run with.
+    """
+
+    seeds: Sequence[int] = (0, 1, 2)
+    quick: bool = False
+    flagfile_dir: str = FLAGFILE_DIR
+    benchmark_flags: Sequence[str] = ()
+    prepare_flags: Sequence[str] = ("--flow=farneback", "--frame_size=none", "--workers=2")
+    train_overrides: Sequence[str] = ()
+    python: str = sys.executable
+
+
+def _module(*args: str, python: str) -> tuple[str, ...]:
+    return (python, "-m", *args)
+
+
+def schedule_overrides(stem: str, quick: bool) -> list[str]:
+    """`stpa.train` flags that shorten a row's schedule for --quick (none for the full schedule)."""
+    if not quick:
+        return []
+    steps = QUICK_STEPS["st_attn" if "st_attn" in stem else "stpa"]
+    return [f"--max_steps={steps}", f"--lr_boundaries={int(0.75 * steps)}"]
+
+
+class TaskGraph:
+    """Builds the tasks of a set of studies (deduplicated by key, in dependency order)."""
+
+    def __init__(self, layout: Layout, options: Options):
+        self.layout = layout
+        self.options = options
+        self.tasks: dict[str, Task] = {}
+
+    def _add(self, task: Task) -> str:
+        self.tasks.setdefault(task.key, task)
+        return task.key
+
+    def _py(self, *args: str) -> tuple[str, ...]:
+        return _module(*args, python=self.options.python)
+
+    def data(self, validation: bool = False) -> str:
+        """The benchmark (or the validation set) generated and prepared; returns the prepare task's key."""
+        lay, opt = self.layout, self.options
+        raw, records = (lay.val_raw, lay.val_records) if validation else (lay.raw, lay.records)
+        name = "val" if validation else "benchmark"
+        extra = [f"--seed={VALIDATION_SEED}", "--train_per_class=1"] if validation else ["--seed=0"]
+        generate = self._add(Task(f"data/{name}/generate", self._py(
+            "data.synthetic", "--preset=study", f"--out_dir={raw}", *opt.benchmark_flags, *extra)))
+        return self._add(Task(f"data/{name}/prepare", self._py(
+            "data.prepare", "--dataset=ucf101", f"--raw_dir={raw}", f"--out_dir={records}", *opt.prepare_flags),
+            deps=(generate,)))
+
+    def train(self, stem: str, seed: int) -> str:
+        """`stpa.train` of a row's flagfile at a seed (quick: the shorter schedule); returns the task key."""
+        lay, opt = self.layout, self.options
+        flagfile = os.path.join(opt.flagfile_dir, stem + ".cfg")
+        if not os.path.isfile(flagfile):
+            raise ValueError(f"no flagfile {flagfile} for the run {stem!r}.")
+        command = self._py("stpa.train", f"--flagfile={flagfile}", f"--records_dir={lay.records}",
+                           f"--model_dir={lay.run_dir(stem, seed)}", f"--seed={seed}", "--progress=false",
+                           *schedule_overrides(stem, opt.quick), *opt.train_overrides)
+        return self._add(Task(f"train/{stem}/seed{seed}", command, deps=(self.data(),)))
+
+    def evaluate(self, stem: str, seed: int, test_frames: int, split: str = "test") -> str:
+        """`stpa.evaluate` of a run with K = `test_frames` on the test split or the validation set."""
+        lay = self.layout
+        records, deps = (lay.val_records, (self.data(validation=True),)) if split == "val" else (lay.records, ())
+        output = lay.eval_json(stem, seed, test_frames, split)
+        command = self._py("stpa.evaluate", f"--model_dir={lay.run_dir(stem, seed)}", f"--records_dir={records}",
+                           "--split=test", f"--test_frames={test_frames}", "--checkpoint=last",
+                           f"--output={output[:-len('.json')]}.npz")
+        return self._add(Task(f"evaluate/{stem}/seed{seed}/{split}_K{test_frames}", command,
+                              deps=(self.train(stem, seed), *deps), output=output))
+
+    def fuse(self, rgb: str, flow: str, seed: int, tuned: bool) -> str:
+        """`stpa.fuse` of an RGB and a flow run's test scores: equal weights, or `--tune_on` the validation set."""
+        lay = self.layout
+        scores = [lay.eval_json(s, seed, studies_lib.STPA_TEST_FRAMES)[:-5] + ".npz" for s in (rgb, flow)]
+        deps = [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES) for s in (rgb, flow)]
+        name = "tuned" if tuned else "equal"
+        output = os.path.join(lay.fusion_dir(rgb, flow, seed), f"{name}.json")
+        command = ["stpa.fuse", f"--scores={','.join(scores)}", f"--metrics_output={output}"]
+        if tuned:
+            val = [lay.eval_json(s, seed, studies_lib.STPA_TEST_FRAMES, "val")[:-5] + ".npz" for s in (rgb, flow)]
+            deps += [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES, "val") for s in (rgb, flow)]
+            command.append(f"--tune_on={','.join(val)}")
+        return self._add(Task(f"fuse/{rgb}__{flow}/seed{seed}/{name}", self._py(*command), deps=tuple(deps),
+                              output=output))
+
+    def localize(self, stem: str, seed: int) -> str:
+        """`st_attn.localize` of a run with the study's localisation flagfile (Tables 5-6)."""
+        lay, opt = self.layout, self.options
+        output = lay.localization_json(stem, seed)
+        flagfile = os.path.join(opt.flagfile_dir, "study_st_attn_localize.cfg")
+        command = self._py("st_attn.localize", f"--flagfile={flagfile}", f"--model_dir={lay.run_dir(stem, seed)}",
+                           f"--records_dir={lay.records}",
+                           f"--output={output}")
+        return self._add(Task(f"localize/{stem}/seed{seed}", command, deps=(self.train(stem, seed),),
+                              output=output))
+
+    def measure(self, measure: studies_lib.Measure, seed: int) -> str:
+        """The task whose output holds a cell's value at a seed."""
+        if measure.kind == "top1":
+            return self.evaluate(measure.runs[0], seed, measure.test_frames)
+        if measure.kind in ("fused", "fused_tuned"):
+            return self.fuse(*measure.runs, seed, tuned=measure.kind == "fused_tuned")
+        return self.localize(measure.runs[0], seed)
+
+    def add_studies(self, chosen: Sequence[studies_lib.Study]) -> None:
+        """Every task of the studies at every seed (rows first, seed by seed: early seeds complete first)."""
+        for seed in self.options.seeds:
+            for study in chosen:
+                for cell in study.cells:
+                    self.measure(cell.measure, seed)
+
+    def ordered(self) -> list[Task]:
+        """The tasks in an order where every task comes after its dependencies."""
+        done: set[str] = set()
+        order: list[Task] = []
+
+        def visit(key: str) -> None:
+            if key in done:
+                return
+            for dep in self.tasks[key].deps:
+                visit(dep)
+            done.add(key)
+            order.append(self.tasks[key])
+
+        for key in list(self.tasks):
+            visit(key)
+        return order
+
+
+def read_state(layout: Layout, key: str) -> dict | None:
+    """The recorded state of a task ({"status": "done"|"failed", ...}) or None."""
+    path = layout.state(key)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _tail(path: str, lines: int = 15) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return "".join(f.readlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def run_task(task: Task, layout: Layout) -> dict:
+    """Runs one task's command (output to its log) and records its state; returns the state."""
+    log = layout.log(task.key)
+    files.make_parent(log)
+    start = time.perf_counter()
+    env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    with open(log, "w") as out:
+        out.write("$ " + " ".join(task.command) + "\n")
+        out.flush()
+        returncode = subprocess.call(list(task.command), stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
+    state = {"status": "done" if returncode == 0 else "failed", "returncode": returncode,
+             "seconds": round(time.perf_counter() - start, 1), "command": list(task.command), "log": log}
+    if returncode == 0 and task.output and not os.path.isfile(task.output):
+        state.update(status="failed", returncode=None, reason=f"exit 0 but {task.output} was not written")
+    if state["status"] == "failed":
+        state["log_tail"] = _tail(log)
+    files.write_json(layout.state(task.key), state)
+    return state
+
+
+def execute(tasks: Sequence[Task], layout: Layout, *, jobs: int = 1, retry_failed: bool = False,
+            progress: bool = True, on_state: Callable[[Task, dict], None] | None = None) -> dict[str, dict]:
+    """Runs the tasks not yet done, `jobs` at a time, each after its dependencies.
+
+    A finished task is skipped (its output still exists); a failed one is skipped unless `retry_failed`, and its
+    dependants are marked "skipped". Shows a progress bar over the tasks.
+
+    Returns:
+      key -> state for every task.
+    """
+    import tqdm
+
+    states: dict[str, dict] = {}
+    pending: list[Task] = []
+    for task in tasks:
+        state = read_state(layout, task.key)
+        if state and state["status"] == "done" and (not task.output or os.path.isfile(task.output)):
+            states[task.key] = state
+        elif state and state["status"] == "failed" and not retry_failed:
+            states[task.key] = state
+        else:
+            pending.append(task)
+    bar = tqdm.tqdm(total=len(tasks), initial=len(states), unit="task", desc="studies", disable=not progress)
+    running: dict[concurrent.futures.Future, Task] = {}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        while pending or running:
+            for task in list(pending):
+                if len(running) >= max(1, jobs):
+                    break
+                dep_states = [states.get(d) for d in task.deps]
+                if any(s is not None and s["status"] != "done" for s in dep_states):
+                    states[task.key] = {"status": "skipped", "reason": "a dependency failed",
+                                        "deps": [d for d in task.deps if states[d]["status"] != "done"]}
+                    pending.remove(task)
+                    bar.update(1)
+                    continue
+                if all(s is not None for s in dep_states):
+                    pending.remove(task)
+                    running[pool.submit(run_task, task, layout)] = task
+                    bar.set_postfix_str(task.key, refresh=True)
+            if not running:
+                if pending:  # only tasks whose dependencies are not in the list: a bug in the graph
+                    raise RuntimeError(f"tasks with unknown dependencies: {[t.key for t in pending]}")
+                break
+            finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+            for future in finished:
+                task = running.pop(future)
+                states[task.key] = future.result()
+                bar.update(1)
+                if on_state:
+                    on_state(task, states[task.key])
+    bar.close()
+    return states
+
+
+# ---------------------------------------------------------------------------------------------------- the values
+def _read_json(path: str) -> dict | None:
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_value(measure: studies_lib.Measure, seed: int, layout: Layout) -> float | None:
+    """A cell's value (%) at a seed from the commands' output files, or None when it is missing (a failed run)."""
+    if measure.kind == "top1":
+        report = _read_json(layout.eval_json(measure.runs[0], seed, measure.test_frames))
+        return None if report is None else 100.0 * report["top1"]
+    if measure.kind in ("fused", "fused_tuned"):
+        name = "tuned" if measure.kind == "fused_tuned" else "equal"
+        report = _read_json(os.path.join(layout.fusion_dir(*measure.runs, seed), f"{name}.json"))
+        return None if report is None else 100.0 * report["fused"]["top1"]
+    report = _read_json(layout.localization_json(measure.runs[0], seed))
+    table = None if report is None else report.get("spatial" if measure.kind == "frame_map" else "temporal")
+    if not table:
+        return None
+    return 100.0 * table["rows"][studies_lib.LOCALIZE_METHODS[measure.kind][measure.method]][measure.index]
+
+
+def collect(study: studies_lib.Study, layout: Layout, seeds: Sequence[int]) -> dict[tuple[str, str], dict]:
+    """(row, column) -> {seed: value or None} for every cell of a study."""
+    return {(cell.row, cell.column): {seed: read_value(cell.measure, seed, layout) for seed in seeds}
+            for cell in study.cells}
+
+
+def check_schedule(layout: Layout, options: Options) -> None:
+    """Records the schedule of a new directory; refuses to mix full and --quick runs in one."""
+    path = os.path.join(layout.out_dir, "reproduce.json")
+    schedule = {"quick": bool(options.quick), "quick_steps": QUICK_STEPS if options.quick else None,
+                "train_overrides": list(options.train_overrides), "benchmark_flags": list(options.benchmark_flags)}
+    existing = _read_json(path)
+    if existing is not None and existing != schedule:
+        mode = "--quick" if existing["quick"] else "full"
+        raise ValueError(f"{layout.out_dir} holds {mode} runs with other settings ({existing}); use another "
+                         "--out_dir for this schedule.")
+    if existing is None:
+        files.write_json(path, schedule)
