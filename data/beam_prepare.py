@@ -16,13 +16,13 @@ byte for byte: the same shards (``<split>-SSSSS-of-NNNNN.tfrecord``), ``.offsets
 
 Pipeline, per split::
 
-    Create(shard jobs)                       one element per shard: (index, its videos), decided by the plan
-    -> ExpandShards                          a complete shard (a previous run's) goes straight to the summary;
-                                             the others fan out to one element per video
-    -> Reshuffle -> Extract                  one video per element: parallel over videos, not shards
-    -> GroupByKey(shard) -> WriteShard       the shared writer, results in the plan's order (failures recorded)
-    -> Flatten(written, complete) -> ToList -> Finalize   leftovers of killed runs removed; manifest + failures.txt
+    Create(shard jobs)     one element per shard: (index, its videos), as the plan assigns them (video i -> shard
+                           i % num_shards), redistributed over the workers
+    -> WriteShards         a complete shard (a previous run's) is skipped; the others are extracted video by video
+                           and written by the shared writer (videos that cannot be read recorded as failures)
+    -> ToList -> Finalize  once every shard is in place: leftovers of killed runs removed, manifest + failures.txt
 
+Parallelism is one shard per core: ``--videos_per_shard`` sets how many elements there are to spread.
 Resuming: a shard file exists only once complete (it is renamed into place last), so re-running the same command
 after a kill (or a failed job) extracts only the videos of the shards that are missing. Videos that cannot be read
 are recorded exactly as on the local path (``failures.txt``, exit status 1) and do not fail the job.
@@ -41,7 +41,6 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
-from typing import Any
 
 import apache_beam as beam
 from absl import app, flags
@@ -51,30 +50,7 @@ from data import extract as extract_lib
 from data import preparation, records
 from data.datasets.base import DatasetLayoutError, DatasetSplits, VideoTask
 
-_COMPLETE = "complete"
 _METRICS = "data.beam_prepare"
-
-
-class ExpandShardsFn(beam.DoFn):
-    """(shard index, its videos) -> one (index, (position, count, video)) per video, or the index of a complete shard.
-
-    A shard that a previous run completed goes to the ``complete`` output as (index, its ``.json`` index).
-    """
-
-    def __init__(self, plan: preparation.SplitPlan, retry_failed: bool):
-        self._plan = plan
-        self._retry_failed = retry_failed
-
-    def process(self, job: tuple[int, list[VideoTask]]) -> Iterator[Any]:
-        """Emits the shard's videos, or its index to the ``complete`` output."""
-        index, tasks = job
-        shard_index = preparation.completed_shard(self._plan, index, retry_failed=self._retry_failed)
-        if shard_index is not None:
-            beam.metrics.Metrics.counter(_METRICS, "shards_skipped").inc()
-            yield beam.pvalue.TaggedOutput(_COMPLETE, (index, shard_index))
-            return
-        for position, task in enumerate(tasks):
-            yield index, (position, len(tasks), task)
 
 
 def fetch(remote: str, local: str) -> bool:
@@ -98,65 +74,67 @@ def fetch(remote: str, local: str) -> bool:
     return True
 
 
-class ExtractFn(beam.DoFn):
-    """(index, (position, count, video)) -> (index, (position, count, `ExtractedVideo` or `ExtractionFailure`)).
+def extract_video(
+    task: VideoTask, options: extract_lib.ExtractOptions, raw_dir: str = "", worker_raw_dir: str | None = None
+) -> extract_lib.ExtractedVideo | extract_lib.ExtractionFailure:
+    """`data.extract.extract`, optionally reading the video from ``worker_raw_dir`` instead of under ``raw_dir``.
 
-    With ``worker_raw_dir`` the workers read ``worker_raw_dir/<path relative to raw_dir>`` (e.g. ``gs://``): each
-    video (or rawframe folder) is copied to a local temporary folder, extracted there, and deleted; the result keeps
-    the planned video (its id, labels, ``video/source`` relative to ``raw_dir``), so the records do not change.
+    With ``worker_raw_dir`` (e.g. ``gs://BUCKET/UCF101``) the video (or rawframe folder) at
+    ``worker_raw_dir/<its path relative to raw_dir>`` is copied to a local temporary folder, extracted there and
+    deleted; the result keeps the planned ``task`` (id, labels, ``video/source``), so the records do not change.
+    Never raises for a bad input (an `ExtractionFailure` names the reason).
     """
-
-    def __init__(self, options: extract_lib.ExtractOptions, raw_dir: str = "", worker_raw_dir: str | None = None):
-        self._options = options
-        self._raw_dir = raw_dir
-        self._worker_raw_dir = worker_raw_dir
-
-    def setup(self) -> None:
-        """One OpenCV thread per extraction, as the local path's worker processes (the runner parallelises)."""
-        extract_lib.init_worker()
-
-    def _extract(self, task: VideoTask) -> extract_lib.ExtractedVideo | extract_lib.ExtractionFailure:
-        if not self._worker_raw_dir:
-            return extract_lib.extract(task, self._options)
-        relative = os.path.relpath(task.source, self._raw_dir)
-        with tempfile.TemporaryDirectory(prefix="beam_prepare_") as local_dir:
-            local = os.path.join(local_dir, os.path.basename(task.source.rstrip("/")) or "video")
-            fetch(os.path.join(self._worker_raw_dir, relative), local)
-            result = extract_lib.extract(dataclasses.replace(task, source=local), self._options)
-        result.task = task
-        return result
-
-    def process(self, element: tuple[int, tuple[int, int, VideoTask]]) -> Iterator[tuple[int, tuple[int, int, Any]]]:
-        """Extracts one video; a video that cannot be read becomes an `ExtractionFailure` (never raises)."""
-        index, (position, count, task) = element
-        result = self._extract(task)
-        if isinstance(result, extract_lib.ExtractionFailure):
-            logging.warning("Skipping %s: %s", task.source, result.reason)
-            beam.metrics.Metrics.counter(_METRICS, "videos_failed").inc()
-        else:
-            beam.metrics.Metrics.counter(_METRICS, "videos_extracted").inc()
-            beam.metrics.Metrics.counter(_METRICS, "frames_extracted").inc(len(result.frames))
-        yield index, (position, count, result)
+    if not worker_raw_dir:
+        return extract_lib.extract(task, options)
+    relative = os.path.relpath(task.source, raw_dir)
+    with tempfile.TemporaryDirectory(prefix="beam_prepare_") as local_dir:
+        local = os.path.join(local_dir, os.path.basename(task.source.rstrip("/")) or "video")
+        try:
+            fetch(os.path.join(worker_raw_dir, relative), local)
+        except Exception as e:  # noqa: BLE001 - an unreadable remote file is one failed video, as a local one.
+            return extract_lib.ExtractionFailure(task, f"cannot copy from {worker_raw_dir}: {type(e).__name__}: {e}")
+        result = extract_lib.extract(dataclasses.replace(task, source=local), options)
+    result.task = task
+    return result
 
 
 class WriteShardFn(beam.DoFn):
-    """(index, the shard's extraction results in any order) -> (index, the shard's ``.json`` index as written)."""
+    """(shard index, its videos) -> (index, the shard's ``.json`` index): writes the shard unless already complete.
 
-    def __init__(self, plan: preparation.SplitPlan):
+    One element is one shard, extracted video by video (one OpenCV thread, as the local path's worker processes) and
+    streamed into `data.preparation.write_shard`, the local path's writer. Shards are independent: each one is in
+    place as soon as its element is done, so a killed job resumes from the shards it completed.
+    """
+
+    def __init__(self, plan: preparation.SplitPlan, retry_failed: bool = False, worker_raw_dir: str | None = None):
         self._plan = plan
+        self._retry_failed = retry_failed
+        self._worker_raw_dir = worker_raw_dir
 
-    def process(self, element: tuple[int, Iterable[tuple[int, int, Any]]]) -> Iterator[tuple[int, dict]]:
-        """Writes the shard with `data.preparation.write_shard` (the local path's writer)."""
-        index, values = element
-        ordered = sorted(values, key=lambda value: value[0])
-        expected = ordered[0][1]
-        if [position for position, _, _ in ordered] != list(range(expected)):
-            raise RuntimeError(
-                f"{self._plan.split} shard {index}: got videos at positions {[p for p, _, _ in ordered]}, expected "
-                f"0..{expected - 1}"
-            )
-        shard_index = preparation.write_shard(self._plan, index, [result for _, _, result in ordered])
-        beam.metrics.Metrics.counter(_METRICS, "shards_written").inc()
+    def setup(self) -> None:
+        """One OpenCV thread per extraction: the runner runs one element per core."""
+        extract_lib.init_worker()
+
+    def _extract(self, tasks: list[VideoTask]) -> Iterator[extract_lib.ExtractedVideo | extract_lib.ExtractionFailure]:
+        for task in tasks:
+            result = extract_video(task, self._plan.options, self._plan.raw_dir, self._worker_raw_dir)
+            if isinstance(result, extract_lib.ExtractionFailure):
+                logging.warning("Skipping %s: %s", task.source, result.reason)
+                beam.metrics.Metrics.counter(_METRICS, "videos_failed").inc()
+            else:
+                beam.metrics.Metrics.counter(_METRICS, "videos_extracted").inc()
+                beam.metrics.Metrics.counter(_METRICS, "frames_extracted").inc(len(result.frames))
+            yield result
+
+    def process(self, job: tuple[int, list[VideoTask]]) -> Iterator[tuple[int, dict]]:
+        """Skips a complete shard (a previous run's) or writes it; yields (index, its ``.json`` index)."""
+        index, tasks = job
+        shard_index = preparation.completed_shard(self._plan, index, retry_failed=self._retry_failed)
+        if shard_index is not None:
+            beam.metrics.Metrics.counter(_METRICS, "shards_skipped").inc()
+        else:
+            shard_index = preparation.write_shard(self._plan, index, self._extract(tasks))
+            beam.metrics.Metrics.counter(_METRICS, "shards_written").inc()
         yield index, shard_index
 
 
@@ -197,29 +175,17 @@ def add_split(
       tasks: the split's videos, in list order (the plan assigns them to shards).
       retry_failed: redo complete shards that recorded failures.
       flags_to_record: recorded in the manifest.
-      worker_raw_dir: where the workers read the raw videos (`ExtractFn`); None: at their planned paths.
+      worker_raw_dir: where the workers read the raw videos (`extract_video`); None: at their planned paths.
 
     Returns:
       a PCollection holding the split's manifest once written (one dict).
     """
     name = plan.split
     jobs = [(s, plan.shard_tasks(tasks, s)) for s in range(plan.num_shards)]
-    expanded = (
-        root
-        | f"{name}/Shards" >> beam.Create(jobs)
-        | f"{name}/ExpandShards"
-        >> beam.ParDo(ExpandShardsFn(plan, retry_failed)).with_outputs(_COMPLETE, main="videos")
-    )
-    written = (
-        expanded.videos
-        | f"{name}/Distribute" >> beam.Reshuffle()
-        | f"{name}/Extract" >> beam.ParDo(ExtractFn(plan.options, plan.raw_dir, worker_raw_dir))
-        | f"{name}/GroupByShard" >> beam.GroupByKey()
-        | f"{name}/WriteShard" >> beam.ParDo(WriteShardFn(plan))
-    )
     return (
-        (written, expanded[_COMPLETE])
-        | f"{name}/AllShards" >> beam.Flatten()
+        root
+        | f"{name}/Shards" >> beam.Create(jobs)  # then redistributed: one shard per element
+        | f"{name}/WriteShards" >> beam.ParDo(WriteShardFn(plan, retry_failed, worker_raw_dir))
         | f"{name}/Collect" >> beam.combiners.ToList()
         | f"{name}/Finalize" >> beam.ParDo(FinalizeFn(plan, flags_to_record or {}))
     )
@@ -280,7 +246,7 @@ def prepare_with_beam(
       retry_failed: redo complete shards that recorded failures.
       flags_to_record: recorded in the manifests.
       worker_raw_dir: where the workers read the raw videos, e.g. ``gs://BUCKET/UCF101`` holding the tree of
-        ``raw_dir`` (see `ExtractFn`); None: at their paths under ``raw_dir``.
+        ``raw_dir`` (see `extract_video`); None: at their paths under ``raw_dir``.
 
     Returns:
       {split: `SplitResult`} of the splits prepared.

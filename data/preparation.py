@@ -8,6 +8,10 @@ therefore exists only when complete, and a re-run with the same settings skips i
 shards in flight. Shards can also be divided among machines (``task_index`` / ``num_tasks``: shard s belongs to task
 ``s % num_tasks``); whichever task completes the last shard writes ``manifest.json`` and ``failures.txt``.
 
+The steps are shared with the Apache Beam pipeline `data.beam_prepare` (same plan, extraction and writers, hence the
+same bytes): `plan_split` (checks, shard assignment, fingerprint), `completed_shard` (resume), `write_shard`,
+`remove_leftovers` and `finalize_split`. Output paths go through `tf.io.gfile` (local, ``gs://`` ...).
+
 TensorFlow is imported lazily here: this module is imported by the spawned worker processes' main module.
 """
 
@@ -22,6 +26,7 @@ import math
 import multiprocessing
 import os
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from data import extract as extract_lib
@@ -350,7 +355,7 @@ def remove_leftovers(plan: SplitPlan, indices: list[int] | None = None) -> int:
 
 
 def write_shard(
-    plan: SplitPlan, index: int, results: list[extract_lib.ExtractedVideo | extract_lib.ExtractionFailure]
+    plan: SplitPlan, index: int, results: Iterable[extract_lib.ExtractedVideo | extract_lib.ExtractionFailure]
 ) -> dict:
     """Writes shard ``index``: records to a temporary name, its ``.offsets`` and ``.json`` index, then the rename.
 
@@ -359,7 +364,8 @@ def write_shard(
     Args:
       plan: the split.
       index: the shard.
-      results: extraction results of `SplitPlan.shard_tasks`, in that order (failures go to the index).
+      results: extraction results of `SplitPlan.shard_tasks`, in that order (failures go to the index); an
+        iterator is consumed as the records are written (one video in memory at a time).
 
     Returns:
       the shard's ``.json`` index as written: ``{"shard", "fingerprint", "videos": [...], "failures": [...]}``.

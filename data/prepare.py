@@ -6,7 +6,8 @@ r"""Raw videos -> frames + optical flow -> sharded SequenceExample records (comm
 writes ``OUT/train/`` and ``OUT/test/`` (``*.tfrecord`` shards, their ``.json`` indexes, ``manifest.json``,
 ``failures.txt``). Re-running with the same flags resumes: complete shards are skipped. Videos that cannot be read
 are listed in ``failures.txt``, the rest is processed, and the command exits with status 1 and a summary.
-On a cluster, run the same command on N machines with ``--task_index=i --num_tasks=N`` (shared ``--out_dir``).
+On a cluster, run the same command on N machines with ``--task_index=i --num_tasks=N`` (shared ``--out_dir``), or
+run ``python -m data.beam_prepare`` (same flags, an Apache Beam pipeline: Dataflow, Flink, Spark) for the same output.
 See BUILD.md for the record format.
 """
 

@@ -178,9 +178,7 @@ def test_remote_inputs_and_outputs_through_gfile(local_records, raw_videos):
 
     # A video missing on the workers' side fails as a missing local file does, under its planned path.
     missing = VideoTask("clips/gone", os.path.join(raw_videos, "clips", "gone.mp4"), (1,))
-    fn = beam_prepare.ExtractFn(OPTIONS, raw_videos, f"{remote}/raw")
-    fn.setup()
-    [(index, (position, count, failure))] = list(fn.process((7, (1, 2, missing))))
-    assert (index, position, count) == (7, 1, 2) and isinstance(failure, extract.ExtractionFailure)
+    failure = beam_prepare.extract_video(missing, OPTIONS, raw_videos, f"{remote}/raw")
+    assert isinstance(failure, extract.ExtractionFailure)
     assert (failure.task, failure.reason) == (missing, "file not found")
     assert extract.extract(missing, OPTIONS).reason == "file not found"
