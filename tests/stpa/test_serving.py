@@ -164,3 +164,23 @@ def test_serve_encoded_video_in_a_fresh_process(tmp_path, real_jpegs):
             results[f"{modality}/empty_video"]["error"])
     assert ("serve_encoded_video: flow_x_bytes and flow_y_bytes have different numbers of frames; send one x and "
             "one y JPEG per flow frame") in results["flow/mismatch"]["error"]
+
+
+@pytest.mark.parametrize("modality, test_frames, flow_length", [("rgb", 70, 1), ("flow", 20, 4)])
+def test_encoded_clip_equals_decoded_clip_beyond_the_unrolled_decodes(real_jpegs, modality, test_frames, flow_length):
+    # K*L = 70 / 80 sampled JPEGs > data.pipeline.MAX_UNROLLED_DECODES: the tf.map_fn decode path, with repeats.
+    assert test_frames * flow_length > pipeline.MAX_UNROLLED_DECODES
+    protocol = {"test_frames": test_frames, "input_size": INPUT_SIZE, "modality": modality, "flow_length": flow_length}
+    if modality == "rgb":
+        encoded = [tf.constant(real_jpegs["rgb"])]
+        video = _decode(real_jpegs["rgb"], 3)
+    else:
+        encoded = [tf.constant(real_jpegs["flow_x"]), tf.constant(real_jpegs["flow_y"])]
+        video = np.concatenate([_decode(real_jpegs["flow_x"], 1), _decode(real_jpegs["flow_y"], 1)], axis=-1)
+    clip, offsets = tf.function(lambda *e: serving.sample_encoded_test_clip(list(e), **protocol))(*encoded)
+    expected_clip, expected_offsets = _reference_clip(video, test_frames, INPUT_SIZE,
+                                                      None if modality == "rgb" else flow_length)
+    np.testing.assert_array_equal(offsets.numpy(), expected_offsets)
+    np.testing.assert_allclose(clip.numpy(), expected_clip, atol=1e-3)  # same bilinear resize, float32 round-off
+    decoded_clip, _ = serving.sample_test_clip(tf.constant(video), **protocol)
+    np.testing.assert_array_equal(clip.numpy(), decoded_clip.numpy())
