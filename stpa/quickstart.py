@@ -7,7 +7,7 @@ r"""The README's main job: the whole STPA pipeline on the synthetic benchmark, i
 3. trains an STPA network (`tiny` backbone, 3-scale pyramid attention, mul fusion, cross-entropy + lambda sum w^2 +
    gamma l_attn of Eq. 9) on the RGB stream and one on the flow stream (K = 3 segments, SGD with momentum);
 4. evaluates both with K = 25 test frames and fuses their scores by averaging (Sec. 4.1);
-5. exports each as a SavedModel (`serve_frames`, `serve_video`);
+5. exports each as a SavedModel (`serve_frames`, `serve_video`, `serve_encoded_video`);
 6. prints the accuracies and where the TensorBoard logs and SavedModels are.
 
 Every step skips what is already done, and training resumes from its checkpoints, so a re-run after an interruption
@@ -145,7 +145,8 @@ def format_summary(summary: dict) -> str:
                  f"mean class accuracy {100 * fused['mean_class_accuracy']:5.1f}%   (average of the two streams)")
     lines.append(f"TensorBoard logs: tensorboard --logdir={summary['runs_dir']}")
     for stream, values in summary["streams"].items():
-        lines.append(f"SavedModel ({stream}): {values['saved_model']}  (signatures serve_frames, serve_video)")
+        lines.append(f"SavedModel ({stream}): {values['saved_model']}  "
+                     "(signatures serve_frames, serve_video, serve_encoded_video)")
     return "\n".join(lines)
 
 
