@@ -194,6 +194,13 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
       attention_units: width of Φ_H and Φ_X's outputs for `energy="tanh"` (ignored for "linear", where it is 1).
       energy: "tanh" or "linear" (see above).
       temporal_attention: False for the ablation without temporal attention.
+      project_frames: compute the ConvLSTM's input convolution once on every frame, `Z_i = W_x * X~_i`, outside
+        the loop, and per step `W_x * Y_t + b = (1/n) Σ_i w_ti Z_i + b` (Eq. 4 is linear, so this is the same
+        function): one convolution over B·n frames instead of n over B, and in backprop one kernel gradient instead
+        of n accumulated in the loop. False computes `W_x * Y_t` per step (the textbook order). Same weights either
+        way; see BUILD.md "Performance" for what each costs.
+      parallel_iterations: iterations of the `tf.while_loop` TensorFlow may run at once (its default is 10). The
+        recurrence makes the steps sequential anyway; 1 keeps at most one step's temporaries alive in backprop.
 
     Call:
       masked_features: `(B, n, h, w, C)` the masked frame features `X~`; n may be None.
@@ -210,11 +217,17 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         attention_units: int = 256,
         energy: str = "tanh",
         temporal_attention: bool = True,
+        project_frames: bool = True,
+        parallel_iterations: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
         if energy not in ENERGIES:
             raise ValueError(f"energy must be one of {ENERGIES}; got {energy!r}.")
+        if int(parallel_iterations) < 1:
+            raise ValueError(f"parallel_iterations must be >= 1; got {parallel_iterations}.")
+        self.project_frames = bool(project_frames)
+        self.parallel_iterations = int(parallel_iterations)
         self.units = int(units)
         self.kernel_size = int(kernel_size)
         self.init_filters = int(init_filters)
@@ -270,8 +283,9 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
             energies = self.energy_projection(tf.tanh(energies))  # (B, n, 1)
         return tf.cast(energies[..., 0], tf.float32)  # (B, n)
 
-    def _lstm_step(self, y, hidden, cell):
-        gates = self.input_conv(y) + self.recurrent_conv(hidden)  # (B, h, w, 4*units)
+    def _lstm_step(self, input_gates, hidden, cell):
+        """One ConvLSTM step from the input's gate pre-activations `W_x * Y_t + b` (B, h, w, 4*units)."""
+        gates = input_gates + self.recurrent_conv(hidden)  # (B, h, w, 4*units)
         i, f, g, o = tf.split(gates, 4, axis=-1)
         cell = tf.sigmoid(f) * cell + tf.sigmoid(i) * tf.tanh(g)
         hidden = tf.sigmoid(o) * tf.tanh(cell)
@@ -287,30 +301,46 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         keys = self.phi_x(tf.reduce_mean(x, axis=[2, 3])) if self.temporal_attention else None  # (B, n, d)
 
         weights_ta = tf.TensorArray(tf.float32, size=num_frames, element_shape=tf.TensorShape([None, None]))
-        contexts_ta = tf.TensorArray(x.dtype, size=num_frames if return_contexts else 0, dynamic_size=False)
+        # The contexts are carried only when asked for (XLA cannot differentiate through an empty TensorArray).
+        contexts = (tf.TensorArray(x.dtype, size=num_frames),) if return_contexts else ()
+        if self.project_frames:
+            kernel = tf.cast(self.input_conv.kernel, x.dtype)
+            bias = tf.cast(self.input_conv.bias, x.dtype)
+            projected = unfold_time(tf.nn.conv2d(fold_time(x), kernel, 1, "SAME"), x)  # Z: (B, n, h, w, 4*units)
 
-        def body(t, hidden, cell, hidden_sum, weights_ta, contexts_ta):
+        def body(t, hidden, cell, hidden_sum, weights_ta, *contexts_ta):
+            y = None
             if self.temporal_attention:
                 weights = tf.nn.softmax(self._energies(keys, hidden), axis=-1)  # Eq. 3, (B, n)
-                y = temporal_context(weights, x)  # Eq. 4, (B, h, w, C)
+                if self.project_frames:
+                    input_gates = temporal_context(weights, projected) + bias  # W_x * Y_t + b, (B, h, w, 4*units)
+                if return_contexts or not self.project_frames:
+                    y = temporal_context(weights, x)  # Eq. 4, (B, h, w, C)
             else:
-                y = tf.gather(x, t, axis=1)  # (B, h, w, C)
                 weights = tf.one_hot(tf.fill(tf.shape(x)[:1], t), num_frames, dtype=tf.float32)  # (B, n)
-            hidden, cell = self._lstm_step(y, hidden, cell)
+                if self.project_frames:
+                    input_gates = tf.gather(projected, t, axis=1) + bias  # (B, h, w, 4*units)
+                if return_contexts or not self.project_frames:
+                    y = tf.gather(x, t, axis=1)  # (B, h, w, C)
+            if not self.project_frames:
+                input_gates = self.input_conv(y)  # (B, h, w, 4*units)
+            hidden, cell = self._lstm_step(input_gates, hidden, cell)
             weights_ta = weights_ta.write(t, weights)
             if return_contexts:
-                contexts_ta = contexts_ta.write(t, y)
-            return t + 1, hidden, cell, hidden_sum + hidden, weights_ta, contexts_ta
+                contexts_ta = (contexts_ta[0].write(t, y),)
+            return (t + 1, hidden, cell, hidden_sum + hidden, weights_ta, *contexts_ta)
 
-        _, _, _, hidden_sum, weights_ta, contexts_ta = tf.while_loop(
+        _, _, _, hidden_sum, weights_ta, *contexts = tf.while_loop(
             lambda t, *_: t < num_frames,
             body,
-            (tf.constant(0), hidden, cell, tf.zeros_like(hidden), weights_ta, contexts_ta),
+            (tf.constant(0), hidden, cell, tf.zeros_like(hidden), weights_ta, *contexts),
+            parallel_iterations=self.parallel_iterations,
+            maximum_iterations=num_frames,  # XLA needs the bound to size the loop's gradient accumulators
         )
         mean_hidden = hidden_sum / tf.cast(num_frames, hidden_sum.dtype)  # H_bar, (B, h, w, units)
         weights = tf.transpose(weights_ta.stack(), [1, 0, 2])  # (B, n_steps, n)
         if return_contexts:
-            return mean_hidden, weights, tf.transpose(contexts_ta.stack(), [1, 0, 2, 3, 4])
+            return mean_hidden, weights, tf.transpose(contexts[0].stack(), [1, 0, 2, 3, 4])
         return mean_hidden, weights
 
     def compute_output_shape(self, input_shape):
@@ -339,6 +369,8 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
             attention_units=self.attention_units,
             energy=self.energy,
             temporal_attention=self.temporal_attention,
+            project_frames=self.project_frames,
+            parallel_iterations=self.parallel_iterations,
         )
         return config
 

@@ -39,6 +39,8 @@ def build_st_attn_network(
     energy: str = "tanh",
     dropout: float | None = 0.5,
     name: str = "st_attn",
+    project_frames: bool = True,
+    parallel_iterations: int = 1,
 ) -> keras.Model:
     """Builds the spatio-temporal attention network of Meng et al. (Sec. 3, Fig. 1).
 
@@ -60,6 +62,8 @@ def build_st_attn_network(
       energy: "tanh" (default) or "linear" (see `TemporalAttentionConvLSTM`).
       dropout: dropout rate before the classifier (None or 0 for none).
       name: the model's name.
+      project_frames: the ConvLSTM's input convolution once over all frames (see `TemporalAttentionConvLSTM`).
+      parallel_iterations: the ConvLSTM loop's parallel iterations (see `TemporalAttentionConvLSTM`).
 
     Returns:
       A functional `keras.Model` with n = None: `(B, n, ...)` -> logits `(B, num_classes)`.
@@ -91,6 +95,8 @@ def build_st_attn_network(
         attention_units=attention_units,
         energy=energy,
         temporal_attention=temporal_attention,
+        project_frames=project_frames,
+        parallel_iterations=parallel_iterations,
         name=TEMPORAL_LAYER,
     )(masked)
     pooled = keras.layers.GlobalAveragePooling2D(name="pool")(mean_hidden)

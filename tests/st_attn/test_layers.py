@@ -106,10 +106,11 @@ def _temporal_layer(**kwargs):
     return layer
 
 
+@pytest.mark.parametrize("project_frames", [True, False])
 @pytest.mark.parametrize("energy", ["tanh", "linear"])
-def test_temporal_attention_matches_numpy_for_several_n(energy):
-    """One built layer, n = 3 and n = 7 (K-invariance), against the float64 reference."""
-    layer = _temporal_layer(energy=energy)
+def test_temporal_attention_matches_numpy_for_several_n(energy, project_frames):
+    """One built layer, n = 3 and n = 7 (K-invariance), against the float64 reference; both input-conv orders."""
+    layer = _temporal_layer(energy=energy, project_frames=project_frames)
     for frames in (3, 7):
         x = _features(2, frames, seed=frames)
         mean_hidden, weights, contexts = layer(x, training=False, return_contexts=True)
@@ -134,8 +135,9 @@ def test_context_is_the_weighted_mean_of_eq4_for_the_layer_weights():
     )
 
 
-def test_without_temporal_attention_reads_frame_t_at_step_t():
-    layer = _temporal_layer(temporal_attention=False)
+@pytest.mark.parametrize("project_frames", [True, False])
+def test_without_temporal_attention_reads_frame_t_at_step_t(project_frames):
+    layer = _temporal_layer(temporal_attention=False, project_frames=project_frames)
     x = _features(1, 4, seed=2)
     mean_hidden, weights, contexts = layer(x, training=False, return_contexts=True)
     np.testing.assert_array_equal(weights.numpy()[0], np.eye(4))
@@ -174,6 +176,8 @@ def test_bad_configuration_is_named():
         layers.TemporalAttentionConvLSTM(energy="dot")
     with pytest.raises(ValueError, match=r"\(B, n, h, w, C\)"):
         layers.SpatialAttentionMask()(np.zeros((2, 3, 4, 5), np.float32))
+    with pytest.raises(ValueError, match="parallel_iterations"):
+        layers.TemporalAttentionConvLSTM(parallel_iterations=0)
 
 
 def test_initial_mask_level():
