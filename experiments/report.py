@@ -21,13 +21,17 @@ Results = Mapping[tuple[str, str], Mapping[int, float | None]]
 
 
 def format_cell(values: Mapping[int, float | None]) -> str:
-    """"87.3 ± 1.2 (3)" (mean ± std, seeds that finished); "failed (0/3)" when none finished."""
+    """"87.3 ± 1.2 (3)" (mean ± std, seeds with a result); "no result (0/3)" when none has one.
+
+    A seed without a result failed (or has not run yet): `<out_dir>/state/` and `logs/` say which, and the report
+    lists the failed commands.
+    """
     summary = statistics.summarize(list(values.values()))
     if summary is None:
-        return f"failed (0/{len(values)})"
+        return f"no result (0/{len(values)})"
     text = f"{summary.mean:.1f} ± {summary.std:.1f} ({summary.n})"
     if summary.n < len(values):
-        text += f", {len(values) - summary.n} failed"
+        text += f", {len(values) - summary.n} without result"
     return text
 
 
@@ -46,8 +50,8 @@ def comparisons(study: Study, results: Results) -> list[tuple[object, statistics
 
 
 def render_markdown(study: Study, results: Results, *, seeds: Sequence[int], quick: bool = False,
-                    figure: str | None = None) -> str:
-    """The report of one study (markdown)."""
+                    figure: str | None = None, failures: Sequence[str] = ()) -> str:
+    """The report of one study (markdown); `failures` lists the study's commands that failed (with their logs)."""
     lines = [f"# {study.title}", ""]
     schedule = "--quick (shorter schedules)" if quick else "full schedules"
     lines.append(f"Study benchmark (`data.synthetic --preset=study`), {schedule}, seeds {list(seeds)}; values: "
@@ -81,6 +85,9 @@ def render_markdown(study: Study, results: Results, *, seeds: Sequence[int], qui
         lines.append(f"| {row} | {reference} | {'higher' if claim.sign > 0 else 'lower'}: {claim.paper_says} | "
                      f"{interval} | {result.verdict} |")
     lines += ["", statistics.VERDICT_RULES, ""]
+    if failures:
+        lines += ["## Commands that failed (their cells have no result for that seed)", ""]
+        lines += [f"- {failure}" for failure in failures] + [""]
     if figure:
         lines += [f"![{study.name}]({os.path.basename(figure)})", ""]
     return "\n".join(lines)
@@ -179,13 +186,13 @@ def read_flagfile(path: str) -> dict[str, str]:
 
 
 def write_report(study: Study, results: Results, out_dir: str, *, seeds: Sequence[int], quick: bool = False,
-                 hparams_dir: str | None = None, flag_settings: Mapping[str, Mapping[str, str]] | None = None
-                 ) -> dict[str, str]:
+                 hparams_dir: str | None = None, flag_settings: Mapping[str, Mapping[str, str]] | None = None,
+                 failures: Sequence[str] = ()) -> dict[str, str]:
     """Writes `<out_dir>/<study>/report.md` and `<study>.png` (and HParams when `hparams_dir`); returns the paths."""
     folder = os.path.join(out_dir, study.name)
     png = write_figure(os.path.join(folder, f"{study.name}.png"), figure(study, results))
-    report = files.write_text(os.path.join(folder, "report.md"),
-                              render_markdown(study, results, seeds=seeds, quick=quick, figure=png))
+    report = files.write_text(os.path.join(folder, "report.md"), render_markdown(
+        study, results, seeds=seeds, quick=quick, figure=png, failures=failures))
     paths = {"report": report, "figure": png}
     if hparams_dir:
         paths["hparams"] = write_hparams(study, results, hparams_dir, flag_settings or {})

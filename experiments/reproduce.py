@@ -58,8 +58,8 @@ def list_studies() -> str:
     return "\n".join(lines)
 
 
-def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, options: runner.Options, *,
-                  hparams: bool = True) -> list[str]:
+def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, options: runner.Options,
+                  graph: runner.TaskGraph, *, hparams: bool = True) -> list[str]:
     """Collects every study's values and writes its report; returns the printed lines."""
     reports_dir = os.path.join(layout.out_dir, "reports")
     flag_settings = {}
@@ -74,7 +74,8 @@ def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, op
         summary_rows.append((study, results))
         paths = report_lib.write_report(
             study, results, reports_dir, seeds=options.seeds, quick=options.quick,
-            hparams_dir=os.path.join(reports_dir, "tensorboard") if hparams else None, flag_settings=flag_settings)
+            hparams_dir=os.path.join(reports_dir, "tensorboard") if hparams else None, flag_settings=flag_settings,
+            failures=runner.study_failures(study, graph, layout, options.seeds))
         lines.append(f"{study.name}: {paths['report']}")
     summary = files.write_text(os.path.join(reports_dir, "summary.md"),
                                "# What reproduces\n\n" + report_lib.summary_table(summary_rows) + "\n")
@@ -115,7 +116,7 @@ def main(argv: Sequence[str]) -> None:
         for key in failed:
             state = states[key]
             print(f"  {state['status']}: {key}" + (f" (log: {state['log']})" if "log" in state else ""))
-    for line in write_reports(chosen, layout, options, hparams=_HPARAMS.value):
+    for line in write_reports(chosen, layout, options, graph, hparams=_HPARAMS.value):
         print(line)
     sys.stdout.flush()
 

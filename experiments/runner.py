@@ -384,3 +384,25 @@ def check_schedule(layout: Layout, options: Options) -> None:
                          "--out_dir for this schedule.")
     if existing is None:
         files.write_json(path, schedule)
+
+
+def study_failures(study: studies_lib.Study, graph: TaskGraph, layout: Layout, seeds: Sequence[int]) -> list[str]:
+    """The recorded failures among the tasks a study's cells need: "key (status): log" lines."""
+    needed: list[str] = []
+
+    def visit(key: str) -> None:
+        if key in needed:
+            return
+        needed.append(key)
+        for dep in graph.tasks[key].deps:
+            visit(dep)
+
+    for seed in seeds:
+        for cell in study.cells:
+            visit(graph.measure(cell.measure, seed))
+    lines = []
+    for key in needed:
+        state = read_state(layout, key)
+        if state and state["status"] != "done":
+            lines.append(f"`{key}` ({state['status']}): {state.get('log', '')}")
+    return lines

@@ -38,7 +38,7 @@ def test_markdown_has_the_paper_layout_values_and_verdicts():
     assert "| Row | RGB | RGB: paper | Flow | Flow: paper |" in lines
     assert "| Baseline | 10.0 ± 0.0 (3) | 85.2 | 52.0 ± 2.0 (3) | — |" in lines
     # Attention / Flow: 48 and 51 -> mean 49.5, sd sqrt(4.5) = 2.1; one seed failed.
-    assert "| Attention | 14.0 ± 1.0 (3) | 88.2 | 49.5 ± 2.1 (2), 1 failed | 86.5 |" in lines
+    assert "| Attention | 14.0 ± 1.0 (3) | 88.2 | 49.5 ± 2.1 (2), 1 without result | 86.5 |" in lines
     assert ("| Attention / RGB | Baseline / RGB | higher: the layer helps RGB (+3.0) | +4.0 [+1.5, +6.5] (3) | "
             f"{statistics.AS_PAPER} |") in lines
     # -1.5 ± 12.706 * sqrt(0.5) / sqrt(2) = -1.5 ± 6.3530.
@@ -51,11 +51,11 @@ def test_markdown_has_the_paper_layout_values_and_verdicts():
 def test_one_seed_and_all_failed_cells():
     results = {key: {0: values[0]} for key, values in RESULTS.items()}
     results[("Baseline", "Flow")] = {0: None}
-    text = report.render_markdown(STUDY, results, seeds=(0,), quick=True)
-    assert "| Baseline | 10.0 ± 0.0 (1) | 85.2 | failed (0/1) | — |" in text.splitlines()
+    text = report.render_markdown(STUDY, results, seeds=(0,), quick=True, failures=["`train/x/seed0` (failed): x.log"])
+    assert "| Baseline | 10.0 ± 0.0 (1) | 85.2 | no result (0/1) | — |" in text.splitlines()
     assert f"| +3.0 (1) | {statistics.ONE_SEED} |" in text
     assert f"| — (0) | {statistics.NO_PAIRS} |" in text
-    assert "--quick" in text
+    assert "--quick" in text and "- `train/x/seed0` (failed): x.log" in text.splitlines()
 
 
 def test_files_figure_and_summary(tmp_path):
@@ -76,7 +76,7 @@ def test_every_study_renders_with_empty_results():
     for study in studies.STUDIES.values():
         results = {(c.row, c.column): {0: None} for c in study.cells}
         text = report.render_markdown(study, results, seeds=(0,))
-        assert text.count("failed (0/1)") == len(study.cells)
+        assert text.count("no result (0/1)") == len(study.cells)
         assert text.count(statistics.NO_PAIRS) == len(study.claims)
 
 

@@ -188,3 +188,17 @@ def test_micro_study_end_to_end(tmp_path):
     logs = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(layout.out_dir, "logs", "*.log"))}
     runner.execute(tasks, layout, progress=False)
     assert {p: os.path.getmtime(p) for p in logs} == logs
+
+
+def test_study_failures_name_the_failed_commands_a_study_needs(tmp_path):
+    from data import files
+
+    layout = runner.Layout(str(tmp_path))
+    graph = runner.TaskGraph(layout, runner.Options(seeds=(0,)))
+    graph.add_studies([studies.STPA_TABLE1C])
+    files.write_json(layout.state("train/study_stpa_fusion_max_rgb/seed0"),
+                     {"status": "failed", "log": "logs/x.log"})
+    files.write_json(layout.state("train/study_stpa_scales3_rgb/seed0"), {"status": "done"})
+    files.write_json(layout.state("train/study_stpa_tsn_rgb/seed0"), {"status": "failed"})  # not in Table 1(c)
+    assert runner.study_failures(studies.STPA_TABLE1C, graph, layout, (0,)) == [
+        "`train/study_stpa_fusion_max_rgb/seed0` (failed): logs/x.log"]
