@@ -25,7 +25,8 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
-from stpa import distribute, evaluation, fusion
+from data import files
+from stpa import distribute, evaluation, figures, fusion
 from stpa import flags as stpa_flags
 from stpa import trainer as trainer_lib
 
@@ -128,6 +129,11 @@ def run(configs: Sequence[trainer_lib.TrainConfig]) -> dict:
         result = trainer_lib.train(config, strategy)
         summary["streams"][config.modality] = dataclasses.asdict(result)
         print(describe_result(config, result), flush=True)
+        if distribute.is_chief(strategy):
+            try:
+                print(f"  training curves: {figures.write_training_curves(config.model_dir)}", flush=True)
+            except FileNotFoundError:
+                pass  # The run wrote no summaries (nothing to plot).
     if len(configs) > 1 and distribute.is_chief(strategy):
         score_paths = []
         for config in configs:
@@ -161,6 +167,8 @@ def main(argv: Sequence[str]) -> None:
         logging.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
+    except files.WriteError as error:
+        sys.exit(f"stpa.train: {error}")
 
 
 if __name__ == "__main__":
