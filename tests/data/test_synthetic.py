@@ -243,3 +243,22 @@ def test_study_preset_and_flags(tmp_path):
 def test_bad_settings_are_named(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
         synthetic.generate(str(tmp_path), synthetic.SyntheticConfig(**override))
+
+
+@pytest.mark.parametrize("cue", ["both", "motion"])
+def test_study_benchmark_ground_truth_files_agree(tmp_path, cue):
+    config = synthetic.preset("study", cue=cue, train_per_class=1, test_per_class=1)
+    params = synthetic.generate(str(tmp_path), config)
+    assert params["distractor_look"] == "class_parts" and params.get("cue", "both") == cue
+    with open(tmp_path / "UCF101v2-GT.pkl", "rb") as f:
+        gt = pickle.load(f)
+    assert gt["labels"] == [c[0] for c in synthetic.CLASSES[:6]] and len(gt["gttubes"]) == 12
+    for video, tubes in gt["gttubes"].items():
+        name = video.split("/")[0]
+        subset = "test" if video.endswith("_g01_c01") else "val"
+        with open(tmp_path / "annotations" / f"{name}_{subset}.txt") as f:
+            start, end = next(map(float, line.split()[1:]) for line in f if line.startswith(video.split("/")[1]))
+        frames = tubes[gt["labels"].index(name)][0][:, 0]
+        assert start == pytest.approx((frames[0] - 1) / 25.0, abs=1e-3) and end == pytest.approx(frames[-1] / 25.0)
+        assert 0.25 * 40 - 1 <= len(frames) <= 0.4 * 40 + 1  # the study's short action
+    assert synthetic.generate(str(tmp_path), config) == params  # found complete on a re-run
