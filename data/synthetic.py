@@ -70,7 +70,7 @@ ACTOR_OUTLINE = 15.0
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
-    """Generation parameters (all recorded in ``synthetic.json``)."""
+    """Generation parameters, recorded in ``synthetic.json`` (the later settings only when not at their default)."""
 
     seed: int = 0
     num_classes: int = 8
