@@ -16,7 +16,6 @@ continues. The commands each step corresponds to are printed, so they can be run
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,8 @@ import time
 from collections.abc import Sequence
 
 from absl import app, flags
+
+from data import files
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/quickstart", "Where everything goes (raw/, records/, runs/).")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 600, "Training steps per stream.", lower_bound=1)
@@ -127,8 +128,7 @@ def run_quickstart(out_dir: str, *, steps: int = 600, batch_size: int = 16, test
                               metrics_output=os.path.join(runs_dir, "fused.json"))
     summary["fused"] = fused["fused"]
     summary["seconds"] = time.time() - start
-    with open(os.path.join(out_dir, "quickstart.json"), "w") as f:
-        json.dump(summary, f, indent=2)
+    files.write_json(os.path.join(out_dir, "quickstart.json"), summary)
     return summary
 
 

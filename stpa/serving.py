@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 import keras
 import tensorflow as tf
 
+from data import files
+
 EXPORT_CONFIG = os.path.join("assets.extra", "stpa_config.json")
 ATTENTION_OUTPUTS = ("attention", "mask", "temporal_weights")
 # Input names of `serve_encoded_video` per modality (the `_bytes` suffix marks base64 binary inputs for REST
@@ -246,9 +248,7 @@ def export_saved_model(model: keras.Model, config: dict, export_dir: str, *, tes
     """Writes the SavedModel and its config to `export_dir`. Returns `export_dir`."""
     archive = build_export_archive(model, config, test_frames=test_frames)
     archive.write_out(export_dir, verbose=False)
-    os.makedirs(os.path.join(export_dir, "assets.extra"), exist_ok=True)
-    with open(os.path.join(export_dir, EXPORT_CONFIG), "w") as f:
-        json.dump({**config, "test_frames": test_frames}, f, indent=2, sort_keys=True)
+    files.write_json(os.path.join(export_dir, EXPORT_CONFIG), {**config, "test_frames": test_frames}, sort_keys=True)
     return export_dir
 
 
