@@ -1,0 +1,34 @@
+"""The command line: `python -m experiments.reproduce` lists, refuses bad input in one line, and writes reports."""
+
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _run(*args):
+    return subprocess.run([sys.executable, "-m", "experiments.reproduce", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_list_and_bad_study():
+    listed = _run("--list")
+    assert listed.returncode == 0 and "stpa_table1b:" in listed.stdout and "study_st_attn_full.cfg" in listed.stdout
+    bad = _run("--study=table9")
+    assert bad.returncode != 0 and "unknown study 'table9'" in bad.stderr
+
+
+def test_report_only_writes_every_report_without_running(tmp_path):
+    out = str(tmp_path / "studies")
+    done = _run("--study=stpa_table1c,st_attn_table5", "--quick", f"--out_dir={out}", "--report_only",
+                "--nohparams")
+    assert done.returncode == 0, done.stderr
+    with open(os.path.join(out, "reports", "stpa_table1c", "report.md")) as f:
+        assert "| Element-wise Multiplication | no result (0/1) | 87.3 |" in f.read()
+    assert os.path.isfile(os.path.join(out, "reports", "st_attn_table5", "st_attn_table5.png"))
+    with open(os.path.join(out, "reports", "summary.md")) as f:
+        assert f.read().count("no paired seeds") == 3 + 4
+    assert not os.path.exists(os.path.join(out, "runs"))  # nothing ran
+    mixed = _run("--study=stpa_table1c", f"--out_dir={out}", "--report_only")
+    assert mixed.returncode != 0 and "holds --quick runs" in mixed.stderr
