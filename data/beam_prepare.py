@@ -22,7 +22,9 @@ Pipeline, per split::
                            and written by the shared writer (videos that cannot be read recorded as failures)
     -> ToList -> Finalize  once every shard is in place: leftovers of killed runs removed, manifest + failures.txt
 
-Parallelism is one shard per core: ``--videos_per_shard`` sets how many elements there are to spread.
+Parallelism is one shard per core: ``--videos_per_shard`` sets how many elements there are to spread. The shard
+jobs travel inside the pipeline description, or, past 4 MiB (about 16k videos) and when ``--temp_location`` is set,
+as files staged there (`_shard_jobs`).
 Resuming: a shard file exists only once complete (it is renamed into place last), so re-running the same command
 after a kill (or a failed job) extracts only the videos of the shards that are missing. Videos that cannot be read
 are recorded exactly as on the local path (``failures.txt``, exit status 1) and do not fail the job.
@@ -38,13 +40,14 @@ import dataclasses
 import json
 import logging
 import os
+import pickle
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
 from absl import app, flags
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import GoogleCloudOptions, PipelineOptions
 
 from data import extract as extract_lib
 from data import preparation, records
@@ -158,6 +161,55 @@ class FinalizeFn(beam.DoFn):
         yield read_manifest(self._plan.split_dir)
 
 
+INLINE_JOBS_LIMIT = 4 << 20  # bytes of pickled shard jobs embedded in the pipeline; more are staged (see `_shard_jobs`)
+_SHARDS_PER_STAGED_FILE = 100
+
+
+def _read_staged_jobs(path: str) -> list[tuple[int, list[VideoTask]]]:
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _shard_jobs(
+    root: beam.Pipeline, plan: preparation.SplitPlan, tasks: list[VideoTask], staging_dir: str | None, limit: int
+) -> tuple[beam.PCollection, list[str]]:
+    """The split's shard jobs (index, its videos) as a PCollection, one element per shard, spread over the workers.
+
+    A pipeline carries the elements of `beam.Create` in its description (Dataflow refuses descriptions over ~10 MB;
+    UCF101's 13k videos make ~3.5 MB of jobs, 1M videos ~260 MB). Past ``limit`` bytes, and when a staging folder
+    is given (the pipeline's ``--temp_location``), the jobs are written there in files of
+    `_SHARDS_PER_STAGED_FILE` shards that the workers read; only the file names travel in the pipeline.
+
+    Returns:
+      (the jobs, the staged files to delete once the pipeline has run).
+    """
+    import tensorflow as tf
+
+    name = plan.split
+    jobs = [(s, plan.shard_tasks(tasks, s)) for s in range(plan.num_shards)]
+    encoded = len(pickle.dumps(jobs, protocol=pickle.HIGHEST_PROTOCOL))
+    if staging_dir is None or encoded <= limit:
+        return root | f"{name}/Shards" >> beam.Create(jobs), []  # Create redistributes its elements
+    folder = os.path.join(staging_dir, f"beam_prepare-{plan.fingerprint}-{name}")
+    tf.io.gfile.makedirs(folder)
+    staged = []
+    for start in range(0, len(jobs), _SHARDS_PER_STAGED_FILE):
+        path = os.path.join(folder, f"jobs-{start // _SHARDS_PER_STAGED_FILE:05d}.pkl")
+        with tf.io.gfile.GFile(path, "wb") as f:
+            pickle.dump(jobs[start : start + _SHARDS_PER_STAGED_FILE], f, protocol=pickle.HIGHEST_PROTOCOL)
+        staged.append(path)
+    logging.info("%s: %d bytes of shard jobs staged in %d file(s) under %s", name, encoded, len(staged), folder)
+    collection = (
+        root
+        | f"{name}/StagedShards" >> beam.Create(staged)
+        | f"{name}/ReadShards" >> beam.FlatMap(_read_staged_jobs)
+        | f"{name}/Distribute" >> beam.Reshuffle()
+    )
+    return collection, staged
+
+
 def add_split(
     root: beam.Pipeline,
     plan: preparation.SplitPlan,
@@ -166,7 +218,9 @@ def add_split(
     retry_failed: bool = False,
     flags_to_record: dict | None = None,
     worker_raw_dir: str | None = None,
-) -> beam.PCollection:
+    staging_dir: str | None = None,
+    inline_jobs_limit: int = INLINE_JOBS_LIMIT,
+) -> tuple[beam.PCollection, list[str]]:
     """Adds the steps that write (or complete) one split to a pipeline.
 
     Args:
@@ -176,19 +230,21 @@ def add_split(
       retry_failed: redo complete shards that recorded failures.
       flags_to_record: recorded in the manifest.
       worker_raw_dir: where the workers read the raw videos (`extract_video`); None: at their planned paths.
+      staging_dir: where shard jobs too large to embed in the pipeline are written (`_shard_jobs`); None: embed.
+      inline_jobs_limit: bytes of shard jobs embedded at most when ``staging_dir`` is given.
 
     Returns:
-      a PCollection holding the split's manifest once written (one dict).
+      (a PCollection holding the split's manifest once written (one dict), the staged files to delete after the run).
     """
     name = plan.split
-    jobs = [(s, plan.shard_tasks(tasks, s)) for s in range(plan.num_shards)]
-    return (
-        root
-        | f"{name}/Shards" >> beam.Create(jobs)  # then redistributed: one shard per element
+    jobs, staged = _shard_jobs(root, plan, tasks, staging_dir, inline_jobs_limit)
+    manifest = (
+        jobs
         | f"{name}/WriteShards" >> beam.ParDo(WriteShardFn(plan, retry_failed, worker_raw_dir))
         | f"{name}/Collect" >> beam.combiners.ToList()
         | f"{name}/Finalize" >> beam.ParDo(FinalizeFn(plan, flags_to_record or {}))
     )
+    return manifest, staged
 
 
 @dataclasses.dataclass
@@ -229,6 +285,7 @@ def prepare_with_beam(
     retry_failed: bool = False,
     flags_to_record: dict | None = None,
     worker_raw_dir: str | None = None,
+    inline_jobs_limit: int = INLINE_JOBS_LIMIT,
 ) -> dict[str, SplitResult]:
     """Writes (or completes) ``out_dir/<split>/`` for each split with one Beam pipeline; returns once it has run.
 
@@ -247,6 +304,8 @@ def prepare_with_beam(
       flags_to_record: recorded in the manifests.
       worker_raw_dir: where the workers read the raw videos, e.g. ``gs://BUCKET/UCF101`` holding the tree of
         ``raw_dir`` (see `extract_video`); None: at their paths under ``raw_dir``.
+      inline_jobs_limit: past this many bytes of shard jobs, and when the pipeline options set ``--temp_location``,
+        the jobs are staged there rather than embedded in the pipeline (`_shard_jobs`).
 
     Returns:
       {split: `SplitResult`} of the splits prepared.
@@ -273,16 +332,26 @@ def prepare_with_beam(
             plans.append((plan, tasks))
     if not isinstance(pipeline_options, PipelineOptions):
         pipeline_options = PipelineOptions(pipeline_options or [])
+    staging_dir = pipeline_options.view_as(GoogleCloudOptions).temp_location
+    staged: list[str] = []
     with beam.Pipeline(options=pipeline_options) as root:
         for plan, tasks in plans:
-            add_split(
+            _, split_staged = add_split(
                 root,
                 plan,
                 tasks,
                 retry_failed=retry_failed,
                 flags_to_record=flags_to_record,
                 worker_raw_dir=worker_raw_dir,
+                staging_dir=staging_dir,
+                inline_jobs_limit=inline_jobs_limit,
             )
+            staged.extend(split_staged)
+    if staged:
+        import tensorflow as tf
+
+        for folder in sorted({os.path.dirname(path) for path in staged}):
+            tf.io.gfile.rmtree(folder)
     return {
         plan.split: SplitResult(
             split=plan.split,

@@ -221,3 +221,33 @@ def test_beam_resumes_after_sigkill(raw_videos, tmp_path):
     assert all(got[name] == data for name, data in expected.items() if name != "train/manifest.json")
     manifest = records.read_manifest(split_dir)
     assert {**manifest, "flags": {}} == records.read_manifest(os.path.join(reference, "train"))
+
+
+@pytest.mark.slow
+def test_large_video_lists_are_staged_not_embedded(local_records, raw_videos, tmp_path):
+    import apache_beam as beam
+
+    dataset = preparation.load_dataset("videos", raw_videos, train_list="train.txt")
+    tasks = dataset.splits["train"]
+    out, staging = str(tmp_path / "out"), str(tmp_path / "temp_location")
+    plan = preparation.plan_split(tasks, split="train", out_dir=out, dataset_name="videos",
+                                  class_names=dataset.class_names, multi_label=False, options=OPTIONS,
+                                  raw_dir=raw_videos, videos_per_shard=2)  # fmt: skip
+    with beam.Pipeline(options=beam.options.pipeline_options.PipelineOptions(["--direct_running_mode=in_memory"])) as p:
+        _, staged = beam_prepare.add_split(p, plan, tasks, flags_to_record=FLAGS, staging_dir=staging,
+                                           inline_jobs_limit=100)  # fmt: skip
+        assert len(staged) == 1 and staged[0].startswith(staging)
+        assert [(s, [t.video_id for t in job]) for s, job in beam_prepare._read_staged_jobs(staged[0])] == [
+            (0, ["clips/bikes", "clips/carphone_distorted"]), (1, ["clips/broken", "clips/carphone_pristine"]),
+            (2, ["clips/bigbuckbunny"]),
+        ]  # fmt: skip
+    assert _split_files(out) == _split_files(local_records)
+
+    # prepare_with_beam stages under --temp_location past the limit, and deletes the staged files after the run.
+    out = str(tmp_path / "out2")
+    beam_prepare.prepare_with_beam(
+        dataset, out_dir=out, dataset_name="videos", options=OPTIONS, raw_dir=raw_videos, videos_per_shard=2,
+        flags_to_record=FLAGS, inline_jobs_limit=100,
+        pipeline_options=["--direct_running_mode=in_memory", f"--temp_location={staging}2"],
+    )  # fmt: skip
+    assert _split_files(out) == _split_files(local_records) and os.listdir(f"{staging}2") == []
