@@ -17,6 +17,7 @@ TensorFlow is imported lazily here: this module is imported by the spawned worke
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
 import hashlib
@@ -284,13 +285,12 @@ def plan_split(
         num_shards=num_shards,
         fingerprint=fingerprint,
     )
-    stale = [
-        name
-        for name in sorted(gfile.listdir(split_dir))
-        if name.endswith(".json")
-        and name != records.MANIFEST_NAME
-        and (_read_index(os.path.join(split_dir, name)) or {}).get("fingerprint", fingerprint) != fingerprint
-    ]
+    names = [n for n in sorted(gfile.listdir(split_dir)) if n.endswith(".json") and n != records.MANIFEST_NAME]
+    with concurrent.futures.ThreadPoolExecutor(32) as pool:  # thousands of small reads on gs:// when resuming
+        indices = pool.map(_read_index, [os.path.join(split_dir, name) for name in names])
+        stale = [
+            name for name, index in zip(names, indices) if (index or {}).get("fingerprint", fingerprint) != fingerprint
+        ]
     if stale:
         raise ValueError(
             f"{split_dir} holds shards prepared with other settings (dataset, split, videos, classes, flow, frame "
