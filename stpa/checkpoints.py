@@ -115,7 +115,11 @@ def rng_state_variables(model: keras.Model) -> list:
 
 
 def missing_resume_state(checkpoint_path: str) -> list[str]:
-    """Names of the exact-resume objects a training checkpoint lacks (written before they were saved); [] if none."""
+    """Names of the exact-resume objects a training checkpoint lacks (written before they were saved); [] if none.
+
+    `INPUT_POSITION` marks a checkpoint of the current layout (`RNG_STATES` has no entries for a model without random
+    layers, so it cannot).
+    """
     names = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(checkpoint_path)}
     return [name for name in (INPUT_POSITION,) if name not in names]
 
