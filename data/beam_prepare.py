@@ -4,8 +4,9 @@ r"""Raw videos -> records as an Apache Beam pipeline: ``data.prepare`` on many m
     python -m data.beam_prepare --dataset=ucf101 --raw_dir=/data/UCF101 --out_dir=/data/records/ucf101_s1 \
         --flow=tvl1 --direct_running_mode=multi_processing --direct_num_workers=16
     # Dataflow (pip install -e '.[dataflow]'), Flink, Spark: the same flags plus the runner's options, e.g.
-    python -m data.beam_prepare ... --out_dir=gs://BUCKET/records/ucf101_s1 --runner=DataflowRunner \
-        --project=PROJECT --region=REGION --temp_location=gs://BUCKET/tmp --setup_file=./setup.py
+    python -m data.beam_prepare ... --worker_raw_dir=gs://BUCKET/UCF101 --out_dir=gs://BUCKET/records/ucf101_s1 \
+        --runner=DataflowRunner --project=PROJECT --region=REGION --temp_location=gs://BUCKET/tmp \
+        --setup_file=./setup.py
 
 The flags are those of ``data.prepare`` (`data.prepare.define_dataset_flags`) less ``--workers``, ``--task_index``,
 ``--num_tasks`` and ``--progress``; every other ``--flag`` is a Beam pipeline option. The output is the local path's,
@@ -23,8 +24,9 @@ Pipeline, per split::
     -> ToList -> Finalize  once every shard is in place: leftovers of killed runs removed, manifest + failures.txt
 
 Parallelism is one shard per core: ``--videos_per_shard`` sets how many elements there are to spread. The shard
-jobs travel inside the pipeline description, or, past 4 MiB (about 16k videos) and when ``--temp_location`` is set,
+jobs travel inside the pipeline description, or, past about 14k videos and when ``--temp_location`` is set,
 as files staged there (`_shard_jobs`).
+
 Resuming: a shard file exists only once complete (it is renamed into place last), so re-running the same command
 after a kill (or a failed job) extracts only the videos of the shards that are missing. Videos that cannot be read
 are recorded exactly as on the local path (``failures.txt``, exit status 1) and do not fail the job.
@@ -161,7 +163,9 @@ class FinalizeFn(beam.DoFn):
         yield read_manifest(self._plan.split_dir)
 
 
-INLINE_JOBS_LIMIT = 4 << 20  # bytes of pickled shard jobs embedded in the pipeline; more are staged (see `_shard_jobs`)
+# Pickled shard jobs embedded in the pipeline at most (~146 bytes a video; ~260 once in the pipeline description:
+# ~14k videos make ~3.8 MB of it); more are staged (see `_shard_jobs`).
+INLINE_JOBS_LIMIT = 2 << 20
 _SHARDS_PER_STAGED_FILE = 100
 
 
@@ -178,7 +182,7 @@ def _shard_jobs(
     """The split's shard jobs (index, its videos) as a PCollection, one element per shard, spread over the workers.
 
     A pipeline carries the elements of `beam.Create` in its description (Dataflow refuses descriptions over ~10 MB;
-    UCF101's 13k videos make ~3.5 MB of jobs, 1M videos ~260 MB). Past ``limit`` bytes, and when a staging folder
+    UCF101's 13k videos make ~3.5 MB of it, 1M videos ~260 MB). Past ``limit`` pickled bytes, and when a staging folder
     is given (the pipeline's ``--temp_location``), the jobs are written there in files of
     `_SHARDS_PER_STAGED_FILE` shards that the workers read; only the file names travel in the pipeline.
 
