@@ -50,11 +50,25 @@ def comparisons(study: Study, results: Results) -> list[tuple[object, statistics
 
 
 def render_markdown(study: Study, results: Results, *, seeds: Sequence[int], quick: bool = False,
-                    figure: str | None = None, failures: Sequence[str] = ()) -> str:
-    """The report of one study (markdown); `failures` lists the study's commands that failed (with their logs)."""
+                    figure: str | None = None, failures: Sequence[str] = (), benchmark: str = "--preset=study"
+                    ) -> str:
+    """The report of one study (markdown).
+
+    Args:
+      study: the study.
+      results: its values.
+      seeds: the seeds it was run with.
+      quick: whether the runs had the --quick schedules.
+      figure: the PNG shown under the tables.
+      failures: the study's commands that failed (with their logs).
+      benchmark: the `data.synthetic` flags of the benchmark.
+
+    Returns:
+      The markdown text.
+    """
     lines = [f"# {study.title}", ""]
     schedule = "--quick (shorter schedules)" if quick else "full schedules"
-    lines.append(f"Study benchmark (`data.synthetic --preset=study`), {schedule}, seeds {list(seeds)}; values: "
+    lines.append(f"Study benchmark (`data.synthetic {benchmark}`), {schedule}, seeds {list(seeds)}; values: "
                  f"{study.unit} on the test split, mean ± std over the seeds (number of seeds that finished). "
                  f"**Paper** columns: {study.paper_source} — the paper's result on its real dataset, shown for the "
                  "direction, not comparable in value.")
@@ -187,12 +201,12 @@ def read_flagfile(path: str) -> dict[str, str]:
 
 def write_report(study: Study, results: Results, out_dir: str, *, seeds: Sequence[int], quick: bool = False,
                  hparams_dir: str | None = None, flag_settings: Mapping[str, Mapping[str, str]] | None = None,
-                 failures: Sequence[str] = ()) -> dict[str, str]:
+                 failures: Sequence[str] = (), benchmark: str = "--preset=study") -> dict[str, str]:
     """Writes `<out_dir>/<study>/report.md` and `<study>.png` (and HParams when `hparams_dir`); returns the paths."""
     folder = os.path.join(out_dir, study.name)
     png = write_figure(os.path.join(folder, f"{study.name}.png"), figure(study, results))
     report = files.write_text(os.path.join(folder, "report.md"), render_markdown(
-        study, results, seeds=seeds, quick=quick, figure=png, failures=failures))
+        study, results, seeds=seeds, quick=quick, figure=png, failures=failures, benchmark=benchmark))
     paths = {"report": report, "figure": png}
     if hparams_dir:
         paths["hparams"] = write_hparams(study, results, hparams_dir, flag_settings or {})

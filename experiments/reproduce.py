@@ -39,6 +39,9 @@ _SEEDS = flags.DEFINE_integer("seeds", 3, "Training seeds 0 .. N-1 per row (pair
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/studies", "Study directory: data, runs, logs, reports.")
 _QUICK = flags.DEFINE_boolean("quick", False, "One seed and shorter schedules (stpa rows "
                               f"{runner.QUICK_STEPS['stpa']} steps, ST-attn rows {runner.QUICK_STEPS['st_attn']}).")
+_CUE = flags.DEFINE_enum("cue", "both", ["both", "appearance", "motion"], "Where the class lives in the study "
+                         "benchmark (data.synthetic --cue): 'both' is the study benchmark; the others are variants "
+                         "for separate studies (use another --out_dir).")
 _JOBS = flags.DEFINE_integer("jobs", 1, "Tasks run at the same time (each command uses the CPU cores it finds).",
                              lower_bound=1)
 _RETRY = flags.DEFINE_boolean("retry_failed", False, "Run failed tasks again instead of reporting them as failed.")
@@ -69,16 +72,23 @@ def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, op
             flag_settings[stem] = {**report_lib.read_flagfile(path),
                                    **dict(o[2:].split("=", 1) for o in runner.schedule_overrides(stem, options.quick))}
     lines, summary_rows = [], []
+    benchmark = " ".join(["--preset=study", *options.benchmark_flags])
     for study in chosen:
         results = runner.collect(study, layout, options.seeds)
         summary_rows.append((study, results))
         paths = report_lib.write_report(
             study, results, reports_dir, seeds=options.seeds, quick=options.quick,
             hparams_dir=os.path.join(reports_dir, "tensorboard") if hparams else None, flag_settings=flag_settings,
-            failures=runner.study_failures(study, graph, layout, options.seeds))
+            failures=runner.study_failures(study, graph, layout, options.seeds), benchmark=benchmark)
         lines.append(f"{study.name}: {paths['report']}")
+    baseline = report_lib.format_cell({seed: runner.read_value(studies_lib.TSN_BASELINE, seed, layout)
+                                       for seed in options.seeds})
+    header = (f"# What reproduces\n\nBenchmark: `data.synthetic {benchmark}`; seeds {list(options.seeds)}"
+              f"{' (--quick)' if options.quick else ''}. TSN RGB baseline (`study_stpa_tsn_rgb`, K = 25): "
+              f"{baseline} % top-1 (chance {100 / studies_lib.STUDY_CLASSES:.1f} %).\n\n")
     summary = files.write_text(os.path.join(reports_dir, "summary.md"),
-                               "# What reproduces\n\n" + report_lib.summary_table(summary_rows) + "\n")
+                               header + report_lib.summary_table(summary_rows) + "\n")
+    lines.append(f"TSN RGB baseline: {baseline} % top-1")
     lines.append(f"summary: {summary}")
     if hparams:
         lines.append(f"TensorBoard HParams: tensorboard --logdir={os.path.join(reports_dir, 'tensorboard')}")
@@ -98,7 +108,8 @@ def main(argv: Sequence[str]) -> None:
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     seeds = (0,) if _QUICK.value else tuple(range(_SEEDS.value))
-    options = runner.Options(seeds=seeds, quick=_QUICK.value)
+    options = runner.Options(seeds=seeds, quick=_QUICK.value,
+                             benchmark_flags=[f"--cue={_CUE.value}"] if _CUE.value != "both" else [])
     layout = runner.Layout(os.path.abspath(_OUT_DIR.value))
     try:
         runner.check_schedule(layout, options)

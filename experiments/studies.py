@@ -26,6 +26,7 @@ LOCALIZE_METHODS = {
 FIG3_TEST_FRAMES = (1, 5, 10, 15, 20, 25, 30)
 STPA_TEST_FRAMES = 25
 ST_ATTN_FRAMES = 6  # n of the study's ST-attn flagfiles (train and test)
+STUDY_CLASSES = 6  # classes of the study benchmark (data.synthetic.STUDY_PRESET_FIELDS): chance 1/6
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,6 +309,9 @@ ST_ATTN_TABLE6 = _localization_study(
     "st_attn_table6", "segment_map", (0.1, 0.2, 0.3, 0.4, 0.5), (70.0, 61.4, 48.6, 32.6, 17.9),
     "ST-attn Table 6: temporal localisation, segment mAP of the attention's segments at tIoU α",
     "Meng et al. Table 6, THUMOS14, 'Ours'", "Whole clip as one segment")
+
+# The benchmark's difficulty check: the TSN RGB baseline's top-1 (must be clearly below the ceiling, above chance).
+TSN_BASELINE = Measure("top1", ("study_stpa_tsn_rgb",))
 
 STUDIES: dict[str, Study] = {s.name: s for s in (
     STPA_TABLE1B, STPA_TABLE1C, STPA_TABLE1D, STPA_TABLE1E, STPA_FIG3,

@@ -28,7 +28,22 @@ def test_report_only_writes_every_report_without_running(tmp_path):
         assert "| Element-wise Multiplication | no result (0/1) | 87.3 |" in f.read()
     assert os.path.isfile(os.path.join(out, "reports", "st_attn_table5", "st_attn_table5.png"))
     with open(os.path.join(out, "reports", "summary.md")) as f:
-        assert f.read().count("no paired seeds") == 3 + 4
+        summary = f.read()
+    assert summary.count("no paired seeds") == 3 + 4
+    assert "TSN RGB baseline (`study_stpa_tsn_rgb`, K = 25): no result (0/1) % top-1 (chance 16.7 %)" in summary
     assert not os.path.exists(os.path.join(out, "runs"))  # nothing ran
     mixed = _run("--study=stpa_table1c", f"--out_dir={out}", "--report_only")
     assert mixed.returncode != 0 and "holds --quick runs" in mixed.stderr
+
+
+def test_cue_variant_is_recorded_and_named_in_the_reports(tmp_path):
+    import json
+
+    out = str(tmp_path / "motion")
+    done = _run("--study=st_attn_table4", "--quick", "--cue=motion", f"--out_dir={out}", "--report_only",
+                "--nohparams")
+    assert done.returncode == 0, done.stderr
+    with open(os.path.join(out, "reproduce.json")) as f:
+        assert json.load(f)["benchmark_flags"] == ["--cue=motion"]
+    with open(os.path.join(out, "reports", "st_attn_table4", "report.md")) as f:
+        assert "Study benchmark (`data.synthetic --preset=study --cue=motion`)" in f.read()

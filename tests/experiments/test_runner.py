@@ -202,3 +202,10 @@ def test_study_failures_name_the_failed_commands_a_study_needs(tmp_path):
     files.write_json(layout.state("train/study_stpa_tsn_rgb/seed0"), {"status": "failed"})  # not in Table 1(c)
     assert runner.study_failures(studies.STPA_TABLE1C, graph, layout, (0,)) == [
         "`train/study_stpa_fusion_max_rgb/seed0` (failed): logs/x.log"]
+
+
+def test_study_constants_match_the_benchmark_preset():
+    from data import synthetic
+
+    assert studies.STUDY_CLASSES == synthetic.STUDY_PRESET_FIELDS["num_classes"]
+    assert studies.TSN_BASELINE.runs == ("study_stpa_tsn_rgb",)
