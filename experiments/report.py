@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from data import files
 from experiments import statistics
-from experiments.studies import Study
+from experiments.studies import STUDY_CLASSES, Study
 
 Results = Mapping[tuple[str, str], Mapping[int, float | None]]
 
@@ -134,6 +134,8 @@ def figure(study: Study, results: Results):
             means, stds = zip(*(stats(r, column) for r in study.rows))
             ax.bar(x + (i - (len(study.columns) - 1) / 2) * width, means, width, yerr=stds, capsize=3, label=column)
         ax.set_xticks(x, study.rows, rotation=20, ha="right", fontsize=8)
+    if study.unit.startswith("top-1"):
+        ax.axhline(100.0 / STUDY_CLASSES, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_ylabel(study.unit)
     ax.set_title(study.title, fontsize=9)
     ax.legend(fontsize=8)
