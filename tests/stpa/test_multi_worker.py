@@ -93,6 +93,30 @@ def _weights(saved, prefix):
     return [saved[f"{prefix}_{i}"] for i in range(sum(key.startswith(prefix) for key in saved.files))]
 
 
+def test_frozen_bn_makes_each_clip_independent_of_the_batch():
+    """`frozen_bn`: in training mode a clip's logits are the same alone or in a batch (what makes n workers = 1)."""
+    import keras
+
+    from stpa import models
+
+    keras.utils.set_random_seed(0)
+    model = models.build_model("stpa", "tiny", num_classes=3, scales=3, input_size=32, dropout=0.0, frozen_bn=True)
+    batch_norms = [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    assert batch_norms and not any(layer.trainable for layer in batch_norms)
+    assert not any("moving" in v.path or "gamma" in v.path or "beta" in v.path for v in model.trainable_variables)
+    clips = np.random.default_rng(0).normal(size=(4, 2, 32, 32, 3)).astype(np.float32)
+    together = model(clips, training=True).numpy()
+    for index in range(4):
+        alone = model(clips[index : index + 1], training=True).numpy()
+        np.testing.assert_allclose(alone[0], together[index], rtol=1e-5, atol=1e-6)
+    unfrozen = models.build_model("stpa", "tiny", num_classes=3, scales=3, input_size=32, dropout=0.0)
+    unfrozen.set_weights(model.get_weights())
+    assert not np.allclose(unfrozen(clips[:1], training=True).numpy()[0], unfrozen(clips, training=True).numpy()[0],
+                           atol=1e-4)  # batch statistics: the same clip scores differently in another batch
+    with pytest.raises(ValueError, match="frozen_bn"):
+        models.build_model("st_attn", "tiny", num_classes=3, input_size=32, frozen_bn=True)
+
+
 @pytest.mark.slow
 def test_two_workers_equal_each_other_and_one_device_on_the_same_global_batch(records, tmp_path):
     import tensorflow as tf
