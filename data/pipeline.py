@@ -42,7 +42,7 @@ MAX_UNROLLED_DECODES = 64
 MAX_CYCLE_LENGTH = 8
 
 
-def _decode(encoded: tf.Tensor, count: int, channels: int, crop_window: tf.Tensor | None) -> tf.Tensor:
+def decode_jpegs(encoded: tf.Tensor, count: int, channels: int, crop_window: tf.Tensor | None) -> tf.Tensor:
     """Decodes (count,) JPEG strings to uint8 (count, h, w, channels), only ``crop_window`` (y, x, h, w) if given.
 
     Up to `MAX_UNROLLED_DECODES` decodes are separate ops (parallel, no loop overhead); more go through `tf.map_fn`.
@@ -139,9 +139,9 @@ def _make_clip_fn(
             window = augment.multiscale_crop_window_tf(
                 image_shape[0], image_shape[1], input_size, crop_uniforms, scales, max_distort, more_fix_crop
             )
-            decoded = [_decode(s, count, depth, window) for s in selected]  # each uint8 (K*L, h, w, depth)
+            decoded = [decode_jpegs(s, count, depth, window) for s in selected]  # each uint8 (K*L, h, w, depth)
         else:
-            decoded = [_decode(s, count, depth, None) for s in selected]  # each uint8 (K*L, H, W, depth)
+            decoded = [decode_jpegs(s, count, depth, None) for s in selected]  # each uint8 (K*L, H, W, depth)
         if modality == "rgb":
             frames = decoded[0]  # (K, h, w, 3) uint8
         else:

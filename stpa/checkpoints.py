@@ -23,6 +23,8 @@ import os
 import keras
 import tensorflow as tf
 
+from data import files
+
 CONFIG_FILE = "config.json"
 FLAGS_FILE = "flags.txt"
 CHECKPOINT_DIR = "ckpt"
@@ -37,10 +39,8 @@ RNG_STATES = "rng_states"
 
 
 def save_run_config(model_dir: str, config: dict) -> None:
-    """Writes config.json (directories created)."""
-    os.makedirs(model_dir, exist_ok=True)
-    with open(os.path.join(model_dir, CONFIG_FILE), "w") as f:
-        json.dump(config, f, indent=2, sort_keys=True)
+    """Writes config.json atomically (directories created; a crash never leaves a half-written file)."""
+    files.write_json(os.path.join(model_dir, CONFIG_FILE), config, sort_keys=True)
 
 
 def load_run_config(model_dir: str) -> dict:
@@ -165,9 +165,6 @@ def load_model(model_dir: str, which: str = "last") -> keras.Model:
 
 def write_flags_file(model_dir: str, flag_lines: list[str]) -> str:
     """Writes flags.txt (one `--name=value` per line). Returns its path."""
-    os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, FLAGS_FILE)
-    with open(path, "w") as f:
-        f.write("# Effective flags of this run; reproduce it with: python -m stpa.train --flagfile=" + path + "\n")
-        f.write("\n".join(flag_lines) + "\n")
-    return path
+    header = "# Effective flags of this run; reproduce it with: python -m stpa.train --flagfile=" + path + "\n"
+    return files.write_text(path, header + "\n".join(flag_lines) + "\n")

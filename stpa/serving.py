@@ -136,8 +136,8 @@ def decode_jpeg_frames(encoded: Sequence[tf.Tensor], channels: int, caller: str)
         sizes, tf.broadcast_to(sizes[:1], tf.shape(sizes)),
         message=f"{caller}: the JPEG frames differ in size; send frames of one height and width")
     with tf.control_dependencies([same_size]):
-        # `data.pipeline._decode`: the records' decoder (unrolled up to 64 JPEGs, else tf.map_fn), same IDCT.
-        decoded = [pipeline._decode(tf.identity(e), count, channels, None) for e in encoded]  # (N, H, W, channels)
+        # `data.pipeline.decode_jpegs`: the records' decoder (unrolled up to 64 JPEGs, else tf.map_fn), same IDCT.
+        decoded = [pipeline.decode_jpegs(tf.identity(e), count, channels, None) for e in encoded]  # (N, H, W, channels)
     return tf.concat(decoded, axis=-1) if len(decoded) > 1 else decoded[0]
 
 

@@ -37,6 +37,7 @@ import tensorflow as tf
 import tqdm
 from absl import logging
 
+from data import files
 from stpa import checkpoints, distribute, metrics, schedules
 
 MODELS = ("stpa", "tsn", "st_attn")
@@ -650,7 +651,8 @@ class Trainer:
             return
         self.best_manager.save(checkpoint_number=int(self.step.numpy()))
         try:
-            self.model.save(os.path.join(self.config.model_dir, checkpoints.BEST_KERAS))
+            best_keras = os.path.join(self.config.model_dir, checkpoints.BEST_KERAS)
+            files.write_atomic(best_keras, self.model.save)  # A crash mid-save never leaves a corrupt best.keras.
         except Exception as error:  # noqa: BLE001 - the checkpoint in best/ is the source of truth.
             logging.warning("best.keras not written (%s); best/ holds the weights.", error)
 
