@@ -23,8 +23,11 @@ training step, 3.08 s per eval batch, at B = 4.
 
 Variants (`--variants`, comma-separated, each "name" or "name+name"): `base` (the defaults); for ST-attn
 `per_step` (the ConvLSTM input convolution per step on Y_t, `project_frames=False`), `parallel` (the loop with
-`parallel_iterations=10`, tf.while_loop's default); for any part `xla` (the step under jit_compile),
-`mixed_float16` (the Keras policy, loss-scaled optimiser) and `mixed_bfloat16`.
+`parallel_iterations=10`, tf.while_loop's default), `fused_adam` (Adam through TF's fused kernel, `fused_adam`);
+for any part `xla` (the step under jit_compile),
+`mixed_float16` (the Keras policy, loss-scaled optimiser) and `mixed_bfloat16`; process settings `no_onednn`
+(TF_ENABLE_ONEDNN_OPTS=0) and `mmap` (MALLOC_MMAP_THRESHOLD_=1048576: glibc serves blocks of 1 MiB or more with mmap
+and gives them back when freed, instead of raising its threshold and keeping freed blocks in the heap).
 
   python benchmarks/memory.py                                  # every part but B = 30, 2 repeats (~8 min, 2 cores)
   python benchmarks/memory.py --parts=st_attn_train --variants=base,xla --repeats=3
@@ -57,6 +60,11 @@ MIB = 1024.0**2
 AUTHORS = {"peak_gib": 2.8, "framework_gib": 0.26, "train_s": 12.7, "eval_s": 3.08}
 ST_ATTN = {"batch": 4, "frames": 25, "hw": 7, "channels": 2048, "mask": (1024, 512), "units": 512, "init": 1024,
            "attention": 256, "classes": 51}
+# Variants that only set the child's environment (process-level settings a user can export).
+ENVIRONMENT_VARIANTS = {
+    "no_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},  # Eigen kernels instead of oneDNN's
+    "mmap": {"MALLOC_MMAP_THRESHOLD_": "1048576"},  # blocks >= 1 MiB from mmap: returned to the OS when freed
+}
 STPA_TRAIN = {"batch": 2, "frames": 3, "size": 299, "classes": 101}
 
 
@@ -193,6 +201,34 @@ def _timed(step, steps: int) -> tuple[float, list[float]]:
     return statistics.median(times), times
 
 
+def fused_adam(learning_rate: float):
+    """Keras' Adam with its update done by TensorFlow's fused `ResourceApplyAdam` kernel (a candidate for the trainer).
+
+    Same formula as `keras.optimizers.Adam` (m += (g - m)(1 - b1), v += (g² - v)(1 - b2),
+    w -= lr sqrt(1 - b2^t) / (1 - b1^t) · m / (sqrt(v) + eps)), updated in place: no variable-sized temporaries
+    (Keras' update allocates about five per variable, 151 MB each for the ConvLSTM's W_x).
+    """
+    import keras
+    import tensorflow as tf
+
+    def handle(variable):
+        return variable.handle if isinstance(variable, tf.Variable) else variable.value.handle
+
+    class FusedAdam(keras.optimizers.Adam):
+        def update_step(self, gradient, variable, learning_rate):
+            dtype = variable.dtype
+            step = tf.cast(self.iterations + 1, dtype)
+            beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
+            index = self._get_variable_index(variable)
+            tf.raw_ops.ResourceApplyAdam(
+                var=handle(variable), m=handle(self._momentums[index]), v=handle(self._velocities[index]),
+                beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
+                lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
+                grad=tf.cast(gradient, dtype))
+
+    return FusedAdam(learning_rate)
+
+
 def _st_attn_model(variants: set[str]):
     from st_attn import models as st_models
 
@@ -233,7 +269,7 @@ def child_st_attn(part: str, variants: set[str], steps: int) -> dict:
     jit = "xla" in variants
     if training:
         outputs_model = stpa_models.attention_outputs_model(model)
-        optimizer = keras.optimizers.Adam(1e-4)
+        optimizer = fused_adam(1e-4) if "fused_adam" in variants else keras.optimizers.Adam(1e-4)
         if "mixed_float16" in variants:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)  # slots exist before tracing: one trace, not two
@@ -402,6 +438,8 @@ def run_child(part: str, variants: set[str], steps: int, threads: int, frames: i
 def _spawn(part: str, variant: str, frames: int) -> dict:
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
         [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]))
+    for name in variant.split("+"):
+        env.update(ENVIRONMENT_VARIANTS.get(name, {}))
     command = [sys.executable, os.path.abspath(__file__), f"--child={part}", f"--variants={variant.replace('+', ',')}",
                f"--steps={_STEPS.value}", f"--threads={_THREADS.value}", f"--stpa_test_frames={frames}"]
     finished = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
