@@ -238,10 +238,13 @@ def test_readers_give_the_same_clips(real_split, modality, training):
         np.testing.assert_array_equal(id_a, id_b)
         np.testing.assert_array_equal(label_a, label_b)
         np.testing.assert_array_equal(index_a, index_b)
-        # Same frames, crop and flip, up to float rounding of the two bilinear resizes; and at the crop's left and
-        # right columns, where libjpeg's cropped decoding (records reader) upsamples chroma from the border.
+        # Same frames, crop and flip, up to the two bilinear resizes: OpenCV's uint8 resize rounds to an integer
+        # (<= 0.5) with 11-bit fixed-point weights (<= 255 / 2**11 ~ 0.12 per axis), TF's is float: <= 0.75. The
+        # crop geometry (hence the worst pixel) depends on the global seed earlier tests leave, so the bound is the
+        # arithmetic one. At the crop's left and right columns libjpeg's cropped decoding (records reader)
+        # upsamples chroma from the border.
         difference = np.abs(a - b)
-        assert difference[..., 1:-1, :].max() <= 0.5 and difference.max() <= 6 and difference.mean() < 0.05
+        assert difference[..., 1:-1, :].max() <= 0.75 and difference.max() <= 6 and difference.mean() < 0.05
     if training:
         for (a, *_), (b, *_) in zip(clips("offsets", "uint8"), records):
             difference = np.abs(a.astype(np.float32) - b)
