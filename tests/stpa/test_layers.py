@@ -239,3 +239,26 @@ def test_tf_train_checkpoint_tracks_every_weight(tmp_path):
     tf.train.Checkpoint(layer=restored).restore(path).assert_existing_objects_matched()
     for expected, actual in zip(saved[0] + saved[1], restored.kernels + restored.biases):
         np.testing.assert_array_equal(actual.numpy(), expected)
+
+
+@pytest.mark.parametrize("in_size,out_size", [(13, 7), (11, 3), (35, 8), (17, 8), (6, 6)])
+def test_adaptive_row_pooling_equals_keras_values_and_gradients(in_size, out_size):
+    """The lean pooling of Eq. 1 against keras.ops.adaptive_max_pool: same maxima, same gradient (no ties)."""
+    from stpa.layers import adaptive_max_pool_rows
+
+    rng = np.random.default_rng(in_size)
+    x = tf.constant(rng.permutation(3 * in_size * 5 * 4).reshape(3, in_size, 5, 4).astype(np.float32))
+    upstream = tf.constant(rng.normal(size=(3, out_size, 5, 4)).astype(np.float32))
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        lean = adaptive_max_pool_rows(x, out_size)
+        keras_pooled = keras.ops.adaptive_max_pool(x, (out_size, 5), data_format="channels_last")
+    np.testing.assert_array_equal(lean.numpy(), keras_pooled.numpy())
+    expected = np.stack(  # the NumPy reference of Eq. 1 along the rows
+        [ref.adaptive_max_pool(frame, out_size, 5) for frame in x.numpy().astype(np.float64)]
+    )
+    np.testing.assert_array_equal(lean.numpy(), expected)
+    lean_grad = tape.gradient(lean, x, output_gradients=upstream).numpy()
+    keras_grad = tape.gradient(keras_pooled, x, output_gradients=upstream).numpy()
+    np.testing.assert_allclose(lean_grad, keras_grad, rtol=1e-6, atol=1e-6)
+    assert np.count_nonzero(lean_grad) > 0
