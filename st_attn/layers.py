@@ -44,6 +44,15 @@ def _run(layers: Sequence[keras.layers.Layer], x, training):
     return x
 
 
+def _project(dense: keras.layers.Dense, x):
+    """A bias-free Dense layer on `(B, n, C)` as one broadcast matmul -> `(B, n, units)`.
+
+    Keras' Dense goes through a tensordot whose transposes have run-time permutations when n is unknown, which XLA
+    cannot compile inside the ConvLSTM loop's gradient.
+    """
+    return tf.matmul(x, tf.cast(dense.kernel, x.dtype))
+
+
 def _build_stack(layers: Sequence[keras.layers.Layer], input_shape) -> None:
     shape = tuple(input_shape)
     for layer in layers:
@@ -280,7 +289,7 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         query = self.phi_h(tf.reduce_mean(hidden, axis=[1, 2]))  # (B, d)
         energies = keys + query[:, None, :]  # (B, n, d)
         if self.energy == "tanh":
-            energies = self.energy_projection(tf.tanh(energies))  # (B, n, 1)
+            energies = _project(self.energy_projection, tf.tanh(energies))  # (B, n, 1)
         return tf.cast(energies[..., 0], tf.float32)  # (B, n)
 
     def _lstm_step(self, input_gates, hidden, cell):
@@ -298,7 +307,7 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         mean_x = tf.reduce_mean(x, axis=1)  # (B, h, w, C): (1/n) Σ_i X~_i
         hidden = _run(self.init_hidden, mean_x, training)  # Eq. 5, H_0 (B, h, w, units)
         cell = _run(self.init_cell, mean_x, training)  # Eq. 5, C_0
-        keys = self.phi_x(tf.reduce_mean(x, axis=[2, 3])) if self.temporal_attention else None  # (B, n, d)
+        keys = _project(self.phi_x, tf.reduce_mean(x, axis=[2, 3])) if self.temporal_attention else None  # (B, n, d)
 
         weights_ta = tf.TensorArray(tf.float32, size=num_frames, element_shape=tf.TensorShape([None, None]))
         # The contexts are carried only when asked for (XLA cannot differentiate through an empty TensorArray).

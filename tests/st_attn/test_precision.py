@@ -35,8 +35,10 @@ def _model(seed=0, **options):
 
 def _loss_and_gradients(model, x, y, jit_compile=False):
     probe = stpa_models.attention_outputs_model(model)
+    # n unknown at trace time, as in training (XLA then compiles per concrete shape).
+    signature = [tf.TensorSpec((None, None, *FEATURES), tf.float32), tf.TensorSpec((None,), tf.int32)]
 
-    @tf.function(jit_compile=jit_compile)
+    @tf.function(jit_compile=jit_compile, input_signature=signature)
     def step(x, y):
         with tf.GradientTape() as tape:
             outputs = probe(x, training=True)
