@@ -265,6 +265,94 @@ def choose_reader(files: list[str], reader: str) -> str:
     return "records"
 
 
+def record_stream(
+    files: Sequence[str],
+    *,
+    training: bool,
+    seed: int | None,
+    ordered: bool,
+    input_context: tf.distribute.InputContext | None,
+    shuffle_buffer: int,
+    repeat: int | None,
+    sources: Sequence[str] | None = None,
+) -> tf.data.Dataset:
+    """The record-level skeleton every split reader shares (frames here, cached features in `st_attn.features`).
+
+    Shard files -> this input pipeline's share (by file when there are enough files, else by record) -> shuffled
+    file order (training) -> interleaved records -> record shuffle (training) -> repeat -> one int64 (2,) seed per
+    element, from `tf.data.Dataset.random(seed)` (training) or zeros (testing), for the stateless random ops of
+    the clip functions. A resumed run `skip`s elements of this stream: nothing has been parsed or decoded yet.
+
+    Args:
+      files: the shard files (their order is the split's).
+      training: shuffle, repeat forever (unless `repeat`) and draw per-element seeds.
+      seed: seed of the file order, the shuffles and the per-element seeds.
+      ordered: deterministic interleave (element order fixed by `seed`).
+      input_context: `tf.distribute.InputContext` of a per-replica input pipeline, or None.
+      shuffle_buffer: records in the record shuffle buffer.
+      repeat: passes over the data; None = forever for training, once for testing.
+      sources: what to read instead of each file, in the same order (e.g. its `.offsets` index); the element then
+        carries the shard path as well.
+
+    Returns:
+      Elements `(serialized, seed)`, or `((serialized, shard_path), seed)` with `sources`.
+    """
+    pipelines, pipeline_id = 1, 0
+    if input_context is not None:
+        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    if sources is None:
+        dataset = tf.data.Dataset.from_tensor_slices(list(files))
+        read = tf.data.TFRecordDataset
+    else:
+        dataset = tf.data.Dataset.from_tensor_slices((list(sources), list(files)))
+
+        def read(source: tf.Tensor, shard: tf.Tensor) -> tf.data.Dataset:
+            return tf.data.TFRecordDataset(source).map(lambda serialized: (serialized, shard))
+
+    shard_by_file = pipelines > 1 and len(files) >= pipelines
+    if shard_by_file:
+        dataset = dataset.shard(pipelines, pipeline_id)
+    elif pipelines > 1:
+        logging.info("fewer shard files (%d) than input pipelines (%d): sharding by record", len(files), pipelines)
+    if training:
+        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    dataset = dataset.interleave(
+        read,
+        cycle_length=min(len(files), MAX_CYCLE_LENGTH),
+        block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=ordered,
+    )
+    if pipelines > 1 and not shard_by_file:
+        dataset = dataset.shard(pipelines, pipeline_id)
+    if training:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    passes = repeat if repeat is not None else (None if training else 1)
+    if passes != 1:
+        dataset = dataset.repeat(passes)
+    if training:
+        element_seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    else:
+        element_seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
+    return tf.data.Dataset.zip((dataset, element_seeds))
+
+
+def per_replica_batch_size(batch_size: int, input_context: tf.distribute.InputContext | None) -> int:
+    """The batch one input pipeline yields: `batch_size` is global when an input context is given."""
+    return batch_size if input_context is None else input_context.get_per_replica_batch_size(batch_size)
+
+
+def finish_dataset(
+    dataset: tf.data.Dataset, *, ordered: bool, input_context: tf.distribute.InputContext | None
+) -> tf.data.Dataset:
+    """Options every split reader sets (determinism; no auto-sharding under a strategy: done above), prefetch."""
+    options = tf.data.Options()
+    options.deterministic = ordered
+    if input_context is not None:
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
 def build_dataset(
     records: str | list[str],
     *,
@@ -378,41 +466,16 @@ def build_dataset(
     if multi_label and not num_classes:
         raise ValueError("multi_label=True needs num_classes (no manifest.json next to the records).")
 
-    per_replica_batch = batch_size
-    pipelines, pipeline_id = 1, 0
-    if input_context is not None:
-        per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
-        pipelines, pipeline_id = input_context.num_input_pipelines, input_context.input_pipeline_id
+    per_replica_batch = per_replica_batch_size(batch_size, input_context)
     ordered = deterministic or not training
-
     reader = choose_reader(files, reader)
     sources = [frame_offsets.offsets_path(f) for f in files] if reader == "offsets" else files
-    dataset = tf.data.Dataset.from_tensor_slices((sources, files))
-    shard_by_file = pipelines > 1 and len(files) >= pipelines
-    if shard_by_file:
-        dataset = dataset.shard(pipelines, pipeline_id)
-    if training:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        lambda source, shard: tf.data.TFRecordDataset(source).map(lambda serialized: (serialized, shard)),
-        cycle_length=min(len(files), MAX_CYCLE_LENGTH),
-        block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=ordered,
-    )  # (serialized record or .offsets entry, shard path)
-    if pipelines > 1 and not shard_by_file:
-        dataset = dataset.shard(pipelines, pipeline_id)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    passes = repeat if repeat is not None else (None if training else 1)
-    if passes != 1:
-        dataset = dataset.repeat(passes)
-
-    if training:
-        clip_seeds = tf.data.Dataset.random(seed=seed).batch(2)
-    else:
-        clip_seeds = tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
-    dataset = tf.data.Dataset.zip((dataset, clip_seeds)).map(lambda item, seed: (*item, seed))
+    dataset = record_stream(
+        files, training=training, seed=seed, ordered=ordered, input_context=input_context,
+        shuffle_buffer=shuffle_buffer, repeat=repeat, sources=sources,
+    )  # fmt: skip
+    # (serialized record or .offsets entry, shard path, seed)
+    dataset = dataset.map(lambda item, seed: (*item, seed))
     if skip and clips_per_video == 1:
         # (.offsets entry or record, shard, seed) elements: nothing is read from the frames or decoded yet.
         dataset = dataset.skip(skip)
@@ -457,8 +520,4 @@ def build_dataset(
             return (preprocess(frames), *rest)
 
         dataset = dataset.map(apply_preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    options = tf.data.Options()
-    options.deterministic = ordered
-    if input_context is not None:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return finish_dataset(dataset, ordered=ordered, input_context=input_context)

@@ -21,12 +21,13 @@ when complete; a re-run skips finished shards. Command line: `python -m st_attn.
 from __future__ import annotations
 
 import json
-import logging
 import os
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
+
+from data import pipeline
 
 FEATURES_FORMAT = "st_attn.features"
 FORMAT_VERSION = 1
@@ -145,7 +146,6 @@ def extract_features(
     """
     from tqdm import tqdm
 
-    from data import pipeline
     from data import records as record_format
 
     if dtype not in DTYPES:
@@ -344,51 +344,17 @@ def feature_dataset(
         return features, labels, metadata
 
     files = _feature_files(features_dir)
-    per_replica_batch = batch_size
+    per_replica_batch = pipeline.per_replica_batch_size(batch_size, input_context)
     ordered = deterministic or not training
-    dataset = tf.data.Dataset.from_tensor_slices(files)
-    if input_context is not None:
-        per_replica_batch = input_context.get_per_replica_batch_size(batch_size)
-        if input_context.num_input_pipelines > 1:
-            if len(files) >= input_context.num_input_pipelines:
-                dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-            else:
-                logging.info("fewer feature shards than input pipelines: sharding by record")
-    if training:
-        dataset = dataset.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    dataset = dataset.interleave(
-        tf.data.TFRecordDataset,
-        cycle_length=min(len(files), 8),
-        num_parallel_calls=tf.data.AUTOTUNE,
-        deterministic=ordered,
-    )
-    if (
-        input_context is not None
-        and input_context.num_input_pipelines > 1
-        and len(files) < input_context.num_input_pipelines
-    ):
-        dataset = dataset.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    if training:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    passes = repeat if repeat is not None else (None if training else 1)
-    if passes != 1:
-        dataset = dataset.repeat(passes)
-    seeds = (
-        tf.data.Dataset.random(seed=seed).batch(2)
-        if training
-        else tf.data.Dataset.from_tensors(tf.zeros([2], tf.int64)).repeat()
-    )
+    dataset = pipeline.record_stream(
+        files, training=training, seed=seed, ordered=ordered, input_context=input_context,
+        shuffle_buffer=shuffle_buffer, repeat=repeat,
+    )  # fmt: skip  # (serialized, seed)
     if skip < 0 or (skip and not training):
         raise ValueError(f"skip={skip}: skipping consumed clips is for training streams, and must be >= 0.")
-    dataset = tf.data.Dataset.zip((dataset, seeds)).skip(skip).map(
-        parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered
-    )
+    dataset = dataset.skip(skip).map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     dataset = dataset.batch(per_replica_batch, drop_remainder=training if drop_remainder is None else drop_remainder)
-    options = tf.data.Options()
-    options.deterministic = ordered
-    if input_context is not None:
-        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
-    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return pipeline.finish_dataset(dataset, ordered=ordered, input_context=input_context)
 
 
 # ---------------------------------------------------------------------------------------------------- command line
