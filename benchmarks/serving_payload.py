@@ -34,7 +34,7 @@ from absl import app, flags  # noqa: E402
 
 from data import flow as flow_lib  # noqa: E402
 from data import video_io  # noqa: E402
-from stpa import serving  # noqa: E402
+from stpa.engine import serving  # noqa: E402
 
 flags.DEFINE_integer("frames", 280, "Frames T of the video.")
 flags.DEFINE_integer("width", 340, "Frame width.")

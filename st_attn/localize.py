@@ -337,7 +337,7 @@ def _define_flags() -> None:
 def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None, modality="rgb", input_size=None):
     """The attention probe of a trained model and its build arguments.
 
-    The model comes from a run directory (`stpa.checkpoints.load_model`) or a .keras file; the probe
+    The model comes from a run directory (`stpa.engine.checkpoints.load_model`) or a .keras file; the probe
     (`st_attn.models.attention_model`) shares its weights and returns the logits, mask and temporal weights.
 
     Returns:
@@ -348,7 +348,7 @@ def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None
     if bool(model_dir) == bool(model_path):
         raise ValueError("Pass exactly one of --model_dir (a stpa.train run) or --model_path (a .keras file).")
     if model_dir:
-        from stpa import checkpoints
+        from stpa.engine import checkpoints
 
         model = checkpoints.load_model(model_dir)
         build = checkpoints.load_run_config(model_dir)["build"]

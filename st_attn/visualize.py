@@ -203,7 +203,7 @@ def save_gif(images: Sequence[np.ndarray], path: str, duration_ms: int = 250) ->
 
 
 def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) -> dict[str, np.ndarray]:
-    """TensorBoard pictures of one clip (same signature as `stpa.summaries.attention_images`).
+    """TensorBoard pictures of one clip (same signature as `stpa.engine.summaries.attention_images`).
 
     Args:
       outputs: attention-outputs dict for a batch whose first clip is shown ("mask" (B, n, h, w, 1) optional,

@@ -24,8 +24,8 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from data import files
-from stpa import evaluation
-from stpa import flags as stpa_flags
+from stpa.engine import evaluation
+from stpa.engine import flags as stpa_flags
 
 stpa_flags.define_eval_flags()
 FLAGS = flags.FLAGS

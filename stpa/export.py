@@ -2,7 +2,7 @@ r"""Export a trained model as a SavedModel: `python -m stpa.export`.
 
   python -m stpa.export --model_dir=runs/ucf101_rgb [--export_dir=runs/ucf101_rgb/saved_model] [--test_frames=25]
 
-Signatures (see `stpa.serving`):
+Signatures (see `stpa.engine.serving`):
 
   serve_frames         (B, K, S, S, C) float frames in [0, 255], K free -> probabilities, logits, attention.
   serve_video          one whole decoded uint8 video of any length -> in-graph TSN test sampling of K frames, centre
@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from stpa import flags as stpa_flags
-from stpa import serving
+from stpa.engine import flags as stpa_flags
+from stpa.engine import serving
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory written by stpa.train.")
 _CHECKPOINT = flags.DEFINE_enum("checkpoint", "last", ["best", "last"], "Which weights of --model_dir: the last "

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from data import files
-from stpa import fusion
+from stpa.engine import fusion
 
 _SCORES = flags.DEFINE_list("scores", None, "Score files (.npz from stpa.evaluate) to fuse, comma separated.")
 _WEIGHTS = flags.DEFINE_list("weights", None, "One weight per score file (default: all 1, the paper's average).")

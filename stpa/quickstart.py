@@ -77,7 +77,7 @@ def prepare_data(out_dir: str, *, seed: int, workers: int, flow: str = "farnebac
 def stream_config(stream: str, records_dir: str, runs_dir: str, *, steps: int, batch_size: int, seed: int,
                   test_frames: int, progress: bool):
     """The TrainConfig of one stream."""
-    from stpa import trainer
+    from stpa.engine import trainer
 
     settings = STREAM_SETTINGS[stream]
     return trainer.TrainConfig(
@@ -100,7 +100,7 @@ def run_quickstart(out_dir: str, *, steps: int = 600, batch_size: int = 16, test
     start = time.time()
     records_dir = prepare_data(out_dir, seed=seed, workers=workers, flow=flow)
     from data import pipeline
-    from stpa import evaluation, fusion, serving, trainer
+    from stpa.engine import evaluation, fusion, serving, trainer
 
     runs_dir = os.path.join(out_dir, "runs")
     num_classes = pipeline.read_manifest(os.path.join(records_dir, "train"))["num_classes"]
@@ -153,7 +153,7 @@ def format_summary(summary: dict) -> str:
 def main(argv: Sequence[str]) -> None:
     """Runs the quickstart from the flags."""
     del argv
-    from stpa import flags as stpa_flags
+    from stpa.engine import flags as stpa_flags
 
     stpa_flags.quiet_logs()
     summary = run_quickstart(_OUT_DIR.value, steps=_TRAIN_STEPS.value, batch_size=_BATCH_SIZE.value,

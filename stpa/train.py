@@ -26,9 +26,9 @@ from collections.abc import Sequence
 from absl import app, flags, logging
 
 from data import files
-from stpa import distribute, evaluation, figures, fusion
-from stpa import flags as stpa_flags
-from stpa import trainer as trainer_lib
+from stpa.engine import distribute, evaluation, figures, fusion
+from stpa.engine import flags as stpa_flags
+from stpa.engine import trainer as trainer_lib
 
 stpa_flags.define_data_flags()
 stpa_flags.define_model_flags()

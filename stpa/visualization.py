@@ -1,7 +1,7 @@
 """Figures 4 and 5 of Du et al. for trained models (library of `python -m stpa.visualize`).
 
 Clips are taken with the test protocol (K segment centres, centre crop; `data.pipeline` without preprocessing, or
-`stpa.serving.sample_test_clip` for a video file), run through each model's attention-outputs model, and drawn with
+`stpa.engine.serving.sample_test_clip` for a video file), run through each model's attention-outputs model, and drawn with
 `stpa.saliency`.
 """
 
@@ -51,7 +51,7 @@ def load_clips(config: dict, *, records_dir: str | None, split: str = "test", vi
             raise ValueError("--video needs RGB models (flow would have to be computed first; prepare the video "
                              "with data.prepare and use --records_dir).")
         from data import video_io
-        from stpa import serving
+        from stpa.engine import serving
 
         frames, _ = video_io.read_video(video)
         clip, _ = serving.sample_test_clip(tf.constant(frames), test_frames=num_frames, input_size=size,
@@ -112,7 +112,8 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
     Raises:
       data.files.WriteError: a PNG cannot be written (its path is named).
     """
-    from stpa import checkpoints, models
+    from stpa import models
+    from stpa.engine import checkpoints
 
     if not model_dirs:
         raise ValueError("--model_dirs needs at least one run directory.")

@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from absl import app, flags
 
 from data import files
-from stpa import flags as stpa_flags
+from stpa.engine import flags as stpa_flags
 
 _MODEL_DIRS = flags.DEFINE_list("model_dirs", None, "Run directories of stpa.train (STPA models with the same "
                                 "modality and input size), drawn bottom to top in Fig. 4's colours.")

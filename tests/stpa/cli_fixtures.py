@@ -72,7 +72,8 @@ def make_run_dir(model_dir: str, *, model: str = "stpa", modality: str = "rgb", 
     """
     import keras
 
-    from stpa import checkpoints, models, trainer
+    from stpa import models
+    from stpa.engine import checkpoints, trainer
 
     config = trainer.TrainConfig(model_dir=model_dir, model=model, backbone="tiny", modality=modality, scales=scales,
                                  input_size=input_size, flow_length=flow_length)

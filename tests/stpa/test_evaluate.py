@@ -13,7 +13,8 @@ import pytest
 import tensorflow as tf
 
 from data import pipeline
-from stpa import checkpoints, evaluation, models, score_files
+from stpa import models
+from stpa.engine import checkpoints, evaluation, score_files
 from tests.stpa.cli_fixtures import NUM_CLASSES, make_run_dir, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")

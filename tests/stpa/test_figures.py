@@ -1,4 +1,4 @@
-"""stpa.figures: labelled confusion matrix, per-class accuracy / table, training curves from real event files."""
+"""stpa.engine.figures: labelled confusion matrix, per-class accuracy / table, training curves from real event files."""
 
 import csv
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stpa import figures, metrics
+from stpa.engine import figures, metrics
 
 UCF_LIKE = ["ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "BalanceBeam", "BandMarching",
             "BaseballPitch", "Basketball"]

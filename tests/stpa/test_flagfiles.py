@@ -2,7 +2,7 @@
 
 A flagfile names its command in a header line `# command: python -m <module>` (default: stpa.train). The files
 of each command are parsed in one subprocess that imports the module (or calls its `_define_flags()`), parses
-`--flagfile=<file>`, and, for stpa.train, builds the TrainConfig and runs `stpa.trainer.validate_config` (backbone,
+`--flagfile=<file>`, and, for stpa.train, builds the TrainConfig and runs `stpa.engine.trainer.validate_config` (backbone,
 top per backbone, scales, schedule, ...) without touching the data paths.
 """
 
@@ -33,7 +33,7 @@ for path in paths:
         FLAGS.unparse_flags()
         FLAGS(["prog", "--flagfile=" + path])
         if module_name == "stpa.train":
-            from stpa import trainer
+            from stpa.engine import trainer
             config = module.config_from_flags()
             for stream_config in module.stream_configs(config, FLAGS.streams):
                 trainer.validate_config(stream_config, check_paths=False)

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from data import files
-from stpa import fusion, score_files
-from stpa.score_files import ScoreSet
+from stpa.engine import fusion, score_files
+from stpa.engine.score_files import ScoreSet
 
 
 def _sets():

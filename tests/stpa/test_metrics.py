@@ -1,9 +1,9 @@
-"""Metrics against hand-computed values and independent NumPy loops (stpa.metrics)."""
+"""Metrics against hand-computed values and independent NumPy loops (stpa.engine.metrics)."""
 
 import numpy as np
 import pytest
 
-from stpa import metrics
+from stpa.engine import metrics
 
 
 def test_top_k_on_hand_made_scores():

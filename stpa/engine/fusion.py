@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from data import files
-from stpa import metrics, score_files
-from stpa.score_files import ScoreSet
+from stpa.engine import metrics, score_files
+from stpa.engine.score_files import ScoreSet
 
 NORMALIZATIONS = ("none", "softmax")
 

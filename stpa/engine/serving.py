@@ -264,7 +264,7 @@ def export_run(model_dir: str, export_dir: str | None = None, *, which: str = "l
     Returns:
       The SavedModel directory.
     """
-    from stpa import checkpoints
+    from stpa.engine import checkpoints
 
     config = checkpoints.load_run_config(model_dir)
     model = checkpoints.load_model(model_dir, which)

@@ -2,7 +2,7 @@
 
 Each `define_*_flags` function defines one group on `flag_values` (the global `absl.flags.FLAGS` by default); a
 command line calls only the groups it uses, so a module knows no flag it does not use. Allowed values that depend on
-other modules (backbones, tops per backbone, scales) are checked by `stpa.trainer.validate_config` before any work,
+other modules (backbones, tops per backbone, scales) are checked by `stpa.engine.trainer.validate_config` before any work,
 with the allowed values in the message.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 from absl import flags
 
-from stpa.distribute import STRATEGIES
+from stpa.engine.distribute import STRATEGIES
 
 MODELS = ("stpa", "tsn", "st_attn")
 MODALITIES = ("rgb", "flow")

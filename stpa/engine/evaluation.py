@@ -3,7 +3,7 @@
 Used by `stpa.evaluate`, by validation inside `stpa.train`, and by `stpa.quickstart`. The dataset comes from
 `data.pipeline.build_dataset(..., training=False, with_metadata=True)`; frames are `(B, K, S, S, C)` for one crop or
 `(B, crops, K, S, S, C)`, and the scores of a video are its logits averaged over crops (TSN's test practice).
-`write_figures` draws the result figures of a score set with `stpa.figures`.
+`write_figures` draws the result figures of a score set with `stpa.engine.figures`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import tensorflow as tf
 import tqdm
 
 from data import files
-from stpa.score_files import ScoreSet
+from stpa.engine.score_files import ScoreSet
 
 
 def fold_crops(frames: tf.Tensor) -> tuple[tf.Tensor, int]:
@@ -113,7 +113,7 @@ def write_figures(stem: str, score_set: ScoreSet, class_names: list[str] | None 
     Returns:
       {"confusion_png" (single-label only), "per_class_png", "per_class_csv": path}, each written when returned.
     """
-    from stpa import figures, metrics
+    from stpa.engine import figures, metrics
 
     num_classes = score_set.scores.shape[1]
     if class_names is None and score_set.class_names is not None:
@@ -168,7 +168,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
       runs with TensorBoard summaries; None otherwise).
     """
     from data import pipeline
-    from stpa import checkpoints, metrics, score_files
+    from stpa.engine import checkpoints, metrics, score_files
 
     if (model_dir is None) == (saved_model is None):
         raise ValueError("give exactly one of --model_dir or --saved_model.")
@@ -189,7 +189,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
             config["backbone"], config["modality"])
         logits_fn = make_logits_fn(model)
     else:
-        from stpa import serving
+        from stpa.engine import serving
 
         loaded = tf.saved_model.load(saved_model)
         config = serving.read_export_config(saved_model)
@@ -225,7 +225,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
     class_names = config.get("class_names") or manifest.get("class_names") or None
     report.update(write_figures(stem, scores, class_names))
     if model_dir is not None:
-        from stpa import figures
+        from stpa.engine import figures
 
         try:
             report["training_curves_png"] = figures.write_training_curves(model_dir)

@@ -38,7 +38,7 @@ import tqdm
 from absl import logging
 
 from data import files
-from stpa import checkpoints, distribute, metrics, schedules
+from stpa.engine import checkpoints, distribute, metrics, schedules
 
 MODELS = ("stpa", "tsn", "st_attn")
 MODALITIES = ("rgb", "flow")
@@ -53,7 +53,7 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclasses.dataclass
 class TrainConfig:
-    """Everything a training run needs (the flags of `stpa.train`, see `stpa.flags` for their help)."""
+    """Everything a training run needs (the flags of `stpa.train`, see `stpa.engine.flags` for their help)."""
 
     model_dir: str
     records_dir: str | None = None
@@ -637,7 +637,7 @@ class Trainer:
         """Every validation: salient receptive fields (Sec. 4.4) of the first validation clip, as an image summary."""
         if not self.config.summary_images or not self.is_chief or self.config.model == "tsn" or self.cached_features:
             return
-        from stpa import summaries
+        from stpa.engine import summaries
 
         try:
             summaries.write_attention_summary(writer, step, self.outputs_model, self.eval_dataset(

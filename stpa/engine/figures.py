@@ -84,7 +84,7 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str] | None = Non
 
     Args:
       matrix: (C, C) counts; entry [t, p] counts videos of true class t predicted as p
-        (`stpa.metrics.confusion_matrix`).
+        (`stpa.engine.metrics.confusion_matrix`).
       class_names: C names (default "class i").
       title: figure title (default: the number of videos and classes).
       annotate_max: write the count in each non-empty cell when C <= this.
