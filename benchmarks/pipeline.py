@@ -38,7 +38,7 @@ flags.DEFINE_integer("steps", 30, "Batches timed (after warm-up) per measurement
 flags.DEFINE_integer("repeats", 3, "Interleaved measurements of each dataset; the median is reported.")
 flags.DEFINE_integer("videos", 24, "Videos in the temporary split.")
 flags.DEFINE_list("readers", ["offsets", "records"], "Settings of build_dataset(reader=) to measure.")
-flags.DEFINE_enum("frames_dtype", "uint8", ["uint8", "float32"], "Clip dtype (stpa.engine.trainer trains on uint8 clips).")
+flags.DEFINE_enum("frames_dtype", "uint8", ["uint8", "float32"], "Clip dtype (the trainer trains on uint8 clips).")
 FLAGS = flags.FLAGS
 
 

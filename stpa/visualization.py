@@ -1,7 +1,7 @@
 """Figures 4 and 5 of Du et al. for trained models (library of `python -m stpa.visualize`).
 
 Clips are taken with the test protocol (K segment centres, centre crop; `data.pipeline` without preprocessing, or
-`stpa.engine.serving.sample_test_clip` for a video file), run through each model's attention-outputs model, and drawn with
+`serving.sample_test_clip` for a video file), run through each model's attention-outputs model, and drawn with
 `stpa.saliency`.
 """
 

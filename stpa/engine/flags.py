@@ -2,7 +2,7 @@
 
 Each `define_*_flags` function defines one group on `flag_values` (the global `absl.flags.FLAGS` by default); a
 command line calls only the groups it uses, so a module knows no flag it does not use. Allowed values that depend on
-other modules (backbones, tops per backbone, scales) are checked by `stpa.engine.trainer.validate_config` before any work,
+other modules (backbones, tops per backbone, scales) are checked by `trainer.validate_config` before any work,
 with the allowed values in the message.
 """
 

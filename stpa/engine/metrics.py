@@ -5,7 +5,7 @@ TSN's `eval_scores.py` prints), and for the multi-label Charades dataset the per
 official `Charades_v1_classify.m` (via `THUMOSeventclspr.m`), averaged over classes (mAP) and weighted by the number
 of positives of each class (wAP), as ActionVLAD and Table 2(b) of Du et al. report them.
 
-All functions take plain NumPy arrays so they run on saved score files (`stpa.engine.score_files`) as well as live outputs.
+All functions take plain NumPy arrays so they run on saved score files (`score_files`) as well as live outputs.
 """
 
 from __future__ import annotations

