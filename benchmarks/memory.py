@@ -229,6 +229,25 @@ def fused_adam(learning_rate: float):
     return FusedAdam(learning_rate)
 
 
+def st_attn_objective(outputs: dict, labels, model, weight_decay: float = 5e-5):
+    """Eq. 6 of Meng et al. with the paper's λs (`st_attn.losses.DEFAULT_LOSS_WEIGHTS`) + λ Σ w² over the kernels.
+
+    The authors' released script's objective (the flagfiles' weight decay 5e-5), float32.
+    """
+    import tensorflow as tf
+
+    from st_attn import losses
+
+    weights = losses.DEFAULT_LOSS_WEIGHTS
+    logits = tf.cast(outputs["logits"], tf.float32)
+    total = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+    total += weight_decay * tf.add_n([tf.reduce_sum(tf.square(w)) for w in model.trainable_weights if len(w.shape) > 1])
+    total += weights["lambda_tv"] * losses.total_variation_loss(outputs["mask"])
+    total += weights["lambda_contrast"] * losses.contrast_loss(outputs["mask"])
+    total += weights["lambda_unimodal"] * losses.unimodality_loss(outputs["temporal_weights"])
+    return total
+
+
 def _st_attn_model(variants: set[str]):
     from st_attn import models as st_models
 
@@ -255,7 +274,7 @@ def child_st_attn(part: str, variants: set[str], steps: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from stpa import models as stpa_models
+    from st_attn import models as st_models
 
     p = ST_ATTN
     batch = 30 if part == "st_attn_b30" else p["batch"]
@@ -268,18 +287,16 @@ def child_st_attn(part: str, variants: set[str], steps: int) -> dict:
     signature = [tf.TensorSpec((None, None, p["hw"], p["hw"], p["channels"]), dtype), tf.TensorSpec((None,), tf.int32)]
     jit = "xla" in variants
     if training:
-        outputs_model = stpa_models.attention_outputs_model(model)
+        outputs_model = st_models.attention_model(model)
         optimizer = fused_adam(1e-4) if "fused_adam" in variants else keras.optimizers.Adam(1e-4)
         if "mixed_float16" in variants:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         optimizer.build(model.trainable_variables)  # slots exist before tracing: one trace, not two
-        coefficients = {"weight_decay": 5e-5, "lambda_tv": 1e-5, "lambda_contrast": 1e-4, "lambda_unimodal": 1.0}
 
         @tf.function(input_signature=signature, jit_compile=jit)
         def step(x, y):
             with tf.GradientTape() as tape:
-                outputs = outputs_model(x, training=True)
-                loss = stpa_models.loss_terms(outputs, y, model, **coefficients)["total"]
+                loss = st_attn_objective(outputs_model(x, training=True), y, model)
                 if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
                     loss = optimizer.scale_loss(loss)
             gradients = tape.gradient(loss, model.trainable_variables)
