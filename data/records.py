@@ -207,6 +207,19 @@ def read_manifest(split_dir: str) -> dict[str, Any]:
     return manifest
 
 
+def manifest_video_count(manifest: dict[str, Any]) -> int | None:
+    """Number of videos of a split's manifest (None when it says neither of the two ways).
+
+    Prepared records (`data.prepare`) say ``counts.videos``; extracted features (`st_attn.features`) say ``count``.
+    """
+    counts = manifest.get("counts")
+    if isinstance(counts, dict) and isinstance(counts.get("videos"), int):
+        return int(counts["videos"])
+    if isinstance(manifest.get("count"), int):
+        return int(manifest["count"])
+    return None
+
+
 def temporary_name(path: str) -> str:
     """A name to write ``path`` under before renaming it into place: ``<path>.tmp-<pid>-<random>``.
 

@@ -69,17 +69,20 @@ def read_feature_manifest(split_dir: str) -> dict:
 
 
 def feature_extractor_from_backbone(
-    backbone: str, *, input_size: int | None = None, modality: str = "rgb", flow_length: int = 5, weights=None
+    backbone: str, *, input_size: int | None = None, modality: str = "rgb", flow_length: int = 5, weights=None,
+    partial_bn: bool = False,
 ):
     """The per-frame feature extractor `(B', S, S, C_in) -> (B', h, w, C)`: a backbone up to its last feature map.
 
-    For ResNet50/101/152 this is the last conv block (7x7x2048 at 224), as in Sec. 3.1 and Table 4.
+    For ResNet50/101/152 this is the last conv block (7x7x2048 at 224), as in Sec. 3.1 and Table 4. The one
+    construction of it: feature extraction and the ST-attn network on frames (`st_attn.family`) both use it.
     """
     import keras
 
     from stpa.backbones import build_backbone
 
-    built = build_backbone(backbone, input_size=input_size, modality=modality, flow_length=flow_length, weights=weights)
+    built = build_backbone(backbone, input_size=input_size, modality=modality, flow_length=flow_length, weights=weights,
+                           partial_bn=partial_bn)
     return keras.Model(built.trunk.input, built.feature_map, name=f"{backbone}_features")
 
 

@@ -27,6 +27,8 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
+from stpa.engine.pictures import upsample_bilinear
+
 SPATIAL_THRESHOLDS = (0.05, 0.1, 0.2, 0.3)  # Table 5
 TEMPORAL_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5)  # Table 6
 
@@ -52,32 +54,6 @@ class GroundTruth:
 
 # ----------------------------------------------------------------------------------------------------------------
 # Spatial: mask -> box, box IoU.
-
-
-def upsample_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear resize of a 2-D map with half-pixel centres (as `cv2.INTER_LINEAR`, `tf.image.resize`).
-
-    Args:
-      image: (h, w) array.
-      size: (H, W) output size.
-
-    Returns:
-      float64 (H, W).
-    """
-    image = np.asarray(image, np.float64)
-    out_h, out_w = int(size[0]), int(size[1])
-
-    def coordinates(out_len: int, in_len: int):
-        centres = (np.arange(out_len) + 0.5) * in_len / out_len - 0.5
-        centres = np.clip(centres, 0.0, in_len - 1)
-        low = np.floor(centres).astype(np.int64)
-        high = np.minimum(low + 1, in_len - 1)
-        return low, high, centres - low
-
-    y0, y1, fy = coordinates(out_h, image.shape[0])
-    x0, x1, fx = coordinates(out_w, image.shape[1])
-    rows = image[y0] * (1 - fy)[:, None] + image[y1] * fy[:, None]  # (H, w)
-    return rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]  # (H, W)
 
 
 def box_from_mask(

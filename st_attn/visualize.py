@@ -6,9 +6,8 @@ Fig. 4 of Meng et al.: a row of frames, the spatial attention as a heat map over
 temporal attention as a grey tile per frame (the brighter, the more important). Fig. 5: the box localised from the
 mask (red) and the ground-truth boxes (blue). Everything is drawn on what the network saw (the test centre crop).
 
-Library functions (NumPy / Pillow, no flags): `overlay_mask`, `attention_strip`, `draw_boxes`, `box_strip`,
-`animation_frames`, `save_png`, `save_gif`, and `attention_images` / `attention_summary_images` for TensorBoard
-(the latter returns an image tensor for `tf.summary.image`).
+Library functions (NumPy / Pillow, no flags): `attention_strip`, `draw_boxes`, `box_strip`,
+`animation_frames`, `save_png`, `save_gif`, and `attention_images` (the ST-attn family's TensorBoard pictures).
 """
 
 from __future__ import annotations
@@ -22,22 +21,10 @@ from PIL import Image, ImageDraw
 
 from data import files
 from st_attn import localization as loc
+from stpa.engine import pictures
 
 PREDICTED_COLOUR = (230, 30, 30)  # red, as in Fig. 5
 GROUND_TRUTH_COLOUR = (30, 80, 240)  # blue
-
-
-def _tile_row(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
-    """(H, W_i, 3) images left to right with white gaps."""
-    from stpa.saliency import tile_row
-
-    return tile_row(list(images), gap=gap)
-
-
-def _tile_column(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
-    from stpa.saliency import tile_column
-
-    return tile_column(list(images), gap=gap)
 
 
 def displayable(frames: np.ndarray, min_side: int = 96) -> np.ndarray:
@@ -46,25 +33,7 @@ def displayable(frames: np.ndarray, min_side: int = 96) -> np.ndarray:
     Flow stacks are shown as colour-coded flow; frames are enlarged (nearest neighbour) so that the short side is at
     least `min_side`.
     """
-    from stpa.saliency import displayable as to_rgb
-    from stpa.saliency import enlarge
-
-    return enlarge(to_rgb(frames), min_side)
-
-
-def heatmap(values: np.ndarray) -> np.ndarray:
-    """Jet colour map of values in [0, 1]: (H, W) -> (H, W, 3) uint8 RGB (red = 1)."""
-    scaled = np.clip(np.round(np.asarray(values, np.float64) * 255), 0, 255).astype(np.uint8)
-    return cv2.applyColorMap(scaled, cv2.COLORMAP_JET)[..., ::-1]
-
-
-def overlay_mask(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """The mask (h, w) in [0, 1], upsampled bilinearly to the frame (H, W, 3) uint8, blended over it as a heat map."""
-    mask = np.asarray(mask, np.float64)
-    if mask.ndim == 3:
-        mask = mask[..., 0]
-    colours = heatmap(loc.upsample_bilinear(mask, frame.shape[:2])).astype(np.float64)
-    return np.clip(np.round((1 - alpha) * frame + alpha * colours), 0, 255).astype(np.uint8)
+    return pictures.enlarge(pictures.displayable(frames), min_side)
 
 
 def frame_brightness(weights: np.ndarray) -> np.ndarray:
@@ -97,15 +66,15 @@ def attention_strip(
     n = len(frames)
     chosen = np.arange(n) if not max_frames or max_frames >= n else np.linspace(0, n - 1, max_frames).round()
     chosen = chosen.astype(int)
-    rows = [_tile_row([frames[i] for i in chosen], gap)]
+    rows = [pictures.tile_row([frames[i] for i in chosen], gap)]
     if mask is not None:
-        rows.append(_tile_row([overlay_mask(frames[i], mask[i]) for i in chosen], gap))
+        rows.append(pictures.tile_row([pictures.overlay_mask(frames[i], mask[i]) for i in chosen], gap))
     if weights is not None:
         brightness = frame_brightness(weights)
         height, width = frames.shape[1] // 3, frames.shape[2]
         tiles = [np.full((height, width, 3), int(round(255 * brightness[i])), np.uint8) for i in chosen]
-        rows.append(_tile_row(tiles, gap))
-    return _tile_column(rows, gap)
+        rows.append(pictures.tile_row(tiles, gap))
+    return pictures.tile_column(rows, gap)
 
 
 def draw_boxes(
@@ -139,7 +108,7 @@ def box_strip(
     gap: int = 2,
 ) -> np.ndarray:
     """A row of frames with their predicted (red) and ground-truth (blue) boxes."""
-    return _tile_row([draw_boxes(f, p, g) for f, p, g in zip(frames, predicted, ground_truth)], gap)
+    return pictures.tile_row([draw_boxes(f, p, g) for f, p, g in zip(frames, predicted, ground_truth)], gap)
 
 
 def to_crop_coordinates(boxes: np.ndarray, window: Sequence[float]) -> np.ndarray:
@@ -160,7 +129,7 @@ def animation_frames(
     gap: int = 2,
 ) -> list[np.ndarray]:
     """One picture per frame for an animated GIF: [frame with boxes | heat map] above a temporal-attention bar."""
-    pictures = []
+    animation = []
     brightness = frame_brightness(weights) if weights is not None else None
     for t, frame in enumerate(frames):
         left = frame
@@ -168,15 +137,15 @@ def animation_frames(
             left = draw_boxes(
                 frame, None if predicted is None else predicted[t], () if ground_truth is None else ground_truth[t]
             )
-        panels = [left] + ([overlay_mask(frame, mask[t])] if mask is not None else [])
-        picture = _tile_row(panels, gap)
+        panels = [left] + ([pictures.overlay_mask(frame, mask[t])] if mask is not None else [])
+        picture = pictures.tile_row(panels, gap)
         if brightness is not None:
             bar = np.full((max(frame.shape[0] // 8, 4), picture.shape[1], 3), 40, np.uint8)
             filled = int(round(brightness[t] * picture.shape[1]))
             bar[:, :filled] = int(round(80 + 175 * brightness[t]))
-            picture = _tile_column([picture, bar], gap)
-        pictures.append(picture)
-    return pictures
+            picture = pictures.tile_column([picture, bar], gap)
+        animation.append(picture)
+    return animation
 
 
 def save_png(image: np.ndarray, path: str) -> str:
@@ -197,13 +166,13 @@ def save_gif(images: Sequence[np.ndarray], path: str, duration_ms: int = 250) ->
     """
     if len(images) == 0:
         raise ValueError(f"no frames to write to {path}.")
-    pictures = [Image.fromarray(image) for image in images]
-    return files.write_atomic(path, lambda temporary: pictures[0].save(
-        temporary, format="GIF", save_all=True, append_images=pictures[1:], duration=duration_ms, loop=0))
+    images_pil = [Image.fromarray(image) for image in images]
+    return files.write_atomic(path, lambda temporary: images_pil[0].save(
+        temporary, format="GIF", save_all=True, append_images=images_pil[1:], duration=duration_ms, loop=0))
 
 
 def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) -> dict[str, np.ndarray]:
-    """TensorBoard pictures of one clip (same signature as `stpa.engine.summaries.attention_images`).
+    """TensorBoard pictures of one clip (the ST-attn family's `summary_images`).
 
     Args:
       outputs: attention-outputs dict for a batch whose first clip is shown ("mask" (B, n, h, w, 1) optional,
@@ -218,31 +187,6 @@ def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) ->
     weights = np.asarray(outputs["temporal_weights"])[0] if "temporal_weights" in outputs else None
     strip = attention_strip(displayable(frames), mask, weights, max_frames=max_frames)
     return {"attention/st_attn_strip": strip}
-
-
-def attention_summary_images(frames, outputs: dict, max_outputs: int = 1, max_frames: int = 10):
-    """Fig. 4 strips of the first `max_outputs` clips as a uint8 tensor (N, H', W', 3) for `tf.summary.image`.
-
-    Args:
-      frames: (B, n, H, W, C) frames in [0, 255] (tensor or array).
-      outputs: attention-outputs dict of the same batch (tensors or arrays).
-      max_outputs: clips drawn.
-      max_frames: frames per strip.
-    """
-    import tensorflow as tf
-
-    frames = np.asarray(frames)
-    values = {key: np.asarray(value) for key, value in outputs.items() if key in ("mask", "temporal_weights")}
-    strips = []
-    for b in range(min(max_outputs, len(frames))):
-        clip = {key: value[b : b + 1] for key, value in values.items()}
-        strips.append(attention_images(clip, frames[b], max_frames)["attention/st_attn_strip"])
-    height = max(s.shape[0] for s in strips)
-    width = max(s.shape[1] for s in strips)
-    padded = [
-        np.pad(s, ((0, height - s.shape[0]), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips
-    ]
-    return tf.constant(np.stack(padded), tf.uint8)
 
 
 # ---------------------------------------------------------------------------------------------------- command line
@@ -326,7 +270,7 @@ def _draw_video(video, entry: dict, input_size: int, out_dir: str, max_frames: i
     from st_attn.localize import centre_crop_window
 
     frames = _clip_frames(entry, video.frame_indices, input_size)  # (n, S, S, 3)
-    pictures = displayable(frames)
+    shown = displayable(frames)
     window = centre_crop_window(video.height, video.width, input_size)
     truth = [to_crop_coordinates(entry["boxes"].get(int(i), np.zeros((0, 4))), window) for i in video.frame_indices]
     predicted = [None] * len(frames)
@@ -335,11 +279,11 @@ def _draw_video(video, entry: dict, input_size: int, out_dir: str, max_frames: i
     name = video.video_id.replace("/", "_")
     written = [
         save_png(
-            attention_strip(pictures, video.mask, video.weights, max_frames=max_frames),
+            attention_strip(shown, video.mask, video.weights, max_frames=max_frames),
             os.path.join(out_dir, f"{name}_attention.png"),
         ),
         save_gif(
-            animation_frames(pictures, video.mask, video.weights, predicted, truth),
+            animation_frames(shown, video.mask, video.weights, predicted, truth),
             os.path.join(out_dir, f"{name}_attention.gif"),
             gif_ms,
         ),
@@ -348,7 +292,7 @@ def _draw_video(video, entry: dict, input_size: int, out_dir: str, max_frames: i
         chosen = np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int)
         written.append(
             save_png(
-                box_strip(pictures[chosen], [predicted[i] for i in chosen], [truth[i] for i in chosen]),
+                box_strip(shown[chosen], [predicted[i] for i in chosen], [truth[i] for i in chosen]),
                 os.path.join(out_dir, f"{name}_boxes.png"),
             )
         )

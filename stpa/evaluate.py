@@ -23,6 +23,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+import stpa.families  # noqa: F401 - the composition root: registers the model families.
 from data import files
 from stpa.engine import evaluation
 from stpa.engine import flags as stpa_flags

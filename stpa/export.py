@@ -25,6 +25,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+import stpa.families  # noqa: F401 - the composition root: registers the model families.
 from stpa.engine import flags as stpa_flags
 from stpa.engine import serving
 

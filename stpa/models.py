@@ -10,8 +10,9 @@
                 -> dropout -> dense logits.
   model="tsn"   the backbone per frame -> dropout -> dense -> class scores averaged over the K frames (TSN's
                 segmental consensus): the "without our layer" baseline of Table 1(e).
-  model="st_attn"  Meng et al.'s network, built by `st_attn.models.build_st_attn_network` on the backbone's last
-                convolutional feature map (imported lazily).
+
+ST-attn (Meng et al.) is another family (`st_attn.family`); this module never imports it. The families are
+registered with the engine in `stpa.family` / `stpa.families`.
 
 The "rest of the backbone" is not re-implemented: the backbone's own functional graph is cut at the top tap and its
 layers are re-applied to M' (`_apply_subgraph`), so pretrained weights and the exact architecture carry over for
@@ -31,11 +32,12 @@ import tensorflow as tf
 from stpa import backbones as backbones_lib
 from stpa import losses as stpa_losses
 from stpa.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, WeightsUnavailableError, build_backbone
+from stpa.engine.family import classification_loss, weight_decay_loss
 from stpa.layers import FUSIONS, PyramidAttention
 from stpa.preprocessing import preprocess_for
 from stpa.video_ops import FlattenPositions, FoldTime, UnfoldTime
 
-MODELS = ("stpa", "tsn", "st_attn")
+MODELS = ("stpa", "tsn")
 BACKBONES: Mapping[str, backbones_lib.BackboneSpec] = backbones_lib.BACKBONES
 TOPS: dict[str, tuple[str, ...]] = {name: TOP_LEVELS for name in BACKBONES}
 DEFAULT_DROPOUT = {"rgb": 0.5, "flow": 0.7}  # Sec. 3.4.
@@ -105,7 +107,8 @@ def validate_config(
       ValueError: naming the bad argument and its allowed values.
     """
     if model not in MODELS:
-        raise ValueError(f"Unknown model {model!r}; allowed: {list(MODELS)}.")
+        raise ValueError(f"Unknown model {model!r} for stpa.models; allowed: {list(MODELS)} (other families, e.g. "
+                         "st_attn, build through their registered ModelFamily: stpa.engine.family.get_family).")
     spec = backbones_lib.get_spec(backbone)
     if modality not in MODALITIES:
         raise ValueError(f"Unknown modality {modality!r}; allowed: {list(MODALITIES)}.")
@@ -192,38 +195,6 @@ def _tsn_head(backbone: Backbone, clip: keras.KerasTensor, num_classes: int, dro
     return keras.layers.GlobalAveragePooling1D(dtype="float32", name="consensus")(frame_logits)  # (B, num_classes)
 
 
-def _build_st_attn(
-    backbone: str,
-    num_classes: int,
-    modality: str,
-    flow_length: int,
-    dropout: float | None,
-    weights: str | None,
-    input_size: int | None,
-    partial_bn: bool,
-    st_attn_options: dict,
-) -> keras.Model:
-    """ST-attn (Meng et al.) on the backbone's last convolutional feature map (e.g. ResNet's 7 x 7 x 2048)."""
-    from st_attn import models as st_attn_models  # Lazy: stpa does not depend on st_attn otherwise.
-
-    options = dict(st_attn_options)
-    if dropout is not None:
-        options["dropout"] = dropout
-    options.setdefault("name", f"st_attn_{backbone}_{modality}")
-    if options.get("feature_shape") is not None:  # Cached backbone features: no backbone in the model.
-        return st_attn_models.build_st_attn_network(num_classes, **options)
-    built = build_backbone(
-        backbone,
-        input_size=input_size,
-        modality=modality,
-        flow_length=flow_length,
-        weights=weights,
-        partial_bn=partial_bn,
-    )
-    extractor = keras.Model(built.trunk.input, built.feature_map, name=f"{backbone}_features")
-    return st_attn_models.build_st_attn_network(num_classes, feature_extractor=extractor, **options)
-
-
 def build_model(
     model: str = "stpa",
     backbone: str = "inception_resnet_v2",
@@ -241,10 +212,10 @@ def build_model(
     frozen_bn: bool = False,
     **extra,
 ) -> keras.Model:
-    """Builds one stream of an STPA, TSN or ST-attn two-stream network.
+    """Builds one stream of an STPA or TSN two-stream network.
 
     Args:
-      model: "stpa", "tsn" or "st_attn".
+      model: "stpa" or "tsn".
       backbone: a key of `BACKBONES` ("inception_resnet_v2", "vgg16", "bn_inception", "resnet50", "resnet101",
         "resnet152", "tiny").
       num_classes: number of classes.
@@ -258,11 +229,10 @@ def build_model(
         stream built from RGB weights gets TSN's cross-modality initialisation.
       input_size: square frame size (None: the backbone's default, `default_input_size`).
       partial_bn: freeze every BatchNormalization of the backbone but the first (TSN's partial BN).
-      frozen_bn: freeze every BatchNormalization of the backbone (stpa and tsn; `--model_options=frozen_bn=True`):
+      frozen_bn: freeze every BatchNormalization of the backbone (`--frozen_bn`):
         each clip's output then depends on that clip only, so data-parallel training over any number of replicas
         or workers equals one device on the global batch (tests/stpa/test_multi_worker.py).
-      **extra: for model="st_attn", keyword arguments of `st_attn.models.build_st_attn_network` (e.g.
-        `spatial_attention=False`, or `feature_shape=(7, 7, 2048)` for cached features). Not allowed otherwise.
+      **extra: not allowed (a clear error names them).
 
     Returns:
       A functional `keras.Model`: frames `(B, K, H, W, C)` with K = None -> logits `(B, num_classes)`.
@@ -274,12 +244,6 @@ def build_model(
     validate_config(
         model, backbone, scales, top, modality, fusion=fusion, input_size=input_size, flow_length=flow_length
     )
-    if model == "st_attn":
-        if frozen_bn:
-            raise ValueError("frozen_bn is an option of model='stpa' and 'tsn' (ST-attn's own layers have batch norm).")
-        return _build_st_attn(
-            backbone, num_classes, modality, flow_length, dropout, weights, input_size, partial_bn, extra
-        )
     if extra:
         raise ValueError(f"Unknown build_model arguments for model={model!r}: {sorted(extra)}.")
     if dropout is None:
@@ -317,8 +281,6 @@ def attention_outputs_model(model: keras.Model) -> keras.Model:
       "logits": `(B, num_classes)`, always;
       STPA: "attention" `(B, d, n)` (A of Eq. 3, d = H*W, n = K*H*W), "scale_logits" list of N `(B, d, n)` (y^j of
         Eq. 2), "values" `(B, n, C)` (the flattened top-layer features X of Eq. 4);
-      ST-attn: "mask" `(B, n, h, w, 1)` (if the model has spatial attention) and "temporal_weights"
-        `(B, n_steps, n)`.
 
     The tensors are taken from the model's own functional graph (the attention layer's outputs), so one forward pass
     computes everything, and it works as well on a model reloaded from `.keras`.
@@ -343,42 +305,7 @@ def attention_outputs_model(model: keras.Model) -> keras.Model:
         outputs["attention"] = attention
         outputs["scale_logits"] = list(scale_logits)
         outputs["values"] = FlattenPositions(name="values")(pyramid[-1])  # (B, n, C)
-    elif any(layer.name == "temporal_attention" for layer in model.layers):
-        from st_attn import models as st_attn_models
-
-        outputs.update(st_attn_models.attention_endpoints(model))
     return keras.Model(model.input, outputs, name=f"{model.name}_outputs")
-
-
-def weight_decay_loss(model: keras.Model) -> tf.Tensor:
-    """The sum of w^2 of Eq. 9 over the trainable kernels of `model`, float32 scalar.
-
-    Kernels are the trainable weights of rank >= 2: convolution, dense and attention matrices. Biases and
-    batch-norm scales/offsets are not decayed.
-    """
-    kernels = [weight for weight in model.trainable_weights if len(weight.shape) >= 2]
-    if not kernels:
-        return tf.constant(0.0)
-    return tf.add_n([tf.reduce_sum(tf.square(tf.cast(kernel, tf.float32))) for kernel in kernels])
-
-
-def classification_loss(labels: tf.Tensor, logits: tf.Tensor, multi_label: bool = False) -> tf.Tensor:
-    """The cross-entropy term of Eq. 9, mean over the batch.
-
-    Args:
-      labels: int `(B,)` class indices, or float `(B, num_classes)` multi-hot targets when `multi_label`.
-      logits: `(B, num_classes)`.
-      multi_label: sigmoid cross-entropy averaged over classes (Charades) instead of softmax cross-entropy.
-
-    Returns:
-      float32 scalar.
-    """
-    logits = tf.cast(logits, tf.float32)
-    if multi_label:
-        targets = tf.cast(labels, tf.float32)
-        return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
 def loss_terms(
@@ -390,13 +317,11 @@ def loss_terms(
     beta: float = 1e-4,
     gamma: float = 1e-4,
     multi_label: bool = False,
-    **st_attn_weights: float,
 ) -> dict[str, tf.Tensor]:
     """Every term of the training objective, each already multiplied by its coefficient.
 
     STPA, Eq. 9: `L = CE + lambda sum w^2 + beta l_interactive (Eq. 6) + gamma l_attn (Eq. 7-8)`, with the paper's
-    lambda = 4e-5 and beta = gamma = 1e-4 (Sec. 3.4). ST-attn, Eq. 6 of Meng et al.:
-    `L = CE + lambda_tv L_TV + lambda_contrast L_contrast + lambda_unimodal L_unimodal` (+ the same weight decay).
+    lambda = 4e-5 and beta = gamma = 1e-4 (Sec. 3.4). TSN outputs (no "attention") give CE + lambda sum w^2.
 
     Args:
       outputs: the dict of `attention_outputs_model(model)(frames)`.
@@ -406,12 +331,10 @@ def loss_terms(
       beta: coefficient of the interaction loss (0: no term; Table 1(d)).
       gamma: coefficient of the attention loss (0: no term; Table 1(d)).
       multi_label: sigmoid instead of softmax cross-entropy.
-      **st_attn_weights: `lambda_tv`, `lambda_contrast`, `lambda_unimodal` for ST-attn models (defaults: the
-        paper's, `st_attn.losses.DEFAULT_LOSS_WEIGHTS`).
 
     Returns:
-      float32 scalars: "classification", "weight_decay", "interaction", "attention" (STPA), "tv", "contrast",
-      "unimodal" (ST-attn) -- a term whose coefficient is 0 is absent -- and "total", their sum.
+      float32 scalars: "classification", "weight_decay", "interaction", "attention" (STPA) -- a term whose
+      coefficient is 0 is absent -- and "total", their sum.
     """
     terms = {"classification": classification_loss(labels, outputs["logits"], multi_label)}
     if weight_decay:
@@ -421,22 +344,6 @@ def loss_terms(
             terms["interaction"] = beta * stpa_losses.interaction_loss(outputs["attention"], outputs["values"])
         if gamma:
             terms["attention"] = gamma * stpa_losses.attention_loss(outputs["attention"], outputs["scale_logits"])
-    if "temporal_weights" in outputs:
-        from st_attn import losses as st_attn_losses
-
-        allowed = sorted(st_attn_losses.DEFAULT_LOSS_WEIGHTS)
-        unknown = set(st_attn_weights) - set(allowed)
-        if unknown:
-            raise ValueError(f"Unknown ST-attn loss weights {sorted(unknown)}; allowed: {allowed}.")
-        coefficients = {**st_attn_losses.DEFAULT_LOSS_WEIGHTS, **st_attn_weights}
-        if "mask" in outputs and coefficients["lambda_tv"]:
-            terms["tv"] = coefficients["lambda_tv"] * st_attn_losses.total_variation_loss(outputs["mask"])
-        if "mask" in outputs and coefficients["lambda_contrast"]:
-            terms["contrast"] = coefficients["lambda_contrast"] * st_attn_losses.contrast_loss(outputs["mask"])
-        if coefficients["lambda_unimodal"]:
-            terms["unimodal"] = coefficients["lambda_unimodal"] * st_attn_losses.unimodality_loss(
-                outputs["temporal_weights"]
-            )
     terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
     terms["total"] = tf.add_n(list(terms.values()))
     return terms

@@ -24,6 +24,7 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
+import stpa.families  # noqa: F401 - the composition root: registers the model families.
 from data import files
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/quickstart", "Where everything goes (raw/, records/, runs/).")
@@ -76,21 +77,21 @@ def prepare_data(out_dir: str, *, seed: int, workers: int, flow: str = "farnebac
 
 def stream_config(stream: str, records_dir: str, runs_dir: str, *, steps: int, batch_size: int, seed: int,
                   test_frames: int, progress: bool):
-    """The TrainConfig of one stream."""
-    from stpa.engine import trainer
+    """The RunConfig of one stream."""
+    from stpa.engine import config as config_lib
 
     settings = STREAM_SETTINGS[stream]
-    return trainer.TrainConfig(
+    return config_lib.from_values(dict(
         model_dir=os.path.join(runs_dir, stream), records_dir=records_dir, model="stpa", backbone="tiny",
         modality=stream, scales=3, top="C", fusion="mul", input_size=64, dropout=0.0, beta=0.0, gamma=1e-4,
         train_frames=3, batch_size=batch_size, optimizer=settings["optimizer"], learning_rate=settings["learning_rate"],
         lr_boundaries=(max(int(steps * 0.75), 1),), max_steps=steps,
         eval_every=max(steps // 3, 1), eval_frames=test_frames, eval_batch_size=8, log_every=10,
-        keep_checkpoints=2, seed=seed, progress=progress)
+        keep_checkpoints=2, seed=seed, progress=progress))
 
 
 def train_command(config) -> str:
-    """The `python -m stpa.train` command equivalent to a TrainConfig (printed for the user)."""
+    """The `python -m stpa.train` command equivalent to a RunConfig (printed for the user)."""
     return f"python -m stpa.train --flagfile={os.path.join(config.model_dir, 'flags.txt')}"
 
 

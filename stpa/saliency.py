@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from stpa.engine.pictures import tile_column, tile_row
+
 # Fig. 4's colours for 1, 2, 3 scales (RGB), then more for further models.
 SCALE_COLOURS = ((40, 80, 255), (40, 200, 40), (255, 40, 40), (255, 200, 0), (200, 0, 200), (0, 200, 200))
 
@@ -73,35 +75,6 @@ def receptive_field_centres(hw: np.ndarray, grid: tuple[int, int], image_size: t
     y = (hw[:, 0] + 0.5) * image_size[0] / grid[0]
     x = (hw[:, 1] + 0.5) * image_size[1] / grid[1]
     return np.stack([x, y], axis=1)
-
-
-def flow_to_image(flow_stack: np.ndarray) -> np.ndarray:
-    """A colour picture (H, W, 3) uint8 of the middle flow field of a stack (H, W, 2L) of quantised u8 x/y values."""
-    stack = np.asarray(flow_stack, np.float32)
-    middle = (stack.shape[-1] // 2) // 2 * 2
-    dx, dy = stack[..., middle] - 127.5, stack[..., middle + 1] - 127.5
-    magnitude, angle = cv2.cartToPolar(dx, dy, angleInDegrees=True)
-    hsv = np.zeros((*stack.shape[:2], 3), np.uint8)
-    hsv[..., 0] = np.uint8(angle / 2)
-    hsv[..., 1] = 255
-    hsv[..., 2] = np.uint8(np.clip(magnitude * 255.0 / max(float(magnitude.max()), 1e-6), 0, 255))
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
-
-
-def displayable(frames: np.ndarray) -> np.ndarray:
-    """(K, H, W, C) frames in [0, 255] -> (K, H, W, 3) uint8 RGB (flow stacks rendered by `flow_to_image`)."""
-    frames = np.asarray(frames)
-    if frames.shape[-1] == 3:
-        return np.clip(np.round(frames), 0, 255).astype(np.uint8)
-    return np.stack([flow_to_image(frame) for frame in frames])
-
-
-def enlarge(frames: np.ndarray, min_side: int = 128) -> np.ndarray:
-    """Nearest-neighbour upscaling of (K, H, W, 3) uint8 frames so the shorter side is at least `min_side`."""
-    factor = int(np.ceil(min_side / min(frames.shape[1:3])))
-    if factor <= 1:
-        return frames
-    return np.repeat(np.repeat(frames, factor, axis=1), factor, axis=2)
 
 
 def draw_centres(frame: np.ndarray, centres: np.ndarray, colour: Sequence[int], radius: int | None = None
@@ -176,32 +149,3 @@ def render_positions(frame: np.ndarray, attention: np.ndarray, frame_index: int,
                    lineType=cv2.LINE_AA)
         tiles.append(tile)
     return tile_row(tiles, gap)
-
-
-def tile_row(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
-    """Concatenates (H, W_i, 3) images left to right with white gaps."""
-    height = max(image.shape[0] for image in images)
-    parts = []
-    for i, image in enumerate(images):
-        if i:
-            parts.append(np.full((height, gap, 3), 255, np.uint8))
-        parts.append(np.pad(image, ((0, height - image.shape[0]), (0, 0), (0, 0)), constant_values=255))
-    return np.concatenate(parts, axis=1)
-
-
-def tile_column(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
-    """Concatenates (H_i, W, 3) images top to bottom with white gaps."""
-    width = max(image.shape[1] for image in images)
-    parts = []
-    for i, image in enumerate(images):
-        if i:
-            parts.append(np.full((gap, width, 3), 255, np.uint8))
-        parts.append(np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)), constant_values=255))
-    return np.concatenate(parts, axis=0)
-
-
-def overlay_mask(frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Heat-map overlay of a spatial mask (h, w) in [0, 1] on a frame (H, W, 3) uint8 (for ST-attn models)."""
-    heat = cv2.resize(np.asarray(mask, np.float32), (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
-    colour = cv2.cvtColor(cv2.applyColorMap(np.uint8(np.clip(heat, 0, 1) * 255), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-    return np.uint8(np.round((1 - alpha) * frame + alpha * colour))

@@ -25,109 +25,53 @@ from collections.abc import Sequence
 
 from absl import app, flags, logging
 
+import stpa.families  # noqa: F401 - the composition root: registers the model families (before the flags).
 from data import files
+from stpa.engine import config as config_lib
 from stpa.engine import distribute, evaluation, figures, fusion
 from stpa.engine import flags as stpa_flags
 from stpa.engine import trainer as trainer_lib
 
-stpa_flags.define_data_flags()
-stpa_flags.define_model_flags()
 stpa_flags.define_train_flags()
 FLAGS = flags.FLAGS
 
 
-def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> trainer_lib.TrainConfig:
-    """The TrainConfig of the parsed flags."""
-    fv = flag_values
-    return trainer_lib.TrainConfig(
-        model_dir=fv.model_dir,
-        records_dir=fv.records_dir,
-        train_split=fv.train_split,
-        eval_split=fv.eval_split or None,
-        model=fv.model,
-        backbone=fv.backbone,
-        num_classes=fv.num_classes,
-        modality=fv.modality,
-        scales=fv.scales,
-        top=fv.top,
-        fusion=fv.fusion,
-        flow_length=fv.flow_length,
-        dropout=fv.dropout,
-        weights=fv.weights,
-        input_size=fv.input_size,
-        partial_bn=fv.partial_bn,
-        model_options=stpa_flags.parse_options(fv.model_options, "model_options"),
-        train_frames=fv.train_frames,
-        batch_size=fv.batch_size,
-        optimizer=fv.optimizer,
-        momentum=fv.momentum,
-        learning_rate=fv.learning_rate,
-        lr_boundaries=_numbers(fv.lr_boundaries, int, "lr_boundaries"),
-        lr_values=_numbers(fv.lr_values, float, "lr_values"),
-        max_steps=fv.max_steps,
-        weight_decay=fv.weight_decay,
-        beta=fv.beta,
-        gamma=fv.gamma,
-        lambda_tv=fv.lambda_tv,
-        lambda_contrast=fv.lambda_contrast,
-        lambda_unimodal=fv.lambda_unimodal,
-        features_dir=fv.features_dir,
-        eval_every=fv.eval_every,
-        eval_frames=fv.eval_frames,
-        eval_batch_size=fv.eval_batch_size,
-        max_eval_videos=fv.max_eval_videos,
-        log_every=fv.log_every,
-        checkpoint_every=fv.checkpoint_every,
-        keep_checkpoints=fv.keep_checkpoints,
-        strategy=fv.strategy,
-        mixed_precision=fv.mixed_precision,
-        jit_compile=fv.jit_compile,
-        seed=fv.seed,
-        deterministic=fv.deterministic,
-        progress=fv.progress,
-    )
+def config_from_flags(flag_values: flags.FlagValues = FLAGS) -> config_lib.RunConfig:
+    """The RunConfig of the parsed flags (`engine.config.from_flags`)."""
+    return config_lib.from_flags(flag_values)
 
 
-def _numbers(values: Sequence[str] | None, kind: type, name: str) -> tuple | None:
-    if not values:
-        return None
-    try:
-        return tuple(kind(float(v)) if kind is int else kind(v) for v in values)
-    except ValueError as error:
-        raise ValueError(f"--{name} takes comma-separated numbers, got {values}.") from error
-
-
-def stream_configs(config: trainer_lib.TrainConfig, streams: Sequence[str] | None
-                   ) -> list[trainer_lib.TrainConfig]:
+def stream_configs(config: config_lib.RunConfig, streams: Sequence[str] | None) -> list[config_lib.RunConfig]:
     """One config per stream (`--streams`), or [config]."""
     if not streams:
         return [config]
-    unknown = [s for s in streams if s not in stpa_flags.MODALITIES]
+    unknown = [s for s in streams if s not in config_lib.MODALITIES]
     if unknown or len(set(streams)) != len(streams):
-        raise ValueError(f"--streams takes distinct modalities from {list(stpa_flags.MODALITIES)}, got {streams}.")
-    return [dataclasses.replace(config, modality=s, model_dir=os.path.join(config.model_dir, s)) for s in streams]
+        raise ValueError(f"--streams takes distinct modalities from {list(config_lib.MODALITIES)}, got {streams}.")
+    return [dataclasses.replace(config, data=dataclasses.replace(config.data, modality=s),
+                                model_dir=os.path.join(config.model_dir, s)) for s in streams]
 
 
-def describe_result(config: trainer_lib.TrainConfig, result: trainer_lib.TrainResult) -> str:
+def describe_result(config: config_lib.RunConfig, result: trainer_lib.TrainResult) -> str:
     """One paragraph about a finished run: steps, last validation, where things are."""
     lines = [f"{config.model_dir}: steps {result.start_step} -> {result.step}"]
     if result.validation:
         step, values = result.validation[-1]
         numbers = ", ".join(f"{k} {100 * values[k]:.2f}%" for k in ("top1", "top5", "mean_class_accuracy", "mAP",
                                                                        "wAP") if k in values)
-        lines.append(f"  validation at step {step} ({config.eval_split}, K={config.eval_frames}): {numbers}")
+        lines.append(f"  validation at step {step} ({config.data.eval_split}, K={config.data.eval_frames}): {numbers}")
     lines.append(f"  checkpoint: {result.checkpoint}")
     lines.append(f"  TensorBoard: tensorboard --logdir={config.model_dir}")
     return "\n".join(lines)
 
 
-def run(configs: Sequence[trainer_lib.TrainConfig]) -> dict:
+def run(configs: Sequence[config_lib.RunConfig]) -> dict:
     """Trains each config; with several streams, evaluates each at K = eval_frames and fuses. Returns a summary."""
-    strategy = distribute.make_strategy(configs[0].strategy)  # Once per process, before any other TF work.
+    strategy = distribute.make_strategy(configs[0].loop.strategy)  # Once per process, before any other TF work.
     summary = {"streams": {}}
     for config in configs:
         result = trainer_lib.train(config, strategy)
-        summary["streams"][config.modality] = dataclasses.asdict(result)
+        summary["streams"][config.data.modality] = dataclasses.asdict(result)
         print(describe_result(config, result), flush=True)
         if distribute.is_chief(strategy):
             try:
@@ -137,10 +81,11 @@ def run(configs: Sequence[trainer_lib.TrainConfig]) -> dict:
     if len(configs) > 1 and distribute.is_chief(strategy):
         score_paths = []
         for config in configs:
-            report = evaluation.evaluate(records_dir=config.records_dir, model_dir=config.model_dir,
-                                         split=config.eval_split or "test", test_frames=config.eval_frames,
-                                         batch_size=config.eval_batch_size, progress=config.progress)
-            print(f"{config.modality}: {evaluation.format_report(report)}")
+            data = config.data
+            report = evaluation.evaluate(records_dir=data.records_dir, model_dir=config.model_dir,
+                                         split=data.eval_split or "test", test_frames=data.eval_frames,
+                                         batch_size=data.eval_batch_size, progress=config.loop.progress)
+            print(f"{data.modality}: {evaluation.format_report(report)}")
             score_paths.append(report["scores_file"])
         parent = os.path.dirname(configs[0].model_dir)
         fused = fusion.run_fusion(score_paths, output=os.path.join(parent, "fused_scores.npz"),

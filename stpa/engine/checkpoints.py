@@ -38,6 +38,26 @@ INPUT_POSITION = "input_clips"
 RNG_STATES = "rng_states"
 
 
+def run_config_dict(*, build: dict, input_name: str, multi_label: bool, class_names: list, train_frames: int,
+                    data, input_size: int, backbone: str | None, model: str) -> dict:
+    """config.json's content (the layout of format 1, which every run directory has).
+
+    Args:
+      build: the family's `build_kwargs` (rebuilds the network with `build_from_config`).
+      input_name: the input source ("frames", or a family's, e.g. "features").
+      multi_label: multi-hot labels.
+      class_names: the class names of the records.
+      train_frames: K of training.
+      data: the run's `engine.config.DataConfig` (modality, flow_length).
+      input_size: the resolved frame size.
+      backbone: the family's backbone (None when it has none).
+      model: the family name.
+    """
+    return {"build": build, "input": input_name, "multi_label": multi_label, "class_names": class_names,
+            "train_frames": train_frames, "backbone": backbone, "modality": data.modality,
+            "flow_length": data.flow_length, "input_size": input_size, "model": model}
+
+
 def save_run_config(model_dir: str, config: dict) -> None:
     """Writes config.json atomically (directories created; a crash never leaves a half-written file)."""
     files.write_json(os.path.join(model_dir, CONFIG_FILE), config, sort_keys=True)
@@ -62,9 +82,14 @@ def check_same_architecture(model_dir: str, config: dict) -> None:
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
         return
+    from stpa.engine import family as family_lib
+
     previous = load_run_config(model_dir)
     for key in ARCHITECTURE_KEYS:
         old, new = previous.get(key, {}), config.get(key, {})
+        if old.get("model") == new.get("model") and old.get("model") in family_lib.family_names():
+            family = family_lib.get_family(old["model"])
+            old, new = family.canonical_build(old), family.canonical_build(new)  # Defaults filled in on both sides.
         differing = sorted(k for k in set(old) | set(new) if k != "weights" and old.get(k) != new.get(k))
         if differing:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
@@ -74,12 +99,15 @@ def check_same_architecture(model_dir: str, config: dict) -> None:
 
 
 def build_from_config(config: dict) -> keras.Model:
-    """Builds the (untrained) network described by a config.json dict, without downloading weights."""
-    from stpa import models  # Imported lazily: reading configs needs no model code.
+    """Builds the (untrained) network described by a config.json dict, without downloading weights.
+
+    The family is config["build"]["model"] (a registered `engine.family.ModelFamily`).
+    """
+    from stpa.engine import family as family_lib
 
     build = dict(config["build"])
     build["weights"] = None
-    return models.build_model(**build)
+    return family_lib.get_family(build["model"]).from_build_kwargs(build)
 
 
 def latest_checkpoint(model_dir: str, which: str = "last") -> str | None:

@@ -8,15 +8,15 @@ Used by `stpa.evaluate`, by validation inside `stpa.train`, and by `stpa.quickst
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable
 
 import numpy as np
 import tensorflow as tf
-import tqdm
 
 from data import files
+from stpa.engine import family as family_lib
+from stpa.engine import inference, inputs
 from stpa.engine.score_files import ScoreSet
 
 
@@ -43,10 +43,6 @@ def make_logits_fn(model: Callable[..., tf.Tensor]) -> Callable[[tf.Tensor], tf.
     return logits_fn
 
 
-def _as_str(values: np.ndarray) -> np.ndarray:
-    return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
-
-
 def predict_scores(
     logits_fn: Callable[[tf.Tensor], tf.Tensor],
     dataset: tf.data.Dataset,
@@ -58,7 +54,7 @@ def predict_scores(
     class_names: list[str] | None = None,
     multi_label: bool = False,
 ) -> ScoreSet:
-    """Runs `logits_fn` over a test dataset yielding `(frames, labels, metadata)`.
+    """Runs `logits_fn` over a test dataset yielding `(frames, labels, metadata)` (`engine.inference`'s loop).
 
     Args:
       logits_fn: frames -> (B, C) logits (see `make_logits_fn`).
@@ -73,26 +69,14 @@ def predict_scores(
     Returns:
       ScoreSet with scores (N, C), labels, video ids.
     """
-    scores, labels, video_ids = [], [], []
-    count = 0
-    limit = max_videos if max_videos is not None else total
-    with tqdm.tqdm(total=limit, desc=description, unit="video", disable=not progress, leave=False) as bar:
-        for frames, batch_labels, metadata in dataset:
-            batch_scores = logits_fn(frames).numpy()
-            take = len(batch_scores) if max_videos is None else min(len(batch_scores), max_videos - count)
-            scores.append(batch_scores[:take])
-            labels.append(batch_labels.numpy()[:take])
-            video_ids.append(_as_str(metadata["video_id"].numpy()[:take]))
-            count += take
-            bar.update(take)
-            if max_videos is not None and count >= max_videos:
-                break
-    if not scores:
-        raise ValueError("the test dataset is empty; check --records_dir and --split.")
+    result = inference.run_inference(
+        lambda frames, labels: inference.BatchResult(logits_fn(frames).numpy()), dataset, max_videos=max_videos,
+        total=total, progress=progress, description=description,
+        empty_message="the test dataset is empty; check --records_dir and --split.")
     return ScoreSet(
-        scores=np.concatenate(scores),
-        labels=np.concatenate(labels),
-        video_ids=np.concatenate(video_ids),
+        scores=result.logits,
+        labels=result.labels,
+        video_ids=result.video_ids,
         class_names=np.asarray(class_names) if class_names is not None else None,
         multi_label=multi_label,
     )
@@ -137,6 +121,14 @@ def write_figures(stem: str, score_set: ScoreSet, class_names: list[str] | None 
     return written
 
 
+def _data_of(config: dict):
+    """The DataConfig part a saved run's config.json records (modality, flow length, frame size)."""
+    from stpa.engine import config as config_lib
+
+    return config_lib.DataConfig(modality=config["modality"], flow_length=int(config["flow_length"]),
+                                 input_size=int(config["input_size"]))
+
+
 def default_output(model_dir: str | None, saved_model: str | None, split: str, test_frames: int, crops: int) -> str:
     """`<run>/eval/scores_<split>_K<K>_crops<c>.npz` (next to the SavedModel for --saved_model)."""
     base = model_dir if model_dir else os.path.dirname(os.path.abspath(saved_model))
@@ -167,51 +159,39 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
       "per_class_png", "per_class_csv", "confusion_png" (single-label only) and "training_curves_png" (`model_dir`
       runs with TensorBoard summaries; None otherwise).
     """
-    from data import pipeline
     from stpa.engine import checkpoints, metrics, score_files
 
     if (model_dir is None) == (saved_model is None):
         raise ValueError("give exactly one of --model_dir or --saved_model.")
     if crops not in (1, 3, 10):
         raise ValueError(f"--crops must be one of [1, 3, 10], got {crops}.")
-    split_dir = os.path.join(records_dir, split)
-    if not os.path.exists(os.path.join(split_dir, "manifest.json")):
-        raise ValueError(f"no prepared split {split!r} in --records_dir={records_dir!r}; run data.prepare first "
-                         "or pass --split.")
-    with open(os.path.join(split_dir, "manifest.json")) as f:
-        manifest = json.load(f)
     if model_dir is not None:
         config = checkpoints.load_run_config(model_dir)
-        model = checkpoints.load_model(model_dir, which)
-        from stpa import models
-
-        preprocess = None if config.get("input") == "features" else models.preprocess_for(
-            config["backbone"], config["modality"])
-        logits_fn = make_logits_fn(model)
     else:
         from stpa.engine import serving
 
-        loaded = tf.saved_model.load(saved_model)
         config = serving.read_export_config(saved_model)
+    family = family_lib.get_family(config["build"]["model"])
+    source = inputs.source_for(family, config, records_dir)  # The run's input: frames, or a family's (features).
+    if crops not in source.crops:
+        raise ValueError(f"--crops={crops}: this run's input ({source.name}) allows {list(source.crops)}.")
+    source.check_splits([split], flags_hint="pass --split")
+    manifest = source.read_manifest(split)
+    if model_dir is not None:
+        model = checkpoints.load_model(model_dir, which)
+        preprocess = family.input_spec(family.make_config(config["build"]), _data_of(config)).preprocess \
+            if source.frames_on_device else None
+        logits_fn = make_logits_fn(model)
+    else:
+        loaded = tf.saved_model.load(saved_model)
         preprocess = None  # serve_frames normalises in-graph.
         serve = loaded.signatures["serve_frames"]
         logits_fn = make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"])
     multi_label = bool(config.get("multi_label", False))
-    if config.get("input") == "features":  # ST-attn cached-feature run: records_dir holds the features.
-        if crops != 1:
-            raise ValueError("cached features were extracted from one centre crop; use --crops=1.")
-        from st_attn import features
-
-        dataset = features.feature_dataset(split_dir, training=False, batch_size=batch_size, num_frames=test_frames,
-                                           multi_label=multi_label, num_classes=config["build"]["num_classes"],
-                                           with_metadata=True)
-    else:
-        dataset = pipeline.build_dataset(
-            split_dir, training=False, num_frames=test_frames, batch_size=batch_size, modality=config["modality"],
-            flow_length=config["flow_length"], input_size=config["input_size"], crops=crops, preprocess=preprocess,
-            multi_label=multi_label, num_classes=config["build"]["num_classes"], with_metadata=True)
-    counts = manifest.get("counts", manifest.get("count"))
-    total = counts.get("videos") if isinstance(counts, dict) else counts
+    dataset = source.dataset(split, training=False, num_frames=test_frames, batch_size=batch_size,
+                             multi_label=multi_label, num_classes=config["build"]["num_classes"],
+                             with_metadata=True, preprocess=preprocess, crops=crops)
+    total = source.video_count(split)
     scores = predict_scores(
         logits_fn, dataset, max_videos=max_videos, total=total, progress=progress,
         description=f"evaluate K={test_frames} crops={crops}", class_names=config.get("class_names") or None,

@@ -37,7 +37,6 @@ import tensorflow as tf
 from data import files
 
 EXPORT_CONFIG = os.path.join("assets.extra", "stpa_config.json")
-ATTENTION_OUTPUTS = ("attention", "mask", "temporal_weights")
 # Input names of `serve_encoded_video` per modality (the `_bytes` suffix marks base64 binary inputs for REST
 # front ends such as Vertex AI; TF Serving accepts {"b64": ...} for any string input).
 ENCODED_INPUTS = {"rgb": ("frames_bytes",), "flow": ("flow_x_bytes", "flow_y_bytes")}
@@ -190,13 +189,17 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
     Returns:
       The archive (call `.write_out(path)`).
     """
-    from stpa import models
+    from stpa.engine import config as config_lib
+    from stpa.engine import family as family_lib
 
-    if config.get("input") == "features":
-        raise ValueError("this run was trained on cached backbone features (--features_dir): the model has no "
-                         "backbone, so it cannot serve frames or videos. Train with --records_dir to export.")
-    outputs_model = models.attention_outputs_model(model)
-    preprocess = models.preprocess_for(config["backbone"], config["modality"])
+    family = family_lib.get_family(config["build"]["model"])
+    error = family.export_error(config)
+    if error:
+        raise ValueError(error)
+    outputs_model = family.outputs_model(model)
+    data = config_lib.DataConfig(modality=config["modality"], flow_length=int(config["flow_length"]),
+                                 input_size=int(config["input_size"]))
+    preprocess = family.input_spec(family.make_config(config["build"]), data).preprocess
     size, modality, flow_length = int(config["input_size"]), config["modality"], int(config["flow_length"])
     channels = 3 if modality == "rgb" else 2 * flow_length
     multi_label = bool(config.get("multi_label", False))
@@ -206,7 +209,7 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
         logits = tf.cast(outputs["logits"], tf.float32)
         result = {"logits": logits,
                   "probabilities": tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits, axis=-1)}
-        for name in ATTENTION_OUTPUTS:
+        for name in family.attention_outputs:
             if name in outputs:
                 result[name] = tf.cast(outputs[name], tf.float32)
         return result

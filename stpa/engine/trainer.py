@@ -1,9 +1,10 @@
 """The custom training loop behind `python -m stpa.train` (a library: plain arguments, no flags).
 
 One step (Sec. 3.3-3.4 of Du et al.): a batch of K-frame clips (TSN segment sampling, K = 3) goes through the model
-under `strategy.run`; `stpa.models.loss_terms` gives every term of Eq. 9 (classification cross-entropy, lambda sum
-w^2, beta l_interactive, gamma l_attn; or ST-attn's regularisers); each replica divides its total by the number of
-replicas, so the all-reduced (summed) gradient is the gradient of the global-batch mean; SGD with momentum applies it.
+under `strategy.run`; the run's model family (`engine.family`) gives every weighted term of its objective (STPA's
+Eq. 9: cross-entropy, lambda sum w^2, beta l_interactive, gamma l_attn; ST-attn's regularisers; ...), the engine sums
+them; each replica divides its total by the number of replicas, so the all-reduced (summed) gradient is the
+gradient of the global-batch mean; SGD with momentum applies it.
 
 Around the step:
 - checkpoints (`tf.train.CheckpointManager`: model, optimizer slots, step, best metric, the layers' random-number
@@ -22,107 +23,25 @@ Around the step:
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
-import io
 import math
 import os
 import shutil
 import time
-from typing import Any
 
 import keras
-import numpy as np
 import tensorflow as tf
 import tqdm
 from absl import logging
 
 from data import files
-from stpa.engine import checkpoints, distribute, metrics, schedules
-
-MODELS = ("stpa", "tsn", "st_attn")
-MODALITIES = ("rgb", "flow")
-OPTIMIZERS = ("sgd", "adam")
-MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
-ST_ATTN_LOSS_WEIGHTS = ("lambda_tv", "lambda_contrast", "lambda_unimodal")
+from stpa.engine import checkpoints, distribute, inference, inputs, metrics, schedules, summaries
+from stpa.engine import config as config_lib
+from stpa.engine import family as family_lib
 
 
 class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or Inf."""
-
-
-@dataclasses.dataclass
-class TrainConfig:
-    """Everything a training run needs (the flags of `stpa.train`, see `stpa.engine.flags` for their help)."""
-
-    model_dir: str
-    records_dir: str | None = None
-    train_split: str = "train"
-    eval_split: str | None = "test"
-    # Network (stpa.models.build_model).
-    model: str = "stpa"
-    backbone: str = "inception_resnet_v2"
-    num_classes: int | None = None
-    modality: str = "rgb"
-    scales: int = 3
-    top: str = "C"
-    fusion: str = "mul"
-    flow_length: int = 5
-    dropout: float | None = None
-    weights: str | None = None
-    input_size: int | None = None
-    partial_bn: bool = False
-    model_options: dict = dataclasses.field(default_factory=dict)
-    # Data.
-    train_frames: int = 3
-    batch_size: int = 64
-    # Optimisation (Sec. 3.4) and Eq. 9.
-    optimizer: str = "sgd"
-    momentum: float = 0.9
-    learning_rate: float | None = None
-    lr_boundaries: tuple[int, ...] | None = None
-    lr_values: tuple[float, ...] | None = None
-    max_steps: int | None = None
-    weight_decay: float = 4e-5
-    beta: float = 1e-4
-    gamma: float = 1e-4
-    lambda_tv: float = 1e-5
-    lambda_contrast: float = 1e-4
-    lambda_unimodal: float = 1.0
-    features_dir: str | None = None
-    # Loop.
-    eval_every: int = 1000
-    eval_frames: int = 25
-    eval_batch_size: int = 8
-    max_eval_videos: int | None = None
-    log_every: int = 10
-    checkpoint_every: int | None = None
-    keep_checkpoints: int = 3
-    strategy: str = "default"
-    mixed_precision: str = "none"
-    jit_compile: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    progress: bool = True
-    summary_images: bool = True
-
-    def schedule(self) -> schedules.Schedule:
-        """The resolved learning-rate schedule (paper defaults per modality)."""
-        return schedules.make_schedule(
-            self.modality, learning_rate=self.learning_rate, lr_boundaries=self.lr_boundaries,
-            lr_values=self.lr_values, max_steps=self.max_steps)
-
-    def resolved_input_size(self) -> int:
-        """`input_size`, or the backbone's default."""
-        if self.input_size:
-            return int(self.input_size)
-        from stpa import models
-
-        return int(models.default_input_size(self.backbone))
-
-    def checkpoint_interval(self) -> int:
-        """Steps between checkpoints."""
-        return self.checkpoint_every or self.eval_every or 500
 
 
 @dataclasses.dataclass
@@ -148,78 +67,25 @@ class TrainResult:
     checkpoint: str | None
 
 
-# TrainConfig fields that are not flags of stpa.train.
-_NOT_FLAGS = ("summary_images",)
-
-
-def _csv(items: list[str]) -> str:
-    """Joins the items of an absl list flag, quoting those with commas (absl parses list flags as CSV)."""
-    buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(items)
-    return buffer.getvalue()
-
-
-def flag_lines(config: TrainConfig) -> list[str]:
-    """The `--name=value` lines of `python -m stpa.train` that reproduce `config` (written to flags.txt)."""
-    lines = []
-    for field in dataclasses.fields(config):
-        name, value = field.name, getattr(config, field.name)
-        if name in _NOT_FLAGS or (value is None and name != "eval_split"):
-            continue
-        if name == "eval_split":
-            lines.append(f"--eval_split={value or ''}")
-        elif isinstance(value, bool):
-            lines.append(f"--{name}" if value else f"--no{name}")
-        elif isinstance(value, dict):
-            lines.append(f"--{name}=" + _csv([f"{k}={v}" for k, v in value.items()]))
-        elif isinstance(value, (list, tuple)):
-            lines.append(f"--{name}=" + _csv([str(v) for v in value]))
-        else:
-            lines.append(f"--{name}={value}")
-    return lines
-
-
-def split_dir(records_dir: str, split: str) -> str:
-    """The directory of one prepared split."""
-    return os.path.join(records_dir, split)
-
-
-def validate_config(config: TrainConfig, *, check_paths: bool = True) -> None:
+def validate_config(config: config_lib.RunConfig, *, check_paths: bool = True) -> None:
     """Fails fast (ValueError listing the allowed values) on wrong or contradictory settings, before any work.
 
     Args:
       config: the run's configuration.
-      check_paths: also check that the prepared splits exist (off when only parsing flagfiles).
+      check_paths: also check that the input's splits exist (off when only parsing flagfiles).
     """
-    from stpa import models
-
-    choices = {"model": (config.model, MODELS), "modality": (config.modality, MODALITIES),
-               "optimizer": (config.optimizer, OPTIMIZERS), "mixed_precision": (config.mixed_precision,
-                                                                               MIXED_PRECISION),
-               "strategy": (config.strategy, distribute.STRATEGIES)}
-    for name, (value, allowed) in choices.items():
-        if value not in allowed:
-            raise ValueError(f"--{name}={value!r} is not allowed; choose one of {list(allowed)}.")
-    if config.features_dir is not None and config.model != "st_attn":
-        raise ValueError("--features_dir (cached backbone features) is only for --model=st_attn.")
-    models.validate_config(config.model, config.backbone, config.scales, config.top, config.modality,
-                           fusion=config.fusion, input_size=config.input_size, flow_length=config.flow_length)
+    family = family_lib.get_family(config.model)
+    config_lib.check_choices(config)
+    family.validate(config.family, config.data)
     config.schedule()  # Raises on an inconsistent schedule.
-    if config.train_frames < 1 or config.eval_frames < 1 or config.batch_size < 1:
-        raise ValueError("--train_frames, --eval_frames and --batch_size must be >= 1.")
     if not config.model_dir:
         raise ValueError("--model_dir is required: the run directory for checkpoints and logs.")
     if check_paths:
-        if not config.records_dir and not config.features_dir:
+        provided = family.selected_input(config.family)
+        if provided is None and not config.data.records_dir:
             raise ValueError("--records_dir is required: the --out_dir of `python -m data.prepare`.")
-        root = config.features_dir or config.records_dir
-        what = ("extract them with `python -m st_attn.features --out_dir=" if config.features_dir
-                else "run `python -m data.prepare --out_dir=")
-        for split in [config.train_split] + ([config.eval_split] if config.eval_split else []):
-            manifest = os.path.join(split_dir(root, split), "manifest.json")
-            if not os.path.exists(manifest):
-                raise ValueError(f"no split {split!r} in {root!r} ({manifest} is missing); {what}{root} ...` "
-                                 "first, or set --train_split/--eval_split.")
+        source = inputs.choose(family, config, input_size=0)
+        source.check_splits([config.data.train_split] + ([config.data.eval_split] if config.data.eval_split else []))
 
 
 @contextlib.contextmanager
@@ -233,42 +99,7 @@ def precision_policy(name: str):
         keras.mixed_precision.set_global_policy(previous)
 
 
-def build_kwargs(config: TrainConfig, num_classes: int, feature_shape: list[int] | None = None) -> dict[str, Any]:
-    """The `stpa.models.build_model` arguments of a run (stored in config.json).
-
-    Args:
-      config: the run's configuration.
-      num_classes: number of classes.
-      feature_shape: (h, w, C) of cached features (ST-attn cached-feature mode), else None.
-    """
-    extra = {"feature_shape": [int(v) for v in feature_shape]} if feature_shape is not None else {}
-    return {
-        "model": config.model,
-        "backbone": config.backbone,
-        "num_classes": int(num_classes),
-        "modality": config.modality,
-        "scales": config.scales,
-        "top": config.top,
-        "fusion": config.fusion,
-        "flow_length": config.flow_length,
-        "dropout": config.dropout,
-        "weights": config.weights,
-        "input_size": config.resolved_input_size(),
-        "partial_bn": config.partial_bn,
-        **config.model_options,
-        **extra,
-    }
-
-
-def loss_weights(config: TrainConfig) -> dict[str, float]:
-    """The coefficients passed to `stpa.models.loss_terms`."""
-    weights = {"weight_decay": config.weight_decay, "beta": config.beta, "gamma": config.gamma}
-    if config.model == "st_attn":
-        weights.update({name: getattr(config, name) for name in ST_ATTN_LOSS_WEIGHTS})
-    return weights
-
-
-def make_optimizer(config: TrainConfig, schedule: schedules.Schedule) -> keras.optimizers.Optimizer:
+def make_optimizer(config: config_lib.OptimConfig, schedule: schedules.Schedule) -> keras.optimizers.Optimizer:
     """SGD with momentum (paper) or Adam on the piecewise-constant schedule; loss-scaled under mixed_float16.
 
     Weight decay is not the optimizer's: it is the lambda sum w^2 term of Eq. 9 inside the loss.
@@ -281,6 +112,13 @@ def make_optimizer(config: TrainConfig, schedule: schedules.Schedule) -> keras.o
     if config.mixed_precision == "mixed_float16":
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+
+def total_loss(terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The family's weighted terms as float32, with "total", their sum."""
+    terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+    terms["total"] = tf.add_n(list(terms.values()))
+    return terms
 
 
 def top1_hits(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
@@ -297,64 +135,57 @@ class Trainer:
     Create it once per process (the strategy must exist before other TensorFlow work for `multi_worker`).
 
     Attributes:
-      config: the TrainConfig.
+      config: the RunConfig.
       strategy: the tf.distribute strategy.
       model: the keras.Model (logits).
-      outputs_model: the same weights with the attention outputs (`stpa.models.attention_outputs_model`).
+      outputs_model: the same weights with the attention outputs (the family's `outputs_model`).
       optimizer: the optimizer.
       step: int64 tf.Variable, the number of finished steps.
       input_clips: int64 tf.Variable, training clips consumed over all workers (where a resumed stream continues).
       exact_resume: False when the run resumed from a checkpoint without the input position and RNG state.
     """
 
-    def __init__(self, config: TrainConfig, strategy: tf.distribute.Strategy | None = None,
+    def __init__(self, config: config_lib.RunConfig, strategy: tf.distribute.Strategy | None = None,
                  *, manifest: dict | None = None):
         """Sets up the run (no training yet).
 
         Args:
           config: the run's configuration (validated here).
-          strategy: a strategy to use instead of creating `config.strategy`'s.
-          manifest: the train split's manifest (read from `records_dir` when None).
+          strategy: a strategy to use instead of creating `config.loop.strategy`'s.
+          manifest: the train split's manifest (read from the input source when None).
         """
-        from stpa import models
-
         self.config = config
-        self.strategy = strategy or distribute.make_strategy(config.strategy)
+        self.strategy = strategy or distribute.make_strategy(config.loop.strategy)
         validate_config(config, check_paths=manifest is None)
-        keras.utils.set_random_seed(config.seed)
-        if config.deterministic:
+        keras.utils.set_random_seed(config.loop.seed)
+        if config.loop.deterministic:
             tf.config.experimental.enable_op_determinism()
-        self.manifest = manifest if manifest is not None else self._read_manifest(config.train_split)
-        self.num_classes = int(config.num_classes or self.manifest["num_classes"])
+        self.family = family_lib.get_family(config.model)
+        self.input_spec = self.family.input_spec(config.family, config.data)
+        self.input_size = self.input_spec.size
+        self.source = inputs.choose(self.family, config, self.input_size)
+        self.manifest = manifest if manifest is not None else self.source.read_manifest(config.data.train_split)
+        self.num_classes = int(config.data.num_classes or self.manifest["num_classes"])
         self.multi_label = bool(self.manifest.get("multi_label", False))
         self.class_names = list(self.manifest.get("class_names") or [])
         self.schedule = config.schedule()
-        self.input_size = config.resolved_input_size()
         self.is_chief = distribute.is_chief(self.strategy)
-        self.cached_features = config.features_dir is not None
-        feature_shape = self.manifest["feature_shape"] if self.cached_features else None
-        self.run_config = {
-            "build": build_kwargs(config, self.num_classes, feature_shape),
-            "input": "features" if self.cached_features else "frames",
-            "multi_label": self.multi_label,
-            "class_names": self.class_names,
-            "train_frames": config.train_frames,
-            "backbone": config.backbone,
-            "modality": config.modality,
-            "flow_length": config.flow_length,
-            "input_size": self.input_size,
-            "model": config.model,
-        }
+        self.feature_shape = self.source.feature_shape(self.manifest)
+        self.run_config = checkpoints.run_config_dict(
+            build=self.family.build_kwargs(config.family, self.num_classes, config.data,
+                                           feature_shape=self.feature_shape),
+            input_name=self.source.name, multi_label=self.multi_label, class_names=self.class_names,
+            train_frames=config.data.train_frames, data=config.data, input_size=self.input_size,
+            backbone=getattr(config.family, "backbone", None), model=config.model)
         if self.is_chief:
             checkpoints.check_same_architecture(config.model_dir, self.run_config)
-        if self.cached_features:
-            self.preprocess = tf.identity  # Features are already the backbone's output.
-        else:
-            self.preprocess = models.preprocess_for(config.backbone, config.modality)
+        # Features are already the backbone's output; frames are normalised for the model.
+        self.preprocess = self.input_spec.preprocess if self.source.frames_on_device else tf.identity
         with self.strategy.scope():
-            self.model = models.build_model(**self.run_config["build"])
-            self.outputs_model = models.attention_outputs_model(self.model)
-            self.optimizer = make_optimizer(config, self.schedule)
+            self.model = self.family.build(config.family, self.num_classes, dataclasses.replace(
+                config.data, input_size=self.input_size), feature_shape=self.feature_shape)
+            self.outputs_model = self.family.outputs_model(self.model)
+            self.optimizer = make_optimizer(config.optim, self.schedule)
             self.optimizer.build(self.model.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_metric")
@@ -365,27 +196,23 @@ class Trainer:
                checkpoints.RNG_STATES: checkpoints.rng_state_variables(self.model)})
         self.exact_resume = True
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(checkpoints.CHECKPOINT_DIR),
-                                                  max_to_keep=config.keep_checkpoints)
+                                                  max_to_keep=config.loop.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(
             checkpoints.weights_checkpoint(self.model), self._checkpoint_dir(checkpoints.BEST_DIR), max_to_keep=1)
         self.start_step = self.restore()
         if self.is_chief:
             checkpoints.save_run_config(config.model_dir, self.run_config)
-            checkpoints.write_flags_file(config.model_dir, flag_lines(config))
-        self._loss_weights = loss_weights(config)
+            checkpoints.write_flags_file(config.model_dir, config_lib.flag_lines(config))
         self._train_step = None
         self._distributed_step = None
         self._eval_fn = None
 
     # ----------------------------------------------------------------------------------------------- set-up helpers
-    def _read_manifest(self, split: str) -> dict:
-        if self.config.features_dir:
-            from st_attn import features
-
-            return features.read_feature_manifest(split_dir(self.config.features_dir, split))
-        from data import pipeline
-
-        return pipeline.read_manifest(split_dir(self.config.records_dir, split))
+    def _loss_terms(self, outputs, labels) -> dict[str, tf.Tensor]:
+        """The family's weighted objective terms and their "total"."""
+        return total_loss(self.family.loss_terms(self.config.family, outputs, labels, self.model,
+                                                 multi_label=self.multi_label,
+                                                 weight_decay=self.config.optim.weight_decay))
 
     def _checkpoint_dir(self, name: str) -> str:
         """Chief: model_dir/name. Other workers write to a scratch directory they delete (TF's multi-worker rule)."""
@@ -415,10 +242,10 @@ class Trainer:
         step = int(self.step.numpy())
         if missing:
             self.exact_resume = False
-            self.input_clips.assign(step * self.config.batch_size)
+            self.input_clips.assign(step * self.config.data.batch_size)
             logging.warning("%s has no input position or RNG state (written before exact resume): resuming from "
                             "step %d is not exact (the stream continues from clip %d; dropout draws start over).",
-                            latest, step, step * self.config.batch_size)
+                            latest, step, step * self.config.data.batch_size)
         self._report(f"Resumed {self.config.model_dir} from step {step} ({latest}).")
         return step
 
@@ -435,7 +262,7 @@ class Trainer:
         """The distributed training input: TSN training sampling + augmentation, K = train_frames.
 
         Args:
-          seed: the stream's seed (`config.seed`).
+          seed: the stream's seed (`config.loop.seed`).
           skip: training clips already consumed over all workers (`input_clips`); each worker's input pipeline
             drops its share (skip / number of pipelines) before reading any frames.
           with_metadata: also yield the pipeline's metadata dict (video ids, sampled frames; for tests/debugging).
@@ -443,49 +270,23 @@ class Trainer:
         Returns:
           The distributed dataset of (uint8 frames (B, K, S, S, C) or features, labels[, metadata]) per replica.
         """
-        from data import pipeline
-
-        config = self.config
+        data = self.config.data
 
         def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
-            pipeline_skip = skip // input_context.num_input_pipelines
-            if self.cached_features:
-                from st_attn import features
-
-                return features.feature_dataset(
-                    split_dir(config.features_dir, config.train_split), training=True, batch_size=config.batch_size,
-                    num_frames=config.train_frames, multi_label=self.multi_label, num_classes=self.num_classes,
-                    seed=seed, deterministic=config.deterministic, input_context=input_context, skip=pipeline_skip,
-                    with_metadata=with_metadata)
-            # uint8 clips (a quarter of the host memory traffic and transfer); `_replica_step` normalises them on
-            # the device, as mmaction2's data preprocessor does.
-            return pipeline.build_dataset(
-                split_dir(config.records_dir, config.train_split), training=True, num_frames=config.train_frames,
-                batch_size=config.batch_size, modality=config.modality,
-                flow_length=config.flow_length, input_size=self.input_size, frames_dtype=tf.uint8,
+            return self.source.dataset(
+                data.train_split, training=True, num_frames=data.train_frames, batch_size=data.batch_size,
                 multi_label=self.multi_label, num_classes=self.num_classes, seed=seed,
-                deterministic=config.deterministic, input_context=input_context, skip=pipeline_skip,
-                with_metadata=with_metadata)
+                deterministic=self.config.loop.deterministic, input_context=input_context,
+                skip=skip // input_context.num_input_pipelines, with_metadata=with_metadata)
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def eval_dataset(self, num_frames: int, batch_size: int, *, preprocess: bool = True) -> tf.data.Dataset:
         """The validation input: TSN test sampling (segment centres), centre crop, with metadata."""
-        from data import pipeline
-
-        config = self.config
-        if self.cached_features:
-            from st_attn import features
-
-            return features.feature_dataset(
-                split_dir(config.features_dir, config.eval_split), training=False, batch_size=batch_size,
-                num_frames=num_frames, multi_label=self.multi_label, num_classes=self.num_classes,
-                with_metadata=True)
-        return pipeline.build_dataset(
-            split_dir(config.records_dir, config.eval_split), training=False, num_frames=num_frames,
-            batch_size=batch_size, modality=config.modality, flow_length=config.flow_length,
-            input_size=self.input_size, preprocess=self.preprocess if preprocess else None,
-            multi_label=self.multi_label, num_classes=self.num_classes, with_metadata=True)
+        return self.source.dataset(
+            self.config.data.eval_split, training=False, num_frames=num_frames, batch_size=batch_size,
+            multi_label=self.multi_label, num_classes=self.num_classes, with_metadata=True,
+            preprocess=self.input_spec.preprocess if preprocess else None)
 
     # ------------------------------------------------------------------------------------------------------ the step
     def _replica_step(self, frames: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -493,8 +294,6 @@ class Trainer:
 
         ``frames`` are preprocessed float clips, or uint8 [0, 255] clips (the training pipeline's), normalised here.
         """
-        from stpa import models
-
         if frames.dtype == tf.uint8:
             frames = self.preprocess(tf.cast(frames, tf.float32))  # (B, K, S, S, C) on the device
 
@@ -502,9 +301,7 @@ class Trainer:
         variables = self.model.trainable_variables
         with tf.GradientTape() as tape:
             outputs = self.outputs_model(frames, training=True)
-            terms = models.loss_terms(outputs, labels, self.model, multi_label=self.multi_label,
-                                      **self._loss_weights)
-            terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+            terms = self._loss_terms(outputs, labels)
             loss = terms["total"] / replicas  # Summed over replicas by the all-reduce -> global mean.
             if isinstance(self.optimizer, keras.optimizers.LossScaleOptimizer):
                 loss = self.optimizer.scale_loss(loss)
@@ -520,7 +317,7 @@ class Trainer:
         The scalars are the replicas' mean of each loss term and the sums of "hits" (top-1) and "clips".
         """
         if self._distributed_step is None:
-            replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.jit_compile \
+            replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.optim.jit_compile \
                 else self._replica_step
 
             @tf.function
@@ -567,60 +364,33 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------ validation
     def _make_eval_fn(self):
-        from stpa import models
-
         @tf.function(reduce_retracing=True)
         def eval_fn(frames, labels):
             outputs = self.outputs_model(frames, training=False)
-            terms = models.loss_terms(outputs, labels, self.model, multi_label=self.multi_label,
-                                      **self._loss_weights)
-            return tf.cast(outputs["logits"], tf.float32), {k: tf.cast(v, tf.float32) for k, v in terms.items()}
+            terms = self._loss_terms(outputs, labels)
+            return tf.cast(outputs["logits"], tf.float32), terms
 
-        return eval_fn
+        def batch_fn(frames, labels) -> inference.BatchResult:
+            logits, terms = eval_fn(frames, labels)
+            return inference.BatchResult(logits.numpy(), scalars={k: float(v) for k, v in terms.items()})
+
+        return batch_fn
 
     def validate(self) -> dict[str, float]:
         """Scores the eval split with K = eval_frames (centre crop): loss terms, top-1 (mAP), mean class accuracy."""
-        config = self.config
+        data = self.config.data
         if self._eval_fn is None:
             self._eval_fn = self._make_eval_fn()
-        sums, count, scores, labels = {}, 0, [], []
-        total = self.manifest_count(config.eval_split)
-        limit = min(total, config.max_eval_videos) if total and config.max_eval_videos else (
-            config.max_eval_videos or total)
-        dataset = self.eval_dataset(config.eval_frames, config.eval_batch_size)
-        with tqdm.tqdm(total=limit, desc="validate", unit="video", leave=False,
-                       disable=not config.progress) as bar:
-            for frames, batch_labels, _ in dataset:
-                logits, terms = self._eval_fn(frames, batch_labels)
-                n = int(logits.shape[0])
-                for name, value in terms.items():
-                    sums[name] = sums.get(name, 0.0) + float(value) * n
-                scores.append(logits.numpy())
-                labels.append(batch_labels.numpy())
-                count += n
-                bar.update(n)
-                if config.max_eval_videos and count >= config.max_eval_videos:
-                    break
-        if count == 0:
-            raise ValueError(f"the validation split {config.eval_split!r} is empty.")
-        report = metrics.classification_report(np.concatenate(scores), np.concatenate(labels),
-                                               multi_label=self.multi_label)
-        result = {f"loss/{name}": value / count for name, value in sums.items()}
-        result.update({k: v for k, v in report.items() if k != "num_videos"})
-        result["num_videos"] = count
-        return result
-
-    def manifest_count(self, split: str) -> int | None:
-        """Number of videos of a split according to its manifest (None if unknown)."""
-        try:
-            counts = self._read_manifest(split).get("counts", {})
-        except (OSError, ValueError):
-            return None
-        if counts == {} and "count" in self._read_manifest(split):
-            return int(self._read_manifest(split)["count"])
-        if isinstance(counts, dict):
-            return counts.get("videos") or counts.get("num_videos") or counts.get("written")
-        return int(counts)
+        result = inference.run_inference(
+            self._eval_fn, self.eval_dataset(data.eval_frames, data.eval_batch_size),
+            max_videos=data.max_eval_videos, total=self.source.video_count(data.eval_split),
+            progress=self.config.loop.progress, description="validate",
+            empty_message=f"the validation split {data.eval_split!r} is empty.")
+        report = metrics.classification_report(result.logits, result.labels, multi_label=self.multi_label)
+        values = {f"loss/{name}": value for name, value in result.scalar_means.items()}
+        values.update({k: v for k, v in report.items() if k != "num_videos"})
+        values["num_videos"] = result.num_videos
+        return values
 
     def selection_metric(self, result: dict[str, float]) -> float:
         """The validation number that decides the best checkpoint."""
@@ -634,14 +404,12 @@ class Trainer:
                 tf.summary.create_file_writer(os.path.join(self.config.model_dir, "validation")))
 
     def _write_attention_images(self, writer, step: int) -> None:
-        """Every validation: salient receptive fields (Sec. 4.4) of the first validation clip, as an image summary."""
-        if not self.config.summary_images or not self.is_chief or self.config.model == "tsn" or self.cached_features:
+        """Every validation: the family's pictures of the first validation clip's attention, as image summaries."""
+        if not self.config.loop.summary_images or not self.is_chief or not self.source.pictures:
             return
-        from stpa.engine import summaries
-
         try:
-            summaries.write_attention_summary(writer, step, self.outputs_model, self.eval_dataset(
-                5, 1, preprocess=False), self.preprocess, modality=self.config.modality)
+            summaries.write_attention_summary(writer, step, self.family, self.outputs_model,
+                                              self.eval_dataset(5, 1, preprocess=False), self.input_spec.preprocess)
         except Exception as error:  # noqa: BLE001 - a picture must never stop training.
             logging.warning("attention image summary skipped: %s", error)
 
@@ -677,10 +445,10 @@ class Trainer:
             if self._train_step is None:
                 self._train_step = self.make_train_step()
             # The stream is a function of (seed, position): continue it after the clips already consumed.
-            iterator = iter(self.train_dataset(seed=config.seed, skip=int(self.input_clips.numpy())))
+            iterator = iter(self.train_dataset(seed=config.loop.seed, skip=int(self.input_clips.numpy())))
             window = self._new_window()
             bar = tqdm.tqdm(total=max_steps, initial=start, desc=f"train {os.path.basename(config.model_dir)}",
-                            unit="step", disable=not config.progress or not self.is_chief, dynamic_ncols=True)
+                            unit="step", disable=not config.loop.progress or not self.is_chief, dynamic_ncols=True)
             try:
                 while int(self.step.numpy()) < max_steps:
                     tick = time.perf_counter()
@@ -704,12 +472,12 @@ class Trainer:
                         window["time"] += elapsed
                         window["timed_clips"] += values["clips"]
                     bar.update(1)
-                    if step % config.log_every == 0 or step == max_steps:
+                    if step % config.loop.log_every == 0 or step == max_steps:
                         last_logged = self._log_train(train_writer, step, window)
                         bar.set_postfix(loss=f"{last_logged['loss/total']:.3f}", top1=f"{last_logged['top1']:.2f}",
                                         lr=f"{last_logged['learning_rate']:.2g}")
                         window = self._new_window()
-                    if config.eval_split and config.eval_every and step % config.eval_every == 0 \
+                    if config.data.eval_split and config.loop.eval_every and step % config.loop.eval_every == 0 \
                             and step < max_steps:
                         validation.append((step, self._validate_and_log(val_writer, step)))
                     if step % config.checkpoint_interval() == 0 or step == max_steps:
@@ -722,7 +490,7 @@ class Trainer:
             finally:
                 bar.close()
         step = int(self.step.numpy())
-        if config.eval_split and (not validation or validation[-1][0] != step):
+        if config.data.eval_split and (not validation or validation[-1][0] != step):
             validation.append((step, self._validate_and_log(val_writer, step)))
         if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
             checkpoint_path = self.save() or checkpoint_path
@@ -735,7 +503,7 @@ class Trainer:
 
     def _report(self, message: str) -> None:
         """A line for the user: above the progress bar when there is one, else in the log."""
-        if self.config.progress and self.is_chief:
+        if self.config.loop.progress and self.is_chief:
             tqdm.tqdm.write(message)
         else:
             logging.info("%s", message)
@@ -768,12 +536,13 @@ class Trainer:
         value = self.selection_metric(result)
         if value > float(self.best_metric.numpy()):
             self._save_best(value)
-        self._report(f"step {step} validation ({self.config.eval_split}, K={self.config.eval_frames}): " + ", ".join(
+        data = self.config.data
+        self._report(f"step {step} validation ({data.eval_split}, K={data.eval_frames}): " + ", ".join(
             f"{k} {v:.4g}" for k, v in result.items()))
         return result
 
 
-def train(config: TrainConfig, strategy: tf.distribute.Strategy | None = None) -> TrainResult:
+def train(config: config_lib.RunConfig, strategy: tf.distribute.Strategy | None = None) -> TrainResult:
     """Sets up and runs a training run (the body of `python -m stpa.train` for one stream)."""
-    with precision_policy(config.mixed_precision):
+    with precision_policy(config.optim.mixed_precision):
         return Trainer(config, strategy).train()

@@ -72,20 +72,23 @@ def make_run_dir(model_dir: str, *, model: str = "stpa", modality: str = "rgb", 
     """
     import keras
 
-    from stpa import models
-    from stpa.engine import checkpoints, trainer
+    from stpa.engine import checkpoints
+    from stpa.engine import config as config_lib
+    from stpa.engine import family as family_lib
 
-    config = trainer.TrainConfig(model_dir=model_dir, model=model, backbone="tiny", modality=modality, scales=scales,
-                                 input_size=input_size, flow_length=flow_length)
+    options = {"scales": scales} if model == "stpa" else {}
+    config = config_lib.from_values(dict(model_dir=model_dir, model=model, backbone="tiny", modality=modality,
+                                         input_size=input_size, flow_length=flow_length, **options))
+    build = family_lib.get_family(model).build_kwargs(config.family, num_classes, config.data)
     run_config = {
-        "build": trainer.build_kwargs(config, num_classes), "input": "frames", "multi_label": multi_label,
+        "build": build, "input": "frames", "multi_label": multi_label,
         "class_names": class_names or [synthetic.CLASSES[c][0] for c in range(num_classes)], "train_frames": 3,
         "backbone": "tiny", "modality": modality, "flow_length": flow_length, "input_size": input_size,
         "model": model,
     }
     checkpoints.save_run_config(model_dir, run_config)
     keras.utils.set_random_seed(seed)
-    network = models.build_model(**run_config["build"])
+    network = checkpoints.build_from_config(run_config)
     step = tf.Variable(1, dtype=tf.int64)
     tf.train.CheckpointManager(checkpoints.weights_checkpoint(network, step=step),
                                os.path.join(model_dir, checkpoints.CHECKPOINT_DIR), max_to_keep=1).save(1)

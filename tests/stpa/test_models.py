@@ -1,5 +1,6 @@
 """The STPA / TSN networks: any K, TSN consensus, the attention math end to end, parameters, Eq. 9's terms."""
 
+import dataclasses
 import math
 
 import keras
@@ -38,7 +39,7 @@ def stpa_tiny():
 def test_validate_config_names_the_allowed_values():
     models.validate_config("stpa", "inception_resnet_v2", 3, "C", "rgb")
     models.validate_config("tsn", "tiny", 99, "Z", "flow")  # top / scales do not matter without the pyramid.
-    with pytest.raises(ValueError, match=r"allowed: \['stpa', 'tsn', 'st_attn'\]"):
+    with pytest.raises(ValueError, match=r"allowed: \['stpa', 'tsn'\]"):
         models.validate_config("i3d", "tiny", 3, "C", "rgb")
     with pytest.raises(ValueError, match=r"allowed: \['A', 'B', 'C', 'fc'\].*block35_10_ac"):
         models.validate_config("stpa", "inception_resnet_v2", 3, "D", "rgb")
@@ -270,21 +271,30 @@ ST_ATTN_SMALL = dict(mask_filters=(6, 4), lstm_units=5, init_filters=6, attentio
 
 
 def test_st_attn_is_built_on_the_backbone_feature_map():
-    model = build_tiny(model="st_attn", num_classes=3, **ST_ATTN_SMALL)
+    from st_attn.family import ST_ATTN
+    from stpa.engine import config as config_lib
+
+    config = config_lib.from_values(dict(model_dir="x", model="st_attn", backbone="tiny", input_size=32,
+                                         model_options=ST_ATTN_SMALL))
+    model = ST_ATTN.build(config.family, 3, config.data)
     clip = make_clip(2, 4)
     assert model(clip, training=False).shape == (2, 3)
-    outputs = models.attention_outputs_model(model)(clip, training=False)
+    outputs = ST_ATTN.outputs_model(model)(clip, training=False)
     assert outputs["mask"].shape == (2, 4, 2, 2, 1)  # tiny's last feature map at 32 px is 2 x 2.
     assert outputs["temporal_weights"].shape[0] == 2 and outputs["temporal_weights"].shape[-1] == 4
-    terms = models.loss_terms(outputs, np.array([0, 2]), model)
+    terms = ST_ATTN.loss_terms(config.family, outputs, np.array([0, 2]), model, multi_label=False,
+                               weight_decay=4e-5)
     assert {"tv", "contrast", "unimodal", "weight_decay", "classification"} <= set(terms)
     assert all(np.isfinite(v.numpy()) for v in terms.values())
-    assert "tv" not in models.loss_terms(outputs, np.array([0, 2]), model, lambda_tv=0.0)
-    with pytest.raises(ValueError, match="lambda_tv"):
-        models.loss_terms(outputs, np.array([0, 2]), model, lambda_tvv=1.0)
-    cached = models.build_model(model="st_attn", backbone="resnet50", num_classes=3, feature_shape=(7, 7, 16),
-                                **ST_ATTN_SMALL)
+    no_tv = dataclasses.replace(config.family, lambda_tv=0.0)
+    assert "tv" not in ST_ATTN.loss_terms(no_tv, outputs, np.array([0, 2]), model, multi_label=False,
+                                          weight_decay=4e-5)
+    with pytest.raises(ValueError, match="lambda_tv"):  # an unknown option lists the allowed ones
+        config_lib.from_values({"model_dir": "x", "model": "st_attn", "model_options": {"lambda_tvv": 1.0}})
+    cached = ST_ATTN.build(config.family, 3, config.data, feature_shape=(7, 7, 16))
     assert cached.input_shape == (None, None, 7, 7, 16)
+    with pytest.raises(ValueError, match="st_attn"):  # the STPA module builds STPA and TSN only
+        build_tiny(model="st_attn", num_classes=3)
 
 
 def test_attention_outputs_of_a_single_scale_model(tmp_path):

@@ -31,13 +31,14 @@ ATOL, RTOL = 1e-6, 1e-5
 
 
 def _config(model_dir, records_dir):
-    from stpa.engine import trainer
 
-    return trainer.TrainConfig(
+    from stpa.engine import config as config_lib
+
+    return config_lib.from_values(dict(
         model_dir=str(model_dir), records_dir=records_dir, backbone="tiny", input_size=32, train_frames=2,
         batch_size=GLOBAL_BATCH, learning_rate=0.05, max_steps=STEPS, eval_split=None, log_every=STEPS,
         checkpoint_every=STEPS, progress=False, summary_images=False, deterministic=True, seed=3, dropout=0.0,
-        model_options={"frozen_bn": True})
+        model_options={"frozen_bn": True}))
 
 
 def _worker(out_path, model_dir, records_dir):
@@ -48,7 +49,7 @@ def _worker(out_path, model_dir, records_dir):
     run = trainer.Trainer(_config(model_dir, records_dir), strategy)
     initial = [w.copy() for w in run.model.get_weights()]
     # The same stream the training loop builds (seed, skip 0), with the video ids: what this worker will consume.
-    iterator = iter(run.train_dataset(run.config.seed, with_metadata=True))
+    iterator = iter(run.train_dataset(run.config.loop.seed, with_metadata=True))
     frames, labels, video_ids = [], [], []
     for _ in range(STEPS):
         batch_frames, batch_labels, metadata = next(iterator)
@@ -113,8 +114,10 @@ def test_frozen_bn_makes_each_clip_independent_of_the_batch():
     unfrozen.set_weights(model.get_weights())
     assert not np.allclose(unfrozen(clips[:1], training=True).numpy()[0], unfrozen(clips, training=True).numpy()[0],
                            atol=1e-4)  # batch statistics: the same clip scores differently in another batch
-    with pytest.raises(ValueError, match="frozen_bn"):
-        models.build_model("st_attn", "tiny", num_classes=3, input_size=32, frozen_bn=True)
+    from stpa.engine import config as config_lib
+
+    with pytest.raises(ValueError, match="frozen_bn"):  # not an option of ST-attn (its own layers have batch norm)
+        config_lib.from_values({"model_dir": "x", "model": "st_attn", "model_options": {"frozen_bn": True}})
 
 
 @pytest.mark.slow

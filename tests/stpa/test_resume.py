@@ -150,10 +150,12 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(records, 
 
 # ------------------------------------------------------------------------------- run directories of older code
 def _config(model_dir, records_dir, max_steps):
-    return trainer.TrainConfig(model_dir=str(model_dir), records_dir=records_dir, backbone="tiny", input_size=32,
-                               train_frames=2, batch_size=4, learning_rate=0.01, max_steps=max_steps, eval_split=None,
-                               log_every=2, checkpoint_every=2, progress=False, summary_images=False,
-                               deterministic=True, seed=3)
+    from stpa.engine import config as config_lib
+
+    return config_lib.from_values(dict(
+        model_dir=str(model_dir), records_dir=records_dir, backbone="tiny", input_size=32, train_frames=2,
+        batch_size=4, learning_rate=0.01, max_steps=max_steps, eval_split=None, log_every=2, checkpoint_every=2,
+        progress=False, summary_images=False, deterministic=True, seed=3))
 
 
 @pytest.mark.slow

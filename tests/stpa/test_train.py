@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from stpa.engine import checkpoints, schedules, trainer
+from stpa.engine import config as config_lib
 from tests.stpa.cli_fixtures import NUM_CLASSES, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -36,7 +37,7 @@ def _config(model_dir, records_dir, **overrides):
                   batch_size=4, learning_rate=0.01, max_steps=4, eval_every=0, eval_frames=3, eval_batch_size=6,
                   log_every=2, progress=False, summary_images=False)
     values.update(overrides)
-    return trainer.TrainConfig(**values)
+    return config_lib.from_values(values)
 
 
 def _run_cli(args, timeout=240):
@@ -96,14 +97,12 @@ def test_flags_file_reproduces_the_config(tmp_path):
     from stpa import train as train_cli
     from stpa.engine import flags as stpa_flags
 
-    config = trainer.TrainConfig(
+    config = config_lib.from_values(dict(
         model_dir=str(tmp_path / "run"), records_dir="data/x", eval_split=None, model="st_attn", backbone="tiny",
         modality="flow", dropout=0.0, model_options={"mask_filters": (8, 8), "spatial_attention": False},
-        lr_boundaries=(10, 20), lr_values=(1.0, 0.1, 0.01), max_steps=30, lambda_tv=0.5, jit_compile=True)
-    path = checkpoints.write_flags_file(config.model_dir, trainer.flag_lines(config))
+        lr_boundaries=(10, 20), lr_values=(1.0, 0.1, 0.01), max_steps=30, lambda_tv=0.5, jit_compile=True))
+    path = checkpoints.write_flags_file(config.model_dir, config_lib.flag_lines(config))
     flag_values = absl_flags.FlagValues()
-    stpa_flags.define_data_flags(flag_values)
-    stpa_flags.define_model_flags(flag_values)
     stpa_flags.define_train_flags(flag_values)
     flag_values(["train", f"--flagfile={path}"])
     assert train_cli.config_from_flags(flag_values) == config
@@ -172,7 +171,7 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(recor
 
 def test_mixed_float16_steps_are_finite_and_loss_scaled(records, tmp_path):
     config = _config(tmp_path / "mp", records, mixed_precision="mixed_float16", max_steps=2, eval_split=None)
-    with trainer.precision_policy(config.mixed_precision):
+    with trainer.precision_policy(config.optim.mixed_precision):
         run = trainer.Trainer(config)
         assert isinstance(run.optimizer, keras.optimizers.LossScaleOptimizer)
         result = run.train()
@@ -253,8 +252,6 @@ def test_resume_after_kill_continues_from_the_saved_step(records, tmp_path):
     flag_values = absl_flags.FlagValues()
     from stpa.engine import flags as stpa_flags
 
-    stpa_flags.define_data_flags(flag_values)
-    stpa_flags.define_model_flags(flag_values)
     stpa_flags.define_train_flags(flag_values)
     flag_values(["train", f"--flagfile={model_dir}/flags.txt", f"--max_steps={saved_step + 2}"])
     config = train_cli.config_from_flags(flag_values)

@@ -1,0 +1,126 @@
+"""The STPA family (Du et al., ECCV 2018) and its TSN baseline (Table 1(e)) as `engine.family.ModelFamily` objects.
+
+Both build with `stpa.models.build_model`; STPA's objective is Eq. 9 (`stpa.models.loss_terms`: cross-entropy,
+lambda sum w^2, beta l_interactive, gamma l_attn), TSN's is cross-entropy + lambda sum w^2. STPA's attention outputs
+(A of Eq. 3, y^j of Eq. 2, the top features X of Eq. 4) drive its losses, serving's extra outputs and the salient
+receptive fields of Sec. 4.4 in TensorBoard.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from typing_extensions import override
+
+from stpa import models, saliency
+from stpa.engine import family as family_lib
+from stpa.engine import pictures
+from stpa.engine.config import option
+from stpa.preprocessing import preprocess_for
+
+
+@dataclasses.dataclass
+class StpaConfig:
+    """The network and loss options of STPA and TSN (the flags of `stpa.train` for --model=stpa / tsn)."""
+
+    backbone: str = option("inception_resnet_v2", "Backbone CNN (see stpa.models.BACKBONES).")
+    scales: int = option(3, "Number of pyramid layers N (Table 1(b)).", lower=1)
+    top: str = option("C", "Top layer of the pyramid (Table 1(a); per backbone, see stpa.models.TOPS).")
+    fusion: str = option("mul", "Fusion F of the per-scale scores (Eq. 3, Table 1(c)).", choices=models.FUSIONS)
+    dropout: float | None = option(None, "Dropout before the classifier (default: 0.5 RGB, 0.7 flow, Sec. 3.4).",
+                                   kind="float", lower=0.0, upper=1.0)
+    weights: str | None = option(None, "Backbone initialisation: 'imagenet', a local weights file, or none.",
+                                 kind="string")
+    partial_bn: bool = option(False, "Freeze every batch normalisation of the backbone but the first (TSN's "
+                              "partial BN).")
+    frozen_bn: bool = option(False, "Freeze every batch normalisation of the backbone (each clip's output then "
+                             "depends on that clip only).")
+    beta: float = option(1e-4, "beta of Eq. 9 (interaction-aware loss, Eq. 6); 0 switches it off.", lower=0.0,
+                         build=False)
+    gamma: float = option(1e-4, "gamma of Eq. 9 (attention loss, Eq. 7-8); 0 switches it off.", lower=0.0,
+                          build=False)
+
+
+class StpaFamily(family_lib.ModelFamily):
+    """STPA: backbone -> pyramid attention (Eq. 1-4) -> the same backbone after the top tap -> logits."""
+
+    name = "stpa"
+    config_class = StpaConfig
+    attention_outputs = ("attention",)
+
+    @override
+    def validate(self, config: StpaConfig, data: Any) -> None:
+        models.validate_config(self.name, config.backbone, config.scales, config.top, data.modality,
+                               fusion=config.fusion, input_size=data.input_size, flow_length=data.flow_length)
+
+    @override
+    def default_input_size(self, config: StpaConfig) -> int:
+        return models.default_input_size(config.backbone)
+
+    @override
+    def input_spec(self, config: StpaConfig, data: Any) -> family_lib.InputSpec:
+        spec = super().input_spec(config, data)
+        return dataclasses.replace(spec, preprocess=preprocess_for(config.backbone, data.modality))
+
+    def build_kwargs(self, config: StpaConfig, num_classes: int, data: Any, *, feature_shape=None) -> dict:
+        """`stpa.models.build_model`'s arguments (config.json "build", the layout of format 1)."""
+        del feature_shape
+        build = {"model": self.name, "backbone": config.backbone, "num_classes": int(num_classes),
+                 "modality": data.modality, "scales": config.scales, "top": config.top, "fusion": config.fusion,
+                 "flow_length": data.flow_length, "dropout": config.dropout, "weights": config.weights,
+                 "input_size": int(self.input_spec(config, data).size), "partial_bn": config.partial_bn}
+        if config.frozen_bn:
+            build["frozen_bn"] = True
+        return build
+
+    @override
+    def from_build_kwargs(self, build: Mapping[str, Any]) -> keras.Model:
+        return models.build_model(**{**build, "weights": None})
+
+    @override
+    def build(self, config: StpaConfig, num_classes: int, data: Any, *, feature_shape=None) -> keras.Model:
+        return models.build_model(**self.build_kwargs(config, num_classes, data))
+
+    @override
+    def outputs_model(self, model: keras.Model) -> keras.Model:
+        return models.attention_outputs_model(model)
+
+    def loss_terms(self, config: StpaConfig, outputs: Mapping[str, tf.Tensor], labels: tf.Tensor,
+                   model: keras.Model, *, multi_label: bool, weight_decay: float) -> dict[str, tf.Tensor]:
+        """Eq. 9: CE + lambda sum w^2 + beta l_interactive (Eq. 6) + gamma l_attn (Eq. 7-8), each weighted."""
+        terms = models.loss_terms(outputs, labels, model, weight_decay=weight_decay, beta=config.beta,
+                                  gamma=config.gamma, multi_label=multi_label)
+        terms.pop("total")
+        return terms
+
+    def summary_images(self, outputs: Mapping[str, np.ndarray], frames: np.ndarray) -> dict[str, np.ndarray]:
+        """Salient receptive fields (Sec. 4.4) for output position m = 0 (threshold 0.5) and all (threshold 0.7)."""
+        if "attention" not in outputs:
+            return {}
+        shown = pictures.enlarge(pictures.displayable(frames))
+        attention = np.asarray(outputs["attention"])[0]  # (d, K*H*W)
+        return {"attention/salient_fields_m0_t0.5": saliency.render_salient_fields(
+                    shown, [attention], threshold=0.5, positions=0),
+                "attention/salient_fields_all_t0.7": saliency.render_salient_fields(
+                    shown, [attention], threshold=0.7, positions=None)}
+
+
+class TsnFamily(StpaFamily):
+    """TSN (the "without our layer" baseline of Table 1(e)): per-frame backbone, averaged frame scores."""
+
+    name = "tsn"
+    attention_outputs = ()
+
+    @override
+    def summary_images(self, outputs, frames):
+        del outputs, frames
+        return {}
+
+
+STPA = StpaFamily()
+TSN = TsnFamily()
