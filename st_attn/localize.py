@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import os
 from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def collect_attention(
     max_videos: int | None = None,
     progress: bool = True,
 ) -> list[VideoAttention]:
-    """Runs an attention-outputs model over a test dataset.
+    """Runs an attention-outputs model over a test dataset (`stpa.engine.inference`'s loop).
 
     Args:
       attention_model: `st_attn.models.attention_model(model)` (dict outputs "logits", "temporal_weights", "mask").
@@ -101,40 +102,32 @@ def collect_attention(
     Returns:
       One `VideoAttention` per video, in dataset order.
     """
-    from tqdm import tqdm
+    from stpa.engine import inference
 
-    videos: list[VideoAttention] = []
-    bar = tqdm(unit="video", desc="attention", disable=not progress)
-    for inputs, labels, metadata in dataset:
+    def batch_fn(inputs, labels) -> inference.BatchResult:
         outputs = attention_model(inputs, training=False)
-        logits = np.asarray(outputs["logits"], np.float64)
-        probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probabilities /= probabilities.sum(axis=-1, keepdims=True)
-        masks = np.asarray(outputs["mask"])[..., 0] if "mask" in outputs else None
-        weights = np.asarray(outputs["temporal_weights"])
-        labels = np.asarray(labels)
-        for i in range(len(logits)):
-            positives = np.flatnonzero(labels[i]) if labels.ndim == 2 else [labels[i]]
-            label = int(positives[0]) if len(positives) else -1
-            videos.append(
-                VideoAttention(
-                    video_id=metadata["video_id"][i].numpy().decode(),
-                    probabilities=probabilities[i],
-                    mask=None if masks is None else masks[i],
-                    weights=weights[i],
-                    frame_indices=metadata["frame_indices"][i].numpy(),
-                    num_frames=int(metadata["num_frames"][i]),
-                    fps=float(metadata["fps"][i]),
-                    height=int(metadata["height"][i]),
-                    width=int(metadata["width"][i]),
-                    label=label,
-                )
-            )
-            bar.update(1)
-            if max_videos is not None and len(videos) >= max_videos:
-                bar.close()
-                return videos
-    bar.close()
+        per_video = {"temporal_weights": np.asarray(outputs["temporal_weights"])}
+        if "mask" in outputs:
+            per_video["mask"] = np.asarray(outputs["mask"])[..., 0]  # (B, n, h, w)
+        return inference.BatchResult(np.asarray(outputs["logits"], np.float64), per_video=per_video)
+
+    result = inference.run_inference(
+        batch_fn, dataset, max_videos=max_videos, progress=progress, description="attention",
+        empty_message="no video to localise: the split is empty (or --video_ids matched none).",
+        metadata_keys=("video_id", "frame_indices", "num_frames", "fps", "height", "width"))
+    logits = result.logits
+    probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    probabilities /= probabilities.sum(axis=-1, keepdims=True)
+    masks, meta, labels = result.per_video.get("mask"), result.metadata, result.labels
+    videos = []
+    for i in range(result.num_videos):
+        positives = np.flatnonzero(labels[i]) if labels.ndim == 2 else [labels[i]]
+        videos.append(VideoAttention(
+            video_id=str(result.video_ids[i]), probabilities=probabilities[i],
+            mask=None if masks is None else masks[i], weights=result.per_video["temporal_weights"][i],
+            frame_indices=meta["frame_indices"][i], num_frames=int(meta["num_frames"][i]), fps=float(meta["fps"][i]),
+            height=int(meta["height"][i]), width=int(meta["width"][i]),
+            label=int(positives[0]) if len(positives) else -1))
     return videos
 
 
@@ -308,27 +301,83 @@ def format_tables(result: dict) -> str:
 # ---------------------------------------------------------------------------------------------------- command line
 
 
-def _define_flags() -> None:
+def define_run_flags(*, records_required: bool = False) -> None:
+    """The flags `st_attn.localize` and `st_attn.visualize` share: which model, which data, how many frames."""
     from absl import flags
 
     flags.DEFINE_string("model_dir", None, "Run directory of `python -m stpa.train` (config.json + checkpoints).")
     flags.DEFINE_string("model_path", None, "Or: a saved .keras ST-attn model (then give --backbone, --input_size).")
-    flags.DEFINE_string("records_dir", None, "Prepared dataset (data.prepare --out_dir): frames and ground truth.")
+    flags.DEFINE_string("records_dir", None, "Prepared dataset (data.prepare --out_dir): frames and ground truth.",
+                        required=records_required)
     flags.DEFINE_string(
         "features_dir",
         None,
         "Cached features (st_attn.features --out_dir) for a model trained on "
         "them; ground truth from --records_dir or the records the features came from.",
     )
-    flags.DEFINE_string("split", "test", "Split directory to localise.")
+    flags.DEFINE_string("split", "test", "Split directory to use.")
     flags.DEFINE_integer("num_frames", 25, "n, frames per test clip (segment centres).", lower_bound=1)
+    flags.DEFINE_string("backbone", None, "With --model_path: the backbone (for the input normalisation).")
+    flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "With --model_path: the stream.")
+    flags.DEFINE_integer("input_size", None, "With --model_path: the input size.")
+
+
+@dataclasses.dataclass
+class AttentionRun:
+    """What `open_attention_run` sets up for a command line.
+
+    Attributes:
+      probe: the attention-outputs model (logits, mask, temporal weights).
+      build: the model's build arguments (`load_trained`).
+      dataset: test batches `(inputs, labels, metadata)` as the model reads them.
+      input_size: side of the square crop the model saw.
+      records_split: the prepared split holding the frames and ground truth.
+    """
+
+    probe: Any
+    build: dict
+    dataset: Any
+    input_size: int
+    records_split: str
+
+
+def open_attention_run(flag_values, *, batch_size: int) -> AttentionRun:
+    """The set-up `st_attn.localize` and `st_attn.visualize` share: model, test clips (or features), ground truth.
+
+    Args:
+      flag_values: parsed flags of `define_run_flags`.
+      batch_size: clips per forward pass.
+
+    Raises:
+      ValueError: neither --records_dir nor --features_dir.
+    """
+    import stpa.families  # noqa: F401 - the composition root: a run directory's family rebuilds its network.
+    from st_attn import features
+
+    config = flag_values
+    probe, build = load_trained(
+        config.model_dir, config.model_path, backbone=config.backbone, modality=config.modality,
+        input_size=config.input_size,
+    )  # fmt: skip
+    if not config.records_dir and not config.features_dir:
+        raise ValueError("--records_dir is required (or --features_dir for a model trained on cached features).")
+    features_split = os.path.join(config.features_dir, config.split) if config.features_dir else None
+    records_split = os.path.join(config.records_dir, config.split) if config.records_dir else None
+    dataset, input_size = attention_dataset(build, records_split=records_split, features_split=features_split,
+                                            num_frames=config.num_frames, batch_size=batch_size)
+    if records_split is None:
+        records_split = features.read_feature_manifest(features_split)["source_records"]
+    return AttentionRun(probe, build, dataset, input_size, records_split)
+
+
+def _define_flags() -> None:
+    from absl import flags
+
+    define_run_flags()
     flags.DEFINE_integer("batch_size", 4, "Clips per forward pass.", lower_bound=1)
     flags.DEFINE_float("threshold", 0.5, "Mask / normalised temporal attention threshold (Sec. 4.2).")
     flags.DEFINE_boolean("all_frames", False, "Score boxes on sampled frames without ground truth as false positives.")
     flags.DEFINE_integer("max_videos", None, "Only the first N videos (quick looks).")
-    flags.DEFINE_string("backbone", None, "With --model_path: the backbone (for the input normalisation).")
-    flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "With --model_path: the stream.")
-    flags.DEFINE_integer("input_size", None, "With --model_path: the input size.")
     flags.DEFINE_string(
         "output", None, "JSON output (default: <model_dir or model_path dir>/localization_<split>.json)."
     )
@@ -426,29 +475,12 @@ def main(argv: Sequence[str]) -> None:
 
     from data import files
     from data import records as record_format
-    from st_attn import features
 
     config = flags.FLAGS
-    probe, build = load_trained(
-        config.model_dir, config.model_path, backbone=config.backbone, modality=config.modality,
-        input_size=config.input_size,
-    )  # fmt: skip
-    if not config.records_dir and not config.features_dir:
-        raise ValueError("--records_dir is required (or --features_dir for a model trained on cached features).")
-    features_split = os.path.join(config.features_dir, config.split) if config.features_dir else None
-    dataset, input_size = attention_dataset(
-        build,
-        records_split=os.path.join(config.records_dir, config.split) if config.records_dir else None,
-        features_split=features_split,
-        num_frames=config.num_frames,
-        batch_size=config.batch_size,
-    )
-    if config.records_dir:
-        records_split = os.path.join(config.records_dir, config.split)
-    else:
-        records_split = features.read_feature_manifest(features_split)["source_records"]
+    run = open_attention_run(config, batch_size=config.batch_size)
+    records_split, input_size = run.records_split, run.input_size
     annotations = record_format.read_annotations(records_split)
-    videos = collect_attention(probe, dataset, max_videos=config.max_videos)
+    videos = collect_attention(run.probe, run.dataset, max_videos=config.max_videos)
     result = localize(
         videos, annotations, input_size=input_size, threshold=config.threshold, all_frames=config.all_frames
     )

@@ -195,19 +195,13 @@ def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) ->
 def _define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("model_dir", None, "Run directory of `python -m stpa.train`.")
-    flags.DEFINE_string("model_path", None, "Or: a saved .keras ST-attn model (then give --backbone, --input_size).")
-    flags.DEFINE_string("records_dir", None, "Prepared dataset (frames and ground truth).", required=True)
-    flags.DEFINE_string("features_dir", None, "Cached features, for a model trained on them.")
-    flags.DEFINE_string("split", "test", "Split to draw from.")
+    from st_attn.localize import define_run_flags
+
+    define_run_flags(records_required=True)
     flags.DEFINE_list("video_ids", None, "Videos to draw (default: the first --num_videos).")
     flags.DEFINE_integer("num_videos", 4, "Videos to draw when --video_ids is not given.", lower_bound=1)
-    flags.DEFINE_integer("num_frames", 25, "n, frames per test clip.", lower_bound=1)
     flags.DEFINE_integer("max_frames", 10, "Frames shown in a strip (evenly spaced; the GIF shows all).", lower_bound=1)
     flags.DEFINE_integer("gif_ms", 250, "GIF frame duration (ms).", lower_bound=10)
-    flags.DEFINE_string("backbone", None, "With --model_path: the backbone (input normalisation).")
-    flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "With --model_path: the stream.")
-    flags.DEFINE_integer("input_size", None, "With --model_path: the input size.")
     flags.DEFINE_string("out_dir", None, "Output directory (default: <model_dir>/pictures).")
 
 
@@ -231,25 +225,15 @@ def main(argv: Sequence[str]) -> None:
     from absl import flags
 
     from data import records as record_format
-    from st_attn.localize import attention_dataset, collect_attention, load_trained
+    from st_attn.localize import collect_attention, open_attention_run
 
     config = flags.FLAGS
-    probe, build = load_trained(
-        config.model_dir, config.model_path, backbone=config.backbone, modality=config.modality,
-        input_size=config.input_size,
-    )  # fmt: skip
-    records_split = os.path.join(config.records_dir, config.split)
-    dataset, input_size = attention_dataset(
-        build,
-        records_split=records_split,
-        features_split=os.path.join(config.features_dir, config.split) if config.features_dir else None,
-        num_frames=config.num_frames,
-        batch_size=1,
-    )
+    run = open_attention_run(config, batch_size=1)
+    records_split, input_size, dataset = run.records_split, run.input_size, run.dataset
     wanted = set(config.video_ids or [])
     if wanted:
         dataset = dataset.filter(lambda inputs, labels, metadata: _is_wanted(metadata["video_id"][0], wanted))
-    videos = collect_attention(probe, dataset, max_videos=len(wanted) if wanted else config.num_videos)
+    videos = collect_attention(run.probe, dataset, max_videos=len(wanted) if wanted else config.num_videos)
     entries = {}
     for example in record_format.iterate_sequence_examples(records_split):
         entry = record_format.example_to_dict(example, with_frames=False)

@@ -10,7 +10,7 @@ import os
 from absl import flags
 
 from st_attn import models
-from stpa.engine.flags import parse_options
+from stpa.engine.config import parse_options
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

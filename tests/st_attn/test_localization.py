@@ -6,12 +6,13 @@ import pytest
 
 from st_attn import localization as loc
 from st_attn.localization import Detection, GroundTruth
+from stpa.engine import pictures
 
 
 def test_bilinear_upsampling_equals_opencv():
     image = np.random.default_rng(0).uniform(size=(3, 5)).astype(np.float32)
     expected = cv2.resize(image, (11, 7), interpolation=cv2.INTER_LINEAR)
-    np.testing.assert_allclose(loc.upsample_bilinear(image, (7, 11)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(pictures.upsample_bilinear(image, (7, 11)), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_box_from_mask_hand_made():

@@ -21,7 +21,8 @@ import tensorflow as tf
 
 from data import records, synthetic
 from st_attn import features, localize, models
-from stpa import models as stpa_models
+from st_attn.family import ST_ATTN
+from stpa.engine import trainer as train_lib
 from stpa.preprocessing import preprocess_for
 
 SIZE, FRAMES, STEPS = 64, 8, 120
@@ -84,7 +85,8 @@ def test_weakly_supervised_masks_beat_the_centred_box(tmp_path):
     @tf.function
     def train_step(x, y):
         with tf.GradientTape() as tape:
-            terms = stpa_models.loss_terms(probe(x, training=True), y, model, weight_decay=0.0)
+            terms = train_lib.total_loss(ST_ATTN.loss_terms(ST_ATTN.make_config({}), probe(x, training=True), y, model,
+                                                            multi_label=False, weight_decay=0.0))
         gradients = tape.gradient(terms["total"], model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return terms

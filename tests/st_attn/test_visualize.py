@@ -11,6 +11,8 @@ from PIL import Image
 
 from data import files
 from st_attn import models, visualize
+from st_attn.family import ST_ATTN
+from stpa.engine import pictures
 from tests.st_attn import records_helper
 
 
@@ -18,7 +20,7 @@ def test_overlay_blends_the_jet_colour_of_the_mask():
     frame = np.full((8, 8, 3), 100, np.uint8)
     mask = np.zeros((4, 4))
     mask[:, 2:] = 1.0
-    out = visualize.overlay_mask(frame, mask, alpha=0.5)
+    out = pictures.overlay_mask(frame, mask, alpha=0.5)  # the one overlay (engine), ST-attn's strips use it
     # Jet: 0 -> dark blue (0, 0, 128), 1 -> dark red (128, 0, 0) in RGB.
     np.testing.assert_array_equal(out[0, 0], [50, 50, 114])
     np.testing.assert_array_equal(out[0, 7], [114, 50, 50])
@@ -51,15 +53,20 @@ def test_png_gif_and_summary_tensor(tmp_path):
     frames = np.random.default_rng(0).integers(0, 255, size=(3, 8, 8, 3), dtype=np.uint8)
     mask = np.random.default_rng(1).uniform(size=(3, 2, 2))
     weights = np.full((3, 3), 1 / 3)
-    pictures = visualize.animation_frames(frames, mask, weights, [None] * 3, [np.zeros((0, 4))] * 3)
-    gif = visualize.save_gif(pictures, str(tmp_path / "a" / "clip.gif"))
+    animation = visualize.animation_frames(frames, mask, weights, [None] * 3, [np.zeros((0, 4))] * 3)
+    gif = visualize.save_gif(animation, str(tmp_path / "a" / "clip.gif"))
     with Image.open(gif) as image:
         assert image.n_frames == 3
-    png = visualize.save_png(pictures[0], str(tmp_path / "frame.png"))
-    np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), pictures[0])
+    png = visualize.save_png(animation[0], str(tmp_path / "frame.png"))
+    np.testing.assert_array_equal(np.asarray(Image.open(png).convert("RGB")), animation[0])
+    # The family's TensorBoard picture: the Fig. 4 strip of the first clip; its first tile is frame 0 enlarged 12x.
     outputs = {"mask": mask[None, ..., None].repeat(2, 0), "temporal_weights": weights[None].repeat(2, 0)}
-    tensor = visualize.attention_summary_images(np.stack([frames, frames]).astype(np.float32), outputs, max_outputs=2)
-    assert tensor.dtype == "uint8" and tensor.shape[0] == 2 and tensor.shape[-1] == 3
+    images = ST_ATTN.summary_images(outputs, frames.astype(np.float32))
+    strip = images["attention/st_attn_strip"]
+    assert strip.dtype == np.uint8 and strip.ndim == 3 and strip.shape[-1] == 3
+    np.testing.assert_array_equal(strip[:96, :96], np.repeat(np.repeat(frames[0], 12, axis=0), 12, axis=1))
+    histogram = ST_ATTN.summary_histograms(outputs)["attention/temporal_weights"]
+    np.testing.assert_allclose(histogram, [1 / 3] * 3)
 
 
 def test_png_and_gif_writers_fail_naming_the_path(tmp_path):
