@@ -7,7 +7,7 @@ Parts (`--parts`, comma-separated; default all but `st_attn_b30`):
   st_attn_b30     the training step at the authors' batch, B = 30 (slow on a CPU: ~90 s per step).
   stpa_train      STPA, Inception-ResNet-V2 (random weights), 3 scales, top C, K = 3, B = 2, SGD with momentum.
   stpa_test       the same STPA model's test forward, B = 1, K = 25 and K = 30.
-  stpa_layer      what PyramidAttention alone keeps at K = 30 (forward + backward), next to the backbone's peak.
+  stpa_layer      what PyramidAttention alone keeps at K = 30 (forward + backward), next to IRv2's own activations.
 
 Every measurement runs in a fresh process (`--repeats` of them, interleaved A, B, A, B across variants) and reports:
   - the process's peak resident memory (VmHWM) in total and above the baseline right after importing TensorFlow,
@@ -15,7 +15,7 @@ Every measurement runs in a fresh process (`--repeats` of them, interleaved A, B
   - TensorFlow's allocator peak (`tf.config.experimental.get_memory_info`, CPU:0, or GPU:0 when there is a GPU);
   - the arithmetic lower bound (weights + optimiser slots + the activations backprop must keep, from the layer
     shapes; for inference: weights + the largest live input/output pair), its terms, and allocator peak / bound;
-  - the median step time;
+  - the median step time, wall and the process's CPU seconds (steadier when the machine is shared);
   - the run-to-run spread of the peaks over the repeats.
 ST-attn rows are also printed as ratios to the issue's measurements of the authors' released PyTorch model (ported to
 current torch, unused modules dropped, attention vectorised; same machine, 2 threads): 2.8 GiB peak and 12.7 s per
@@ -28,8 +28,9 @@ for any part `xla` (the step under jit_compile),
 `mixed_float16` (the Keras policy, loss-scaled optimiser) and `mixed_bfloat16`; process settings `no_onednn`
 (TF_ENABLE_ONEDNN_OPTS=0) and `mmap` (MALLOC_MMAP_THRESHOLD_=1048576: glibc serves blocks of 1 MiB or more with mmap
 and gives them back when freed, instead of raising its threshold and keeping freed blocks in the heap).
+Numbers measured with it are in BUILD.md, "Performance".
 
-  python benchmarks/memory.py                                  # every part but B = 30, 2 repeats (~8 min, 2 cores)
+  python benchmarks/memory.py                          # every part but B = 30, 2 repeats (~10 min on 2 idle cores)
   python benchmarks/memory.py --parts=st_attn_train --variants=base,xla --repeats=3
 """
 
@@ -394,11 +395,13 @@ def pyramid_attention_bytes(frames: int, batch: int = 1) -> dict[str, float]:
     d = 64 rows, n = K*64 positions. Per scale j: the pooled map R(f_j) (B K 64 C_j, the matmul's input) and the
     scores y^j (B d n); the fused scores, the softmax and the L2-normalised A (3 B d n); and the top features X
     (B n 2080; the pyramid's top tap, the backbone's own tensor, so not added). The pooling keeps its argmax
-    positions (int: B K 64 C_j) for the lower scales.
+    positions (int: B K 64 C_j) for the lower scales. Backprop hands the backbone a gradient of each input's size.
     """
     d, n = 64, frames * 64
     lower_channels = (320, 1088)
     return {
+        "gradients to the backbone (the inputs' size)": 4.0 * batch * frames * (
+            35 * 35 * 320 + 17 * 17 * 1088 + 64 * 2080),
         "pooled lower maps + argmax": 2 * 4.0 * batch * frames * 64 * sum(lower_channels),
         "scores y^j (3)": 3 * 4.0 * batch * d * n,
         "fused, softmax, A": 3 * 4.0 * batch * d * n,
