@@ -2,9 +2,12 @@
 
 Registers STPA and TSN (`stpa.family`) and ST-attn (`st_attn.family`) with the engine's registry, in that order
 (`--model` defaults to the first). A further family needs no change to the engine or to this file: name the module
-that registers it in the environment variable `STPA_FAMILY_MODULES` (comma-separated module names, imported here),
-e.g. `STPA_FAMILY_MODULES=my_paper.family python -m stpa.train --model=my_paper ...`; the command lines of a saved
-run (evaluate, export) need the same variable to rebuild its network.
+that registers it in the environment variable `STPA_FAMILY_MODULES` (comma-separated entries `module` -- importing it
+registers the family -- or `module:function` -- the function is called after the import), e.g.
+`STPA_FAMILY_MODULES=my_paper.family python -m stpa.train --model=my_paper ...`; the command lines of a saved run
+(evaluate, export, visualize) need the same variable to rebuild its network. A plugin hook rather than an edit of
+this file, so that a test (tests/stpa/test_third_family.py) or another repository can add a family to the unchanged
+command lines, in their own processes.
 """
 
 from __future__ import annotations
@@ -22,26 +25,29 @@ for _family in (STPA, TSN, ST_ATTN):
     register_family(_family)
 
 
-def import_family_modules(names: str | None = None) -> list[str]:
-    """Imports the modules named in `names` (default: $STPA_FAMILY_MODULES); each registers its families.
+def import_family_modules(entries: str | None = None) -> list[str]:
+    """Imports the modules named in `entries` (default: $STPA_FAMILY_MODULES), calling `module:function` entries.
 
     Returns:
-      The imported module names.
+      The entries handled.
 
     Raises:
-      ImportError: naming the variable and the module that failed.
+      ImportError: naming the variable and the entry that failed.
     """
-    names = os.environ.get(ENVIRONMENT_VARIABLE, "") if names is None else names
-    imported = []
-    for name in (n.strip() for n in names.split(",")):
-        if not name:
+    entries = os.environ.get(ENVIRONMENT_VARIABLE, "") if entries is None else entries
+    handled = []
+    for entry in (e.strip() for e in entries.split(",")):
+        if not entry:
             continue
+        name, _, function = entry.partition(":")
         try:
-            importlib.import_module(name)
-        except ImportError as error:
-            raise ImportError(f"{ENVIRONMENT_VARIABLE}: cannot import {name!r} ({error}).") from error
-        imported.append(name)
-    return imported
+            module = importlib.import_module(name)
+            if function:
+                getattr(module, function)()
+        except (ImportError, AttributeError) as error:
+            raise ImportError(f"{ENVIRONMENT_VARIABLE}: cannot load {entry!r} ({error}).") from error
+        handled.append(entry)
+    return handled
 
 
 import_family_modules()
