@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from data import files
 from stpa import saliency
+from stpa.engine import pictures as engine_pictures
 
 
 def figure_path(out_dir: str, video_id: str, figure: int) -> str:
@@ -141,7 +142,7 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
     paths = []
     for video_id, frames in clips:
         attentions = attention_maps(outputs_models, preprocess, frames)
-        pictures = saliency.enlarge(saliency.displayable(frames))
+        pictures = engine_pictures.enlarge(engine_pictures.displayable(frames))
         if figure == 4:
             chosen = 0 if positions is not None and not positions else positions
             image = saliency.render_salient_fields(pictures, attentions, threshold=threshold, positions=chosen)

@@ -11,7 +11,8 @@ import tensorflow as tf
 
 from data import files, records
 from stpa import saliency, visualization
-from stpa.engine import summaries
+from stpa.engine import pictures as engine_pictures
+from stpa.family import STPA, TSN
 from tests.stpa.cli_fixtures import make_run_dir, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -66,15 +67,13 @@ def test_render_positions_one_tile_per_output_position():
 def test_flow_frames_are_displayable_and_summary_images_are_made():
     flow = np.full((3, 16, 16, 4), 128, np.uint8)
     flow[:, 4:8, 4:8, 2] = 200  # motion in the middle field's x
-    pictures = saliency.displayable(flow)
+    pictures = engine_pictures.displayable(flow)
     assert pictures.shape == (3, 16, 16, 3) and pictures[0, 5, 5].max() == 255 and pictures[0, 0, 0].max() < 5
     attention = np.zeros((1, 4, 12))
     attention[0, 0, 0] = 1.0
-    images = summaries.attention_images({"attention": attention}, flow[:, :, :, :4].astype(np.float32))
+    images = STPA.summary_images({"attention": attention}, flow[:, :, :, :4].astype(np.float32))
     assert set(images) == {"attention/salient_fields_m0_t0.5", "attention/salient_fields_all_t0.7"}
-    mask = np.zeros((1, 3, 2, 2, 1))
-    images = summaries.attention_images({"mask": mask}, np.zeros((3, 16, 16, 3)))
-    assert "attention/spatial_mask" in images
+    assert TSN.summary_images({"attention": attention}, flow.astype(np.float32)) == {}  # TSN has no attention
 
 
 def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
