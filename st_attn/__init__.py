@@ -3,8 +3,9 @@
 Sub-modules:
   layers: the spatial attention mask (Eq. 1, Table 1) and the temporal-attention ConvLSTM (Eq. 2-5).
   losses: the total-variation, contrast and unimodality regularisers (Eq. 7-9).
-  models: `build_st_attn_network` (frames through a backbone, or cached features) and its attention endpoints;
-    `stpa.models.build_model(model="st_attn", ...)` dispatches here.
+  models: `build_st_attn_network` (frames through a backbone, or cached features) and its attention endpoints.
+  family: the ST-attn `ModelFamily` (typed options, network, Eq. 6 objective, pictures, the cached-feature input),
+    registered by the command lines' composition root `stpa.families`.
   features: cached-feature mode (backbone features extracted once into TFRecords, a `tf.data` dataset over them);
     `python -m st_attn.features`.
   localization: weakly-supervised localisation metrics in NumPy (mask -> box, weights -> segments, detection AP).

@@ -4,7 +4,10 @@ Sub-modules:
   layers: `PyramidAttention`, the interaction-aware spatio-temporal pyramid attention layer (Eq. 1-4).
   losses: the interaction-aware loss (Eq. 6) and the attention loss (Eq. 7-8).
   backbones / models: the STPA and TSN networks (Sec. 3.4) and the `build_model` factory.
-  train / evaluate / fuse / export / visualize: the command lines.
+  family: the STPA and TSN `ModelFamily` objects (typed options, objective, pictures).
+  engine: what every family shares (training and inference loops, checkpoints, serving, config and flags, ...).
+  families: the composition root that registers the families (STPA, TSN, ST-attn) for the command lines.
+  train / evaluate / fuse / export / visualize / quickstart: the command lines.
 """
 
 from data import startup as _startup
