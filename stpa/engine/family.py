@@ -29,7 +29,7 @@ import tensorflow as tf
 _REGISTRY: dict[str, ModelFamily] = {}
 
 
-def _classification_loss(labels: tf.Tensor, logits: tf.Tensor, multi_label: bool = False) -> tf.Tensor:
+def classification_loss(labels: tf.Tensor, logits: tf.Tensor, multi_label: bool = False) -> tf.Tensor:
     """Cross-entropy, mean over the batch: softmax over classes, or sigmoid averaged over classes (multi-label).
 
     Args:
@@ -47,8 +47,6 @@ def _classification_loss(labels: tf.Tensor, logits: tf.Tensor, multi_label: bool
     labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
-
-classification_loss = _classification_loss
 
 
 def weight_decay_loss(model: keras.Model) -> tf.Tensor:
@@ -169,7 +167,7 @@ class ModelFamily:
 
         Default: "classification" (cross-entropy) and "weight_decay" (weight_decay * sum w^2; absent when 0).
         """
-        terms = {"classification": _classification_loss(labels, outputs["logits"], multi_label)}
+        terms = {"classification": classification_loss(labels, outputs["logits"], multi_label)}
         if weight_decay:
             terms["weight_decay"] = weight_decay * weight_decay_loss(model)
         return terms

@@ -2,7 +2,7 @@
 
 A flagfile names its command in a header line `# command: python -m <module>` (default: stpa.train). The files
 of each command are parsed in one subprocess that imports the module (or calls its `_define_flags()`), parses
-`--flagfile=<file>`, and, for stpa.train, builds the TrainConfig and runs `trainer.validate_config` (backbone,
+`--flagfile=<file>`, and, for stpa.train, builds the RunConfig and runs `trainer.validate_config` (backbone,
 top per backbone, scales, schedule, ...) without touching the data paths.
 """
 
