@@ -129,8 +129,59 @@ def top1_hits(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(tf.cast(tf.equal(predicted, tf.cast(labels, tf.int32)), tf.float32))
 
 
+@dataclasses.dataclass
+class RunPlan:
+    """What a run is, worked out before any TensorFlow state exists (`plan_run`).
+
+    Attributes:
+      family: the registered `engine.family.ModelFamily`.
+      input_spec: frame size, channels, normalisation of the model's input.
+      source: the input source (`engine.inputs`), chosen once.
+      manifest: the train split's manifest.
+      num_classes: C.
+      multi_label: multi-hot labels.
+      class_names: the records' class names.
+      feature_shape: (h, w, C) when the source yields features, else None.
+      run_config: the config.json dict (`checkpoints.run_config_dict`).
+    """
+
+    family: family_lib.ModelFamily
+    input_spec: family_lib.InputSpec
+    source: inputs.InputSource
+    manifest: dict
+    num_classes: int
+    multi_label: bool
+    class_names: list
+    feature_shape: list[int] | None
+    run_config: dict
+
+
+def plan_run(config: config_lib.RunConfig, manifest: dict | None = None) -> RunPlan:
+    """Validates `config` (fail fast) and resolves its family, input source, classes and config.json.
+
+    Args:
+      config: the run's configuration.
+      manifest: the train split's manifest (read from the input source when None; paths are then checked).
+    """
+    validate_config(config, check_paths=manifest is None)
+    family = family_lib.get_family(config.model)
+    spec = family.input_spec(config.family, config.data)
+    source = inputs.choose(family, config, spec.size)
+    manifest = manifest if manifest is not None else source.read_manifest(config.data.train_split)
+    num_classes = int(config.data.num_classes or manifest["num_classes"])
+    multi_label = bool(manifest.get("multi_label", False))
+    class_names = list(manifest.get("class_names") or [])
+    feature_shape = source.feature_shape(manifest)
+    run_config = checkpoints.run_config_dict(
+        build=family.build_kwargs(config.family, num_classes, config.data, feature_shape=feature_shape),
+        input_name=source.name, multi_label=multi_label, class_names=class_names,
+        train_frames=config.data.train_frames, data=config.data, input_size=spec.size,
+        backbone=getattr(config.family, "backbone", None), model=config.model)
+    return RunPlan(family, spec, source, manifest, num_classes, multi_label, class_names, feature_shape, run_config)
+
+
 class Trainer:
-    """Builds the model, optimizer, checkpoints and input pipelines of a run and trains it.
+    """Trains a planned run: model, optimizer, checkpoints, input pipelines, the loop.
 
     Create it once per process (the strategy must exist before other TensorFlow work for `multi_worker`).
 
@@ -147,7 +198,7 @@ class Trainer:
 
     def __init__(self, config: config_lib.RunConfig, strategy: tf.distribute.Strategy | None = None,
                  *, manifest: dict | None = None):
-        """Sets up the run (no training yet).
+        """Sets up the run (no training yet): plan, model and optimizer, checkpoints (restored), run files.
 
         Args:
           config: the run's configuration (validated here).
@@ -156,31 +207,33 @@ class Trainer:
         """
         self.config = config
         self.strategy = strategy or distribute.make_strategy(config.loop.strategy)
-        validate_config(config, check_paths=manifest is None)
-        keras.utils.set_random_seed(config.loop.seed)
-        if config.loop.deterministic:
-            tf.config.experimental.enable_op_determinism()
-        self.family = family_lib.get_family(config.model)
-        self.input_spec = self.family.input_spec(config.family, config.data)
+        plan = plan_run(config, manifest)
+        self.family, self.input_spec, self.source = plan.family, plan.input_spec, plan.source
+        self.manifest, self.num_classes, self.multi_label = plan.manifest, plan.num_classes, plan.multi_label
+        self.class_names, self.feature_shape, self.run_config = plan.class_names, plan.feature_shape, plan.run_config
         self.input_size = self.input_spec.size
-        self.source = inputs.choose(self.family, config, self.input_size)
-        self.manifest = manifest if manifest is not None else self.source.read_manifest(config.data.train_split)
-        self.num_classes = int(config.data.num_classes or self.manifest["num_classes"])
-        self.multi_label = bool(self.manifest.get("multi_label", False))
-        self.class_names = list(self.manifest.get("class_names") or [])
         self.schedule = config.schedule()
         self.is_chief = distribute.is_chief(self.strategy)
-        self.feature_shape = self.source.feature_shape(self.manifest)
-        self.run_config = checkpoints.run_config_dict(
-            build=self.family.build_kwargs(config.family, self.num_classes, config.data,
-                                           feature_shape=self.feature_shape),
-            input_name=self.source.name, multi_label=self.multi_label, class_names=self.class_names,
-            train_frames=config.data.train_frames, data=config.data, input_size=self.input_size,
-            backbone=getattr(config.family, "backbone", None), model=config.model)
         if self.is_chief:
             checkpoints.check_same_architecture(config.model_dir, self.run_config)
         # Features are already the backbone's output; frames are normalised for the model.
         self.preprocess = self.input_spec.preprocess if self.source.frames_on_device else tf.identity
+        self._build_model_and_optimizer()
+        self._make_checkpoints()
+        self.start_step = self.restore()
+        if self.is_chief:
+            checkpoints.save_run_config(config.model_dir, self.run_config)
+            checkpoints.write_flags_file(config.model_dir, config_lib.flag_lines(config))
+        self._train_step = None
+        self._distributed_step = None
+        self._eval_fn = None
+
+    def _build_model_and_optimizer(self) -> None:
+        """Seeds, then builds the family's model, its outputs model, the optimizer and the run's counters."""
+        config = self.config
+        keras.utils.set_random_seed(config.loop.seed)
+        if config.loop.deterministic:
+            tf.config.experimental.enable_op_determinism()
         with self.strategy.scope():
             self.model = self.family.build(config.family, self.num_classes, dataclasses.replace(
                 config.data, input_size=self.input_size), feature_shape=self.feature_shape)
@@ -190,22 +243,18 @@ class Trainer:
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
             self.best_metric = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_metric")
             self.input_clips = tf.Variable(0, dtype=tf.int64, trainable=False, name=checkpoints.INPUT_POSITION)
+
+    def _make_checkpoints(self) -> None:
+        """The training checkpoint (model, optimizer, counters, RNG state) and the managers of ckpt/ and best/."""
         self.checkpoint = checkpoints.weights_checkpoint(
             self.model, optimizer=self.optimizer, step=self.step, best_metric=self.best_metric,
             **{checkpoints.INPUT_POSITION: self.input_clips,
                checkpoints.RNG_STATES: checkpoints.rng_state_variables(self.model)})
         self.exact_resume = True
         self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(checkpoints.CHECKPOINT_DIR),
-                                                  max_to_keep=config.loop.keep_checkpoints)
+                                                  max_to_keep=self.config.loop.keep_checkpoints)
         self.best_manager = tf.train.CheckpointManager(
             checkpoints.weights_checkpoint(self.model), self._checkpoint_dir(checkpoints.BEST_DIR), max_to_keep=1)
-        self.start_step = self.restore()
-        if self.is_chief:
-            checkpoints.save_run_config(config.model_dir, self.run_config)
-            checkpoints.write_flags_file(config.model_dir, config_lib.flag_lines(config))
-        self._train_step = None
-        self._distributed_step = None
-        self._eval_fn = None
 
     # ----------------------------------------------------------------------------------------------- set-up helpers
     def _loss_terms(self, outputs, labels) -> dict[str, tf.Tensor]:
