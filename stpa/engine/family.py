@@ -197,6 +197,14 @@ class ModelFamily:
         del config
         return None
 
+    def add_signatures(self, archive: keras.export.ExportArchive, outputs_model: keras.Model,
+                       run_config: Mapping[str, Any]) -> None:
+        """Adds the family's own SavedModel endpoints (`archive.add_endpoint(name, fn, input_signature=...)`).
+
+        They come beside the engine's `serve_frames`, `serve_video` and `serve_encoded_video`. Default: none.
+        """
+        del archive, outputs_model, run_config
+
     def export_error(self, run_config: Mapping[str, Any]) -> str | None:
         """Why a run cannot be exported with the engine's signatures (None: it can)."""
         del run_config

@@ -244,6 +244,7 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
     archive.add_endpoint("serve_encoded_video", serve_encoded_rgb if modality == "rgb" else serve_encoded_flow,
                          input_signature=[tf.TensorSpec([None], tf.string, name=name)
                                           for name in ENCODED_INPUTS[modality]])
+    family.add_signatures(archive, outputs_model, config)  # What the family serves beyond the three above.
     return archive
 
 

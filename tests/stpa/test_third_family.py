@@ -52,6 +52,11 @@ class ToyFamily(family_lib.ModelFamily):
         logits = keras.layers.Dense(num_classes, dtype="float32", name="logits")(hidden)
         return keras.Model(clip, logits, name="toy_gap")
 
+    def add_signatures(self, archive, outputs_model, run_config) -> None:  # noqa: D102
+        size = int(run_config["input_size"])
+        archive.add_endpoint("serve_clip_mean", lambda frames: {"mean": tf.reduce_mean(frames, axis=[1, 2, 3])},
+                             input_signature=[tf.TensorSpec([None, None, size, size, 3], tf.float32, name="frames")])
+
 
 def register() -> None:
     """The plugin entry: adds the toy family to the registry of the command line that imports it."""
@@ -114,8 +119,13 @@ def test_a_registered_toy_family_trains_evaluates_and_exports_through_the_comman
 
     model = checkpoints.load_model(run_dir)
     frames = np.random.default_rng(0).uniform(0, 255, (2, 3, 16, 16, 3)).astype(np.float32)
-    served = tf.saved_model.load(export_dir).signatures["serve_frames"](frames=tf.constant(frames))
+    saved = tf.saved_model.load(export_dir)
+    served = saved.signatures["serve_frames"](frames=tf.constant(frames))
     expected = _reference_logits(frames, model.get_weights())
     np.testing.assert_allclose(served["logits"].numpy(), expected, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(model(frames / 127.5 - 1.0, training=False).numpy(), expected, rtol=1e-5, atol=1e-5)
     assert sorted(served) == ["logits", "probabilities"]  # no attention outputs declared
+    # The family's own endpoint, beside the engine's three.
+    assert {"serve_frames", "serve_video", "serve_encoded_video", "serve_clip_mean"} <= set(saved.signatures)
+    mean = saved.signatures["serve_clip_mean"](frames=tf.constant(frames))["mean"].numpy()
+    np.testing.assert_allclose(mean, frames.astype(np.float64).mean(axis=(1, 2, 3)), rtol=1e-5)
