@@ -58,8 +58,9 @@ def read_feature_manifest(split_dir: str) -> dict:
             f"{path} not found: extract features first with `python -m st_attn.features --records_dir=... "
             f"--out_dir=...` (a re-run finishes an interrupted extraction)."
         )
-    with open(path) as f:
-        manifest = json.load(f)
+    from data import records as record_format
+
+    manifest = record_format.read_manifest(split_dir)  # The one manifest reader; the format check is the features'.
     if manifest.get("format") != FEATURES_FORMAT:
         raise ValueError(
             f"{split_dir} is not a feature split written by st_attn.features (it may be prepared video records: "

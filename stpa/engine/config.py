@@ -158,6 +158,12 @@ class RunConfig:
         return self.loop.checkpoint_every or self.loop.eval_every or 500
 
 
+def data_of_run(run_config: Mapping[str, Any]) -> DataConfig:
+    """The DataConfig part a saved run's config.json records (modality, flow length, frame size)."""
+    return DataConfig(modality=run_config["modality"], flow_length=int(run_config["flow_length"]),
+                      input_size=int(run_config["input_size"]))
+
+
 def check_choices(config: RunConfig) -> None:
     """Raises ValueError naming a field whose value is not among its choices or outside its bounds."""
     for section in (config.data, config.optim, config.loop, config.family):

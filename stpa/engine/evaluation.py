@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from data import files
+from stpa.engine import config as config_lib
 from stpa.engine import family as family_lib
 from stpa.engine import inference, inputs
 from stpa.engine.score_files import ScoreSet
@@ -121,14 +122,6 @@ def write_figures(stem: str, score_set: ScoreSet, class_names: list[str] | None 
     return written
 
 
-def _data_of(config: dict):
-    """The DataConfig part a saved run's config.json records (modality, flow length, frame size)."""
-    from stpa.engine import config as config_lib
-
-    return config_lib.DataConfig(modality=config["modality"], flow_length=int(config["flow_length"]),
-                                 input_size=int(config["input_size"]))
-
-
 def default_output(model_dir: str | None, saved_model: str | None, split: str, test_frames: int, crops: int) -> str:
     """`<run>/eval/scores_<split>_K<K>_crops<c>.npz` (next to the SavedModel for --saved_model)."""
     base = model_dir if model_dir else os.path.dirname(os.path.abspath(saved_model))
@@ -179,7 +172,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
     manifest = source.read_manifest(split)
     if model_dir is not None:
         model = checkpoints.load_model(model_dir, which)
-        preprocess = family.input_spec(family.make_config(config["build"]), _data_of(config)).preprocess \
+        preprocess = family.input_spec(family.make_config(config["build"]), config_lib.data_of_run(config)).preprocess \
             if source.frames_on_device else None
         logits_fn = make_logits_fn(model)
     else:

@@ -152,8 +152,7 @@ class ModelFamily:
                                       if k in names})
         if hasattr(config, "weights"):
             config = dataclasses.replace(config, weights=None)
-        data = config_lib.DataConfig(modality=build.get("modality", "rgb"), flow_length=build.get("flow_length", 5),
-                                     input_size=build.get("input_size"))
+        data = config_lib.data_of_run({"flow_length": 5, **build})
         return self.build(config, int(build["num_classes"]), data, feature_shape=build.get("feature_shape"))
 
     def outputs_model(self, model: keras.Model) -> keras.Model:

@@ -197,9 +197,7 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
     if error:
         raise ValueError(error)
     outputs_model = family.outputs_model(model)
-    data = config_lib.DataConfig(modality=config["modality"], flow_length=int(config["flow_length"]),
-                                 input_size=int(config["input_size"]))
-    preprocess = family.input_spec(family.make_config(config["build"]), data).preprocess
+    preprocess = family.input_spec(family.make_config(config["build"]), config_lib.data_of_run(config)).preprocess
     size, modality, flow_length = int(config["input_size"]), config["modality"], int(config["flow_length"])
     channels = 3 if modality == "rgb" else 2 * flow_length
     multi_label = bool(config.get("multi_label", False))
