@@ -12,24 +12,58 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
+INTERACTION_GRADIENTS = ("attention", "both")
+INTERACTION_NORMALIZATIONS = ("covariance", "none")
 
-def interaction_loss(attention: tf.Tensor, values: tf.Tensor) -> tf.Tensor:
+
+def interaction_loss(
+    attention: tf.Tensor,
+    values: tf.Tensor,
+    *,
+    gradient: str = "both",
+    normalization: str = "none",
+) -> tf.Tensor:
     """Eq. 6: the PCA-inspired interaction-aware loss, mean over the batch.
 
-    Per sample, `-sum(diag(A X X^T A^T)) + sum_{m != m'} ((A A^T)_{m m'})^2`: the first term is the variance captured
-    by the attention "basis" A (the trace of Eq. 5), the second pushes the rows of A towards orthogonality.
+    Per sample, `-sum(diag(A X X^T A^T)) / c + sum_{m != m'} ((A A^T)_{m m'})^2`: the first term is the variance
+    captured by the attention "basis" A (the trace of Eq. 5), the second pushes the rows of A towards orthogonality.
+
+    Two readings the paper leaves open (Sec. 3.1 "Discussion", Sec. 3.3):
+
+    * `gradient`: Eq. 5 is an argmin over S (= A) with X_i the data, so "attention" stops the gradient into X
+      (`tf.stop_gradient(values)`): the term shapes A only. "both" lets it flow into X too, which lets the network
+      lower the loss without bound by growing its features.
+    * `normalization`: "Discussion" reads X_i's C columns `v_m` (flattened channel maps) as the PCA samples and says
+      "S is usually obtained by eigenvalue decomposition of covariance matrix X_i X_i^T"; "covariance" uses that
+      covariance, `X X^T / C` (c = C), so the captured variance no longer grows with the channel count.
+      "none" is the printed `X X^T` (c = 1).
 
     Args:
       attention: `(B, d, n)` attention matrix A, rows L2-normalised.
       values: `(B, n, C)` flattened top-layer features X (`stpa.layers.flatten_positions`).
+      gradient: one of `INTERACTION_GRADIENTS`: "attention" (X is data) or "both".
+      normalization: one of `INTERACTION_NORMALIZATIONS`: "covariance" (divide by C) or "none".
 
     Returns:
       Scalar float32 loss.
+
+    Raises:
+      ValueError: on an unknown `gradient` or `normalization`.
     """
+    if gradient not in INTERACTION_GRADIENTS:
+        raise ValueError(f"interaction gradient {gradient!r} unknown; allowed: {list(INTERACTION_GRADIENTS)}.")
+    if normalization not in INTERACTION_NORMALIZATIONS:
+        raise ValueError(
+            f"interaction normalization {normalization!r} unknown; allowed: {list(INTERACTION_NORMALIZATIONS)}."
+        )
     attention = tf.cast(attention, tf.float32)
     values = tf.cast(values, tf.float32)
+    if gradient == "attention":
+        values = tf.stop_gradient(values)  # Eq. 5: X is data, the argmin is over A only.
     projected = tf.matmul(attention, values)  # A X: (B, d, C)
     captured = tf.reduce_sum(tf.square(projected), axis=[1, 2])  # sum(diag(A X X^T A^T)): (B,)
+    if normalization == "covariance":
+        captured = captured / tf.cast(tf.shape(values)[-1], tf.float32)  # sum(diag(A (X X^T / C) A^T)): (B,)
     gram = tf.matmul(attention, attention, transpose_b=True)  # A A^T: (B, d, d)
     off_diagonal = tf.reduce_sum(tf.square(gram), axis=[1, 2]) - tf.reduce_sum(
         tf.square(tf.linalg.diag_part(gram)), axis=1

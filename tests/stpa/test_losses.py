@@ -87,3 +87,78 @@ def test_loss_gradients_reach_every_weight(fusion):
     for weight, grad in zip(layer.trainable_weights, tape.gradient(total, layer.trainable_weights)):
         assert grad is not None and np.all(np.isfinite(grad.numpy())), weight.name
         assert np.abs(grad.numpy()).max() > 0, weight.name
+
+
+def _interaction_reference(a: np.ndarray, values: np.ndarray, normalization: str) -> float:
+    """Eq. 6 in float64 with the covariance `X X^T / C` ("covariance") or the printed `X X^T` ("none")."""
+    scale = values.shape[-1] if normalization == "covariance" else 1.0
+    losses = []
+    for ab, xb in zip(np.asarray(a, np.float64), np.asarray(values, np.float64)):
+        captured = np.trace(ab @ (xb @ xb.T / scale) @ ab.T)
+        gram = ab @ ab.T
+        losses.append(-captured + np.sum((gram * (1 - np.eye(gram.shape[0]))) ** 2))
+    return float(np.mean(losses))
+
+
+def _interaction_gradient_reference(a: np.ndarray, values: np.ndarray, normalization: str) -> np.ndarray:
+    """d l_interactive / dA in float64: `(-2 A X X^T / c + 4 (G o (1 - I)) A) / B` per sample, G = A A^T."""
+    scale = values.shape[-1] if normalization == "covariance" else 1.0
+    grads = []
+    for ab, xb in zip(np.asarray(a, np.float64), np.asarray(values, np.float64)):
+        gram = ab @ ab.T
+        grads.append(-2.0 * ab @ xb @ xb.T / scale + 4.0 * (gram * (1 - np.eye(gram.shape[0]))) @ ab)
+    return np.stack(grads) / a.shape[0]
+
+
+def _random_attention(rng, shape):
+    attention = rng.uniform(size=shape)
+    return attention / np.linalg.norm(attention, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("gradient", ["attention", "both"])
+@pytest.mark.parametrize("normalization", ["none", "covariance"])
+def test_interaction_loss_variants_match_reference(gradient, normalization):
+    rng = np.random.default_rng(30)
+    attention = _random_attention(rng, (3, 4, 12))  # (B, d, n)
+    values = rng.normal(size=(3, 12, 7)) * 3.0  # (B, n, C)
+    got = interaction_loss(attention.astype(np.float32), values.astype(np.float32), gradient=gradient,
+                           normalization=normalization).numpy()
+    np.testing.assert_allclose(got, _interaction_reference(attention, values, normalization), rtol=1e-5)
+
+
+def test_interaction_loss_known_values_covariance():
+    # The known-value case above with C = 2: the captured energy 8.88 is halved.
+    attention = np.array([[[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]]], np.float32)
+    values = np.array([[[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]], np.float32)
+    np.testing.assert_allclose(interaction_loss(attention, values, normalization="covariance").numpy(), -4.44,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("normalization", ["none", "covariance"])
+def test_interaction_loss_gradients(normalization):
+    rng = np.random.default_rng(31)
+    attention_np = _random_attention(rng, (2, 3, 8))
+    values_np = rng.normal(size=(2, 8, 5))
+    expected = _interaction_gradient_reference(attention_np, values_np, normalization)
+    for gradient in ("attention", "both"):
+        attention = tf.Variable(attention_np.astype(np.float32))
+        values = tf.Variable(values_np.astype(np.float32))
+        with tf.GradientTape() as tape:
+            loss = interaction_loss(attention, values, gradient=gradient, normalization=normalization)
+        grad_a, grad_x = tape.gradient(loss, [attention, values], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        np.testing.assert_allclose(grad_a.numpy(), expected, rtol=1e-4, atol=1e-5)
+        if gradient == "attention":  # X is data (Eq. 5's argmin is over A): nothing reaches X.
+            np.testing.assert_array_equal(grad_x.numpy(), np.zeros_like(values_np))
+        else:  # d/dX of -sum((A X)^2) / c is -2 A^T A X / c.
+            scale = values_np.shape[-1] if normalization == "covariance" else 1.0
+            expected_x = np.stack([-2.0 * a.T @ a @ x / scale for a, x in zip(attention_np, values_np)]) / 2
+            np.testing.assert_allclose(grad_x.numpy(), expected_x, rtol=1e-4, atol=1e-5)
+
+
+def test_interaction_loss_rejects_unknown_options():
+    attention = tf.ones((1, 2, 3))
+    values = tf.ones((1, 3, 2))
+    with pytest.raises(ValueError, match=r"interaction gradient 'x' unknown; allowed: \['attention', 'both'\]"):
+        interaction_loss(attention, values, gradient="x")
+    with pytest.raises(ValueError, match="interaction normalization 'pca' unknown"):
+        interaction_loss(attention, values, normalization="pca")
