@@ -374,7 +374,7 @@ def stpa_bound(result: dict) -> dict[str, float]:
 
     Slightly generous to the implementation: the layers after the top tap run once per clip, not per frame.
     """
-    from stpa.backbones import build_backbone
+    from stpa.blocks.backbones import build_backbone
 
     if not _TRUNK_BYTES:
         _TRUNK_BYTES.append(keras_activation_bytes(build_backbone("inception_resnet_v2", weights=None).trunk))

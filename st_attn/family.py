@@ -20,11 +20,11 @@ from typing_extensions import override
 from st_attn import features as features_lib
 from st_attn import losses as st_losses
 from st_attn import models as st_models
-from stpa import backbones as backbones_lib
+from stpa.blocks import backbones as backbones_lib
+from stpa.blocks.preprocessing import preprocess_for
 from stpa.engine import family as family_lib
 from stpa.engine import inputs
 from stpa.engine.config import option
-from stpa.preprocessing import preprocess_for
 
 FEATURES = "features"
 

@@ -80,7 +80,7 @@ def feature_extractor_from_backbone(
     """
     import keras
 
-    from stpa.backbones import build_backbone
+    from stpa.blocks.backbones import build_backbone
 
     built = build_backbone(backbone, input_size=input_size, modality=modality, flow_length=flow_length, weights=weights,
                            partial_bn=partial_bn)
@@ -134,7 +134,7 @@ def extract_features(
       feature_extractor: `(B', S, S, C_in) float32 -> (B', h, w, C)` (e.g. `feature_extractor_from_backbone`).
       num_frames: n, frames per video (TSN test sampling: segment centres).
       input_size: S, the centre-crop side fed to the extractor.
-      preprocess: the backbone's normalisation of [0, 255] frames (`stpa.preprocessing.preprocess_for`).
+      preprocess: the backbone's normalisation of [0, 255] frames (`stpa.blocks.preprocessing.preprocess_for`).
       modality: "rgb" or "flow".
       flow_length: flow frames per stack (flow).
       batch_size: videos per extractor call (B' = batch_size * n frames).
@@ -392,8 +392,8 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from absl import flags
 
-    from stpa.backbones import get_spec
-    from stpa.preprocessing import preprocess_for
+    from stpa.blocks.backbones import get_spec
+    from stpa.blocks.preprocessing import preprocess_for
 
     config = flags.FLAGS
     input_size = config.input_size or get_spec(config.backbone).default_input_size

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from stpa.video_ops import fold_time, unfold_time
+from stpa.blocks.video_ops import fold_time, unfold_time
 
 _PACKAGE = "st_attn"
 ENERGIES = ("tanh", "linear")

@@ -449,7 +449,7 @@ def attention_dataset(
         )
         return dataset, int(manifest["input_size"])
     from data import pipeline
-    from stpa.preprocessing import preprocess_for
+    from stpa.blocks.preprocessing import preprocess_for
 
     if not build.get("backbone") or not build.get("input_size"):
         raise ValueError("With --model_path give --backbone and --input_size (the input normalisation and size).")

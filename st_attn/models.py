@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import keras
 
 from st_attn import layers as st_layers
-from stpa.video_ops import FoldTime, UnfoldTime
+from stpa.blocks.video_ops import FoldTime, UnfoldTime
 
 MASK_LAYER = "spatial_attention_mask"
 TEMPORAL_LAYER = "temporal_attention"

@@ -1,4 +1,4 @@
-"""Converts TSN's BN-Inception PyTorch weights to a Keras weights file for `stpa.backbones.bn_inception`.
+"""Converts TSN's BN-Inception PyTorch weights to a Keras weights file for `stpa.blocks.backbones.bn_inception`.
 
 Usage:
   python -m stpa.convert_weights --input=bn_inception-9f5701afb96c8044.pth --output=bn_inception.weights.h5
@@ -27,7 +27,7 @@ from collections.abc import Mapping
 import keras
 import numpy as np
 
-from stpa.backbones.bn_inception import build_bn_inception
+from stpa.blocks.backbones.bn_inception import build_bn_inception
 
 _PREFIXES = ("module.", "base_model.")
 _IGNORED_SUFFIXES = ("num_batches_tracked",)

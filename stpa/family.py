@@ -18,10 +18,10 @@ import tensorflow as tf
 from typing_extensions import override
 
 from stpa import models, saliency
+from stpa.blocks.preprocessing import preprocess_for
 from stpa.engine import family as family_lib
 from stpa.engine import pictures
 from stpa.engine.config import option
-from stpa.preprocessing import preprocess_for
 
 
 @dataclasses.dataclass

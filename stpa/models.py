@@ -29,13 +29,13 @@ from collections.abc import Mapping, Sequence
 import keras
 import tensorflow as tf
 
-from stpa import backbones as backbones_lib
 from stpa import losses as stpa_losses
-from stpa.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, WeightsUnavailableError, build_backbone
+from stpa.blocks import backbones as backbones_lib
+from stpa.blocks.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, WeightsUnavailableError, build_backbone
+from stpa.blocks.preprocessing import preprocess_for
+from stpa.blocks.video_ops import FlattenPositions, FoldTime, UnfoldTime
 from stpa.engine.family import classification_loss, weight_decay_loss
 from stpa.layers import FUSIONS, PyramidAttention
-from stpa.preprocessing import preprocess_for
-from stpa.video_ops import FlattenPositions, FoldTime, UnfoldTime
 
 MODELS = ("stpa", "tsn")
 BACKBONES: Mapping[str, backbones_lib.BackboneSpec] = backbones_lib.BACKBONES
@@ -138,7 +138,7 @@ def _apply_subgraph(inputs: keras.KerasTensor, outputs, new_inputs: keras.KerasT
     The layers are shared, not copied: their weights stay the pretrained ones, and the new graph contains each of
     them once, so the resulting model saves and reloads like any functional model. `inputs` may be an intermediate
     tensor (e.g. a pyramid tap): `keras.Function` then fails if any layer between it and `outputs` needs another
-    tensor (a residual branch from before the tap), which never happens for the taps of `stpa.backbones`.
+    tensor (a residual branch from before the tap), which never happens for the taps of `stpa.blocks.backbones`.
 
     Args:
       inputs: a tensor of a functional graph (the graph's input or an intermediate tensor).
@@ -225,7 +225,7 @@ def build_model(
       fusion: fusion F of Eq. 3: "mul" (default, Table 1(c)), "sum" or "max".
       flow_length: optical-flow frames per stack.
       dropout: dropout before the classifier; None: 0.5 for RGB, 0.7 for flow (Sec. 3.4).
-      weights: None / "none", "imagenet" or the path of a backbone weights file (see `stpa.backbones`); a flow
+      weights: None / "none", "imagenet" or the path of a backbone weights file (see `stpa.blocks.backbones`); a flow
         stream built from RGB weights gets TSN's cross-modality initialisation.
       input_size: square frame size (None: the backbone's default, `default_input_size`).
       partial_bn: freeze every BatchNormalization of the backbone but the first (TSN's partial BN).
@@ -239,7 +239,7 @@ def build_model(
 
     Raises:
       ValueError: invalid combination (see `validate_config`) or unknown extra arguments.
-      FileNotFoundError, stpa.backbones.WeightsUnavailableError: weights that cannot be loaded.
+      FileNotFoundError, stpa.blocks.backbones.WeightsUnavailableError: weights that cannot be loaded.
     """
     validate_config(
         model, backbone, scales, top, modality, fusion=fusion, input_size=input_size, flow_length=flow_length

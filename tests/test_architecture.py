@@ -1,6 +1,6 @@
 """The layering of BUILD.md, Architecture, checked on the source: every import (lazy ones too) parsed with `ast`.
 
-  data  <-  stpa.engine (+ the shared blocks stpa.backbones, stpa.video_ops, stpa.preprocessing)
+  data  <-  stpa.engine (+ the shared blocks stpa.blocks)
         <-  families: STPA / TSN (stpa.family, stpa.models, ...), ST-attn (st_attn.*)
         <-  command lines (stpa.train, stpa.evaluate, ..., st_attn.localize / visualize main), composed in stpa.families
 """
@@ -13,7 +13,7 @@ import os
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_BLOCKS = ("stpa.backbones", "stpa.video_ops", "stpa.preprocessing")
+SHARED_BLOCKS = ("stpa.blocks",)
 STPA_FAMILY = ("stpa.family", "stpa.models", "stpa.layers", "stpa.losses", "stpa.saliency", "stpa.visualization")
 # The command lines that build or load a network (stpa.fuse reads score files, stpa.convert_weights weight files).
 COMMAND_LINES = ("stpa.train", "stpa.evaluate", "stpa.export", "stpa.visualize", "stpa.quickstart")

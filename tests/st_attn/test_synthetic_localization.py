@@ -22,8 +22,8 @@ import tensorflow as tf
 from data import records, synthetic
 from st_attn import features, localize, models
 from st_attn.family import ST_ATTN
+from stpa.blocks.preprocessing import preprocess_for
 from stpa.engine import trainer as train_lib
-from stpa.preprocessing import preprocess_for
 
 SIZE, FRAMES, STEPS = 64, 8, 120
 

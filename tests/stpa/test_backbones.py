@@ -4,8 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from stpa import backbones
-from stpa.backbones import weights
+from stpa.blocks import backbones
+from stpa.blocks.backbones import weights
 
 
 def tap_shapes(backbone):

@@ -1,7 +1,7 @@
 """BN-Inception against the published architecture (Ioffe & Szegedy 2015, Fig. 5; TSN's bn_inception.yaml).
 
-The tables below are written from the paper, independently of `stpa.backbones.bn_inception`, and also generate the
-TSN-format state dicts of test_convert_weights.py.
+The tables below are written from the paper, independently of `stpa.blocks.backbones.bn_inception`, and also generate
+the TSN-format state dicts of test_convert_weights.py.
 """
 
 import math
@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from stpa.backbones.bn_inception import build_bn_inception
+from stpa.blocks.backbones.bn_inception import build_bn_inception
 
 # Inception modules: (name, #1x1, #3x3 reduce, #3x3, double #3x3 reduce, double #3x3, pool proj (0: pass through),
 # stride). Fig. 5 of Ioffe & Szegedy.

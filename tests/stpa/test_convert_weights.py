@@ -8,7 +8,8 @@ import keras
 import numpy as np
 import pytest
 
-from stpa import backbones, convert_weights
+from stpa import convert_weights
+from stpa.blocks import backbones
 from tests.stpa.test_bn_inception import tsn_state_dict
 
 SIZE = 64  # Small frames: the conversion does not depend on the input size.
@@ -107,7 +108,7 @@ def test_flow_checkpoint_with_tsn_prefixes(tmp_path):
 
 
 def test_missing_keys_and_shape_mismatches_are_reported(tmp_path):
-    from stpa.backbones.bn_inception import build_bn_inception
+    from stpa.blocks.backbones.bn_inception import build_bn_inception
 
     model = build_bn_inception((SIZE, SIZE, 3))
     state = tsn_state_dict(include_fc=False)

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stpa import backbones, losses, models
+from stpa import losses, models
+from stpa.blocks import backbones
 from stpa.layers import PyramidAttention
 
 SIZE = 32  # tiny backbone at 32 px: taps S 16x16x16, A 8x8x32, B 4x4x64, C 2x2x128.

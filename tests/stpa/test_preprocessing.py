@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stpa.preprocessing import preprocess_for
+from stpa.blocks.preprocessing import preprocess_for
 
 RGB = np.array([[10.0, 20.0, 30.0], [0.0, 127.5, 255.0]], np.float32)  # Two (R, G, B) pixels.
 

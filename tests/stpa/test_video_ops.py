@@ -1,10 +1,10 @@
-"""Tests of `stpa.video_ops`: folding time into the batch with an unknown number of frames."""
+"""Tests of `stpa.blocks.video_ops`: folding time into the batch with an unknown number of frames."""
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from stpa.video_ops import FlattenPositions, FoldTime, UnfoldTime
+from stpa.blocks.video_ops import FlattenPositions, FoldTime, UnfoldTime
 
 
 def test_fold_and_unfold_round_trip_with_unknown_frames():

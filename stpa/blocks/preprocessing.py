@@ -12,7 +12,7 @@ TensorFlow, so the data pipeline runs it inside `tf.data`, and SavedModel signat
   bn_inception                  RGB -> BGR, minus [104, 117, 128] (TSN)       x - 128 (TSN)
 
 The flow mapping keeps the RGB stream's input scale, so a flow network initialised from RGB weights by
-cross-modality averaging (`stpa.backbones.cross_modality_init`) sees inputs of the magnitude its first layer was
+cross-modality averaging (`stpa.blocks.backbones.cross_modality_init`) sees inputs of the magnitude its first layer was
 trained on, and zero motion maps to (about) zero, as in TSN (flow mean 128, std 1 for BN-Inception).
 """
 
@@ -22,7 +22,7 @@ from collections.abc import Callable
 
 import tensorflow as tf
 
-from stpa.backbones import BACKBONES, MODALITIES
+from stpa.blocks.backbones import BACKBONES, MODALITIES
 
 # Per-backbone RGB normalisation style.
 _STYLE = {
@@ -60,7 +60,7 @@ def preprocess_for(backbone: str, modality: str) -> Callable[[tf.Tensor], tf.Ten
     """The input normalisation of a backbone and stream (see the module docstring).
 
     Args:
-      backbone: a key of `stpa.backbones.BACKBONES`.
+      backbone: a key of `stpa.blocks.backbones.BACKBONES`.
       modality: "rgb" or "flow".
 
     Returns:

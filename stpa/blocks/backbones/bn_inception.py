@@ -6,7 +6,7 @@ weights `bn_inception-9f5701afb96c8044.pth`), so converting its state dict is me
 `inception_3a_1x1_bn` (keys `.weight`, `.bias`, `.running_mean`, `.running_var`) the `BatchNormalization` of the same
 name (see `stpa.convert_weights`).
 
-Input 224 x 224 BGR, mean [104, 117, 128], std 1 (`stpa.preprocessing`). Output shapes at 224:
+Input 224 x 224 BGR, mean [104, 117, 128], std 1 (`stpa.blocks.preprocessing`). Output shapes at 224:
 
   conv1_7x7_s2 112x112x64 -> pool1 56x56 -> conv2_3x3_reduce 64 -> conv2_3x3 56x56x192 -> pool2 28x28x192
   inception_3a 28x28x256, 3b 28x28x320, 3c (stride 2) 14x14x576,
@@ -71,7 +71,7 @@ BN_INCEPTION_BLOCKS: tuple[InceptionBlock, ...] = (
     InceptionBlock("inception_5b", 352, 192, 320, 192, 224, 128, pool="max"),
 )
 
-# Pyramid taps (see stpa/backbones/__init__.py): the stem and the last module before each grid reduction, so that
+# Pyramid taps (see stpa/blocks/backbones/__init__.py): the stem and the last module before each grid reduction, so that
 # consecutive levels differ by a factor 2 in size as the paper's Inception-ResNet-V2 taps do (Sec. 4.1).
 BN_INCEPTION_TAP_LAYERS = {
     "S": "conv2_relu_3x3",

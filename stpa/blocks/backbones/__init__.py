@@ -25,8 +25,8 @@ from collections.abc import Callable, Mapping, Sequence
 
 import keras
 
-from stpa.backbones import applications, bn_inception, tiny
-from stpa.backbones.weights import (
+from stpa.blocks.backbones import applications, bn_inception, tiny
+from stpa.blocks.backbones.weights import (
     WeightsUnavailableError,
     cross_modality_init,
     freeze_all_but_first_batch_norm,
