@@ -30,10 +30,15 @@ def fold_crops(frames: tf.Tensor) -> tuple[tf.Tensor, int]:
     return tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)), crops  # (B*crops, K, S, S, C)
 
 
-def make_logits_fn(model: Callable[..., tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
-    """A tf.function mapping test frames (one or several crops) to crop-averaged float32 logits `(B, C)`."""
+def make_logits_fn(model: Callable[..., tf.Tensor], *, jit_compile: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
+    """A tf.function mapping test frames (one or several crops) to crop-averaged float32 logits `(B, C)`.
 
-    @tf.function(reduce_retracing=True)
+    Args:
+      model: the network, frames `(B, K, S, S, C)` -> logits `(B, C)`.
+      jit_compile: compile the forward pass with XLA.
+    """
+
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def logits_fn(frames: tf.Tensor) -> tf.Tensor:
         folded, crops = fold_crops(frames)
         logits = tf.cast(model(folded, training=False), tf.float32)  # (B*crops, C)
@@ -131,7 +136,7 @@ def default_output(model_dir: str | None, saved_model: str | None, split: str, t
 def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str | None = None,
              which: str = "last", split: str = "test", test_frames: int = 25, crops: int = 1,
              batch_size: int = 4, max_videos: int | None = None, output: str | None = None,
-             progress: bool = True) -> dict:
+             progress: bool = True, jit_compile: bool = False) -> dict:
     """Evaluates a run directory or a SavedModel on a prepared split.
 
     Args:
@@ -146,6 +151,8 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
       max_videos: evaluate at most this many videos.
       output: score-file path (default `default_output`).
       progress: show a progress bar.
+      jit_compile: compile the model's forward pass with XLA (`model_dir` only: a SavedModel's signature is run as
+        exported).
 
     Returns:
       The metrics dict (also written as JSON), with the paths it wrote: "scores_file", "metrics_file",
@@ -154,6 +161,8 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
     """
     from stpa.engine import checkpoints, metrics, score_files
 
+    if jit_compile and saved_model is not None:
+        raise ValueError("--jit_compile applies to --model_dir runs; a SavedModel's signature runs as exported.")
     if (model_dir is None) == (saved_model is None):
         raise ValueError("give exactly one of --model_dir or --saved_model.")
     if crops not in (1, 3, 10):
@@ -174,7 +183,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
         model = checkpoints.load_model(model_dir, which)
         preprocess = family.input_spec(family.make_config(config["build"]), config_lib.data_of_run(config)).preprocess \
             if source.frames_on_device else None
-        logits_fn = make_logits_fn(model)
+        logits_fn = make_logits_fn(model, jit_compile=jit_compile)
     else:
         loaded = tf.saved_model.load(saved_model)
         preprocess = None  # serve_frames normalises in-graph.

@@ -50,3 +50,6 @@ def define_eval_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     flags.DEFINE_string("output", None, "Score file (.npz; default <model_dir>/eval/scores_<split>_K<K>_"
                         "crops<crops>.npz); metrics JSON and confusion-matrix PNG are written next to it.",
                         flag_values=fv)
+    flags.DEFINE_boolean("jit_compile", False, "Compile the model's test forward pass with XLA (--model_dir only). "
+                         "On a CPU it takes ~0.6x the CPU time of the graph for ST-attn (BUILD.md, Performance); "
+                         "scores equal the graph's to float32 rounding.", flag_values=fv)

@@ -369,7 +369,9 @@ class Trainer:
             replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.optim.jit_compile \
                 else self._replica_step
 
-            @tf.function
+            # reduce_retracing: a batch of another shape (a last partial batch, another K) relaxes the signature
+            # instead of tracing a second graph, whose buffers would stay alive next to the first one's.
+            @tf.function(reduce_retracing=True)
             def distributed_step(frames, labels):
                 per_replica = self.strategy.run(replica_step, args=(frames, labels))
                 mean, total = tf.distribute.ReduceOp.MEAN, tf.distribute.ReduceOp.SUM

@@ -90,6 +90,19 @@ def _check_single_label_figures(report, scores, labels):
         assert image is not None and image.shape[0] > 200 and image.astype(np.float64).std() > 20, key
 
 
+def test_evaluate_under_xla_equals_the_graph(records, run_dir, tmp_path):
+    # XLA (--jit_compile) reorders float32 arithmetic, nothing else: the same scores to rounding, the same metrics.
+    expected, labels, ids = _expected_scores(run_dir, records, 4, 1)
+    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=4, batch_size=4,
+                                 output=str(tmp_path / "xla.npz"), progress=False, jit_compile=True)
+    saved = score_files.load_scores(report["scores_file"])
+    np.testing.assert_array_equal(saved.video_ids, ids)
+    np.testing.assert_allclose(saved.scores, expected, rtol=1e-4, atol=1e-5)
+    assert report["top1"] == pytest.approx(_numpy_metrics(saved.scores.astype(np.float64), labels)[0])
+    with pytest.raises(ValueError, match="--jit_compile applies to --model_dir"):
+        evaluation.evaluate(records_dir=records, saved_model=str(tmp_path), jit_compile=True, progress=False)
+
+
 def test_evaluate_max_videos_and_bad_split(records, run_dir, tmp_path):
     report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=2, max_videos=4,
                                  output=str(tmp_path / "s.npz"), progress=False)
