@@ -132,7 +132,7 @@ class StAttnFamily(family_lib.ModelFamily):
         options["name"] = f"st_attn_{config.backbone}_{data.modality}"
         if feature_shape is not None:  # Cached backbone features: no backbone in the model.
             return st_models.build_st_attn_network(num_classes, feature_shape=tuple(feature_shape), **options)
-        extractor = features_lib.feature_extractor_from_backbone(
+        extractor = backbones_lib.feature_extractor(
             config.backbone, input_size=data.input_size, modality=data.modality, flow_length=data.flow_length,
             weights=config.weights, partial_bn=config.partial_bn)
         return st_models.build_st_attn_network(num_classes, feature_extractor=extractor, **options)

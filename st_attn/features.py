@@ -69,24 +69,6 @@ def read_feature_manifest(split_dir: str) -> dict:
     return manifest
 
 
-def feature_extractor_from_backbone(
-    backbone: str, *, input_size: int | None = None, modality: str = "rgb", flow_length: int = 5, weights=None,
-    partial_bn: bool = False,
-):
-    """The per-frame feature extractor `(B', S, S, C_in) -> (B', h, w, C)`: a backbone up to its last feature map.
-
-    For ResNet50/101/152 this is the last conv block (7x7x2048 at 224), as in Sec. 3.1 and Table 4. The one
-    construction of it: feature extraction and the ST-attn network on frames (`st_attn.family`) both use it.
-    """
-    import keras
-
-    from stpa.blocks.backbones import build_backbone
-
-    built = build_backbone(backbone, input_size=input_size, modality=modality, flow_length=flow_length, weights=weights,
-                           partial_bn=partial_bn)
-    return keras.Model(built.trunk.input, built.feature_map, name=f"{backbone}_features")
-
-
 def _example(features: np.ndarray, labels: Sequence[int], metadata: dict, index: int, dtype: str) -> bytes:
     def ints(values):
         return tf.train.Feature(int64_list=tf.train.Int64List(value=[int(v) for v in values]))
@@ -131,7 +113,7 @@ def extract_features(
     Args:
       records: a split directory written by `data.prepare` (shards + manifest.json).
       out_dir: the output split directory (created).
-      feature_extractor: `(B', S, S, C_in) float32 -> (B', h, w, C)` (e.g. `feature_extractor_from_backbone`).
+      feature_extractor: `(B', S, S, C_in) float32 -> (B', h, w, C)` (e.g. `stpa.blocks.backbones.feature_extractor`).
       num_frames: n, frames per video (TSN test sampling: segment centres).
       input_size: S, the centre-crop side fed to the extractor.
       preprocess: the backbone's normalisation of [0, 255] frames (`stpa.blocks.preprocessing.preprocess_for`).
@@ -392,12 +374,12 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from absl import flags
 
-    from stpa.blocks.backbones import get_spec
+    from stpa.blocks.backbones import feature_extractor, get_spec
     from stpa.blocks.preprocessing import preprocess_for
 
     config = flags.FLAGS
     input_size = config.input_size or get_spec(config.backbone).default_input_size
-    extractor = feature_extractor_from_backbone(
+    extractor = feature_extractor(
         config.backbone,
         input_size=input_size,
         modality=config.modality,

@@ -106,6 +106,22 @@ def test_flow_trunk_from_rgb_weights_file(tmp_path):
                                   flow.trunk.get_layer("s_conv1").kernel.numpy())
 
 
+def test_feature_extractor_is_the_trunk_up_to_its_last_feature_map(tmp_path):
+    tiny = backbones.build_backbone("tiny", input_size=32)
+    tiny.trunk.set_weights([np.random.default_rng(i).normal(size=w.shape) for i, w in enumerate(tiny.trunk.weights)])
+    path = str(tmp_path / "tiny.weights.h5")
+    tiny.trunk.save_weights(path)
+
+    extractor = backbones.feature_extractor("tiny", input_size=32, weights=path, partial_bn=True)
+    frames = np.random.default_rng(7).uniform(0, 1, size=(2, 32, 32, 3)).astype(np.float32)
+    maps = extractor(frames).numpy().astype(np.float64)  # (2, h, w, C)
+    assert extractor.name == "tiny_features" and maps.shape[1:] == tuple(tiny.feature_map.shape[1:])
+    # The trunk is global average pooling of that map: its mean over positions is the trunk's pooled output.
+    np.testing.assert_allclose(maps.mean(axis=(1, 2)), tiny.trunk(frames).numpy(), rtol=1e-4, atol=1e-5)
+    batch_norms = [layer for layer in extractor.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    assert [layer.trainable for layer in batch_norms] == [True] + [False] * (len(batch_norms) - 1)
+
+
 def test_partial_bn_freezes_every_batch_norm_but_the_first():
     trunk = backbones.build_backbone("tiny", input_size=32, partial_bn=True).trunk
     batch_norms = [layer for layer in trunk.layers if isinstance(layer, keras.layers.BatchNormalization)]

@@ -311,9 +311,10 @@ def test_multi_worker_two_local_processes(records, tmp_path):
 def test_st_attn_cached_feature_mode_trains_and_evaluates(records, tmp_path):
     from st_attn import features
     from stpa import models
+    from stpa.blocks import backbones
     from stpa.engine import evaluation
 
-    extractor = features.feature_extractor_from_backbone("tiny", input_size=32)
+    extractor = backbones.feature_extractor("tiny", input_size=32)
     for split in ("train", "test"):
         features.extract_features(os.path.join(records, split), str(tmp_path / "features" / split), extractor,
                                   num_frames=5, input_size=32, preprocess=models.preprocess_for("tiny", "rgb"),

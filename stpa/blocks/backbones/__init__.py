@@ -314,3 +314,38 @@ __all__ = [
     "input_channels",
     "normalize_weights",
 ]
+
+
+def feature_extractor(
+    name: str,
+    *,
+    input_size: int | None = None,
+    modality: str = "rgb",
+    flow_length: int = 5,
+    weights: str | None = None,
+    partial_bn: bool = False,
+) -> keras.Model:
+    """A backbone up to its last convolutional feature map, as a per-frame feature extractor.
+
+    For ResNet-50/101/152 this is the last conv block (7 x 7 x 2048 at 224), the features of Meng et al. (Sec. 3.1,
+    Table 4); for VGG16 pool5. The one construction of it: ST-attn's feature extraction (`st_attn.features`) and its
+    network on frames (`st_attn.family`) both use it.
+
+    Args:
+      name: a key of `BACKBONES`.
+      input_size: square frame size S (None: the backbone's default).
+      modality: "rgb" or "flow".
+      flow_length: flow frames per stack.
+      weights: as in `build_backbone`.
+      partial_bn: freeze every BatchNormalization but the first (TSN).
+
+    Returns:
+      A functional `keras.Model` named "<name>_features": frames `(B', S, S, C_in)` -> feature maps
+      `(B', h, w, C)` (`Backbone.feature_map`), sharing the layers and weights of the backbone's trunk.
+
+    Raises:
+      As `build_backbone`.
+    """
+    built = build_backbone(name, input_size=input_size, modality=modality, flow_length=flow_length, weights=weights,
+                           partial_bn=partial_bn)
+    return keras.Model(built.trunk.input, built.feature_map, name=f"{name}_features")
