@@ -18,6 +18,7 @@ name stored in the run's config (`--model`, config.json's build["model"]).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
@@ -66,10 +67,12 @@ class InputSpec:
     preprocess: Callable[[tf.Tensor], tf.Tensor]
 
 
-class ModelFamily:
-    """One network family. Subclasses set `name` and `config_class` and implement `build` and `loss_terms`.
+class ModelFamily(abc.ABC):
+    """One network family: subclasses set `name` and `config_class` and implement `build`.
 
-    Everything else has a default that fits a frame-input classifier without attention outputs.
+    `build` is abstract: a subclass without it fails at instantiation (TypeError). Everything else has a default that
+    fits a frame-input classifier without attention outputs (`loss_terms`: cross-entropy + weight decay; override it
+    for more terms).
 
     Attributes:
       name: the registered name (`--model`, config.json build["model"]).
@@ -102,6 +105,7 @@ class ModelFamily:
 
     def validate(self, config: Any, data: Any) -> None:
         """Fails fast (ValueError listing allowed values) on options `build` cannot build. Default: no checks."""
+        del config, data
 
     def default_input_size(self, config: Any) -> int:
         """The frame size when `--input_size` is not given."""
@@ -114,10 +118,17 @@ class ModelFamily:
         return InputSpec(size, channels, lambda frames: tf.cast(frames, tf.float32) / 127.5 - 1.0)
 
     # ----------------------------------------------------------------------------------------------------- build
+    @abc.abstractmethod
     def build(self, config: Any, num_classes: int, data: Any, *, feature_shape: list[int] | None = None
               ) -> keras.Model:
-        """The network: clips `(B, K, S, S, C)` (K free) -> float32 logits `(B, num_classes)`."""
-        raise NotImplementedError
+        """The network: clips `(B, K, S, S, C)` (K free) -> float32 logits `(B, num_classes)`.
+
+        Args:
+          config: the family's typed config (`config_class`).
+          num_classes: number of classes.
+          data: the run's `engine.config.DataConfig` (modality, flow_length, input_size).
+          feature_shape: (h, w, C) when the input source yields cached features `(B, K, h, w, C)` instead of frames.
+        """
 
     def build_kwargs(self, config: Any, num_classes: int, data: Any, *, feature_shape: list[int] | None = None
                      ) -> dict[str, Any]:

@@ -7,6 +7,7 @@ backbone features); `choose` picks the source of a training run, `source_for` th
 
 from __future__ import annotations
 
+import abc
 import os
 from collections.abc import Callable
 from typing import Any
@@ -19,8 +20,8 @@ from data import records as record_format
 FRAMES = "frames"
 
 
-class InputSource:
-    """One kind of input. Subclasses implement `dataset`.
+class InputSource(abc.ABC):
+    """One kind of input. Subclasses implement `dataset` (abstract: without it, instantiation fails with TypeError).
 
     Attributes:
       name: stored in config.json's "input".
@@ -69,6 +70,7 @@ class InputSource:
         del manifest
         return None
 
+    @abc.abstractmethod
     def dataset(self, split: str, *, training: bool, num_frames: int, batch_size: int, multi_label: bool,
                 num_classes: int, seed: int | None = None, deterministic: bool = False,
                 input_context: tf.distribute.InputContext | None = None, skip: int = 0, with_metadata: bool = False,
@@ -91,7 +93,6 @@ class InputSource:
           crops: test crops (1, 3, 10).
           raw: training clips as uint8 (normalised on the device).
         """
-        raise NotImplementedError
 
 
 class RecordFrames(InputSource):

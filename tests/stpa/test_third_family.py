@@ -129,3 +129,19 @@ def test_a_registered_toy_family_trains_evaluates_and_exports_through_the_comman
     assert {"serve_frames", "serve_video", "serve_encoded_video", "serve_clip_mean"} <= set(saved.signatures)
     mean = saved.signatures["serve_clip_mean"](frames=tf.constant(frames))["mean"].numpy()
     np.testing.assert_allclose(mean, frames.astype(np.float64).mean(axis=(1, 2, 3)), rtol=1e-5)
+
+
+def test_a_family_without_build_or_a_source_without_dataset_fails_at_instantiation():
+    from stpa.engine import inputs
+
+    class NoBuild(family_lib.ModelFamily):
+        name, config_class = "no_build", ToyConfig
+
+    class NoDataset(inputs.InputSource):
+        name = "no_dataset"
+
+    with pytest.raises(TypeError, match="abstract .*build"):
+        family_lib.register_family(NoBuild())
+    with pytest.raises(TypeError, match="abstract .*dataset"):
+        NoDataset("/tmp")
+    assert "no_build" not in family_lib.family_names() and ToyFamily().name == "toy_gap"
