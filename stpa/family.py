@@ -17,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 from typing_extensions import override
 
+from stpa import losses as stpa_losses
 from stpa import models, saliency
 from stpa.blocks.preprocessing import preprocess_for
 from stpa.engine import family as family_lib
@@ -44,6 +45,14 @@ class StpaConfig:
                          build=False)
     gamma: float = option(1e-4, "gamma of Eq. 9 (attention loss, Eq. 7-8); 0 switches it off.", lower=0.0,
                           build=False)
+    interaction_gradient: str = option(
+        "attention", "Eq. 6: 'attention' treats X as data as in Eq. 5's argmin over A (no gradient into the "
+        "features through l_interactive); 'both' also sends it into X (the behaviour before this flag).",
+        choices=stpa_losses.INTERACTION_GRADIENTS, build=False)
+    interaction_normalization: str = option(
+        "covariance", "Eq. 6: 'covariance' uses X X^T / C, the covariance of Sec. 3.1's Discussion, which keeps "
+        "beta * l_interactive on the cross-entropy's scale; 'none' the printed X X^T (the behaviour before this flag).",
+        choices=stpa_losses.INTERACTION_NORMALIZATIONS, build=False)
 
 
 class StpaFamily(family_lib.ModelFamily):
@@ -94,7 +103,9 @@ class StpaFamily(family_lib.ModelFamily):
                    model: keras.Model, *, multi_label: bool, weight_decay: float) -> dict[str, tf.Tensor]:
         """Eq. 9: CE + lambda sum w^2 + beta l_interactive (Eq. 6) + gamma l_attn (Eq. 7-8), each weighted."""
         terms = models.loss_terms(outputs, labels, model, weight_decay=weight_decay, beta=config.beta,
-                                  gamma=config.gamma, multi_label=multi_label)
+                                  gamma=config.gamma, multi_label=multi_label,
+                                  interaction_gradient=config.interaction_gradient,
+                                  interaction_normalization=config.interaction_normalization)
         terms.pop("total")
         return terms
 

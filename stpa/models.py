@@ -70,7 +70,7 @@ def default_input_size(backbone: str) -> int:
 
 
 def max_scales(top: str) -> int:
-    """How many pyramid layers fit below and including `top` ("A": 2, "B": 3, "C": 4, "fc": 5)."""
+    """How many levels lie below and including `top` ("A": 2, "B": 3, "C": 4, "fc": 5; fc takes one scale only)."""
     return LEVELS.index(top) + 1
 
 
@@ -124,6 +124,12 @@ def validate_config(
         raise ValueError(
             f"top={top!r} is not a pyramid top of {backbone!r}; allowed: {list(TOPS[backbone])} ({table})."
         )
+    if top == "fc" and scales != 1:
+        raise ValueError(
+            f"scales={scales!r} with top='fc': allowed 1 only (Table 1(a)'s X^{{F x 1}} is read as the F pooled "
+            "features as F positions of one channel, a layout no lower tap can share); for a multi-scale pyramid "
+            f"use top in {[level for level in TOPS[backbone] if level != 'fc']}."
+        )
     limit = max_scales(top)
     if not isinstance(scales, int) or not 1 <= scales <= limit:
         raise ValueError(
@@ -174,13 +180,13 @@ def _stpa_head(
     folded_taps = _apply_subgraph(trunk.input, [backbone.taps[level] for level in levels], frames)
     pyramid = []
     for level, tap in zip(levels, folded_taps):
-        if level == "fc":  # The pooled vector as a 1 x 1 map (Table 1(a), "FC").
-            tap = keras.layers.Reshape((1, 1, tap.shape[-1]), name="fc_map")(tap)  # (B*K, 1, 1, F)
+        if level == "fc":  # Table 1(a)'s X^{F x 1}: the F pooled features as F positions of one channel.
+            tap = keras.layers.Reshape((tap.shape[-1], 1, 1), name="fc_map")(tap)  # (B*K, F, 1, 1)
         pyramid.append(UnfoldTime(name=f"unfold_{level}")([tap, clip]))  # (B, K, H_j, W_j, C_j)
     attended, _, _ = PyramidAttention(fusion=fusion, name=ATTENTION_LAYER)(pyramid, return_attention=True)
     # attended: M' (B, H, W, C) of the top tap's size.
     if top == "fc":
-        features = keras.layers.Flatten(name="attended_features")(attended)  # (B, F)
+        features = keras.layers.Flatten(name="attended_features")(attended)  # M' (B, F, 1, 1) -> (B, F)
     else:
         features = _apply_subgraph(backbone.taps[top], trunk.output, attended)  # Rest of the backbone: (B, F)
     return _classifier(features, num_classes, dropout)
@@ -221,7 +227,9 @@ def build_model(
       num_classes: number of classes.
       modality: "rgb" (input channels 3) or "flow" (2 * flow_length channels, x/y interleaved as in TSN).
       scales: pyramid layers N (Table 1(b)); stpa only.
-      top: top of the pyramid (Table 1(a)): "A", "B", "C" or "fc" (see `BACKBONES[backbone].tap_table`).
+      top: top of the pyramid (Table 1(a)): "A", "B", "C" or "fc" (see `BACKBONES[backbone].tap_table`); "fc" reads
+        the paper's X^{1536 x 1} as the F pooled features as F positions of one channel (d = F, n = K*F) and takes
+        scales=1 only.
       fusion: fusion F of Eq. 3: "mul" (default, Table 1(c)), "sum" or "max".
       flow_length: optical-flow frames per stack.
       dropout: dropout before the classifier; None: 0.5 for RGB, 0.7 for flow (Sec. 3.4).
@@ -317,6 +325,8 @@ def loss_terms(
     beta: float = 1e-4,
     gamma: float = 1e-4,
     multi_label: bool = False,
+    interaction_gradient: str = "attention",
+    interaction_normalization: str = "covariance",
 ) -> dict[str, tf.Tensor]:
     """Every term of the training objective, each already multiplied by its coefficient.
 
@@ -331,6 +341,10 @@ def loss_terms(
       beta: coefficient of the interaction loss (0: no term; Table 1(d)).
       gamma: coefficient of the attention loss (0: no term; Table 1(d)).
       multi_label: sigmoid instead of softmax cross-entropy.
+      interaction_gradient: `stpa.losses.interaction_loss`'s `gradient`: "attention" (X is data in Eq. 5's argmin,
+        the default) or "both" (the gradient also reaches X: the behaviour before this option existed).
+      interaction_normalization: `stpa.losses.interaction_loss`'s `normalization`: "covariance" (X X^T / C, the
+        default) or "none" (the printed X X^T).
 
     Returns:
       float32 scalars: "classification", "weight_decay", "interaction", "attention" (STPA) -- a term whose
@@ -341,7 +355,10 @@ def loss_terms(
         terms["weight_decay"] = weight_decay * weight_decay_loss(model)
     if "attention" in outputs:
         if beta:
-            terms["interaction"] = beta * stpa_losses.interaction_loss(outputs["attention"], outputs["values"])
+            terms["interaction"] = beta * stpa_losses.interaction_loss(
+                outputs["attention"], outputs["values"], gradient=interaction_gradient,
+                normalization=interaction_normalization,
+            )
         if gamma:
             terms["attention"] = gamma * stpa_losses.attention_loss(outputs["attention"], outputs["scale_logits"])
     terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}

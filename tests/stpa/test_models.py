@@ -130,17 +130,31 @@ def test_uniform_attention_feeds_the_rest_of_the_backbone_unchanged():
                                rtol=1e-4, atol=1e-5)
 
 
-def test_fc_top_attends_over_the_frames_pooled_vectors():
-    model = uniform_attention_model(top="fc", scales=2)
+def test_fc_top_reads_the_pooled_vector_as_positions_of_one_channel():
+    # Table 1(a) "FC": X^{F x 1} is F positions of one channel: d = F, n = K*F, A (B, F, K*F), W_attn (F, 1).
+    model = uniform_attention_model(top="fc", scales=1)
     attention_layer = model.get_layer(models.ATTENTION_LAYER)
-    assert [tuple(t.shape[2:]) for t in attention_layer.input] == [(2, 2, 128), (1, 1, 128)]
-    clip = make_clip(2, 5, seed=7)
+    assert [tuple(t.shape[2:]) for t in keras.tree.flatten(attention_layer.input)] == [(128, 1, 1)]
+    assert [tuple(w.shape) for w in attention_layer.weights] == [(1, 128), (128,)]  # W_attn^T (C=1, d), b (d,).
+    frames = 5
+    clip = make_clip(2, frames, seed=7)
     outputs = models.attention_outputs_model(model)(clip, training=False)
-    assert outputs["attention"].shape == (2, 1, 5) and outputs["values"].shape == (2, 5, 128)
-    pooled = outputs["values"].numpy().astype(np.float64)  # (B, K, 128): each frame's pooled features.
+    assert outputs["attention"].shape == (2, 128, frames * 128) and outputs["values"].shape == (2, frames * 128, 1)
+    pooled = keras.Model(model.input, model.get_layer("fc_map").input)(clip, training=False).numpy()  # (B*K, F)
+    pooled = pooled.astype(np.float64).reshape(2, frames, 128)
+    # Position k*F + f of X is frame k's pooled feature f.
+    np.testing.assert_allclose(outputs["values"].numpy()[..., 0], pooled.reshape(2, frames * 128), rtol=1e-6)
+    # Uniform attention (W = b = 0): every one of the d = F outputs is sum_(k, f) x_(k, f) / sqrt(K F).
+    aggregated = pooled.sum(axis=(1, 2)) / math.sqrt(frames * 128)  # (B,)
     kernel, bias = [w.numpy().astype(np.float64) for w in model.get_layer("classifier").weights]
-    expected = pooled.sum(axis=1) / math.sqrt(5) @ kernel + bias
+    expected = aggregated[:, None] * kernel.sum(axis=0)[None, :] + bias
     np.testing.assert_allclose(outputs["logits"].numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_fc_top_takes_one_scale_only():
+    with pytest.raises(ValueError, match=r"scales=2 with top='fc': allowed 1 only.*use top in \['A', 'B', 'C'\]"):
+        models.validate_config("stpa", "tiny", 2, "fc", "rgb")
+    models.validate_config("stpa", "tiny", 1, "fc", "rgb")
 
 
 # --------------------------------------------------------------------------------------------------- parameters
@@ -229,9 +243,18 @@ def test_loss_terms_are_eq9_each_term_switchable(stpa_tiny):
     kernels = [w.numpy().astype(np.float64) for w in stpa_tiny.trainable_weights if w.ndim >= 2]
     assert len(kernels) == 7 + 3 + 1  # tiny's convolutions, the 3 W_attn_j, the classifier.
     np.testing.assert_allclose(terms["weight_decay"], 4e-5 * sum((k**2).sum() for k in kernels), rtol=1e-5)
-    np.testing.assert_allclose(
-        terms["interaction"], 1e-4 * losses.interaction_loss(outputs["attention"], outputs["values"]).numpy(),
-        rtol=1e-5)
+    # Eq. 6 in float64: the default reads X X^T / C (covariance), the printed X X^T stays reachable.
+    a = outputs["attention"].numpy().astype(np.float64)  # (B, d, n)
+    x = outputs["values"].numpy().astype(np.float64)  # (B, n, C)
+    captured = np.einsum("bdn,bnc->bdc", a, x)
+    captured = np.sum(captured**2, axis=(1, 2))  # (B,)
+    gram = np.einsum("bdn,ben->bde", a, a)
+    off_diagonal = np.sum(gram**2, axis=(1, 2)) - np.sum(np.diagonal(gram, axis1=1, axis2=2) ** 2, axis=1)
+    np.testing.assert_allclose(terms["interaction"], 1e-4 * np.mean(-captured / x.shape[-1] + off_diagonal),
+                               rtol=1e-4)
+    printed = models.loss_terms(outputs, labels, stpa_tiny, interaction_gradient="both",
+                                interaction_normalization="none")["interaction"].numpy()
+    np.testing.assert_allclose(printed, 1e-4 * np.mean(-captured + off_diagonal), rtol=1e-4)
     np.testing.assert_allclose(
         terms["attention"], 1e-4 * losses.attention_loss(outputs["attention"], outputs["scale_logits"]).numpy(),
         rtol=1e-5)
