@@ -20,20 +20,9 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from stpa.blocks.video_ops import flatten_positions  # The one implementation of the (k, h, w) order.
+
 FUSIONS = ("max", "sum", "mul")
-
-
-def flatten_positions(features: tf.Tensor) -> tf.Tensor:
-    """Flattens frame features into position-major rows, the X of Eq. 2 and Eq. 4.
-
-    Args:
-      features: `(B, K, H, W, C)` feature maps of K frames.
-
-    Returns:
-      `(B, K*H*W, C)`: row `k*H*W + h*W + w` is the channel vector at frame k, row h, column w.
-    """
-    shape = tf.shape(features)
-    return tf.reshape(features, [shape[0], -1, features.shape[-1]])
 
 
 def _bin_rows(in_size: int, out_size: int) -> list[list[int]]:

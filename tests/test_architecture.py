@@ -1,19 +1,26 @@
 """The layering of BUILD.md, Architecture, checked on the source: every import (lazy ones too) parsed with `ast`.
 
-  data  <-  stpa.engine (+ the shared blocks stpa.blocks)
+  data  <-  stpa.blocks (model-building blocks: backbones, video_ops, preprocessing)
         <-  families: STPA / TSN (stpa.family, stpa.models, ...), ST-attn (st_attn.*)
         <-  command lines (stpa.train, stpa.evaluate, ..., st_attn.localize / visualize main), composed in stpa.families
+  data  <-  stpa.engine (loops, config, checkpoints, serving, ...)  <-  families  <-  command lines
+
+The engine and the blocks are side by side: neither imports the other (the engine gets a model's input normalisation
+from `ModelFamily.input_spec`, never from a backbone).
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import sys
 
 import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_BLOCKS = ("stpa.blocks",)
+BLOCKS = ("stpa.blocks",)
+# What the blocks may import besides the standard library, `data` and themselves.
+BLOCKS_THIRD_PARTY = ("keras", "tensorflow", "numpy", "cv2")
 STPA_FAMILY = ("stpa.family", "stpa.models", "stpa.layers", "stpa.losses", "stpa.saliency", "stpa.visualization")
 # The command lines that build or load a network (stpa.fuse reads score files, stpa.convert_weights weight files).
 COMMAND_LINES = ("stpa.train", "stpa.evaluate", "stpa.export", "stpa.visualize", "stpa.quickstart")
@@ -58,9 +65,24 @@ def test_data_imports_no_model_code():
     assert _violations(_modules("data"), ("stpa", "st_attn")) == []
 
 
+def _allowed_in_blocks(name: str) -> bool:
+    """The standard library, Keras / TF / NumPy / OpenCV, `data` and the blocks ("stpa" alone: `from stpa import`)."""
+    return (name == "stpa" or name.split(".")[0] in sys.stdlib_module_names
+            or _within(name, (*BLOCKS, "data", *BLOCKS_THIRD_PARTY)))
+
+
+def test_the_blocks_import_only_keras_tf_numpy_cv2_data_and_themselves():
+    blocks = {m: p for m, p in _modules("stpa").items() if _within(m, BLOCKS)}
+    assert {"stpa.blocks", "stpa.blocks.backbones", "stpa.blocks.video_ops", "stpa.blocks.preprocessing"} <= set(blocks)
+    bad = [f"{os.path.relpath(path, REPO)}:{line} imports {name}" for module, path in sorted(blocks.items())
+           for name, line in _imports(path) if not _allowed_in_blocks(name)]
+    assert bad == []
+
+
 def test_the_engine_imports_only_data_itself_and_names_no_family():
     engine = {m: p for m, p in _modules("stpa").items() if _within(m, ("stpa.engine",))}
     assert len(engine) >= 15
+    # Not the blocks either: what the engine needs of a backbone (input size, normalisation) it asks the family.
     bad = [f"{os.path.relpath(path, REPO)}:{line} imports {name}" for module, path in sorted(engine.items())
            for name, line in _imports(path)
            if _within(name, ("stpa", "st_attn")) and not _within(name, ("stpa.engine",)) and name != "stpa"]
@@ -78,14 +100,14 @@ def test_the_stpa_family_never_imports_st_attn():
     assert _violations(stpa, ("st_attn",)) == []
 
 
-def test_st_attn_imports_only_data_the_engine_and_the_shared_blocks():
+def test_st_attn_imports_only_data_the_engine_and_the_blocks():
     modules = _modules("st_attn")
     bad = []
     for module, path in sorted(modules.items()):
         for name, line in _imports(path):
             if not _within(name, ("stpa",)) or name == "stpa":
                 continue
-            allowed = _within(name, ("stpa.engine", *SHARED_BLOCKS))
+            allowed = _within(name, ("stpa.engine", *BLOCKS))
             if name == "stpa.families":  # the composition root, only inside a command line's set-up function
                 allowed = module in ("st_attn.localize",)
             if not allowed:

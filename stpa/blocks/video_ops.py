@@ -8,7 +8,8 @@ a static K. Instead the frames are folded into the batch with dynamic reshapes:
   UnfoldTime:        [(B*K, ...), clip (B, K, ...)]   -> (B, K, ...)   (B and K read from the clip at run time)
   FlattenPositions:  (B, K, H, W, C)                  -> (B, K*H*W, C) (the X of Eq. 4 / `values` of the STPA losses)
 
-All three are registered Keras layers, so models using them survive `.keras` save/load and SavedModel export.
+All three are registered Keras layers, so models using them survive `.keras` save/load and SavedModel export; the
+functions `fold_time`, `unfold_time` and `flatten_positions` are the same operations on tensors.
 """
 
 from __future__ import annotations
@@ -28,6 +29,19 @@ def fold_time(clip: tf.Tensor) -> tf.Tensor:
 def unfold_time(folded: tf.Tensor, clip: tf.Tensor) -> tf.Tensor:
     """Undoes `fold_time`: `(B*K, *rest)` -> `(B, K, *rest)`, with B and K read from `clip` `(B, K, ...)`."""
     return tf.reshape(folded, tf.concat([tf.shape(clip)[:2], tf.shape(folded)[1:]], axis=0))  # (B, K, *rest)
+
+
+def flatten_positions(features: tf.Tensor) -> tf.Tensor:
+    """Flattens frame features into position-major rows (the X of Eq. 2 and Eq. 4 of Du et al.).
+
+    Args:
+      features: `(B, K, H, W, C)` feature maps of K frames.
+
+    Returns:
+      `(B, K*H*W, C)`: row `k*H*W + h*W + w` is the channel vector at frame k, row h, column w.
+    """
+    shape = tf.shape(features)
+    return tf.reshape(features, [shape[0], -1, features.shape[-1]])  # (B, K*H*W, C)
 
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
@@ -66,14 +80,12 @@ class UnfoldTime(keras.layers.Layer):
 class FlattenPositions(keras.layers.Layer):
     """`(B, K, H, W, C)` -> `(B, K*H*W, C)`, positions in (k, h, w) row-major order.
 
-    The layer form of `stpa.layers.flatten_positions` (which it calls), for use inside functional models: the
-    flattened top-layer features X of Eq. 4, the `values` argument of `stpa.losses.interaction_loss`.
+    The layer form of `flatten_positions`, for use inside functional models: the flattened top-layer features X of
+    Eq. 4, the `values` argument of `stpa.losses.interaction_loss`.
     """
 
     def call(self, inputs: tf.Tensor) -> tf.Tensor:
         """Args: inputs `(B, K, H, W, C)`. Returns: `(B, K*H*W, C)`."""
-        from stpa.layers import flatten_positions  # The one implementation of the (k, h, w) order.
-
         return flatten_positions(inputs)
 
     def compute_output_shape(self, input_shape):
