@@ -416,7 +416,7 @@ def build_dataset(
         "records" (parse whole records; TensorFlow ops only, serialisable), or "auto": "offsets" when every shard
         has a current index, else "records" with a warning saying how to write the indices.
       frames_dtype: float32, or uint8 (values rounded; a quarter of the memory traffic) for models that normalise
-        on the accelerator (as mmaction2's data preprocessor does; `stpa.trainer` trains this way). uint8 takes
+        on the accelerator (as mmaction2's data preprocessor does; `stpa.engine.trainer` trains this way). uint8 takes
         no ``preprocess``.
       skip: training only: clips of this input pipeline's stream already consumed (a resumed run: global clips
         consumed / ``num_input_pipelines``). They are dropped before any reading of frames or decoding (the records

@@ -1,6 +1,6 @@
 """Exact resume: a deterministic run killed (SIGKILL) after a checkpoint and re-run equals an uninterrupted run.
 
-What makes it exact (stpa/trainer.py): the training stream is a function of (seed, position) and a resumed run drops
+What makes it exact (`stpa.engine.trainer`): the stream is a function of (seed, position) and a resumed run drops
 the clips already consumed (`data.pipeline.build_dataset(skip=...)`) before reading any frames; the checkpoint holds
 the number of clips consumed and the Keras SeedGenerator states (dropout). Checkpoints written before these existed
 still resume, with a warning.
