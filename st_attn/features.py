@@ -1,9 +1,10 @@
 """Cached-feature mode: backbone features extracted once into TFRecords, and a `tf.data` dataset over them.
 
 Meng et al. trained the attention model on frozen ResNet features of the last conv block (7x7x2048 per frame at
-224). Extracting them once makes training the attention head cheap (and feasible on a CPU); the backbone is not
-fine-tuned in this mode and the clips are fixed (TSN test sampling: the centres of n equal segments, centre crop), so
-training sees no frame or crop augmentation — as in the authors' setup.
+224), fine-tuned on the dataset first (Sec. 3.1: a TSN run, `--weights=RUN_DIR`). Extracting them once makes
+training the attention head cheap (and feasible on a CPU); the backbone is frozen in this mode and the clips are
+fixed (TSN test sampling: the centres of n equal segments, centre crop), so training sees no frame or crop
+augmentation, as in the authors' setup.
 
 Layout (one directory per split, mirroring `data.prepare`'s):
   <features_dir>/<split>/<input shard name>.tfrecord   one `tf.train.Example` per video (keys below)
@@ -15,7 +16,10 @@ Record keys: "features" (bytes: (n, h, w, C) row-major in `dtype`), "video/id", 
 
 Extraction is resumable: each input shard becomes one output shard, written under a temporary name and renamed
 when complete; a re-run skips finished shards. Command line: `python -m st_attn.features --records_dir=... --out_dir=...
---backbone=resnet101 --weights=imagenet` (flags defined only when run as a program).
+--backbone=resnet101 --weights=RUN_DIR` (flags defined only when run as a program). Sec. 3.1 of Meng et al. extracts
+with the trunk fine-tuned on the dataset first: --weights=RUN_DIR, the --model_dir of a `python -m stpa.train
+--model=tsn` run (its backbone, modality and input size are checked); --weights=imagenet is the explicitly named
+alternative of ImageNet features.
 """
 
 from __future__ import annotations
@@ -343,6 +347,72 @@ def feature_dataset(
     return pipeline.finish_dataset(dataset, ordered=ordered, input_context=input_context)
 
 
+def is_run_dir(weights: str | None) -> bool:
+    """True when `weights` names a run directory of `stpa.train` (a directory holding config.json)."""
+    return bool(weights) and os.path.isfile(os.path.join(weights, "config.json"))
+
+
+def run_feature_extractor(
+    run_dir: str,
+    *,
+    backbone: str,
+    modality: str,
+    input_size: int | None = None,
+    flow_length: int = 5,
+    which: str = "last",
+):
+    """The feature extractor of a fine-tuned trunk: Sec. 3.1 of Meng et al. (TSN fine-tuning, then features).
+
+    Rebuilds the `stpa.train --model=tsn` run in `run_dir` from its config.json, restores its `which` checkpoint
+    and copies its backbone trunk's weights, layer by layer, into `stpa.blocks.backbones.feature_extractor`.
+
+    Args:
+      run_dir: `--model_dir` of a `python -m stpa.train --model=tsn` run.
+      backbone: the backbone the features are asked of; must be the run's.
+      modality: "rgb" or "flow"; must be the run's.
+      input_size: frame size; None takes the run's, another value must equal it.
+      flow_length: flow frames per stack; must be the run's for flow.
+      which: "last" or "best" checkpoint (`stpa.engine.checkpoints.load_model`).
+
+    Returns:
+      `(extractor, info)`: the `keras.Model` frames `(B', S, S, C_in)` -> `(B', h, w, C)` and a dict for the manifest
+      (run directory, checkpoint, input size).
+
+    Raises:
+      ValueError: the run is not a TSN run, or its backbone / modality / input size / flow length differ.
+      FileNotFoundError: no config.json or no checkpoint.
+    """
+    from stpa.blocks.backbones import feature_extractor
+    from stpa.engine import checkpoints
+
+    config = checkpoints.load_run_config(run_dir)
+    build = config.get("build", {})
+    if build.get("model") != "tsn":
+        raise ValueError(f"--weights={run_dir} is a run of --model={build.get('model')!r}; the fine-tuned trunk of "
+                         "Sec. 3.1 comes from a `python -m stpa.train --model=tsn` run.")
+    wanted = {"backbone": backbone, "modality": modality,
+              "input_size": int(build["input_size"]) if input_size is None else int(input_size)}
+    if modality == "flow":
+        wanted["flow_length"] = int(flow_length)
+    differing = {key: (value, build.get(key)) for key, value in wanted.items() if value != build.get(key)}
+    if differing:
+        details = ", ".join(f"--{key}={asked!r} but the run has {had!r}" for key, (asked, had) in differing.items())
+        raise ValueError(f"--weights={run_dir}: {details}; pass the run's values (its flags.txt) or another run.")
+    model = checkpoints.load_model(run_dir, which)
+    extractor = feature_extractor(backbone, input_size=wanted["input_size"], modality=modality,
+                                  flow_length=build.get("flow_length", flow_length), weights=None)
+    trained = {layer.name: layer for layer in model.layers}
+    for layer in extractor.layers:
+        if not layer.weights:
+            continue
+        if layer.name not in trained:
+            raise ValueError(f"--weights={run_dir}: the run's network has no layer {layer.name!r} of the {backbone} "
+                             "trunk (a run of another code version?); re-run its fine-tuning.")
+        layer.set_weights(trained[layer.name].get_weights())
+    path = checkpoints.latest_checkpoint(run_dir, which) or checkpoints.latest_checkpoint(run_dir, "last")
+    return extractor, {"run_dir": os.path.abspath(run_dir), "checkpoint": path, "input_size": wanted["input_size"]}
+
+
 # ---------------------------------------------------------------------------------------------------- command line
 
 
@@ -360,7 +430,13 @@ def _define_flags() -> None:
         "Backbone (stpa.models.BACKBONES); its last feature map is "
         "extracted (ResNet: the last conv block, 7x7x2048 at 224).",
     )
-    flags.DEFINE_string("weights", "imagenet", "Backbone weights: 'imagenet', a local weights file, or none.")
+    flags.DEFINE_string(
+        "weights",
+        "imagenet",
+        "The trunk: a `stpa.train --model=tsn` run directory (Sec. 3.1: the fine-tuned trunk; backbone, modality "
+        "and input size must be the run's), or 'imagenet', a local weights file, or none.",
+    )
+    flags.DEFINE_enum("checkpoint", "last", ["last", "best"], "With a run directory as --weights: its checkpoint.")
     flags.DEFINE_enum("modality", "rgb", ["rgb", "flow"], "Stream.")
     flags.DEFINE_integer("flow_length", 5, "Flow frames per stack.", lower_bound=1)
     flags.DEFINE_integer("num_frames", 25, "n, frames per video (paper: 25; Moments in Time: 15).", lower_bound=1)
@@ -378,14 +454,24 @@ def main(argv: Sequence[str]) -> None:
     from stpa.blocks.preprocessing import preprocess_for
 
     config = flags.FLAGS
-    input_size = config.input_size or get_spec(config.backbone).default_input_size
-    extractor = feature_extractor(
-        config.backbone,
-        input_size=input_size,
-        modality=config.modality,
-        flow_length=config.flow_length,
-        weights=config.weights,
-    )
+    if is_run_dir(config.weights):
+        import stpa.families  # noqa: F401 - the composition root: the run's family rebuilds its network.
+
+        extractor, trunk = run_feature_extractor(config.weights, backbone=config.backbone, modality=config.modality,
+                                                 input_size=config.input_size, flow_length=config.flow_length,
+                                                 which=config.checkpoint)
+        input_size = trunk["input_size"]
+        extractor_config = {"backbone": config.backbone, "weights": "run", **trunk}
+    else:
+        input_size = config.input_size or get_spec(config.backbone).default_input_size
+        extractor = feature_extractor(
+            config.backbone,
+            input_size=input_size,
+            modality=config.modality,
+            flow_length=config.flow_length,
+            weights=config.weights,
+        )
+        extractor_config = {"backbone": config.backbone, "weights": config.weights}
     preprocess = preprocess_for(config.backbone, config.modality)
     for split in config.splits:
         manifest = extract_features(
@@ -399,7 +485,7 @@ def main(argv: Sequence[str]) -> None:
             flow_length=config.flow_length,
             batch_size=config.batch_size,
             dtype=config.dtype,
-            extractor_config={"backbone": config.backbone, "weights": config.weights},
+            extractor_config=extractor_config,
         )
         print(
             f"{split}: {manifest['count']} videos, features {manifest['num_frames']} x "
