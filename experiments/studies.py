@@ -197,8 +197,9 @@ STPA_TABLE1D = Study(
             f" ({_T1D[row][loss] - _T1D[row]['no loss']:+.1f})" if _T1D[row][loss] and _T1D[row]["no loss"] else ""))
         for row in _D_ROWS[:3] for loss in ("l_inter", "l_attn", "l_inter + l_attn")
     ),
-    notes="β = γ = 1e-4 as the paper. On the tiny batch-normalised network Eq. 6 is unbounded below in the feature "
-    "scale (BUILD.md, training notes); runs that stop on a non-finite loss are counted as failed, not as zeros.",
+    notes="β = γ = 1e-4 as the paper, Eq. 6 read with X as data in Eq. 5's argmin and X X^T / C (the default "
+    "--interaction_gradient=attention --interaction_normalization=covariance, BUILD.md fidelity table); runs that "
+    "stop on a non-finite loss are counted as failed, not as zeros.",
 )
 
 _E_ROWS = ("RGB", "RGB (3 scales)", "Flow", "Flow (3 scales)", "Late fusion", "Late fusion (3 scales)",
