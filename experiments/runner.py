@@ -94,6 +94,10 @@ class Layout:
         """Where `stpa.fuse` writes equal.json / tuned.json for two runs at a seed."""
         return os.path.join(self.out_dir, "fusion", f"{rgb}__{flow}", f"seed{seed}")
 
+    def features_dir(self, trunk: str, seed: int) -> str:
+        """The cached features (`st_attn.features`, one directory per split) extracted with a run's trunk."""
+        return os.path.join(self.out_dir, "features", trunk, f"seed{seed}")
+
     def localization_json(self, stem: str, seed: int) -> str:
         """The output of `st_attn.localize` for a run."""
         return os.path.join(self.run_dir(stem, seed), "localization.json")
@@ -169,16 +173,33 @@ class TaskGraph:
             "data.prepare", "--dataset=ucf101", f"--raw_dir={raw}", f"--out_dir={records}", *opt.prepare_flags),
             deps=(generate,)))
 
+    def features(self, trunk: str, seed: int) -> str:
+        """`st_attn.features` of the benchmark with the trunk of the TSN run `trunk` (Meng et al. Sec. 3.1)."""
+        lay, opt = self.layout, self.options
+        flagfile = os.path.join(opt.flagfile_dir, "study_st_attn_features.cfg")
+        command = self._py("st_attn.features", f"--flagfile={flagfile}", f"--records_dir={lay.records}",
+                           f"--out_dir={lay.features_dir(trunk, seed)}", f"--weights={lay.run_dir(trunk, seed)}")
+        return self._add(Task(f"features/{trunk}/seed{seed}", command, deps=(self.train(trunk, seed),)))
+
     def train(self, stem: str, seed: int) -> str:
-        """`stpa.train` of a row's flagfile at a seed (quick: the shorter schedule); returns the task key."""
+        """`stpa.train` of a row's flagfile at a seed (quick: the shorter schedule); returns the task key.
+
+        A row of `studies.FEATURE_TRUNKS` trains on the features its TSN run's trunk extracts (the chain
+        fine-tune -> features -> attention), any other on the benchmark's records.
+        """
         lay, opt = self.layout, self.options
         flagfile = os.path.join(opt.flagfile_dir, stem + ".cfg")
         if not os.path.isfile(flagfile):
             raise ValueError(f"no flagfile {flagfile} for the run {stem!r}.")
-        command = self._py("stpa.train", f"--flagfile={flagfile}", f"--records_dir={lay.records}",
+        trunk = studies_lib.FEATURE_TRUNKS.get(stem)
+        if trunk is None:
+            source, deps = f"--records_dir={lay.records}", (self.data(),)
+        else:
+            source, deps = f"--features_dir={lay.features_dir(trunk, seed)}", (self.features(trunk, seed),)
+        command = self._py("stpa.train", f"--flagfile={flagfile}", source,
                            f"--model_dir={lay.run_dir(stem, seed)}", f"--seed={seed}", "--progress=false",
                            *schedule_overrides(stem, opt.quick), *opt.train_overrides)
-        return self._add(Task(f"train/{stem}/seed{seed}", command, deps=(self.data(),)))
+        return self._add(Task(f"train/{stem}/seed{seed}", command, deps=deps))
 
     def evaluate(self, stem: str, seed: int, test_frames: int, split: str = "test") -> str:
         """`stpa.evaluate` of a run with K = `test_frames` on the test split or the validation set."""
@@ -211,8 +232,10 @@ class TaskGraph:
         lay, opt = self.layout, self.options
         output = lay.localization_json(stem, seed)
         flagfile = os.path.join(opt.flagfile_dir, "study_st_attn_localize.cfg")
+        trunk = studies_lib.FEATURE_TRUNKS.get(stem)
+        features = () if trunk is None else (f"--features_dir={lay.features_dir(trunk, seed)}",)
         command = self._py("st_attn.localize", f"--flagfile={flagfile}", f"--model_dir={lay.run_dir(stem, seed)}",
-                           f"--records_dir={lay.records}",
+                           f"--records_dir={lay.records}", *features,
                            f"--output={output}")
         return self._add(Task(f"localize/{stem}/seed{seed}", command, deps=(self.train(stem, seed),),
                               output=output))

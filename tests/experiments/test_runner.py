@@ -118,6 +118,30 @@ MICRO = studies.Study(
 
 
 @pytest.mark.slow
+def test_localisation_studies_use_the_fine_tune_features_attention_chain(tmp_path):
+    # Meng et al. Sec. 3.1: TSN fine-tuning -> st_attn.features with its trunk -> ST-attn on features -> localise.
+    layout = runner.Layout(str(tmp_path))
+    graph = runner.TaskGraph(layout, runner.Options(seeds=(0,)))
+    graph.add_studies([studies.ST_ATTN_TABLE5, studies.ST_ATTN_TABLE6])
+    keys = [t.key for t in graph.ordered()]
+    chain = ["data/benchmark/prepare", "train/study_stpa_tsn_rgb/seed0", "features/study_stpa_tsn_rgb/seed0",
+             "train/study_st_attn_chain/seed0", "localize/study_st_attn_chain/seed0"]
+    assert [k for k in keys if k in chain] == chain and len(keys) == len(set(keys))
+    features_dir = layout.features_dir("study_stpa_tsn_rgb", 0)
+    extract = graph.tasks["features/study_stpa_tsn_rgb/seed0"]
+    assert extract.command[1:3] == ("-m", "st_attn.features") and extract.deps == ("train/study_stpa_tsn_rgb/seed0",)
+    assert f"--weights={layout.run_dir('study_stpa_tsn_rgb', 0)}" in extract.command
+    assert f"--out_dir={features_dir}" in extract.command and f"--records_dir={layout.records}" in extract.command
+    train = graph.tasks["train/study_st_attn_chain/seed0"]
+    assert f"--features_dir={features_dir}" in train.command and train.deps == ("features/study_stpa_tsn_rgb/seed0",)
+    assert not any(a.startswith("--records_dir") for a in train.command)
+    localize = graph.tasks["localize/study_st_attn_chain/seed0"]
+    assert {f"--features_dir={features_dir}", f"--records_dir={layout.records}"} <= set(localize.command)
+    assert studies.ST_ATTN_TABLE5.flagfiles() == ["study_stpa_tsn_rgb", "study_st_attn_chain"]
+    # Rows not trained on features keep the records.
+    assert f"--records_dir={layout.records}" in graph.tasks["train/study_stpa_tsn_rgb/seed0"].command
+
+
 def test_micro_study_end_to_end(tmp_path):
     flagfiles = tmp_path / "flagfiles"
     flagfiles.mkdir()
