@@ -5,3 +5,7 @@
 `experiments.runner` runs them through the user-facing command lines, `experiments.statistics` computes the
 paired verdicts and `experiments.report` writes report.md, figures and TensorBoard HParams.
 """
+
+from data import startup as _startup
+
+_startup.quiet_command_line_start()  # `python -m experiments.reproduce`: TensorFlow's C++ start-up lines stay hidden.
