@@ -176,6 +176,7 @@ def load_model(model_dir: str, which: str = "last") -> keras.Model:
 
     Raises:
       FileNotFoundError: no config.json or no checkpoint.
+      ValueError: the checkpoint's variables do not fit the rebuilt network (one line naming the migration).
     """
     if which not in ("best", "last"):
         raise ValueError(f"which must be 'best' or 'last', got {which!r}.")
@@ -187,7 +188,14 @@ def load_model(model_dir: str, which: str = "last") -> keras.Model:
         raise FileNotFoundError(f"no checkpoint in {model_dir!r}/{CHECKPOINT_DIR}: train first "
                                 f"(python -m stpa.train --model_dir={model_dir} ...).")
     model = build_from_config(config)
-    restore_weights(model, path)
+    try:
+        restore_weights(model, path)
+    except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ValueError(
+            f"the checkpoint {path} does not fit the network that {model_dir}/{CONFIG_FILE} rebuilds ({first_line}); "
+            "a run whose network changed between versions must be retrained (BUILD.md, 'Migration')."
+        ) from error
     return model
 
 

@@ -99,3 +99,21 @@ def test_an_old_run_directory_rebuilds_evaluates_and_exports(model, records, tmp
     expected = network(preprocess(tf.constant(frames)), training=False).numpy()
     np.testing.assert_allclose(served["logits"].numpy(), expected, rtol=1e-5, atol=1e-5)
     assert set(family.attention_outputs) <= set(served)
+
+
+def test_a_checkpoint_that_does_not_fit_the_rebuilt_network_fails_with_one_line_naming_the_migration(tmp_path):
+    # A run whose network changed between versions (e.g. Table 1(a)'s former 1x1 "fc" reading): config.json now
+    # rebuilds a network the checkpoint's variables do not fit. Simulated by editing the class count.
+    from tests.stpa.cli_fixtures import make_run_dir
+
+    run = make_run_dir(str(tmp_path / "run"), scales=1)
+    path = os.path.join(run, checkpoints.CONFIG_FILE)
+    config = json.load(open(path))
+    config["build"]["num_classes"] += 2
+    with open(path, "w") as f:
+        json.dump(config, f)
+    with pytest.raises(ValueError) as caught:
+        checkpoints.load_model(run)
+    message = str(caught.value)
+    assert "does not fit the network" in message and "must be retrained (BUILD.md, 'Migration')" in message
+    assert "\n" not in message and run in message
