@@ -19,6 +19,19 @@ from data import records, synthetic, video_io
 NUM_CLASSES = 3
 
 
+def write_tiny_records_with_offsets(root: str, **kwargs) -> str:
+    """`write_tiny_records` plus each shard's `.offsets` index, as `data.prepare` leaves them. Returns `root`."""
+    import glob
+
+    from data import frame_offsets
+
+    write_tiny_records(root, **kwargs)
+    for shard in glob.glob(os.path.join(root, "*", "*.tfrecord")):
+        if not frame_offsets.is_current(shard):
+            frame_offsets.write_offsets(shard)
+    return root
+
+
 def write_tiny_records(root: str, *, num_classes: int = NUM_CLASSES, train_per_class: int = 4,
                        test_per_class: int = 2, num_frames: int = 10, size: int = 36, seed: int = 0,
                        shards: int = 2, multi_label: bool = False) -> str:

@@ -9,7 +9,6 @@ The module is also the worker program: ``python -m tests.stpa.test_multi_worker 
 the strategy TF_CONFIG describes and saves what it consumed and its weights to OUT (.npz).
 """
 
-import glob
 import json
 import os
 import socket
@@ -80,14 +79,9 @@ def _free_ports(count):
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """Tiny records (2 shards) with `.offsets` indices, as `data.prepare` writes them."""
-    from data import frame_offsets
-    from tests.stpa.cli_fixtures import write_tiny_records
+    from tests.stpa.cli_fixtures import write_tiny_records_with_offsets
 
-    root = write_tiny_records(str(tmp_path_factory.getbasetemp() / "multi_worker_records"))
-    for shard in glob.glob(os.path.join(root, "*", "*.tfrecord")):
-        if not frame_offsets.is_current(shard):
-            frame_offsets.write_offsets(shard)
-    return root
+    return write_tiny_records_with_offsets(str(tmp_path_factory.getbasetemp() / "multi_worker_records"))
 
 
 def _weights(saved, prefix):

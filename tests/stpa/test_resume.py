@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import frame_offsets, pipeline
+from data import pipeline
 from stpa.engine import checkpoints, trainer
-from tests.stpa.cli_fixtures import write_tiny_records
+from tests.stpa.cli_fixtures import write_tiny_records_with_offsets
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
@@ -33,11 +33,7 @@ MAX_STEPS = 24
 @pytest.fixture(scope="module")
 def records(tmp_path_factory):
     """Tiny records with `.offsets` indices (the reader `stpa.train` uses on `data.prepare` output)."""
-    root = write_tiny_records(str(tmp_path_factory.getbasetemp() / "resume_records"))
-    for shard in glob.glob(os.path.join(root, "*", "*.tfrecord")):
-        if not frame_offsets.is_current(shard):
-            frame_offsets.write_offsets(shard)
-    return root
+    return write_tiny_records_with_offsets(str(tmp_path_factory.getbasetemp() / "resume_records"))
 
 
 def _train_command(model_dir, records_dir):
