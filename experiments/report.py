@@ -1,4 +1,4 @@
-"""A study's report: report.md in the paper's table layout, a PNG figure and TensorBoard HParams.
+"""A study's report: report.md in the paper's layout, a PNG figure, values.csv (every run), TensorBoard HParams.
 
 `results` everywhere is what `experiments.runner.collect` returns: (row, column) -> {seed: value (%) or None}.
 
@@ -9,6 +9,8 @@ paper as a paired difference over the seeds with its 95 % t interval and the ver
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -201,15 +203,34 @@ def read_flagfile(path: str) -> dict[str, str]:
     return settings
 
 
+def values_csv(study: Study, results: Results) -> str:
+    """Every run's value, one line per (row, column, seed): what the means, stds and paired intervals come from.
+
+    A seed without a result has an empty value.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["row", "column", "seed", "value"])
+    for cell in study.cells:
+        for seed, value in sorted(results[(cell.row, cell.column)].items()):
+            writer.writerow([cell.row, cell.column, seed, "" if value is None else f"{value:.4f}"])
+    return buffer.getvalue()
+
+
 def write_report(study: Study, results: Results, out_dir: str, *, seeds: Sequence[int], quick: bool = False,
                  hparams_dir: str | None = None, flag_settings: Mapping[str, Mapping[str, str]] | None = None,
                  failures: Sequence[str] = (), benchmark: str = "--preset=study") -> dict[str, str]:
-    """Writes `<out_dir>/<study>/report.md` and `<study>.png` (and HParams when `hparams_dir`); returns the paths."""
+    """Writes `<out_dir>/<study>/report.md`, `<study>.png` and `values.csv` (and HParams when `hparams_dir`).
+
+    Returns:
+      The paths written, by kind: "report", "figure", "values" (and "hparams").
+    """
     folder = os.path.join(out_dir, study.name)
     png = write_figure(os.path.join(folder, f"{study.name}.png"), figure(study, results))
     report = files.write_text(os.path.join(folder, "report.md"), render_markdown(
         study, results, seeds=seeds, quick=quick, figure=png, failures=failures, benchmark=benchmark))
-    paths = {"report": report, "figure": png}
+    values = files.write_text(os.path.join(folder, "values.csv"), values_csv(study, results))
+    paths = {"report": report, "figure": png, "values": values}
     if hparams_dir:
         paths["hparams"] = write_hparams(study, results, hparams_dir, flag_settings or {})
     return paths

@@ -63,6 +63,11 @@ def test_files_figure_and_summary(tmp_path):
     assert paths["report"] == os.path.join(str(tmp_path), "fixture", "report.md")
     with open(paths["figure"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(paths["values"]) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "row,column,seed,value" and len(lines) == 1 + 4 * 3
+    assert lines[1:4] == ["Baseline,RGB,0,10.0000", "Baseline,RGB,1,10.0000", "Baseline,RGB,2,10.0000"]
+    assert "Attention,Flow,1," in lines and "Attention,Flow,2,51.0000" in lines
     lines_study = studies.Study(**{**STUDY.__dict__, "figure": "lines", "name": "lines"})
     with open(report.write_report(lines_study, RESULTS, str(tmp_path), seeds=(0, 1, 2))["figure"], "rb") as f:
         assert f.read(4) == b"\x89PNG"
