@@ -45,6 +45,9 @@ _CUE = flags.DEFINE_enum("cue", "both", ["both", "appearance", "motion"], "Where
 _JOBS = flags.DEFINE_integer("jobs", 1, "Tasks run at the same time (each command uses the CPU cores it finds).",
                              lower_bound=1)
 _RETRY = flags.DEFINE_boolean("retry_failed", False, "Run failed tasks again instead of reporting them as failed.")
+_DETERMINISTIC = flags.DEFINE_boolean(
+    "deterministic", True, "Train every run with stpa.train --deterministic, so a seed reproduces its run bit for "
+    "bit (no slower on the study rows). --nodeterministic continues a directory made before this was recorded.")
 _REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Write the reports from what has finished; run nothing.")
 _LIST = flags.DEFINE_boolean("list", False, "List the studies, their rows and flagfiles, and exit.")
 _HPARAMS = flags.DEFINE_boolean("hparams", True, "Write TensorBoard HParams of every row and seed.")
@@ -108,7 +111,7 @@ def main(argv: Sequence[str]) -> None:
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     seeds = (0,) if _QUICK.value else tuple(range(_SEEDS.value))
-    options = runner.Options(seeds=seeds, quick=_QUICK.value,
+    options = runner.Options(seeds=seeds, quick=_QUICK.value, deterministic=_DETERMINISTIC.value,
                              benchmark_flags=[f"--cue={_CUE.value}"] if _CUE.value != "both" else [])
     layout = runner.Layout(os.path.abspath(_OUT_DIR.value))
     try:

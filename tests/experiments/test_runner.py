@@ -80,8 +80,23 @@ def test_schedule_is_recorded_and_not_mixed(tmp_path):
     layout = runner.Layout(str(tmp_path))
     runner.check_schedule(layout, runner.Options(quick=True))
     runner.check_schedule(layout, runner.Options(quick=True))
-    with pytest.raises(ValueError, match="--quick runs"):
+    with pytest.raises(ValueError, match="--quick runs made with quick=True"):
         runner.check_schedule(layout, runner.Options(quick=False))
+    with open(os.path.join(str(tmp_path), "reproduce.json")) as f:
+        assert json.load(f)["deterministic"] is True
+
+
+def test_directory_made_before_deterministic_runs_continues_with_nodeterministic(tmp_path):
+    old = {"quick": False, "quick_steps": None, "train_overrides": [], "benchmark_flags": []}  # its reproduce.json
+    (tmp_path / "reproduce.json").write_text(json.dumps(old))
+    layout = runner.Layout(str(tmp_path))
+    with pytest.raises(ValueError, match="deterministic=False \\(here True\\).*--nodeterministic"):
+        runner.check_schedule(layout, runner.Options())
+    runner.check_schedule(layout, runner.Options(deterministic=False))
+    for deterministic in (True, False):
+        graph = runner.TaskGraph(layout, runner.Options(deterministic=deterministic))
+        command = graph.tasks[graph.train("study_stpa_tsn_rgb", 0)].command
+        assert ("--deterministic" in command) is deterministic
 
 
 MICRO_FLAGS = """# micro study row
