@@ -54,14 +54,8 @@ def tile_row(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
 
 
 def tile_column(images: Sequence[np.ndarray], gap: int = 2) -> np.ndarray:
-    """Concatenates (H_i, W, 3) images top to bottom with white gaps."""
-    width = max(image.shape[1] for image in images)
-    parts = []
-    for i, image in enumerate(images):
-        if i:
-            parts.append(np.full((gap, width, 3), 255, np.uint8))
-        parts.append(np.pad(image, ((0, 0), (0, width - image.shape[1]), (0, 0)), constant_values=255))
-    return np.concatenate(parts, axis=0)
+    """Concatenates (H_i, W, 3) images top to bottom with white gaps (`tile_row` on the transposed images)."""
+    return tile_row([np.transpose(image, (1, 0, 2)) for image in images], gap).transpose(1, 0, 2)
 
 
 def upsample_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

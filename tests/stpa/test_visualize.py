@@ -64,6 +64,19 @@ def test_render_positions_one_tile_per_output_position():
     np.testing.assert_array_equal(image[30, 42 + 30], saliency.SCALE_COLOURS[2])  # m=3 <- (1, 1, 1)
 
 
+def test_tiles_pad_with_white_and_keep_each_image_in_place():
+    small = np.zeros((3, 4, 3), np.uint8)
+    narrow = np.full((5, 2, 3), 7, np.uint8)
+    column = engine_pictures.tile_column([small, narrow], gap=2)
+    assert column.shape == (10, 4, 3)
+    assert (column[:3] == 0).all() and (column[3:5] == 255).all()  # the image, then the gap
+    assert (column[5:, :2] == 7).all() and (column[5:, 2:] == 255).all()  # narrow image, padded on the right
+    row = engine_pictures.tile_row([small, narrow], gap=2)
+    assert row.shape == (5, 8, 3)
+    assert (row[:3, :4] == 0).all() and (row[3:, :4] == 255).all() and (row[:, 4:6] == 255).all()
+    assert (row[:, 6:] == 7).all()
+
+
 def test_flow_frames_are_displayable_and_summary_images_are_made():
     flow = np.full((3, 16, 16, 4), 128, np.uint8)
     flow[:, 4:8, 4:8, 2] = 200  # motion in the middle field's x
