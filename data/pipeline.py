@@ -30,7 +30,7 @@ from data import augment, clip_reader, frame_offsets, sampling
 from data import records as record_format
 from data.records import read_manifest
 
-__all__ = ["build_dataset", "read_manifest"]
+__all__ = ["build_dataset", "clip_metadata", "label_targets", "read_manifest"]
 
 MODALITIES = ("rgb", "flow")
 READERS = ("auto", "offsets", "records")
@@ -161,16 +161,16 @@ def _make_clip_fn(
         if frames_dtype == tf.uint8:
             frames = tf.saturate_cast(tf.round(frames), tf.uint8)
 
-        labels = _targets(tf.RaggedTensor.from_tensor(context[record_format.LABEL_INDEX][None]), multi_label,
+        labels = label_targets(tf.RaggedTensor.from_tensor(context[record_format.LABEL_INDEX][None]), multi_label,
                           num_classes)[0]  # fmt: skip
         if not with_metadata:
             return frames, labels
-        return frames, labels, _metadata(context, offsets)
+        return frames, labels, clip_metadata(context, offsets)
 
     return clip_fn
 
 
-def _targets(label_index: tf.RaggedTensor, multi_label: bool, num_classes: int | None) -> tf.Tensor:
+def label_targets(label_index: tf.RaggedTensor, multi_label: bool, num_classes: int | None) -> tf.Tensor:
     """Class indices (B, None) -> int32 (B,) first label (-1 for an unlabelled video) or float32 (B, C) multi-hot."""
     label_index = tf.cast(label_index, tf.int32)
     if multi_label:
@@ -178,7 +178,7 @@ def _targets(label_index: tf.RaggedTensor, multi_label: bool, num_classes: int |
     return label_index.to_tensor(default_value=-1, shape=[None, 1])[:, 0]
 
 
-def _metadata(context: dict, starts: tf.Tensor) -> dict[str, tf.Tensor]:
+def clip_metadata(context: dict, starts: tf.Tensor) -> dict[str, tf.Tensor]:
     """The metadata dict of `build_dataset` from a parsed context (one clip or a batch) and the sampled starts."""
     return {
         "video_id": context[record_format.VIDEO_ID],
@@ -222,10 +222,10 @@ def _make_training_batch_fn(
             num_segments=num_frames,
             **clip_settings,
         )  # (B, K, S, S, C), (B, K)
-        labels = _targets(context[record_format.LABEL_INDEX], multi_label, num_classes)
+        labels = label_targets(context[record_format.LABEL_INDEX], multi_label, num_classes)
         if not with_metadata:
             return frames, labels
-        return frames, labels, _metadata(context, starts)
+        return frames, labels, clip_metadata(context, starts)
 
     return batch_fn
 
