@@ -74,6 +74,12 @@ class DataConfig:
     input_size: int | None = option(None, "Square input size (default: the backbone's, e.g. 299 for "
                                     "Inception-ResNet-V2).", kind="integer", lower=8)
     train_frames: int = option(3, "K, frames (segments) per training clip (Sec. 3.4).", lower=1)
+    flip: bool = option(True, "Mirror each training clip left-right with probability 1/2 (TSN; flow x changes "
+                        "sign). --noflip never mirrors; 10-crop testing then averages the 5 unmirrored crops.")
+    flip_label_map: str = option("manifest", "The class of a mirrored training clip: 'manifest' (the records' "
+                                 "manifest.json 'flip_label_map'; identity where it has none, as for UCF101, "
+                                 "HMDB51, Charades), 'identity', or comma-separated pairs 'A:B,C:-' of class names "
+                                 "(a mirrored A is a B and a mirrored B an A; a C clip is never mirrored).")
     batch_size: int = option(64, "Global batch size (split over the replicas).", lower=1)
     eval_frames: int = option(25, "K of validation during training (Sec. 3.4 tests with 25).", lower=1)
     eval_batch_size: int = option(8, "Validation batch size.", lower=1)
