@@ -11,6 +11,10 @@ group of attention maps of the top layer's size, so the network behind the top l
 
 Shapes: B batch, K frames (may be unknown until run time), N pyramid layers ordered bottom -> top, H, W, C the
 top layer's size, d = H*W attention rows, n = K*H*W positions flattened in (k, h, w) row-major order.
+
+`UniformAttention` is the control with the same inputs and outputs and no parameters: A is fixed at the value Eq. 3
+gives for scores y^j = 0 (softmax 1/n, then L2 rows: every entry 1/sqrt(n)), so M' is the average of the top layer
+over all K*H*W positions, times sqrt(n), at every output position: attention and feature pooling separate.
 """
 
 from __future__ import annotations
@@ -132,6 +136,28 @@ def fuse_scores(scale_logits: Sequence[tf.Tensor], fusion: str) -> tf.Tensor:
     return fused
 
 
+def check_pyramid_shapes(shapes: Sequence[Sequence[int | None]], owner: str) -> None:
+    """Raises ValueError for an empty pyramid, rank != 5, unknown H, W, C, or inputs whose batch or K disagree.
+
+    Args:
+      shapes: the N input shapes `(B, K, H_j, W_j, C_j)`, bottom -> top.
+      owner: the layer's class name, for the messages.
+    """
+    if not shapes:
+        raise ValueError(f"{owner} needs a non-empty list of (B, K, H, W, C) tensors, got an empty list.")
+    for index, shape in enumerate(shapes):
+        if len(shape) != 5:
+            raise ValueError(f"{owner} input {index} must have rank 5 (B, K, H, W, C), got shape {tuple(shape)}.")
+        if any(dim is None for dim in shape[2:]):
+            raise ValueError(
+                f"{owner} input {index} needs static H, W, C (only B and K may be None), got shape {tuple(shape)}."
+            )
+    for axis, name in ((0, "batch size"), (1, "number of frames K")):
+        known = {tuple(shape)[axis] for shape in shapes} - {None}
+        if len(known) > 1:
+            raise ValueError(f"{owner} inputs must share the {name}; got shapes {[tuple(s) for s in shapes]}.")
+
+
 @keras.saving.register_keras_serializable(package="stpa")
 class PyramidAttention(keras.layers.Layer):
     """Interaction-aware spatio-temporal pyramid attention, Eq. 1-4 of Du et al. (ECCV 2018).
@@ -170,24 +196,7 @@ class PyramidAttention(keras.layers.Layer):
     @staticmethod
     def _check_shapes(shapes: Sequence[Sequence[int | None]]) -> None:
         """Raises ValueError for an empty pyramid, rank != 5, or inputs whose batch or K disagree."""
-        if not shapes:
-            raise ValueError("PyramidAttention needs a non-empty list of (B, K, H, W, C) tensors, got an empty list.")
-        for index, shape in enumerate(shapes):
-            if len(shape) != 5:
-                raise ValueError(
-                    f"PyramidAttention input {index} must have rank 5 (B, K, H, W, C), got shape {tuple(shape)}."
-                )
-            if any(dim is None for dim in shape[2:]):
-                raise ValueError(
-                    f"PyramidAttention input {index} needs static H, W, C (only B and K may be None), "
-                    f"got shape {tuple(shape)}."
-                )
-        for axis, name in ((0, "batch size"), (1, "number of frames K")):
-            known = {tuple(shape)[axis] for shape in shapes} - {None}
-            if len(known) > 1:
-                raise ValueError(
-                    f"PyramidAttention inputs must share the {name}; got shapes {[tuple(s) for s in shapes]}."
-                )
+        check_pyramid_shapes(shapes, "PyramidAttention")
 
     def build(self, input_shape):
         """Creates `kernel_j` `(C_j, d)` and `bias_j` `(d,)` for every pyramid layer j, bottom -> top."""
@@ -291,3 +300,58 @@ class PyramidAttention(keras.layers.Layer):
             }
         )
         return config
+
+
+@keras.saving.register_keras_serializable(package="stpa")
+class UniformAttention(keras.layers.Layer):
+    """The uniform-attention control of `PyramidAttention`: the same inputs and outputs, A fixed, no parameters.
+
+    A is what Eq. 3 gives when every score y^j is 0 (for any fusion F, F(0, ..., 0) = 0): the softmax over the
+    n = K*H*W positions is 1/n, and after each row's L2 normalisation every entry is 1/sqrt(n). Eq. 4 then gives
+    every output position m the same row `M_m = sum_(k,h,w) X_(k,h,w) / sqrt(n) = sqrt(n) * mean_(k,h,w) X`: the
+    average pooling of the top layer over frames and positions, scaled exactly as `PyramidAttention` with constant
+    scores would scale it, so "learned" vs "uniform" changes the attention and nothing else.
+
+    Call with the list of N >= 1 pyramid tensors `(B, K, H_j, W_j, C_j)` that `PyramidAttention` takes (or the top
+    tensor alone); only the top one (the last) is read. K may be unknown when the layer is traced. The average is
+    taken in float32 and cast to the compute dtype (no float16 overflow of the sum under mixed precision).
+
+    Args:
+      **kwargs: standard `keras.layers.Layer` arguments (name, dtype, ...).
+    """
+
+    def build(self, input_shape):
+        """Checks the shapes (as `PyramidAttention` does); creates no weights."""
+        is_list = isinstance(input_shape, list) and all(isinstance(shape, (list, tuple)) for shape in input_shape)
+        shapes = [tuple(shape) for shape in input_shape] if is_list else [tuple(input_shape)]
+        check_pyramid_shapes(shapes, "UniformAttention")
+        self.built = True
+
+    def call(self, inputs: Sequence[tf.Tensor] | tf.Tensor, return_attention: bool = False):
+        """Averages the top layer over its K*H*W positions; see the class docstring.
+
+        Args:
+          inputs: list of N tensors `(B, K, H_j, W_j, C_j)`, bottom -> top, or the top tensor alone (N = 1).
+          return_attention: also return the attention matrix and the per-scale scores.
+
+        Returns:
+          `M'` `(B, H, W, C)`, every position `sqrt(n) * mean(X)`; with `return_attention`, the tuple
+          `(M', A, scale_logits)` as `PyramidAttention` returns them: `A` `(B, d, n)` float32, every entry
+          1/sqrt(n), and `scale_logits` N float32 zero tensors `(B, d, n)` (the scores y^j = 0 that give this A).
+        """
+        inputs = list(inputs) if isinstance(inputs, (list, tuple)) else [inputs]
+        check_pyramid_shapes([tuple(x.shape) for x in inputs], "UniformAttention")
+        top = inputs[-1]
+        _, _, height, width, channels = top.shape
+        values = tf.cast(flatten_positions(top), tf.float32)  # (B, n, C)
+        positions = tf.cast(tf.shape(values)[1], tf.float32)  # n = K*H*W
+        pooled = tf.reduce_mean(values, axis=1) * tf.sqrt(positions)  # A X with A = 1/sqrt(n): (B, C)
+        outputs = tf.broadcast_to(
+            tf.cast(pooled, self.compute_dtype)[:, None, None, :], [tf.shape(top)[0], height, width, channels]
+        )  # M' (B, H, W, C)
+        if not return_attention:
+            return outputs
+        shape = [tf.shape(top)[0], height * width, tf.shape(values)[1]]  # (B, d, n)
+        attention = tf.fill(shape, tf.math.rsqrt(positions))  # Eq. 3 with y^j = 0: (B, d, n)
+        scale_logits = [tf.zeros(shape, tf.float32) for _ in inputs]  # y^j = 0: N x (B, d, n)
+        return outputs, attention, scale_logits

@@ -5,6 +5,8 @@
 
   model="stpa"  frames -> backbone up to the pyramid taps (per frame, time folded into the batch)
                 -> `PyramidAttention` over all K frames (Eq. 1-4) -> M' of the top tap's size
+                   (attention="uniform": `UniformAttention`, A fixed at 1/sqrt(n), no parameters: the control that
+                   separates the attention from the pooling of features over K frames x positions)
                 -> the rest of the *same* backbone after the top tap, unchanged (Sec. 3.1: "preserve the
                    architecture of the network behind the i-th layer"), ending in its global pooling
                 -> dropout -> dense logits.
@@ -35,15 +37,17 @@ from stpa.blocks.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, Weig
 from stpa.blocks.preprocessing import preprocess_for
 from stpa.blocks.video_ops import FlattenPositions, FoldTime, UnfoldTime
 from stpa.engine.family import classification_loss, weight_decay_loss
-from stpa.layers import FUSIONS, PyramidAttention
+from stpa.layers import FUSIONS, PyramidAttention, UniformAttention
 
 MODELS = ("stpa", "tsn")
+ATTENTIONS = ("learned", "uniform")  # STPA's A: Eq. 1-3's learned scores, or the uniform control (no parameters).
 BACKBONES: Mapping[str, backbones_lib.BackboneSpec] = backbones_lib.BACKBONES
 TOPS: dict[str, tuple[str, ...]] = {name: TOP_LEVELS for name in BACKBONES}
 DEFAULT_DROPOUT = {"rgb": 0.5, "flow": 0.7}  # Sec. 3.4.
 ATTENTION_LAYER = "pyramid_attention"
 
 __all__ = [
+    "ATTENTIONS",
     "ATTENTION_LAYER",
     "BACKBONES",
     "DEFAULT_DROPOUT",
@@ -90,6 +94,7 @@ def validate_config(
     fusion: str | None = None,
     input_size: int | None = None,
     flow_length: int | None = None,
+    attention: str = "learned",
 ) -> None:
     """Fails fast on a network description `build_model` cannot build, listing the allowed values.
 
@@ -102,6 +107,7 @@ def validate_config(
       fusion: optional, one of `FUSIONS`.
       input_size: optional frame size to check against the backbone.
       flow_length: optional, >= 1.
+      attention: one of `ATTENTIONS`; "uniform" for model="stpa" only.
 
     Raises:
       ValueError: naming the bad argument and its allowed values.
@@ -109,6 +115,11 @@ def validate_config(
     if model not in MODELS:
         raise ValueError(f"Unknown model {model!r} for stpa.models; allowed: {list(MODELS)} (other families, e.g. "
                          "st_attn, build through their registered ModelFamily: stpa.engine.family.get_family).")
+    if attention not in ATTENTIONS:
+        raise ValueError(f"Unknown attention {attention!r}; allowed: {list(ATTENTIONS)}.")
+    if attention != "learned" and model != "stpa":
+        raise ValueError(f"attention={attention!r} applies to model='stpa' only ({model!r} has no attention); use "
+                         "attention='learned' (the default).")
     spec = backbones_lib.get_spec(backbone)
     if modality not in MODALITIES:
         raise ValueError(f"Unknown modality {modality!r}; allowed: {list(MODALITIES)}.")
@@ -172,8 +183,13 @@ def _stpa_head(
     levels: Sequence[str],
     fusion: str,
     dropout: float,
+    attention: str = "learned",
 ) -> keras.KerasTensor:
-    """Builds the STPA graph on `clip` (B, K, H, W, C); returns logits (B, num_classes)."""
+    """Builds the STPA graph on `clip` (B, K, H, W, C); returns logits (B, num_classes).
+
+    attention="uniform" swaps `PyramidAttention` for `UniformAttention` (same name, inputs and outputs) and leaves
+    every other layer as it is.
+    """
     top = levels[-1]
     trunk = backbone.trunk
     frames = FoldTime(name="fold_time")(clip)  # (B*K, H, W, C)
@@ -183,7 +199,11 @@ def _stpa_head(
         if level == "fc":  # Table 1(a)'s X^{F x 1}: the F pooled features as F positions of one channel.
             tap = keras.layers.Reshape((tap.shape[-1], 1, 1), name="fc_map")(tap)  # (B*K, F, 1, 1)
         pyramid.append(UnfoldTime(name=f"unfold_{level}")([tap, clip]))  # (B, K, H_j, W_j, C_j)
-    attended, _, _ = PyramidAttention(fusion=fusion, name=ATTENTION_LAYER)(pyramid, return_attention=True)
+    if attention == "uniform":
+        attention_layer = UniformAttention(name=ATTENTION_LAYER)
+    else:
+        attention_layer = PyramidAttention(fusion=fusion, name=ATTENTION_LAYER)
+    attended, _, _ = attention_layer(pyramid, return_attention=True)
     # attended: M' (B, H, W, C) of the top tap's size.
     if top == "fc":
         features = keras.layers.Flatten(name="attended_features")(attended)  # M' (B, F, 1, 1) -> (B, F)
@@ -216,6 +236,7 @@ def build_model(
     *,
     partial_bn: bool = False,
     frozen_bn: bool = False,
+    attention: str = "learned",
     **extra,
 ) -> keras.Model:
     """Builds one stream of an STPA or TSN two-stream network.
@@ -230,7 +251,7 @@ def build_model(
       top: top of the pyramid (Table 1(a)): "A", "B", "C" or "fc" (see `BACKBONES[backbone].tap_table`); "fc" reads
         the paper's X^{1536 x 1} as the F pooled features as F positions of one channel (d = F, n = K*F) and takes
         scales=1 only.
-      fusion: fusion F of Eq. 3: "mul" (default, Table 1(c)), "sum" or "max".
+      fusion: fusion F of Eq. 3: "mul" (default, Table 1(c)), "sum" or "max"; no effect with attention="uniform".
       flow_length: optical-flow frames per stack.
       dropout: dropout before the classifier; None: 0.5 for RGB, 0.7 for flow (Sec. 3.4).
       weights: None / "none", "imagenet" or the path of a backbone weights file (see `stpa.blocks.backbones`); a flow
@@ -240,6 +261,10 @@ def build_model(
       frozen_bn: freeze every BatchNormalization of the backbone (`--frozen_bn`):
         each clip's output then depends on that clip only, so data-parallel training over any number of replicas
         or workers equals one device on the global batch (tests/stpa/test_multi_worker.py).
+      attention: stpa only, one of `ATTENTIONS`: "learned" (Eq. 1-3, the paper) or "uniform" (the control: A fixed
+        at its uniform value under Eq. 3's normalisation, 1/sqrt(n) with n = K*H*W, so M' is sqrt(n) times the
+        average of the top tap over frames and positions; no score parameters, the rest of the network unchanged;
+        see `stpa.layers.UniformAttention`).
       **extra: not allowed (a clear error names them).
 
     Returns:
@@ -250,7 +275,8 @@ def build_model(
       FileNotFoundError, stpa.blocks.backbones.WeightsUnavailableError: weights that cannot be loaded.
     """
     validate_config(
-        model, backbone, scales, top, modality, fusion=fusion, input_size=input_size, flow_length=flow_length
+        model, backbone, scales, top, modality, fusion=fusion, input_size=input_size, flow_length=flow_length,
+        attention=attention,
     )
     if extra:
         raise ValueError(f"Unknown build_model arguments for model={model!r}: {sorted(extra)}.")
@@ -271,13 +297,13 @@ def build_model(
     frame_shape = tuple(built.trunk.input.shape[1:])
     clip = keras.Input((None, *frame_shape), name="frames")  # (B, K, H, W, C)
     if model == "stpa":
-        logits = _stpa_head(built, clip, num_classes, pyramid_levels(top, scales), fusion, dropout)
+        logits = _stpa_head(built, clip, num_classes, pyramid_levels(top, scales), fusion, dropout, attention)
     else:
         logits = _tsn_head(built, clip, num_classes, dropout)
     return keras.Model(clip, logits, name=f"{model}_{backbone}_{modality}")
 
 
-def _find_layer(model: keras.Model, layer_type: type) -> keras.layers.Layer | None:
+def _find_layer(model: keras.Model, layer_type: type | tuple[type, ...]) -> keras.layers.Layer | None:
     """The first top-level layer of `layer_type` in `model`, or None."""
     return next((layer for layer in model.layers if isinstance(layer, layer_type)), None)
 
@@ -288,7 +314,8 @@ def attention_outputs_model(model: keras.Model) -> keras.Model:
     Outputs:
       "logits": `(B, num_classes)`, always;
       STPA: "attention" `(B, d, n)` (A of Eq. 3, d = H*W, n = K*H*W), "scale_logits" list of N `(B, d, n)` (y^j of
-        Eq. 2), "values" `(B, n, C)` (the flattened top-layer features X of Eq. 4);
+        Eq. 2), "values" `(B, n, C)` (the flattened top-layer features X of Eq. 4); with attention="uniform" A is
+        1/sqrt(n) everywhere and the y^j are zeros (the scores that give that A).
 
     The tensors are taken from the model's own functional graph (the attention layer's outputs), so one forward pass
     computes everything, and it works as well on a model reloaded from `.keras`.
@@ -300,14 +327,14 @@ def attention_outputs_model(model: keras.Model) -> keras.Model:
       A functional `keras.Model`.
     """
     outputs = {"logits": model.output}
-    attention_layer = _find_layer(model, PyramidAttention)
+    attention_layer = _find_layer(model, (PyramidAttention, UniformAttention))
     if attention_layer is not None:
         pyramid = keras.tree.flatten(attention_layer.input)  # N tensors (B, K, H_j, W_j, C_j), bottom -> top
         node_outputs = keras.tree.flatten(attention_layer.output)  # [M', A, y^1, ..., y^N]
         if len(node_outputs) != 2 + len(pyramid):
             raise ValueError(
-                f"The PyramidAttention layer of {model.name!r} was not called with return_attention=True; build the "
-                "model with stpa.models.build_model."
+                f"The {type(attention_layer).__name__} layer of {model.name!r} was not called with "
+                "return_attention=True; build the model with stpa.models.build_model."
             )
         attention, scale_logits = node_outputs[1], node_outputs[2:]
         outputs["attention"] = attention
