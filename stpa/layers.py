@@ -322,6 +322,8 @@ class UniformAttention(keras.layers.Layer):
 
     def build(self, input_shape):
         """Checks the shapes (as `PyramidAttention` does); creates no weights."""
+        if not input_shape:  # Keras passes None for an empty list.
+            check_pyramid_shapes([], "UniformAttention")
         is_list = isinstance(input_shape, list) and all(isinstance(shape, (list, tuple)) for shape in input_shape)
         shapes = [tuple(shape) for shape in input_shape] if is_list else [tuple(input_shape)]
         check_pyramid_shapes(shapes, "UniformAttention")

@@ -1,4 +1,5 @@
-"""Tests of `stpa.layers.PyramidAttention` against the float64 NumPy reference of Eq. 1-4."""
+"""Tests of `stpa.layers.PyramidAttention` against the float64 NumPy reference of Eq. 1-4, and of its
+uniform-attention control `UniformAttention` against average pooling."""
 
 import json
 import os
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from stpa.layers import PyramidAttention, flatten_positions, pyramid_downsample
+from stpa.layers import PyramidAttention, UniformAttention, flatten_positions, pyramid_downsample
 from tests.stpa import pyramid_reference as ref
 
 # Pyramid sizes bottom -> top with non-integer ratios (11 -> 7 -> 3) and a 4th, larger scale below them.
@@ -262,3 +263,86 @@ def test_adaptive_row_pooling_equals_keras_values_and_gradients(in_size, out_siz
     keras_grad = tape.gradient(keras_pooled, x, output_gradients=upstream).numpy()
     np.testing.assert_allclose(lean_grad, keras_grad, rtol=1e-6, atol=1e-6)
     assert np.count_nonzero(lean_grad) > 0
+
+
+# ---------------------------------------------------------------------------------------- the uniform control
+def average_pooling_reference(top):
+    """float64 M' of uniform attention: the mean of X over all K*H*W positions, times sqrt(n), at every (h, w)."""
+    top = np.asarray(top, np.float64)
+    batch, frames, height, width, channels = top.shape
+    n = frames * height * width
+    pooled = top.mean(axis=(1, 2, 3))  # average pooling over frames and positions: (B, C)
+    return np.broadcast_to(pooled[:, None, None, :] * np.sqrt(n), (batch, height, width, channels)), n
+
+
+@pytest.mark.parametrize("num_scales", [1, 3])
+def test_uniform_attention_is_average_pooling_over_frames_and_positions(num_scales):
+    rng = np.random.default_rng(10 + num_scales)
+    layer = UniformAttention()
+    for frames in (1, 4):
+        inputs = make_inputs(rng, num_scales, frames)
+        outputs, attention, scale_logits = layer([tf.constant(x) for x in inputs], return_attention=True)
+        expected, n = average_pooling_reference(inputs[-1])
+        d = 3 * 3
+        assert_close(outputs, expected, rtol=1e-5)
+        np.testing.assert_allclose(attention.numpy(), np.full((2, d, n), 1 / np.sqrt(n)), rtol=1e-6)
+        assert len(scale_logits) == num_scales
+        assert all(y.shape == (2, d, n) and not np.any(y.numpy()) for y in scale_logits)
+        # "A replaced by its uniform value under Eq. 3's normalisation": PyramidAttention's reference with all
+        # scores y^j = 0 (W_attn = 0, b_attn = 0) gives the same M', A and y^j.
+        zeros_w = [np.zeros((x.shape[-1], d)) for x in inputs]
+        zeros_b = [np.zeros(d) for _ in inputs]
+        ref_m, ref_a, ref_y = ref.pyramid_attention(inputs, zeros_w, zeros_b, "mul")
+        assert_close(outputs, ref_m, rtol=1e-5)
+        assert_close(attention, ref_a, rtol=1e-6)
+        np.testing.assert_array_equal(np.stack([y.numpy() for y in scale_logits]), np.stack(ref_y))
+    assert layer.weights == [] and layer.count_params() == 0
+
+
+def test_uniform_attention_takes_the_top_tensor_alone_and_ignores_the_lower_ones():
+    rng = np.random.default_rng(20)
+    inputs = make_inputs(rng, 3, 2)
+    alone = UniformAttention()(tf.constant(inputs[-1])).numpy()
+    other_lower = [x + 5.0 for x in inputs[:-1]] + [inputs[-1]]
+    np.testing.assert_array_equal(UniformAttention()(other_lower).numpy(), alone)
+    assert_close(alone, average_pooling_reference(inputs[-1])[0], rtol=1e-5)
+
+
+def test_uniform_attention_with_unknown_frames_and_keras_round_trip(tmp_path):
+    rng = np.random.default_rng(21)
+    inputs = [keras.Input((None, s, s, c)) for s, c in SIZES[-3:]]  # K unknown at build
+    model = keras.Model(inputs, UniformAttention(name="uniform")(inputs, return_attention=True))
+    path = tmp_path / "uniform.keras"
+    model.save(path)
+    restored = keras.models.load_model(path)
+    assert isinstance(restored.get_layer("uniform"), UniformAttention) and restored.count_params() == 0
+    for frames in (1, 3, 7):
+        probe = make_inputs(rng, 3, frames)
+        expected, n = average_pooling_reference(probe[-1])
+        for candidate in (model, restored):
+            outputs, attention, scale_logits = candidate(probe)
+            assert_close(outputs, expected, rtol=1e-5)
+            assert attention.shape == (2, 9, n) and len(scale_logits) == 3
+        for actual, original in zip(keras.tree.flatten(restored(probe)), keras.tree.flatten(model(probe))):
+            np.testing.assert_array_equal(actual.numpy(), original.numpy())
+
+
+def test_uniform_attention_mixed_float16_averages_in_float32():
+    # 10 frames x 7 x 7 positions of features near 200: their sum (about 1e5) overflows float16 (max 65504), their
+    # average times sqrt(490) (about 4.4e3) does not.
+    rng = np.random.default_rng(22)
+    top = (200.0 + rng.normal(size=(2, 10, 7, 7, 5))).astype(np.float32)
+    outputs, attention, _ = UniformAttention(dtype="mixed_float16")(top, return_attention=True)
+    assert outputs.dtype == tf.float16 and attention.dtype == tf.float32
+    assert np.isfinite(outputs.numpy()).all()
+    assert_close(outputs, average_pooling_reference(top)[0], rtol=2e-3)
+
+
+@pytest.mark.parametrize(
+    "shapes, message",
+    [([], "UniformAttention needs a non-empty"), ([(2, 7, 7, 4)], "rank 5"),
+     ([(2, 3, 7, 7, 4), (2, 5, 3, 3, 6)], "number of frames K")],
+)
+def test_uniform_attention_bad_inputs_raise_value_error(shapes, message):
+    with pytest.raises(ValueError, match=message):
+        UniformAttention()([tf.zeros(shape) for shape in shapes])
