@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from stpa import losses, models
 from stpa.blocks import backbones
-from stpa.layers import PyramidAttention
+from stpa.layers import PyramidAttention, UniformAttention
 
 SIZE = 32  # tiny backbone at 32 px: taps S 16x16x16, A 8x8x32, B 4x4x64, C 2x2x128.
 CLASSES = 5
@@ -361,3 +361,133 @@ def test_tiny_trains_at_the_papers_beta_with_finite_falling_loss():
     assert last["classification"] < 0.5 * first["classification"], (first, last)
     assert last["total"] < first["total"]
     assert max(abs(row["interaction"]) for row in history) < 0.01 * first["classification"], history[-1]
+
+
+# ------------------------------------------------------------------------------ the uniform-attention control
+@pytest.fixture(scope="module")
+def uniform_tiny():
+    keras.utils.set_random_seed(0)
+    return build_tiny(attention="uniform")
+
+
+def test_attention_option_names_the_allowed_values():
+    assert models.ATTENTIONS == ("learned", "uniform")
+    with pytest.raises(ValueError, match=r"Unknown attention 'fixed'; allowed: \['learned', 'uniform'\]"):
+        build_tiny(attention="fixed")
+    with pytest.raises(ValueError, match="applies to model='stpa' only"):
+        build_tiny(model="tsn", attention="uniform")
+    models.validate_config("tsn", "tiny", 3, "C", "rgb", attention="learned")
+
+
+@pytest.mark.parametrize("frames", [1, 3, 25])
+def test_uniform_model_pools_the_top_tap_over_frames_and_positions(uniform_tiny, frames):
+    # M' = sqrt(n) * mean of tap C over K*H*W positions at each of the d = 4 outputs; the rest of the tiny backbone
+    # after C is ReLU -> global average pooling, then the classifier: logits = relu(sqrt(n) * mean X) W + b.
+    attention_layer = uniform_tiny.get_layer(models.ATTENTION_LAYER)
+    assert isinstance(attention_layer, UniformAttention)
+    clip = make_clip(2, frames, seed=20 + frames)
+    x = keras.Model(uniform_tiny.input, attention_layer.input[-1])(clip, training=False).numpy()  # (B, K, 2, 2, 128)
+    x = x.astype(np.float64)
+    n = frames * 2 * 2
+    pooled = x.mean(axis=(1, 2, 3)) * math.sqrt(n)  # (B, 128)
+    kernel, bias = [w.numpy().astype(np.float64) for w in uniform_tiny.get_layer("classifier").weights]
+    np.testing.assert_allclose(uniform_tiny(clip, training=False).numpy(), np.maximum(pooled, 0.0) @ kernel + bias,
+                               rtol=1e-4, atol=1e-5)
+    outputs = models.attention_outputs_model(uniform_tiny)(clip, training=False)
+    np.testing.assert_allclose(outputs["attention"].numpy(), np.full((2, 4, n), 1 / math.sqrt(n)), rtol=1e-6)
+    assert len(outputs["scale_logits"]) == 3 and not any(np.any(y.numpy()) for y in outputs["scale_logits"])
+    np.testing.assert_allclose(outputs["values"].numpy(), x.reshape(2, n, 128), rtol=1e-6)
+
+
+def test_uniform_fc_top_averages_the_pooled_vector():
+    # top="fc": d = F = 128 positions of one channel; every output is sqrt(K F) * mean_(k, f) x_(k, f).
+    keras.utils.set_random_seed(4)
+    model = build_tiny(top="fc", scales=1, attention="uniform")
+    frames = 4
+    clip = make_clip(2, frames, seed=8)
+    pooled = keras.Model(model.input, model.get_layer("fc_map").input)(clip, training=False).numpy()  # (B*K, F)
+    aggregated = pooled.astype(np.float64).reshape(2, -1).mean(axis=1) * math.sqrt(frames * 128)  # (B,)
+    kernel, bias = [w.numpy().astype(np.float64) for w in model.get_layer("classifier").weights]
+    expected = aggregated[:, None] * kernel.sum(axis=0)[None, :] + bias
+    np.testing.assert_allclose(model(clip, training=False).numpy(), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_uniform_model_has_exactly_the_score_parameters_fewer(stpa_tiny, uniform_tiny):
+    d = 2 * 2
+    scores = sum(c * d + d for c in (32, 64, 128))  # W_attn_j (C_j, d) and b_attn_j (d,) for taps A, B, C.
+    assert count(stpa_tiny.trainable_weights) - count(uniform_tiny.trainable_weights) == scores
+    assert len(stpa_tiny.trainable_weights) - len(uniform_tiny.trainable_weights) == 2 * 3
+    assert count(uniform_tiny.non_trainable_weights) == count(stpa_tiny.non_trainable_weights)
+    assert uniform_tiny.get_layer(models.ATTENTION_LAYER).weights == []
+    # Every other layer is the same, by name and weight shapes.
+    shapes = {w.path: tuple(w.shape) for w in uniform_tiny.weights}
+    assert shapes == {w.path: tuple(w.shape) for w in stpa_tiny.weights if not w.path.startswith("pyramid_attention")}
+    assert [layer.name for layer in uniform_tiny.layers] == [layer.name for layer in stpa_tiny.layers]
+
+
+def test_uniform_model_keras_round_trip_is_identical(uniform_tiny, tmp_path):
+    path = str(tmp_path / "uniform.keras")
+    uniform_tiny.save(path)
+    loaded = keras.models.load_model(path)
+    assert isinstance(loaded.get_layer(models.ATTENTION_LAYER), UniformAttention)
+    assert loaded.input_shape == (None, None, SIZE, SIZE, 3)
+    for frames in (2, 5):
+        clip = make_clip(2, frames, seed=30 + frames)
+        np.testing.assert_array_equal(loaded(clip, training=False).numpy(), uniform_tiny(clip, training=False).numpy())
+        expected = models.attention_outputs_model(uniform_tiny)(clip, training=False)
+        actual = models.attention_outputs_model(loaded)(clip, training=False)
+        assert sorted(actual) == ["attention", "logits", "scale_logits", "values"]
+        for key in ("attention", "values"):
+            np.testing.assert_array_equal(actual[key].numpy(), expected[key].numpy())
+
+
+def test_uniform_loss_terms_are_the_closed_forms_and_train_like_beta_gamma_zero(uniform_tiny):
+    # Under A = 1/sqrt(n) (all d x n entries): A X has every row sqrt(n) * xbar, A A^T is all ones, so per sample
+    # Eq. 6 = d (d - 1) - d n |xbar|^2 / C (covariance reading); softmax(y^j = 0) = 1/n, so Eq. 7-8 =
+    # sqrt(N d n (1 - (1/sqrt(n) - 1/n)^2)), a constant.
+    frames, d, scales = 3, 4, 3
+    n = frames * d
+    probe = models.attention_outputs_model(uniform_tiny)
+    clip = tf.constant(make_clip(2, frames, seed=40))
+    labels = tf.constant([1, 3])
+    outputs = probe(clip, training=False)
+    terms = {k: v.numpy() for k, v in models.loss_terms(outputs, labels, uniform_tiny).items()}
+    x = outputs["values"].numpy().astype(np.float64)  # (B, n, C)
+    xbar = x.mean(axis=1)  # (B, C)
+    interaction = np.mean(d * (d - 1) - d * n * np.sum(xbar**2, axis=1) / x.shape[-1])
+    np.testing.assert_allclose(terms["interaction"], 1e-4 * interaction, rtol=1e-4)
+    attention = math.sqrt(scales * d * n * (1 - (1 / math.sqrt(n) - 1 / n) ** 2))
+    np.testing.assert_allclose(terms["attention"], 1e-4 * attention, rtol=1e-5)
+
+    def gradients(beta, gamma):
+        with tf.GradientTape() as tape:
+            total = models.loss_terms(probe(clip, training=False), labels, uniform_tiny, beta=beta,
+                                      gamma=gamma)["total"]
+        grads = tape.gradient(total, uniform_tiny.trainable_variables)
+        return [np.zeros(v.shape) if g is None else g.numpy() for v, g in zip(uniform_tiny.trainable_variables, grads)]
+
+    # beta, gamma > 0 change the logged total only: the gradients equal those of beta = gamma = 0.
+    for with_terms, without in zip(gradients(1e-2, 1e-2), gradients(0.0, 0.0)):
+        assert np.isfinite(with_terms).all()
+        np.testing.assert_allclose(with_terms, without, rtol=1e-6, atol=1e-9)
+
+
+def test_uniform_model_trains_at_the_papers_beta_with_finite_falling_loss():
+    keras.utils.set_random_seed(5)
+    model = build_tiny(attention="uniform")
+    probe = models.attention_outputs_model(model)
+    clip = tf.constant(make_clip(4, 3, seed=12))
+    labels = tf.constant([0, 1, 2, 3])
+    optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
+
+    @tf.function
+    def step():
+        with tf.GradientTape() as tape:
+            terms = models.loss_terms(probe(clip, training=True), labels, model)  # beta = gamma = 1e-4
+        grads = tape.gradient(terms["total"], model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return terms
+
+    history = [{k: float(v) for k, v in step().items()} for _ in range(25)]
+    assert all(np.isfinite(v) for row in history for v in row.values())
+    assert history[-1]["classification"] < 0.5 * history[0]["classification"], (history[0], history[-1])
