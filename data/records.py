@@ -207,6 +207,37 @@ def read_manifest(split_dir: str) -> dict[str, Any]:
     return manifest
 
 
+def write_manifest(split_dir: str, manifest: dict[str, Any]) -> str:
+    """Writes ``<split_dir>/manifest.json`` atomically, in the format `read_manifest` reads. Returns its path.
+
+    The one writer of split manifests (`data.preparation` and the tests' fixtures): ``format_version`` defaults to
+    `FORMAT_VERSION` and ``num_classes`` to ``len(class_names)``; the folder is created. ``split_dir`` may be any
+    `tf.io.gfile` path.
+
+    Args:
+      split_dir: the split directory (``OUT/train`` ...).
+      manifest: JSON-serialisable facts of the split: ``class_names`` (C names) and, usually, ``counts``,
+        ``multi_label``, ``has_flow``, ``flags`` ... (see `data.preparation.finalize_split`).
+
+    Raises:
+      ValueError: ``class_names`` is missing, or ``num_classes`` disagrees with it.
+    """
+    manifest = dict(manifest)
+    class_names = manifest.get("class_names")
+    if not isinstance(class_names, (list, tuple)):
+        raise ValueError(f"the manifest of {split_dir} needs class_names (a list of the C class names).")
+    manifest["class_names"] = list(class_names)
+    manifest.setdefault("num_classes", len(class_names))
+    if manifest["num_classes"] != len(class_names):
+        raise ValueError(f"the manifest of {split_dir} says num_classes={manifest['num_classes']} but lists "
+                         f"{len(class_names)} class_names: give one name per class.")
+    manifest.setdefault("format_version", FORMAT_VERSION)
+    tf.io.gfile.makedirs(split_dir)
+    path = os.path.join(split_dir, MANIFEST_NAME)
+    write_json_atomic(path, manifest)
+    return path
+
+
 def manifest_video_count(manifest: dict[str, Any]) -> int | None:
     """Number of videos of a split's manifest (None when it says neither of the two ways).
 

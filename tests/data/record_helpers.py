@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 import cv2
@@ -88,6 +87,5 @@ def write_split(
         "has_flow": has_flow,
         "counts": {"videos": len(videos)},
     }
-    with open(os.path.join(split_dir, records.MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f)
+    records.write_manifest(split_dir, manifest)
     return split_dir

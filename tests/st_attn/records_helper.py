@@ -4,7 +4,6 @@ Each video: a dark background with a bright square (class 0) or a bright bar (cl
 from `first` to `last` carry the box of the object, the segment is those frames in seconds.
 """
 
-import json
 import os
 
 import cv2
@@ -67,6 +66,5 @@ def write_split(split_dir, examples, shards=1, num_classes=2):
         "has_flow": False,
         "counts": {"videos": len(examples)},
     }
-    with open(os.path.join(split_dir, records.MANIFEST_NAME), "w") as f:
-        json.dump(manifest, f)
+    records.write_manifest(split_dir, manifest)
     return split_dir

@@ -7,7 +7,6 @@ OpenCV DIS (`data.flow`), records from `data.records.make_sequence_example`, in 
 
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -70,8 +69,7 @@ def write_tiny_records(root: str, *, num_classes: int = NUM_CLASSES, train_per_c
         manifest = {"format_version": records.FORMAT_VERSION, "class_names": names, "num_classes": num_classes,
                     "counts": {"videos": len(examples)}, "multi_label": multi_label, "has_flow": True,
                     "flags": {"dataset": "synthetic-tiny"}}
-        with open(os.path.join(split_dir, records.MANIFEST_NAME), "w") as f:
-            json.dump(manifest, f)
+        records.write_manifest(split_dir, manifest)
     return root
 
 
