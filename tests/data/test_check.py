@@ -175,9 +175,13 @@ def test_rawframes_check_catches_a_deleted_flow_frame(tmp_path):
     with open(f"{root}/a/img_00003.jpg", "wb") as f:
         f.write(b"garbage")
     report = check.check_rawframes(root, f"{root}/list.txt", num_classes=2)
-    assert "b: flow_x_00002.jpg is missing (flow x frames exist after it)" in report.problems
-    assert "b: 1 flow x frames but 4 flow y frames" in report.problems
-    assert "a: img_00003.jpg is not a decodable JPEG" in report.problems
+    # Frames are counted up to the first gap: b keeps flow_x_00001 only, against 4 flow y frames and 5 RGB frames.
+    assert report.problems == [
+        "a: img_00003.jpg is not a decodable JPEG",
+        "b: flow_x_00002.jpg is missing (flow x frames exist after it)",
+        "b: 1 flow x frames but 4 flow y frames",
+        "b: 1 flow frames for 5 RGB frames (expected T - 1 or T)",
+    ]
 
 
 @pytest.mark.slow
@@ -192,8 +196,14 @@ def test_check_command_line_exit_status(tmp_path):
         cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode == 1
-    assert "2 PROBLEM" in result.stdout or "PROBLEM(S)" in result.stdout
-    assert "missing: folder not found" in result.stdout and "flow_y_00001.jpg is missing" in result.stdout
+    # a's flow y frames are counted up to the first gap (none), so the missing frame is also a count mismatch.
+    assert result.stdout.splitlines() == [
+        f"{root} (list.txt): 3 PROBLEM(S)",
+        "  2 folders, 4 RGB frames, 3 flow frame pairs (1 folders with flow)",
+        "  PROBLEM a: flow_y_00001.jpg is missing (flow y frames exist after it)",
+        "  PROBLEM a: 3 flow x frames but 0 flow y frames",
+        f"  PROBLEM missing: folder not found ({root}/missing)",
+    ]
 
 
 @pytest.mark.slow
