@@ -12,18 +12,30 @@ resized so the short side is ``input_size * 256 // 224`` (256 for 224 inputs: a 
 1 crop (centre), 3 crops (start, centre, end of the long side) or 10 crops (4 corners + centre, each also flipped;
 TSN's order: crop 0, flipped crop 0, crop 1, ...).
 
+Flip label map (mmaction2's ``Flip(flip_label_map=...)``): where a class is defined by a direction, a mirrored clip
+is another class (a mirrored MoveRight moves left) or no class at all. A map ``{class: mirrored class or None}``
+(identity for the classes it does not name) says so: a flipped training clip takes the mirrored class's label, and a
+clip of a class mapped to None is never flipped. As `flip_targets`: int (C,), the class index of a mirrored clip of
+each class, `NEVER_FLIP` (-1) for None. 10-crop testing reads a mirrored crop's scores through the same map
+(`unmirror_crop_scores`): a class's score from a mirrored crop is the mirrored class's, and a class that is never
+mirrored takes its unmirrored crop's score, so its mirrored crops do not vote on it.
+
 Random choices come in as uniforms in [0, 1) so the NumPy functions (reference, tests) and the TensorFlow ones (in
 `tf.data`) agree exactly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 TSN_SCALES = (1.0, 0.875, 0.75, 0.66)
+NEVER_FLIP = -1
+# --flip_label_map values besides explicit pairs.
+FLIP_MAP_FROM_MANIFEST = "manifest"
+FLIP_MAP_IDENTITY = "identity"
 
 
 def eval_scale_size(input_size: int) -> int:
@@ -151,6 +163,129 @@ def flip_horizontally(frames: tf.Tensor, modality: str) -> tf.Tensor:
         return flipped
     mask = tf.constant(flow_x_channel_mask(frames.shape[-1], modality))
     return tf.where(mask, tf.constant(255, frames.dtype) - flipped, flipped)
+
+
+def parse_flip_label_map(text: str) -> dict[str, str | None]:
+    """Parses ``"A:B,C:-"`` (a mirrored A is a B and a mirrored B an A; a C is never mirrored) into a map.
+
+    Raises:
+      ValueError: an item that is not ``name:name`` or ``name:-``, or a class given two mirrors.
+    """
+    mapping: dict[str, str | None] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        source, sep, target = (side.strip() for side in item.partition(":"))
+        if not sep or not source or not target:
+            raise ValueError(f"--flip_label_map takes 'A:B' or 'A:-' items (class names), got {item!r}.")
+        pairs = [(source, None)] if target == "-" else [(source, target), (target, source)]
+        for name, mirror in pairs:
+            if mapping.get(name, mirror) != mirror:
+                raise ValueError(f"--flip_label_map gives {name!r} two mirrors: {mapping[name]!r} and {mirror!r}.")
+            mapping[name] = mirror
+    return mapping
+
+
+def resolve_flip_label_map(
+    spec: str | Mapping[str, str | None], manifest_map: Mapping[str, str | None] | None
+) -> dict[str, str | None]:
+    """The flip label map a run trains with (only its non-identity entries).
+
+    Args:
+      spec: "manifest" (``manifest_map``; identity if None), "identity", an ``"A:B,C:-"`` string
+        (`parse_flip_label_map`), or a map itself.
+      manifest_map: the records' manifest.json "flip_label_map", or None.
+    """
+    if isinstance(spec, Mapping):
+        mapping = dict(spec)
+    elif spec == FLIP_MAP_FROM_MANIFEST:
+        mapping = dict(manifest_map or {})
+    elif spec == FLIP_MAP_IDENTITY:
+        mapping = {}
+    else:
+        mapping = parse_flip_label_map(spec)
+    return {name: mirror for name, mirror in mapping.items() if mirror != name}
+
+
+def flip_targets(class_names: Sequence[str], flip_label_map: Mapping[str, str | None] | None) -> np.ndarray | None:
+    """int32 (C,): the class of a mirrored clip of each class (`NEVER_FLIP` where it is never mirrored).
+
+    Args:
+      class_names: the dataset's classes, in label order.
+      flip_label_map: {class: mirrored class, or None for never mirrored}; classes it does not name keep their label.
+
+    Returns:
+      the targets, or None for the identity map (TSN's flip, which changes no label).
+
+    Raises:
+      ValueError: a name that is not a class, or a map that is not symmetric (A -> B but B -> something else).
+    """
+    mapping = {name: mirror for name, mirror in (flip_label_map or {}).items() if mirror != name}
+    if not mapping:
+        return None
+    index = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({n for pair in mapping.items() for n in pair if n is not None and n not in index})
+    if unknown:
+        raise ValueError(f"the flip label map names {unknown}, which are not classes of this dataset "
+                         f"({list(class_names)}).")
+    targets = np.arange(len(class_names), dtype=np.int32)
+    for name, mirror in mapping.items():
+        if mirror is not None and mirror in mapping and mapping[mirror] != name:
+            raise ValueError(f"the flip label map is not symmetric: {name!r} -> {mirror!r} but {mirror!r} -> "
+                             f"{mapping.get(mirror)!r}.")
+        targets[index[name]] = NEVER_FLIP if mirror is None else index[mirror]
+        if mirror is not None:
+            targets[index[mirror]] = index[name]
+    return targets
+
+
+def flip_with_labels_tf(
+    flip: tf.Tensor, label_index: tf.Tensor | tf.RaggedTensor, targets: np.ndarray | None
+) -> tuple[tf.Tensor, tf.Tensor | tf.RaggedTensor]:
+    """Applies the flip label map to the flip draws of clips and their labels.
+
+    Args:
+      flip: bool () or (B,): the flip draw of each clip.
+      label_index: int (n,) class indices of one clip, or a `tf.RaggedTensor` (B, None) of a batch.
+      targets: `flip_targets`, or None (identity: ``flip`` and the labels are returned as they are).
+
+    Returns:
+      (bool like ``flip``: the clips that are mirrored - drawn and of no never-mirrored class, label indices of the
+      same shape and dtype as ``label_index`` - the mirrored class where a clip is mirrored).
+    """
+    if targets is None:
+        return flip, label_index
+    dtype = label_index.dtype
+    table = tf.constant(targets, tf.int64)
+    if isinstance(label_index, tf.RaggedTensor):
+        plain = tf.cast(label_index.flat_values, tf.int64)  # (N,) every clip's labels, concatenated
+        mirrored = tf.gather(table, plain)  # (N,)
+        rows = label_index.value_rowids()  # (N,) the clip of each label
+        never = tf.math.unsorted_segment_sum(tf.cast(mirrored < 0, tf.int32), rows, tf.shape(flip)[0])  # (B,)
+        flip = tf.logical_and(flip, tf.equal(never, 0))
+        relabelled = tf.where(tf.gather(flip, rows), mirrored, plain)  # (N,)
+        return flip, label_index.with_flat_values(tf.cast(relabelled, dtype))
+    mirrored = tf.gather(table, tf.cast(label_index, tf.int64))  # (n,)
+    flip = tf.logical_and(flip, tf.reduce_all(mirrored >= 0))
+    return flip, tf.cast(tf.where(flip, mirrored, tf.cast(label_index, tf.int64)), dtype)
+
+
+def unmirror_crop_scores(scores: tf.Tensor, targets: np.ndarray | None) -> tf.Tensor:
+    """Reads the mirrored crops' class scores of a 10-crop test through the flip label map.
+
+    Args:
+      scores: float (B, 10, C): per-crop scores in `eval_crops`' order (crop 0, mirrored crop 0, crop 1, ...).
+      targets: `flip_targets`, or None (identity: returned as is, TSN's 10-crop).
+
+    Returns:
+      float (B, 10, C): a mirrored crop's score of class c is its score of ``targets[c]`` (the mirrored class), or,
+      where c is never mirrored, the unmirrored crop's score of c.
+    """
+    if targets is None:
+        return scores
+    pairs = tf.reshape(scores, [-1, 5, 2, scores.shape[-1]])  # (B, 5, 2, C): (unmirrored, mirrored) per position
+    plain, mirrored = pairs[:, :, 0], pairs[:, :, 1]  # (B, 5, C) each
+    read = tf.gather(mirrored, np.maximum(targets, 0), axis=-1)  # (B, 5, C)
+    read = tf.where(tf.constant(targets >= 0), read, plain)
+    return tf.reshape(tf.stack([plain, read], axis=2), tf.shape(scores))  # (B, 10, C)
 
 
 def resize_short_side(frames: tf.Tensor, size: int) -> tf.Tensor:

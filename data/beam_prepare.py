@@ -332,6 +332,7 @@ def prepare_with_beam(
                 options=options,
                 raw_dir=raw_dir,
                 videos_per_shard=videos_per_shard,
+                flip_label_map=dataset.flip_label_map,
             )
             plans.append((plan, tasks))
     if not isinstance(pipeline_options, PipelineOptions):

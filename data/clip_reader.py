@@ -257,6 +257,7 @@ def training_batch(
     max_distort: int,
     more_fix_crop: bool,
     dtype: type = np.float32,
+    flips: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """A batch of training clips: TSN segment sampling (`data.sampling`), then `training_clip` for each.
 
@@ -270,6 +271,8 @@ def training_batch(
       input_size, modality, num_segments, scales, max_distort, more_fix_crop: see `training_clip`.
       flow_length: L, flow frames per stack (flow only).
       dtype: of the clips, float32 or uint8 (see `training_clip`).
+      flips: bool (B,): which clips are mirrored (the flip draws after the flip label map, `data.augment`); None:
+        the draws themselves (``uniforms[:, K + 2] < 0.5``, the identity map).
 
     Returns:
       ((B, K, S, S, C) clips of ``dtype``, int32 (B, K) sampled starts).
@@ -281,6 +284,8 @@ def training_batch(
     channels = 3 if modality == "rgb" else 2 * flow_length
     clips = aligned_empty((len(paths), num_segments, input_size, input_size, channels), dtype)  # no copy into TF
     starts = np.empty((len(paths), num_segments), np.int32)
+    if flips is None:
+        flips = uniforms[:, num_segments + 2] < 0.5
     for i, path in enumerate(paths):
         counts = {int(splits[i + 1] - splits[i]) for splits, _ in spans}
         available = counts.pop()
@@ -295,7 +300,7 @@ def training_batch(
             path,
             np.stack([key_spans[splits[i] + indices] for splits, key_spans in spans]),  # (keys, K*L, 2)
             uniforms[i, num_segments : num_segments + 2],
-            bool(uniforms[i, num_segments + 2] < 0.5),
+            bool(flips[i]),
             input_size=input_size,
             modality=modality,
             num_segments=num_segments,
@@ -313,6 +318,7 @@ def training_batch_tf(
     video_ids: tf.Tensor,
     uniforms: tf.Tensor,
     spans: Sequence[tf.RaggedTensor],
+    flips: tf.Tensor | None = None,
     **settings,
 ) -> tuple[tf.Tensor, tf.Tensor]:
     """`training_batch` as one TensorFlow op (one Python call per batch; a call costs about one JPEG decode).
@@ -322,6 +328,7 @@ def training_batch_tf(
       video_ids: string (B,).
       uniforms: float64 (B, K + 3).
       spans: per frame key, int64 `tf.RaggedTensor` (B, None, 2).
+      flips: bool (B,): which clips are mirrored; None: the flip draws ``uniforms[:, K + 2] < 0.5``.
       **settings: `training_batch`'s keyword arguments.
 
     Returns:
@@ -329,13 +336,16 @@ def training_batch_tf(
     """
     flat = [tensor for ragged in spans for tensor in (ragged.row_splits, ragged.values)]
 
-    def run(paths_value, ids_value, uniforms_value, *flat_values):
+    def run(paths_value, ids_value, uniforms_value, flips_value, *flat_values):
         pairs = list(zip(flat_values[0::2], flat_values[1::2]))
         with _CALLS.call():
-            return training_batch(paths_value, ids_value, uniforms_value, pairs, **settings)
+            return training_batch(paths_value, ids_value, uniforms_value, pairs, flips=flips_value, **settings)
 
+    if flips is None:
+        flips = uniforms[:, settings["num_segments"] + 2] < 0.5
     dtype = tf.as_dtype(settings.get("dtype", np.float32))
-    clips, starts = tf.numpy_function(run, [paths, video_ids, uniforms, *flat], (dtype, tf.int32), stateful=False)
+    inputs = [paths, video_ids, uniforms, flips, *flat]
+    clips, starts = tf.numpy_function(run, inputs, (dtype, tf.int32), stateful=False)
     channels = 3 if settings["modality"] == "rgb" else 2 * settings["flow_length"]
     size, segments = settings["input_size"], settings["num_segments"]
     return tf.ensure_shape(clips, [None, segments, size, size, channels]), tf.ensure_shape(starts, [None, segments])

@@ -22,8 +22,9 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
+import numpy as np
 import tensorflow as tf
 
 from data import augment, clip_reader, frame_offsets, sampling
@@ -102,6 +103,8 @@ def _make_clip_fn(
     max_distort: int,
     with_metadata: bool,
     frames_dtype: tf.DType,
+    flip: bool,
+    flip_targets: np.ndarray | None,
 ) -> Callable[[dict, dict, tf.Tensor, tf.Tensor], tuple]:
     """The per-clip function of testing (both readers) and of training with ``reader="records"``.
 
@@ -129,7 +132,10 @@ def _make_clip_fn(
         # Only the sampled frames: JPEG strings (K*L,) per key, or their byte spans (K*L, 2) for the offsets reader.
         selected = [tf.gather(frame_lists[key], indices) for key in keys]
         crop_uniforms = uniforms[num_frames : num_frames + 2]
-        flip = uniforms[num_frames + 2] < 0.5
+        label_index = context[record_format.LABEL_INDEX]  # (n,)
+        if training and flip:
+            mirror, label_index = augment.flip_with_labels_tf(uniforms[num_frames + 2] < 0.5, label_index,
+                                                              flip_targets)
 
         count = num_frames * new_length
         if reader == "offsets":  # testing (offsets training is batched): whole frames, cropped below
@@ -150,7 +156,8 @@ def _make_clip_fn(
         if training:
             # Flip the small uint8 crop, then resize: bilinear resizing (half-pixel centres) commutes with
             # mirroring and with u -> 255 - u, and costs the same either way.
-            frames = tf.cond(flip, lambda: augment.flip_horizontally(frames, modality), lambda: frames)
+            if flip:
+                frames = tf.cond(mirror, lambda: augment.flip_horizontally(frames, modality), lambda: frames)
             frames = tf.image.resize(frames, [input_size, input_size], method="bilinear")  # (K, S, S, C) float32
             frames = tf.ensure_shape(frames, [num_frames, input_size, input_size, channels])
         else:
@@ -161,8 +168,7 @@ def _make_clip_fn(
         if frames_dtype == tf.uint8:
             frames = tf.saturate_cast(tf.round(frames), tf.uint8)
 
-        labels = label_targets(tf.RaggedTensor.from_tensor(context[record_format.LABEL_INDEX][None]), multi_label,
-                          num_classes)[0]  # fmt: skip
+        labels = label_targets(tf.RaggedTensor.from_tensor(label_index[None]), multi_label, num_classes)[0]
         if not with_metadata:
             return frames, labels
         return frames, labels, clip_metadata(context, offsets)
@@ -197,6 +203,8 @@ def _make_training_batch_fn(
     multi_label: bool,
     num_classes: int | None,
     with_metadata: bool,
+    flip: bool,
+    flip_targets: np.ndarray | None,
     **clip_settings,
 ) -> Callable[[tf.Tensor, tf.Tensor, tf.Tensor], tuple]:
     """The offsets reader's training function, applied per batch, with the same draws per clip as ``clip_fn``.
@@ -213,16 +221,23 @@ def _make_training_batch_fn(
             seeds,
             fn_output_signature=tf.float64,
         )  # (B, K + 3)
+        label_index = context[record_format.LABEL_INDEX]  # (B, None)
+        if flip:
+            mirror, label_index = augment.flip_with_labels_tf(uniforms[:, num_frames + 2] < 0.5, label_index,
+                                                              flip_targets)
+        else:
+            mirror = tf.zeros_like(uniforms[:, 0], tf.bool)
         frames, starts = clip_reader.training_batch_tf(
             shards,
             context[record_format.VIDEO_ID],
             uniforms,
             [spans[key] for key in keys],
+            flips=mirror,
             modality=modality,
             num_segments=num_frames,
             **clip_settings,
         )  # (B, K, S, S, C), (B, K)
-        labels = label_targets(context[record_format.LABEL_INDEX], multi_label, num_classes)
+        labels = label_targets(label_index, multi_label, num_classes)
         if not with_metadata:
             return frames, labels
         return frames, labels, clip_metadata(context, starts)
@@ -337,6 +352,21 @@ def record_stream(
     return tf.data.Dataset.zip((dataset, element_seeds))
 
 
+def training_flip_targets(manifest: dict | None, flip_label_map: str | Mapping[str, str | None]) -> np.ndarray | None:
+    """`augment.flip_targets` of a split's training flips (None: the identity map).
+
+    Raises:
+      ValueError: an explicit map for records without a manifest (no class names), or names that are not classes.
+    """
+    manifest_map = (manifest or {}).get("flip_label_map")
+    mapping = augment.resolve_flip_label_map(flip_label_map, manifest_map)
+    if not mapping:
+        return None
+    if manifest is None:
+        raise ValueError("a flip label map needs the class names of the records' manifest.json, which is missing.")
+    return augment.flip_targets(manifest["class_names"], mapping)
+
+
 def per_replica_batch_size(batch_size: int, input_context: tf.distribute.InputContext | None) -> int:
     """The batch one input pipeline yields: `batch_size` is global when an input context is given."""
     return batch_size if input_context is None else input_context.get_per_replica_batch_size(batch_size)
@@ -380,6 +410,8 @@ def build_dataset(
     reader: str = "auto",
     frames_dtype: tf.DType | str = tf.float32,
     skip: int = 0,
+    flip: bool = True,
+    flip_label_map: str | Mapping[str, str | None] = augment.FLIP_MAP_FROM_MANIFEST,
 ) -> tf.data.Dataset:
     """TSN clips from prepared records.
 
@@ -412,6 +444,10 @@ def build_dataset(
       clips_per_video: training only: independent clips (own segment frames, crop, flip) drawn from each video
         record read, then shuffled among other videos' clips ("repeated augmentation"). 1 is TSN; more amortises
         reading and parsing a whole video over several clips when ``reader="records"``.
+      flip: training only: mirror each clip left-right with probability 1/2 (TSN); False never mirrors.
+      flip_label_map: training only: the class of a mirrored clip (`data.augment`, "Flip label map"): "manifest"
+        (the manifest's "flip_label_map"; identity where it has none, e.g. UCF101, HMDB51, Charades), "identity",
+        ``"A:B,C:-"`` class-name pairs, or a map {class: mirrored class or None (never mirrored)}.
       reader: "offsets" (read only the sampled JPEGs through the shards' ``.offsets`` indices; OpenCV decoding),
         "records" (parse whole records; TensorFlow ops only, serialisable), or "auto": "offsets" when every shard
         has a current index, else "records" with a warning saying how to write the indices.
@@ -465,6 +501,7 @@ def build_dataset(
             logging.warning("%s is multi-label; using each video's first label (pass multi_label=True).", split_dir)
     if multi_label and not num_classes:
         raise ValueError("multi_label=True needs num_classes (no manifest.json next to the records).")
+    targets = training_flip_targets(manifest, flip_label_map) if training and flip else None
 
     per_replica_batch = per_replica_batch_size(batch_size, input_context)
     ordered = deterministic or not training
@@ -491,6 +528,8 @@ def build_dataset(
         more_fix_crop=more_fix_crop,
         max_distort=max_distort,
         with_metadata=with_metadata,
+        flip=training and flip,
+        flip_targets=targets,
     )
     if training and reader == "offsets":
         # Parse, sample, read, decode and augment a whole batch at once: one Python call per batch.

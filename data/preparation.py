@@ -33,7 +33,13 @@ from typing import Any
 from data import extract as extract_lib
 from data import flow as flow_lib
 from data.datasets import annotations, charades, hmdb51, lists, thumos14, ucf101
-from data.datasets.base import DatasetLayoutError, DatasetSplits, VideoTask, check_unique_video_ids
+from data.datasets.base import (
+    FLIP_LABEL_MAP_FILE,
+    DatasetLayoutError,
+    DatasetSplits,
+    VideoTask,
+    check_unique_video_ids,
+)
 
 DATASETS = ("ucf101", "ucf101_24", "hmdb51", "charades", "thumos14", "rawframes", "videos")
 SPLIT_NAMES = ("train", "test")
@@ -54,6 +60,25 @@ class SplitSummary:
     seconds: float = 0.0
 
 
+def read_flip_label_map(path: str, class_names: list[str]) -> dict[str, str | None]:
+    """A ``flip_label_map.json`` ({class: mirrored class or null}), checked against the dataset's classes.
+
+    Raises:
+      DatasetLayoutError: not a JSON object of class names, or not a valid map (`data.augment.flip_targets`).
+    """
+    from data import augment
+
+    try:
+        with open(path) as f:
+            mapping = json.load(f)
+        if not isinstance(mapping, dict):
+            raise ValueError("it is not a JSON object {class: mirrored class or null}")
+        augment.flip_targets(class_names, mapping)
+    except ValueError as error:  # json.JSONDecodeError is a ValueError
+        raise DatasetLayoutError(f"{path}: {error}; fix it, or pass --flip_label_map_file=none.") from error
+    return {str(name): mirror for name, mirror in mapping.items()}
+
+
 def load_dataset(
     dataset: str,
     raw_dir: str,
@@ -66,6 +91,7 @@ def load_dataset(
     test_list: str | None = None,
     multi_label: bool | None = None,
     drop_multi_label: bool = True,
+    flip_label_map_file: str | None = None,
 ) -> DatasetSplits:
     """Parses a raw dataset and attaches optional localisation ground truth.
 
@@ -82,6 +108,8 @@ def load_dataset(
       test_list: list file of the test split.
       multi_label: force multi-label (videos / rawframes).
       drop_multi_label: THUMOS14: drop videos with several classes (Meng et al.).
+      flip_label_map_file: JSON {class: mirrored class or null} recorded in the manifests ("none" disables;
+        default: ``RAW/flip_label_map.json`` if present, as `data.synthetic` writes it).
 
     Returns:
       the parsed dataset.
@@ -103,6 +131,7 @@ def load_dataset(
 
     boxes_pkl = optional(boxes_pkl, "UCF101v2-GT.pkl")
     segments_dir = optional(segments_dir, "annotations")
+    flip_label_map_file = optional(flip_label_map_file, FLIP_LABEL_MAP_FILE)
     class_names = None
     if class_names_file:
         from data.datasets.base import parse_class_names_file
@@ -140,6 +169,8 @@ def load_dataset(
         boxes = annotations.boxes_from_ucf101_24(annotations.load_ucf101_24_pickle(boxes_pkl))
     for split_name, tasks in parsed.splits.items():
         check_unique_video_ids(split_name, tasks, raw_dir)  # before any work, for every split
+    if flip_label_map_file is not None:
+        parsed.flip_label_map = read_flip_label_map(flip_label_map_file, parsed.class_names)
     segments = annotations.load_segment_files(segments_dir, parsed.class_names) if segments_dir else None
     if boxes is not None or segments is not None:
         counts = annotations.attach(parsed, boxes=boxes, segments=segments)
@@ -203,6 +234,7 @@ class SplitPlan:
       raw_dir: root that record ``video/source`` paths are made relative to.
       num_shards: shards of the split; video i of the split goes to shard ``i % num_shards``.
       fingerprint: hash of everything that decides the records (`_fingerprint`).
+      flip_label_map: recorded in the manifest (not in the fingerprint: it changes no record).
     """
 
     split: str
@@ -214,6 +246,7 @@ class SplitPlan:
     raw_dir: str
     num_shards: int
     fingerprint: str
+    flip_label_map: dict[str, str | None] | None = None
 
     @property
     def options_dict(self) -> dict[str, Any]:
@@ -243,6 +276,7 @@ def plan_split(
     options: extract_lib.ExtractOptions,
     raw_dir: str = "",
     videos_per_shard: int = 50,
+    flip_label_map: dict[str, str | None] | None = None,
 ) -> SplitPlan:
     """Checks a split's videos and output folder and decides its shards (creates ``out_dir/<split>``).
 
@@ -256,6 +290,7 @@ def plan_split(
       options: extraction options.
       raw_dir: root that record ``video/source`` paths are made relative to.
       videos_per_shard: videos per shard (the last shards may hold one fewer).
+      flip_label_map: recorded in the manifest.
 
     Returns:
       the split's `SplitPlan`.
@@ -284,6 +319,7 @@ def plan_split(
         raw_dir=raw_dir,
         num_shards=num_shards,
         fingerprint=fingerprint,
+        flip_label_map=flip_label_map or None,
     )
     names = [n for n in sorted(gfile.listdir(split_dir)) if n.endswith(".json") and n != records.MANIFEST_NAME]
     with concurrent.futures.ThreadPoolExecutor(32) as pool:  # thousands of small reads on gs:// when resuming
@@ -464,6 +500,7 @@ def finalize_split(plan: SplitPlan, flags: dict, shard_indices: list[dict] | Non
         "class_names": class_names,
         "num_classes": len(class_names),
         "multi_label": plan.multi_label,
+        **({"flip_label_map": plan.flip_label_map} if plan.flip_label_map else {}),
         "counts": {
             "videos": len(videos),
             "failed": len(failures),
@@ -514,6 +551,7 @@ def prepare_split(
     retry_failed: bool = False,
     flags: dict | None = None,
     progress: bool = True,
+    flip_label_map: dict[str, str | None] | None = None,
 ) -> SplitSummary:
     """Writes (or completes) ``out_dir/<split>/``: the shards of this task, then the manifest if all are complete.
 
@@ -533,6 +571,7 @@ def prepare_split(
       retry_failed: redo complete shards that recorded failures.
       flags: recorded in the manifest.
       progress: show a tqdm progress bar.
+      flip_label_map: recorded in the manifest (`DatasetSplits.flip_label_map`).
 
     Returns:
       a `SplitSummary`.
@@ -556,6 +595,7 @@ def prepare_split(
         options=options,
         raw_dir=raw_dir,
         videos_per_shard=videos_per_shard,
+        flip_label_map=flip_label_map,
     )
     summary = SplitSummary(split=split, num_shards=plan.num_shards)
 

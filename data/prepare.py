@@ -57,6 +57,12 @@ def define_dataset_flags() -> None:
         "if present; 'none' to skip).",
     )
     flags.DEFINE_string("class_names", None, "Class names file (thumos14 / videos / rawframes).")
+    flags.DEFINE_string(
+        "flip_label_map_file",
+        None,
+        "JSON {class: mirrored class or null (never mirrored)} recorded in the manifests, for training's horizontal "
+        "flip (default RAW/flip_label_map.json if present, as data.synthetic writes it; 'none' to skip).",
+    )
     flags.DEFINE_string("train_list", None, "videos / rawframes: list file of the train split.")
     flags.DEFINE_string("test_list", None, "videos / rawframes: list file of the test split.")
     flags.DEFINE_bool("multi_label", None, "videos / rawframes: force multi-label (default: from the lists).")
@@ -105,6 +111,7 @@ def load_from_flags(f: flags.FlagValues) -> tuple[DatasetSplits, extract.Extract
         test_list=f.test_list,
         multi_label=f.multi_label,
         drop_multi_label=f.drop_multi_label,
+        flip_label_map_file=f.flip_label_map_file,
     )
     if f.dataset == "rawframes" and f["frame_size"].present:
         logging.warning("--frame_size is ignored for rawframes: their JPEGs are copied byte for byte.")
@@ -155,6 +162,7 @@ def main(argv: list[str]) -> int:
                 retry_failed=f.retry_failed,
                 flags=recorded_flags,
                 progress=f.progress,
+                flip_label_map=dataset.flip_label_map,
             )
         except ValueError as e:
             print(f"data.prepare: {e}", file=sys.stderr)

@@ -27,6 +27,8 @@ Written, deterministically from ``--seed``:
                                                      resolution (h, w), train_videos [[...]], test_videos [[...]]
   DIR/annotations/<Class>_val.txt, <Class>_test.txt THUMOS14 style ``v_MoveRight_g05_c01 0.52 1.24`` (seconds;
                                                      val = training videos, test = test videos)
+  DIR/flip_label_map.json                           {class: mirrored class or null}: the class of a left-right
+                                                     mirrored video (`flip_label_map`), for training's flip
   DIR/synthetic.json                                the generation parameters (written last: marks completion)
 
 Prepare it with ``python -m data.prepare --dataset=ucf101 --raw_dir=DIR --out_dir=OUT --flow=dis --frame_size=none``
@@ -45,6 +47,7 @@ import cv2
 import numpy as np
 
 from data import video_io
+from data.datasets.base import FLIP_LABEL_MAP_FILE
 
 # name, motion, shape, RGB colour. The first 8 are the default benchmark.
 CLASSES: tuple[tuple[str, str, str, tuple[int, int, int]], ...] = (
@@ -62,6 +65,12 @@ CLASSES: tuple[tuple[str, str, str, tuple[int, int, int]], ...] = (
     ("ZigZag", "zigzag", "circle", (250, 250, 250)),
 )
 MAX_CLASSES = len(CLASSES)
+# The motion a left-right mirror turns each motion into. The shapes are all mirror-symmetric; a mirrored spin or orbit
+# turns the other way, which no class tells apart (no class spins or orbits the other way), so they stay themselves.
+MIRRORED_MOTIONS = {
+    "right": "left", "left": "right", "up": "up", "down": "down", "up_right": "up_left", "down_left": "down_right",
+    "pulse": "pulse", "spin": "spin", "shake": "shake", "bounce": "bounce", "orbit": "orbit", "zigzag": "zigzag_left",
+}  # fmt: skip
 SHAPES = ("square", "triangle", "diamond", "circle", "cross")
 SUBPIXEL_BITS = 4  # cv2 drawing with 1/16 pixel precision: smooth motion, clean flow
 # The actor's dark outline: whatever its colour, it has luminance edges, which is what (grayscale) optical flow tracks.
@@ -156,6 +165,27 @@ def config_params(config: SyntheticConfig) -> dict:
         elif isinstance(value, tuple):
             params[name] = list(value)
     return params
+
+
+def flip_label_map(config: SyntheticConfig) -> dict[str, str | None]:
+    """The class of a mirrored video of each class whose mirror is not itself: another class, or None (no class).
+
+    What a mirror does depends on where the class lives (``cue``): with "motion" a mirrored MoveRight is a MoveLeft
+    (colour and shape are random), so the two swap; with "both" it is a MoveRight-coloured actor moving left, which
+    is no class, so MoveRight and MoveLeft are never mirrored; with "appearance" the class is the colour and shape,
+    which a mirror keeps (identity). A motion whose mirror is no class's motion (up-right, zig-zag) is never
+    mirrored except under "appearance".
+    """
+    if config.cue == "appearance":
+        return {}
+    classes = CLASSES[: config.num_classes]
+    by_motion = {motion: name for name, motion, _, _ in classes}
+    mapping: dict[str, str | None] = {}
+    for name, motion, _, _ in classes:
+        mirrored = MIRRORED_MOTIONS[motion]
+        if mirrored != motion:
+            mapping[name] = by_motion.get(mirrored) if config.cue == "motion" else None
+    return mapping
 
 
 def _polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> np.ndarray:
@@ -397,6 +427,7 @@ def generate(out_dir: str, config: SyntheticConfig = SyntheticConfig(), *, overw
         with open(marker) as f:
             existing = json.load(f)
         if existing == params:
+            _write_flip_label_map(out_dir, config)  # benchmarks written before the map existed get it too
             return params
         if not overwrite:
             raise ValueError(
@@ -456,9 +487,15 @@ def generate(out_dir: str, config: SyntheticConfig = SyntheticConfig(), *, overw
     }
     with open(os.path.join(out_dir, "UCF101v2-GT.pkl"), "wb") as f:
         pickle.dump(ground_truth, f, protocol=4)
+    _write_flip_label_map(out_dir, config)
     with open(marker, "w") as f:
         json.dump(params, f, indent=1, sort_keys=True)
     return params
+
+
+def _write_flip_label_map(out_dir: str, config: SyntheticConfig) -> None:
+    with open(os.path.join(out_dir, FLIP_LABEL_MAP_FILE), "w") as f:
+        json.dump(flip_label_map(config), f, indent=1, sort_keys=True)
 
 
 def _define_flags(flag_values=None) -> None:

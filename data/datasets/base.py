@@ -39,13 +39,22 @@ class VideoTask:
     num_frames_hint: int | None = None
 
 
+# A raw dataset's flip label map, picked up by data.prepare (written by data.synthetic).
+FLIP_LABEL_MAP_FILE = "flip_label_map.json"
+
+
 @dataclasses.dataclass
 class DatasetSplits:
-    """A parsed dataset: class names, and for each output split name ("train", "test") its videos in list order."""
+    """A parsed dataset: class names, and for each output split name ("train", "test") its videos in list order.
+
+    ``flip_label_map`` ({class: mirrored class, or None: never mirrored}; `data.augment`) is recorded in the
+    manifests for training's horizontal flip; None / empty: the identity (a mirrored clip keeps its class).
+    """
 
     class_names: list[str]
     splits: dict[str, list[VideoTask]]
     multi_label: bool = False
+    flip_label_map: dict[str, str | None] | None = None
 
     @property
     def num_classes(self) -> int:

@@ -2,7 +2,8 @@
 
 Used by `stpa.evaluate`, by validation inside `stpa.train`, and by `stpa.quickstart`. The dataset comes from
 `data.pipeline.build_dataset(..., training=False, with_metadata=True)`; frames are `(B, K, S, S, C)` for one crop or
-`(B, crops, K, S, S, C)`, and the scores of a video are its logits averaged over crops (TSN's test practice).
+`(B, crops, K, S, S, C)`, and the scores of a video are its logits averaged over crops (TSN's test practice; a
+10-crop test reads its mirrored crops through the run's flip label map, `data.augment.unmirror_crop_scores`).
 `write_figures` draws the result figures of a score set with `stpa.engine.figures`.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Callable
 import numpy as np
 import tensorflow as tf
 
-from data import files
+from data import augment, files
 from stpa.engine import config as config_lib
 from stpa.engine import family as family_lib
 from stpa.engine import inference, inputs
@@ -30,12 +31,15 @@ def fold_crops(frames: tf.Tensor) -> tuple[tf.Tensor, int]:
     return tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)), crops  # (B*crops, K, S, S, C)
 
 
-def make_logits_fn(model: Callable[..., tf.Tensor], *, jit_compile: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
+def make_logits_fn(model: Callable[..., tf.Tensor], *, jit_compile: bool = False,
+                   flip_targets: np.ndarray | None = None) -> Callable[[tf.Tensor], tf.Tensor]:
     """A tf.function mapping test frames (one or several crops) to crop-averaged float32 logits `(B, C)`.
 
     Args:
       model: the network, frames `(B, K, S, S, C)` -> logits `(B, C)`.
       jit_compile: compile the forward pass with XLA.
+      flip_targets: the run's flip label map (`data.augment.flip_targets`): 10-crop testing reads the mirrored crops'
+        logits through it (`data.augment.unmirror_crop_scores`); None: TSN's plain average.
     """
 
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
@@ -44,9 +48,17 @@ def make_logits_fn(model: Callable[..., tf.Tensor], *, jit_compile: bool = False
         logits = tf.cast(model(folded, training=False), tf.float32)  # (B*crops, C)
         if crops == 1:
             return logits
-        return tf.reduce_mean(tf.reshape(logits, [-1, crops, logits.shape[-1]]), axis=1)  # (B, C)
+        logits = tf.reshape(logits, [-1, crops, logits.shape[-1]])  # (B, crops, C)
+        if crops == 10:
+            logits = augment.unmirror_crop_scores(logits, flip_targets)
+        return tf.reduce_mean(logits, axis=1)  # (B, C)
 
     return logits_fn
+
+
+def run_flip_targets(run_config: dict) -> np.ndarray | None:
+    """The flip label map a run trained with (config.json's "flip_label_map"; runs without it: identity)."""
+    return augment.flip_targets(run_config.get("class_names") or [], run_config.get("flip_label_map"))
 
 
 def predict_scores(
@@ -183,12 +195,13 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
         model = checkpoints.load_model(model_dir, which)
         preprocess = family.input_spec(family.make_config(config["build"]), config_lib.data_of_run(config)).preprocess \
             if source.frames_on_device else None
-        logits_fn = make_logits_fn(model, jit_compile=jit_compile)
+        logits_fn = make_logits_fn(model, jit_compile=jit_compile, flip_targets=run_flip_targets(config))
     else:
         loaded = tf.saved_model.load(saved_model)
         preprocess = None  # serve_frames normalises in-graph.
         serve = loaded.signatures["serve_frames"]
-        logits_fn = make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"])
+        logits_fn = make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"],
+                                   flip_targets=run_flip_targets(config))
     multi_label = bool(config.get("multi_label", False))
     dataset = source.dataset(split, training=False, num_frames=test_frames, batch_size=batch_size,
                              multi_label=multi_label, num_classes=config["build"]["num_classes"],

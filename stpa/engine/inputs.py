@@ -104,9 +104,11 @@ class RecordFrames(InputSource):
     crops = (1, 3, 10)
     what_to_run = "run `python -m data.prepare --out_dir="
 
-    def __init__(self, root: str, *, modality: str, flow_length: int, input_size: int):
+    def __init__(self, root: str, *, modality: str, flow_length: int, input_size: int, flip: bool = True,
+                 flip_label_map: str = "manifest"):
         super().__init__(root)
         self.modality, self.flow_length, self.input_size = modality, flow_length, input_size
+        self.flip, self.flip_label_map = flip, flip_label_map  # training's mirror (`data.pipeline.build_dataset`)
 
     @override
     def dataset(self, split, *, training, num_frames, batch_size, multi_label, num_classes, seed=None,
@@ -117,7 +119,7 @@ class RecordFrames(InputSource):
         extra = {"crops": crops} if not training else {}
         if training:  # uint8 clips (a quarter of the host traffic); the step normalises them on the device.
             extra.update(frames_dtype=tf.uint8, seed=seed, deterministic=deterministic, input_context=input_context,
-                         skip=skip)
+                         skip=skip, flip=self.flip, flip_label_map=self.flip_label_map)
         else:
             extra["preprocess"] = preprocess
         return pipeline.build_dataset(
@@ -133,7 +135,7 @@ def choose(family: Any, config: Any, input_size: int) -> InputSource:
         name, root = provided
         return family.input_sources()[name](root)
     return RecordFrames(config.data.records_dir, modality=config.data.modality, flow_length=config.data.flow_length,
-                        input_size=input_size)
+                        input_size=input_size, flip=config.data.flip, flip_label_map=config.data.flip_label_map)
 
 
 def source_for(family: Any, run_config: dict, root: str) -> InputSource:
