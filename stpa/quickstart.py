@@ -5,7 +5,8 @@ r"""The README's main job: the whole STPA pipeline on the synthetic benchmark, i
 1. `python -m data.synthetic` writes the benchmark (8 classes, real .avi videos in the UCF101 layout) if absent;
 2. `python -m data.prepare` turns it into records (RGB frames + optical flow, `--flow`), if not done yet;
 3. trains an STPA network (`tiny` backbone, 3-scale pyramid attention, mul fusion, cross-entropy + lambda sum w^2 +
-   gamma l_attn of Eq. 9) on the RGB stream and one on the flow stream (K = 3 segments, SGD with momentum);
+   gamma l_attn of Eq. 9) on the RGB stream and one on the flow stream (K = 3 segments, Adam), mirroring clips as
+   the benchmark's flip label map allows (a mirrored MoveRight is no class of it, so those clips are never mirrored);
 4. evaluates both with K = 25 test frames and fuses their scores by averaging (Sec. 4.1);
 5. exports each as a SavedModel (`serve_frames`, `serve_video`, `serve_encoded_video`);
 6. prints the accuracies and where the TensorBoard logs and SavedModels are.
@@ -16,6 +17,7 @@ continues. The commands each step corresponds to are printed, so they can be run
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -26,6 +28,7 @@ from absl import app, flags
 
 import stpa.families  # noqa: F401 - the composition root: registers the model families.
 from data import files
+from data.datasets.base import FLIP_LABEL_MAP_FILE
 
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/quickstart", "Where everything goes (raw/, records/, runs/).")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 600, "Training steps per stream.", lower_bound=1)
@@ -58,16 +61,29 @@ def _run(command: list[str]) -> None:
     subprocess.run(command, check=True, env=env)
 
 
+def _prepared(raw_dir: str, split_dir: str) -> bool:
+    """Whether a split's records are complete and record the benchmark's flip label map."""
+    manifest_path, map_path = os.path.join(split_dir, "manifest.json"), os.path.join(raw_dir, FLIP_LABEL_MAP_FILE)
+    if not os.path.exists(manifest_path):
+        return False
+    with open(manifest_path) as f:
+        recorded = json.load(f).get("flip_label_map") or {}
+    with open(map_path) as f:
+        return recorded == json.load(f)
+
+
 def prepare_data(out_dir: str, *, seed: int, workers: int, flow: str = "farneback") -> str:
     """Steps 1-2: the synthetic benchmark and its records. Returns the records directory."""
     raw_dir = os.path.join(out_dir, "raw")
     records_dir = os.path.join(out_dir, "records")
-    if not os.path.exists(os.path.join(raw_dir, "synthetic.json")):
+    if not all(os.path.exists(os.path.join(raw_dir, name)) for name in ("synthetic.json", FLIP_LABEL_MAP_FILE)):
         _run([sys.executable, "-m", "data.synthetic", f"--out_dir={raw_dir}", f"--seed={seed}",
               *(f"--{key}={value}" for key, value in SYNTHETIC.items())])
     else:
         print(f"synthetic benchmark: {raw_dir} (already there)")
-    if not all(os.path.exists(os.path.join(records_dir, s, "manifest.json")) for s in ("train", "test")):
+    if not all(_prepared(raw_dir, os.path.join(records_dir, split)) for split in ("train", "test")):
+        # data.prepare skips the shards already written (and rewrites the manifests: e.g. to add the flip label map
+        # to records prepared before it existed).
         _run([sys.executable, "-m", "data.prepare", "--dataset=ucf101", f"--raw_dir={raw_dir}",
               f"--out_dir={records_dir}", f"--flow={flow}", "--frame_size=none", f"--workers={workers}"])
     else:
