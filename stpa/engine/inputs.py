@@ -70,6 +70,12 @@ class InputSource(abc.ABC):
         del manifest
         return None
 
+    def flip_label_map(self, manifest: dict) -> dict[str, str | None]:
+        """The non-identity part of the flip label map training clips are mirrored with (config.json's
+        "flip_label_map", which 10-crop testing reads); empty when nothing is mirrored or no label changes."""
+        del manifest
+        return {}
+
     @abc.abstractmethod
     def dataset(self, split: str, *, training: bool, num_frames: int, batch_size: int, multi_label: bool,
                 num_classes: int, seed: int | None = None, deterministic: bool = False,
@@ -109,6 +115,14 @@ class RecordFrames(InputSource):
         super().__init__(root)
         self.modality, self.flow_length, self.input_size = modality, flow_length, input_size
         self.flip, self.flip_label_map = flip, flip_label_map  # training's mirror (`data.pipeline.build_dataset`)
+
+    @override
+    def flip_label_map(self, manifest: dict) -> dict[str, str | None]:
+        from data import augment
+
+        if not self.flip:  # never mirrored: 10-crop testing then takes no mirrored crop's score
+            return {name: None for name in manifest.get("class_names") or []}
+        return augment.resolve_flip_label_map(self.flip_label_map, manifest.get("flip_label_map"))
 
     @override
     def dataset(self, split, *, training, num_frames, batch_size, multi_label, num_classes, seed=None,
