@@ -71,8 +71,10 @@ class InputSource(abc.ABC):
         return None
 
     def flip_label_map(self, manifest: dict) -> dict[str, str | None]:
-        """The non-identity part of the flip label map training clips are mirrored with (config.json's
-        "flip_label_map", which 10-crop testing reads); empty when nothing is mirrored or no label changes."""
+        """The non-identity part of the flip label map training clips are mirrored with.
+
+        Stored as config.json's "flip_label_map", which 10-crop testing reads; empty when no label changes.
+        """
         del manifest
         return {}
 
@@ -114,7 +116,7 @@ class RecordFrames(InputSource):
                  flip_label_map: str = "manifest"):
         super().__init__(root)
         self.modality, self.flow_length, self.input_size = modality, flow_length, input_size
-        self.flip, self.flip_label_map = flip, flip_label_map  # training's mirror (`data.pipeline.build_dataset`)
+        self.flip, self.flip_map_spec = flip, flip_label_map  # training's mirror (`data.pipeline.build_dataset`)
 
     @override
     def flip_label_map(self, manifest: dict) -> dict[str, str | None]:
@@ -122,7 +124,7 @@ class RecordFrames(InputSource):
 
         if not self.flip:  # never mirrored: 10-crop testing then takes no mirrored crop's score
             return {name: None for name in manifest.get("class_names") or []}
-        return augment.resolve_flip_label_map(self.flip_label_map, manifest.get("flip_label_map"))
+        return augment.resolve_flip_label_map(self.flip_map_spec, manifest.get("flip_label_map"))
 
     @override
     def dataset(self, split, *, training, num_frames, batch_size, multi_label, num_classes, seed=None,
@@ -133,7 +135,7 @@ class RecordFrames(InputSource):
         extra = {"crops": crops} if not training else {}
         if training:  # uint8 clips (a quarter of the host traffic); the step normalises them on the device.
             extra.update(frames_dtype=tf.uint8, seed=seed, deterministic=deterministic, input_context=input_context,
-                         skip=skip, flip=self.flip, flip_label_map=self.flip_label_map)
+                         skip=skip, flip=self.flip, flip_label_map=self.flip_map_spec)
         else:
             extra["preprocess"] = preprocess
         return pipeline.build_dataset(
