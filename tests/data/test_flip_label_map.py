@@ -219,3 +219,33 @@ def test_bad_flip_label_map_file_is_named(synthetic_raw, tmp_path):
     with pytest.raises(preparation.DatasetLayoutError, match="map.json.*not classes.*--flip_label_map_file=none"):
         preparation.load_dataset("ucf101", synthetic_raw, flip_label_map_file=str(bad))
     assert preparation.load_dataset("ucf101", synthetic_raw, flip_label_map_file="none").flip_label_map is None
+
+
+@pytest.mark.slow
+def test_training_run_records_its_map_in_config_json(direction_split, tmp_path):
+    import stpa.families  # noqa: F401 - registers the families
+    from stpa.engine import checkpoints, trainer
+    from stpa.engine import config as config_lib
+
+    records = tmp_path / "records"
+    split = records / "train"
+    split.mkdir(parents=True)
+    for name in os.listdir(direction_split):
+        data = open(os.path.join(direction_split, name), "rb").read()
+        if name == "manifest.json":
+            manifest = json.loads(data)
+            manifest["flip_label_map"] = {"Right": "Left", "Left": "Right"}
+            data = json.dumps(manifest).encode()
+        (split / name).write_bytes(data)
+
+    def run(name, **options):
+        config = config_lib.from_values(dict(
+            model_dir=str(tmp_path / name), records_dir=str(records), model="tsn", backbone="tiny", input_size=16,
+            dropout=0.0, train_frames=2, batch_size=2, optimizer="adam", learning_rate=1e-3, max_steps=1,
+            eval_every=0, eval_split=None, progress=False, **options))  # fmt: skip
+        trainer.train(config)
+        return checkpoints.load_run_config(config.model_dir).get("flip_label_map")
+
+    assert run("manifest") == {"Right": "Left", "Left": "Right"}
+    assert run("identity", flip_label_map="identity") is None  # config.json as before the map existed
+    assert run("noflip", flip=False) == {"Right": None, "Left": None, "Up": None}
