@@ -1,7 +1,10 @@
-"""Seed statistics of the studies against hand-computed values (t quantiles from the standard table)."""
+"""Study statistics against hand-computed float64 values: t table, paired intervals, the per-video bootstrap
+(exact enumeration and closed form), TOST and the t distribution (against SciPy), Holm, the four verdicts, the MDE."""
 
+import itertools
 import math
 
+import numpy as np
 import pytest
 
 from experiments import statistics
@@ -57,3 +60,161 @@ def test_failed_seeds_leave_the_pair_and_one_seed_has_no_interval():
     assert (none.n, none.verdict) == (0, statistics.NO_PAIRS)
     with pytest.raises(ValueError, match="expected_sign"):
         statistics.paired_difference({0: 1.0}, {0: 1.0}, 0)
+
+
+def test_t_distribution_matches_scipy_and_the_normal():
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 9, 29, 100.5):
+        for t in (-30.0, -3.1, -0.5, 0.0, 0.2, 1.7, 4.0, 60.0):
+            assert statistics.t_cdf(t, df) == pytest.approx(stats.t.cdf(t, df), abs=1e-13)
+        for p in (0.001, 0.2, 0.8, 0.975, 0.9999):
+            assert statistics.t_quantile(p, df) == pytest.approx(stats.t.ppf(p, df), rel=1e-9)
+    assert statistics.t_quantile(0.975, 2) == pytest.approx(4.303, abs=5e-4)  # the table
+    assert statistics.t_quantile(0.975, None) == pytest.approx(1.959964, abs=1e-6)
+    assert statistics.t_cdf(1.0, None) == pytest.approx(0.5 * (1 + math.erf(1 / math.sqrt(2))), abs=1e-15)
+
+
+# 3 seeds x 4 test videos, per-video correctness of rows A and B (seed = row of the array).
+TOY_A = np.array([[1, 1, 0, 1], [0, 1, 1, 1], [1, 0, 0, 1]], np.float64)
+TOY_B = np.array([[0, 1, 0, 0], [0, 1, 0, 1], [1, 0, 1, 0]], np.float64)
+
+
+def _exact_bootstrap(a, b):
+    """Every one of the 3^3 x 4^4 = 6912 equally likely (seed draw, video draw) pairs, brute force."""
+    d = 100.0 * (a - b)
+    n, m = d.shape
+    return np.array([d[np.ix_(s, v)].mean() for s in itertools.product(range(n), repeat=n)
+                     for v in itertools.product(range(m), repeat=m)])
+
+
+def test_resampled_differences_equal_brute_force_and_the_closed_form_variance():
+    d = 100.0 * (TOY_A - TOY_B)
+    seeds = np.array(list(itertools.product(range(3), repeat=3)))  # (27, 3)
+    videos = np.array(list(itertools.product(range(4), repeat=4)))  # (256, 4)
+    seed_draws, video_draws = np.repeat(seeds, 256, axis=0), np.tile(videos, (27, 1))  # every pair: (6912, .)
+    exact = _exact_bootstrap(TOY_A, TOY_B)
+    np.testing.assert_allclose(statistics.resampled_differences(d, seed_draws, video_draws), exact, atol=1e-12)
+    # Closed form: seed counts W ~ Mult(n, 1/n), video counts U ~ Mult(m, 1/m), independent; d* = W'DU / (nm),
+    # E[WW'] = I + (1 - 1/n) J, E[UU'] = I + (1 - 1/m) J: Var = tr(D E[UU'] D' E[WW']) / (nm)^2 - mean(D)^2.
+    n, m = d.shape
+    eww, euu = np.eye(n) + (1 - 1 / n) * np.ones((n, n)), np.eye(m) + (1 - 1 / m) * np.ones((m, m))
+    variance = np.trace(d @ euu @ d.T @ eww) / (n * m) ** 2 - d.mean() ** 2
+    assert exact.mean() == pytest.approx(25.0, abs=1e-12)  # d = mean(50, 25, 0)
+    assert exact.var() == pytest.approx(variance, rel=1e-12)
+    assert math.sqrt(variance) == pytest.approx(22.948211, abs=1e-6)
+
+
+def test_paired_bootstrap_estimate_interval_and_reproducibility():
+    estimate = statistics.paired_bootstrap(TOY_A, TOY_B, resamples=20000, rng_seed=0)
+    exact = _exact_bootstrap(TOY_A, TOY_B)
+    assert estimate.mean == pytest.approx(25.0) and (estimate.n_seeds, estimate.n_videos, estimate.df) == (3, 4, 2)
+    assert estimate.se == pytest.approx(exact.std(), rel=0.02)  # Monte Carlo error of the SE ~ 1 / sqrt(2R) = 0.5 %
+    assert (estimate.low, estimate.high) == (-25.0, 75.0)  # the exact 2.5 / 97.5 % quantiles: atoms -25 and 75
+    assert tuple(np.quantile(exact, [0.025, 0.975])) == (-25.0, 75.0)
+    # Seed-only t interval: per-seed differences 50, 25, 0: sd 25, half 4.302653 * 25 / sqrt(3) = 62.103443.
+    assert (estimate.t_low, estimate.t_high) == (pytest.approx(25 - 62.103443, abs=1e-5),
+                                                 pytest.approx(25 + 62.103443, abs=1e-5))
+    assert statistics.paired_bootstrap(TOY_A, TOY_B, resamples=20000, rng_seed=0) == estimate
+    assert statistics.paired_bootstrap(TOY_A, TOY_B, resamples=20000, rng_seed=1).se != estimate.se
+    with pytest.raises(ValueError, match="same shape"):
+        statistics.paired_bootstrap(TOY_A, TOY_B[:, :3])
+
+
+def test_the_video_resample_is_paired():
+    # B is A with video 0 flipped in every seed: the per-video difference is 100 on video 0, 0 elsewhere, the same
+    # for every seed. Seeds then add nothing; only the video draw moves d* (count of video 0 among 4 draws x 25).
+    rng = np.random.default_rng(3)
+    a = (rng.random((5, 4)) < 0.5).astype(np.float64)
+    a[:, 0] = 1.0
+    b = a.copy()
+    b[:, 0] = 0.0
+    estimate = statistics.paired_bootstrap(a, b, resamples=40000)
+    assert estimate.mean == pytest.approx(25.0)
+    assert estimate.se == pytest.approx(25.0 * math.sqrt(4 * 0.25 * 0.75), rel=0.02)  # 25 * sd of Binomial(4, 1/4)
+    # Identical rows: d* = 0 in every resample (an unpaired video resample would spread it).
+    same = statistics.paired_bootstrap(a, a, resamples=100)
+    assert (same.mean, same.se, same.low, same.high) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_paired_arrays_align_seeds_and_videos():
+    a = {0: {"v2": 1.0, "v1": 0.0}, 1: {"v1": 1.0, "v2": 1.0}, 2: {"v1": 0.0, "v2": 0.0}}
+    b = {0: {"v1": 1.0, "v2": 0.0}, 2: {"v2": 1.0, "v1": 1.0}}  # seed 1 of B failed
+    a_array, b_array, seeds, videos = statistics.paired_arrays(a, b)
+    assert seeds == [0, 2] and videos == ["v1", "v2"]
+    np.testing.assert_array_equal(a_array, [[0.0, 1.0], [0.0, 0.0]])
+    np.testing.assert_array_equal(b_array, [[1.0, 0.0], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="same test set"):
+        statistics.paired_arrays(a, {0: {"v1": 1.0}})
+
+
+def test_holm_textbook_example():
+    assert statistics.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02], abs=1e-15)
+    assert statistics.holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1 and monotone
+    assert statistics.holm([0.2]) == [0.2]
+    with pytest.raises(ValueError, match="p values"):
+        statistics.holm([0.1, 1.5])
+
+
+def _estimate(mean, se, n_seeds=10):
+    return statistics.PairedEstimate(mean=mean, se=se, low=mean - 2 * se, high=mean + 2 * se, level=0.95,
+                                     n_seeds=n_seeds, n_videos=300, t_low=None, t_high=None, resamples=10000,
+                                     rng_seed=0)
+
+
+def test_tost_p_values_against_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    # d = 0.5, SE = 1, margin 4, t with 9 df: p_lower = P(T > 4.5), p_upper = P(T < -3.5), difference 2 P(T < -0.5).
+    p_difference, p_lower, p_upper = statistics.p_values(_estimate(0.5, 1.0), 4.0)
+    assert p_lower == pytest.approx(stats.t.sf(4.5, 9), rel=1e-10)  # 0.000744
+    assert p_upper == pytest.approx(stats.t.cdf(-3.5, 9), rel=1e-10)  # 0.003362
+    assert p_difference == pytest.approx(2 * stats.t.cdf(-0.5, 9), rel=1e-10)  # 0.629071
+    assert statistics.decide(_estimate(0.5, 1.0), expected_sign=1, margin=4.0).p_tost == p_upper
+    with pytest.raises(ValueError, match="margin"):
+        statistics.p_values(_estimate(0.5, 1.0), 0.0)
+
+
+def test_each_of_the_four_verdicts():
+    decide = statistics.decide
+    as_paper = decide(_estimate(5.0, 1.0), expected_sign=+1, margin=4.0)  # p = 2 P(T9 > 5) = 0.000739
+    assert as_paper.verdict == statistics.AS_PAPER and not as_paper.inside_margin
+    assert as_paper.p_difference == pytest.approx(0.0007389680, rel=1e-6)
+    assert decide(_estimate(5.0, 1.0), expected_sign=-1, margin=4.0).verdict == statistics.OPPOSITE
+    assert decide(_estimate(-5.0, 1.0), expected_sign=+1, margin=4.0).verdict == statistics.OPPOSITE
+    assert decide(_estimate(0.5, 1.0), expected_sign=+1, margin=4.0).verdict == statistics.EQUIVALENT
+    inconclusive = decide(_estimate(2.0, 3.0), expected_sign=+1, margin=4.0)  # |t| = 0.67; TOST p = P(T9 < -0.67)
+    assert inconclusive.verdict == statistics.INCONCLUSIVE
+    # Significant and inside the margin: the direction wins, marked.
+    small = decide(_estimate(2.0, 0.5), expected_sign=+1, margin=4.0)
+    assert small.verdict == statistics.AS_PAPER and small.inside_margin
+    # One seed or no pair: nothing to test.
+    one = decide(_estimate(9.0, 1.0, n_seeds=1), expected_sign=+1, margin=4.0)
+    assert (one.verdict, one.p_difference, one.mde) == (statistics.INCONCLUSIVE, 1.0, None)
+    assert decide(None, expected_sign=+1, margin=4.0).verdict == statistics.INCONCLUSIVE
+    # From per-video arrays: 10 seeds x 300 videos where A gets 30 more videos right than B in every seed.
+    rng = np.random.default_rng(0)
+    b = (rng.random((10, 300)) < 0.5).astype(np.float64)
+    a = b.copy()
+    a[:, :30] = 1.0
+    b[:, :30] = 0.0
+    assert decide(statistics.paired_bootstrap(a, b), expected_sign=+1, margin=4.0).verdict == statistics.AS_PAPER
+
+
+def test_holm_family_recomputes_the_verdicts_and_the_mde():
+    stats = pytest.importorskip("scipy.stats")
+    # Alone, d = 2.5 / SE 1 is significant (p = 2 P(T9 > 2.5) = 0.0339); among 4 claims Holm multiplies it.
+    estimates = [_estimate(2.5, 1.0), _estimate(6.0, 1.0), _estimate(0.0, 1.0), None]
+    alone = statistics.decide(estimates[0], expected_sign=+1, margin=4.0)
+    assert alone.verdict == statistics.AS_PAPER and alone.p_difference == pytest.approx(2 * stats.t.sf(2.5, 9))
+    family = statistics.decide_family(estimates, [+1, +1, -1, +1], [4.0, 4.0, 4.0, 4.0], alpha=0.05)
+    raw = [2 * stats.t.sf(2.5, 9), 2 * stats.t.sf(6.0, 9), 1.0, 1.0]
+    expected = statistics.holm(raw)
+    assert [f.p_difference_adjusted for f in family] == pytest.approx(expected)
+    assert family[0].p_difference_adjusted == pytest.approx(3 * raw[0])  # rank 2 of 4: x 3 = 0.1017
+    assert [f.verdict for f in family] == [statistics.INCONCLUSIVE, statistics.AS_PAPER, statistics.EQUIVALENT,
+                                           statistics.INCONCLUSIVE]
+    tost = [max(stats.t.sf((d + 4) / 1, 9), stats.t.cdf((d - 4) / 1, 9)) for d in (2.5, 6.0, 0.0)] + [1.0]
+    assert [f.p_tost_adjusted for f in family] == pytest.approx(statistics.holm(tost))
+    # MDE at alpha / 4 (Holm's strictest step), 80 % power, t with 9 df: (3.110935 + 0.883404) * SE.
+    assert family[0].mde == pytest.approx(3.110935 + 0.883404, abs=1e-5)
+    assert statistics.minimum_detectable_effect(2.0, 9) == pytest.approx(2.0 * (2.262157 + 0.883404), abs=1e-5)
+    assert family[3].mde is None
