@@ -1,8 +1,14 @@
-"""Report rendering from fixture results: the table layout, mean ± std, the paper column, verdicts, figure, summary."""
+"""Report rendering from fixture results: the table layout, mean ± std, the paper column, verdicts, figure, summary,
+and with per-video results the pre-registered decisions, the committed per-video file and the margin bands."""
 
+import gzip
+import math
 import os
 
-from experiments import report, statistics, studies
+import numpy as np
+import pytest
+
+from experiments import preregistration, report, statistics, studies
 
 STUDY = studies.Study(
     name="fixture",
@@ -61,6 +67,7 @@ def test_one_seed_and_all_failed_cells():
 def test_files_figure_and_summary(tmp_path):
     paths = report.write_report(STUDY, RESULTS, str(tmp_path), seeds=(0, 1, 2))
     assert paths["report"] == os.path.join(str(tmp_path), "fixture", "report.md")
+    assert set(paths) == {"report", "figure", "values"}  # no per-video results, no accuracies: no such files
     with open(paths["figure"], "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with open(paths["values"]) as f:
@@ -89,3 +96,140 @@ def test_read_flagfile(tmp_path):
     path = tmp_path / "a.cfg"
     path.write_text("# comment\n--model=stpa\n--eval_split=\n--model_options=\"a=(1,2)\",b=3\n")
     assert report.read_flagfile(str(path)) == {"model": "stpa", "eval_split": "", "model_options": '"a=(1,2)",b=3'}
+
+
+def test_figure_bars_are_the_means_and_lines_follow_them():
+    from matplotlib.container import BarContainer, ErrorbarContainer
+
+    fig = report.figure(STUDY, RESULTS)
+    (ax,) = fig.axes
+    bars = [c for c in ax.containers if isinstance(c, BarContainer)]
+    assert [c.get_label() for c in bars] == ["RGB", "Flow"]
+    heights = {label: [bar.get_height() for bar in c] for c, label in zip(bars, ("RGB", "Flow"))}
+    # Means by hand: RGB 10, (13 + 14 + 15) / 3 = 14; Flow (50 + 54 + 52) / 3 = 52, (48 + 51) / 2 = 49.5.
+    assert heights == {"RGB": [10.0, 14.0], "Flow": [52.0, 49.5]}
+    chance = [line for line in ax.get_lines() if line.get_label() == "chance"]
+    assert chance and list(chance[0].get_ydata()) == [100 / 6, 100 / 6]
+    lines_study = studies.Study(**{**STUDY.__dict__, "figure": "lines", "name": "lines"})
+    ax = report.figure(lines_study, RESULTS).axes[0]
+    by_row = {c.get_label(): list(c.lines[0].get_ydata()) for c in ax.containers if isinstance(c, ErrorbarContainer)}
+    assert by_row == {"Baseline": [10.0, 52.0], "Attention": [14.0, 49.5]}
+
+
+# Per-video correctness, 3 seeds x 4 videos (the statistics test's toy): Attention RGB (A) and Baseline RGB (B).
+TOY_A = np.array([[1, 1, 0, 1], [0, 1, 1, 1], [1, 0, 0, 1]])
+TOY_B = np.array([[0, 1, 0, 0], [0, 1, 0, 1], [1, 0, 1, 0]])
+LABELS = [2, 0, 1, 2]
+
+
+def _records(correct):
+    """(video_id, label, predicted) with predicted = label where correct, else (label + 1) mod 3."""
+    return [(f"v{j}", LABELS[j], LABELS[j] if c else (LABELS[j] + 1) % 3) for j, c in enumerate(correct)]
+
+
+PER_VIDEO = {("Attention", "RGB"): {s: _records(TOY_A[s]) for s in range(3)},
+             ("Baseline", "RGB"): {s: _records(TOY_B[s]) for s in range(3)},
+             ("Attention", "Flow"): {}, ("Baseline", "Flow"): {}}
+PREREG_TEXT = """# Fixture pre-registration
+
+```prereg
+seeds: 0-2
+alpha: 0.05
+bootstrap_resamples: 4000
+bootstrap_seed: 7
+```
+
+| id | study | row A | row B | column | direction | margin |
+|---|---|---|---|---|---|---|
+| rgb | fixture | Attention | Baseline | RGB | higher | 4 |
+| flow | fixture | Attention | Baseline | Flow | higher | 5 |
+"""
+
+
+def test_primary_claims_are_decided_from_the_per_video_results_and_re_derive_from_the_file(tmp_path):
+    path = tmp_path / "prereg.md"
+    path.write_text(PREREG_TEXT)
+    prereg = preregistration.load(str(path))
+    decisions = report.primary_decisions(prereg, {"fixture": PER_VIDEO})
+    (rgb_claim, rgb), (flow_claim, flow) = decisions
+    assert (rgb_claim.id, flow_claim.id) == ("rgb", "flow")
+    # d = mean over seeds of (75 - 25, 75 - 50, 50 - 50) = 25 points; the bootstrap with the pre-registered settings.
+    expected = statistics.paired_bootstrap(TOY_A, TOY_B, resamples=4000, rng_seed=7)
+    assert rgb.estimate == expected and rgb.estimate.mean == pytest.approx(25.0)
+    # Family of two: the Flow claim has no per-video result (p = 1), so Holm doubles the RGB claim's smaller p.
+    assert flow.estimate is None and flow.verdict == statistics.INCONCLUSIVE
+    p = 2 * statistics.t_cdf(-25.0 / expected.se, 2)
+    assert rgb.p_difference == pytest.approx(p) and rgb.p_difference_adjusted == pytest.approx(min(1.0, 2 * p))
+    assert rgb.verdict == statistics.INCONCLUSIVE  # SE about 23 points with 3 seeds x 4 videos
+    deviations = ["seeds: pre-registered 0-2 (3), the run used 0-1 (2): missing 2."]
+    accuracy = {("Attention", "RGB"): {0: {"train_top1": 90.0, "val_top1": None, "test_top1": 75.0}},
+                ("Baseline", "RGB"): {0: {"train_top1": None, "val_top1": None, "test_top1": 25.0}}}
+    paths = report.write_report(STUDY, RESULTS, str(tmp_path / "reports"), seeds=(0, 1, 2), per_video=PER_VIDEO,
+                                accuracy=accuracy, prereg=prereg, decisions=decisions, deviations=deviations)
+    with open(paths["report"]) as f:
+        text = f.read()
+    lines = text.splitlines()
+    assert f"Pre-registration: [prereg.md]({os.path.relpath(str(path), str(tmp_path / 'reports' / 'fixture'))}). "\
+        "Deviations from it:" in lines
+    assert "- " + deviations[0] in lines and statistics.DECISION_RULES in lines
+    mde = (statistics.t_quantile(1 - 0.05 / 4, 2) + statistics.t_quantile(0.8, 2)) * expected.se
+    assert (f"| rgb | Attention − Baseline (RGB) | higher | 3 × 4 | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "
+            f"| {expected.se:.1f} | {p:.2g} | {min(1, 2 * p):.2g} | ±4 | {rgb.p_tost_adjusted:.2g} | {mde:.1f} | "
+            "inconclusive |") in lines
+    assert "| flow | Attention − Baseline (Flow) | higher | 0 | no paired seed | — | 1 | 1 | ±5 | 1 | — | " \
+        "inconclusive |" in lines
+    # The direction table adds the bootstrap column: RGB has it, Flow (no per-video results) not.
+    assert (f"| +4.0 [+1.5, +6.5] (3) | {statistics.AS_PAPER} | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "
+            f"({expected.se:.1f}) |") in text
+    assert f"| -1.5 [-7.9, +4.9] (2) | {statistics.WITHIN_NOISE} | — |" in text
+    # per_video.csv.gz: the rows as written, and the same estimate re-derived from the file alone.
+    with gzip.open(paths["per_video"], "rt") as f:
+        rows = f.read().splitlines()
+    assert rows[0] == "row,column,seed,video_id,label,predicted,correct" and len(rows) == 1 + 2 * 3 * 4
+    # Cells in the study's order (Baseline / RGB first); seed 0 of B is correct on v1 only.
+    assert rows[1:5] == ["Baseline,RGB,0,v0,2,0,0", "Baseline,RGB,0,v1,0,0,1", "Baseline,RGB,0,v2,1,2,0",
+                         "Baseline,RGB,0,v3,2,0,0"]
+    assert rows[13:17] == ["Attention,RGB,0,v0,2,2,1", "Attention,RGB,0,v1,0,0,1", "Attention,RGB,0,v2,1,2,0",
+                           "Attention,RGB,0,v3,2,2,1"]
+    back = report.read_per_video(paths["per_video"])
+    assert back == {k: v for k, v in PER_VIDEO.items() if v}
+    assert report.primary_decisions(prereg, {"fixture": back}) == decisions
+    with open(paths["per_video"], "rb") as f:
+        assert f.read() == report.per_video_csv_gz(STUDY, PER_VIDEO)  # byte for byte: no gzip timestamp
+    with open(paths["accuracy"]) as f:
+        assert f.read().splitlines() == ["row,column,seed,train_top1,val_top1,test_top1",
+                                         "Baseline,RGB,0,,,25.0000", "Attention,RGB,0,90.0000,,75.0000"]
+    # No deviation: "none".
+    again = report.render_markdown(STUDY, RESULTS, seeds=(0, 1, 2), per_video=PER_VIDEO, prereg=prereg,
+                                   decisions=decisions, deviations=[])
+    assert "Pre-registration: [prereg.md](" in again and "Deviations from it: none." in again
+
+
+def test_figure_draws_the_differences_and_the_margin_bands(tmp_path):
+    path = tmp_path / "prereg.md"
+    path.write_text(PREREG_TEXT)
+    prereg = preregistration.load(str(path))
+    diffs = report.differences(STUDY, RESULTS, PER_VIDEO, prereg)
+    expected = statistics.paired_bootstrap(TOY_A, TOY_B, resamples=4000, rng_seed=7)
+    assert diffs == [
+        report.Difference("Attention / RGB − Baseline / RGB", 25.0, expected.low, expected.high, 4.0),
+        # No per-video results for Flow: the seed-only t interval -1.5 ± 6.3530 (test_markdown_has_...).
+        report.Difference("Attention / Flow − Baseline / Flow", -1.5, pytest.approx(-1.5 - 6.353, abs=1e-3),
+                          pytest.approx(-1.5 + 6.353, abs=1e-3), 5.0)]
+    fig = report.figure(STUDY, RESULTS, diffs)
+    values, right = fig.axes
+    assert [bar.get_height() for bar in values.patches[:2]] == [10.0, 14.0]  # the RGB bars, drawn first
+    bands = {p.get_gid(): p for p in right.patches if (p.get_gid() or "").startswith("margin:")}
+    rgb = bands["margin:Attention / RGB − Baseline / RGB"]
+    flow = bands["margin:Attention / Flow − Baseline / Flow"]
+    # ±margin around 0, centred on the claim's row (first claim on top: y = 1, then y = 0).
+    assert (rgb.get_x(), rgb.get_width(), rgb.get_y(), rgb.get_height()) == (-4.0, 8.0, pytest.approx(0.6), 0.8)
+    assert (flow.get_x(), flow.get_width(), flow.get_y(), flow.get_height()) == (-5.0, 10.0, pytest.approx(-0.4), 0.8)
+    points = [line for line in right.get_lines() if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
+    assert sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in points) == [
+        (-1.5, 0.0), (25.0, 1.0)]
+    low, high = right.get_xlim()
+    assert low <= -5.0 and high >= expected.high and not math.isnan(low)
+    # Without a pre-registration: the same points, no band.
+    plain = report.figure(STUDY, RESULTS, report.differences(STUDY, RESULTS)).axes[1]
+    assert not [p for p in plain.patches if (p.get_gid() or "").startswith("margin:")]
