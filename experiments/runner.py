@@ -11,11 +11,18 @@ need it are reported as failed; `retry_failed=True` runs it again.
 Layout of `out_dir`:
   data/raw, data/records              the study benchmark (`data.synthetic --preset=study`, seed 0) and its records
   data/val_raw, data/val_records      the validation set (seed 1) that `stpa.fuse --tune_on` tunes on
-  runs/<flagfile stem>/seed<s>/       run directories (checkpoints, TensorBoard, eval/test_K<K>.json, eval/val_*,
+  runs/<flagfile stem>/seed<s>/       run directories (checkpoints, TensorBoard, eval/test_K<K>.json and .npz (the
+                                      per-video scores), eval/val_*, eval/train_* (train accuracy, optional),
                                       localization.json)
-  fusion/<rgb>__<flow>/seed<s>/       equal.json, tuned.json (`stpa.fuse` metrics)
+  fusion/<rgb>__<flow>/seed<s>/       equal.json, tuned.json (`stpa.fuse` metrics) and .npz (fused per-video scores)
   state/, logs/                       one JSON / log per task
   reproduce.json                      the schedule (full or quick) the directory was started with
+
+Per-video results (`collect_per_video`): every top-1 cell's per-video predictions (video id, label, predicted
+class) from the score files, so the reports' intervals can resample the test videos. Train / validation accuracy
+(`collect_accuracy`): the validation set's top-1 where it was evaluated, and, with `Options.train_accuracy_videos`
+= N, `stpa.evaluate --split=train --max_videos=N` of every top-1 run (the first N train videos in record order, centre
+crop and K test frames, no augmentation: about N / test-set-size of a test evaluation's time).
 """
 
 from __future__ import annotations
@@ -126,6 +133,10 @@ class Options:
         reproduces its run bit for bit. Measured on the tiny rows: no slower. Without it, the same seed gave
         test scores that differ by up to 7.0 logits between two runs.
       python: the interpreter the commands run with.
+      train_accuracy_videos: None (default): no train accuracy; N: every top-1 run is also evaluated on its first N
+        train videos (`accuracy.csv`'s train_top1).
+      val_accuracy: every top-1 run is also evaluated on the validation set (`accuracy.csv`'s val_top1; the tuned
+        fusion rows evaluate their streams there anyway).
     """
 
     seeds: Sequence[int] = (0, 1, 2)
@@ -136,6 +147,8 @@ class Options:
     train_overrides: Sequence[str] = ()
     deterministic: bool = True
     python: str = sys.executable
+    train_accuracy_videos: int | None = None
+    val_accuracy: bool = False
 
 
 def _module(*args: str, python: str) -> tuple[str, ...]:
@@ -207,13 +220,21 @@ class TaskGraph:
         return self._add(Task(f"train/{stem}/seed{seed}", command, deps=deps))
 
     def evaluate(self, stem: str, seed: int, test_frames: int, split: str = "test") -> str:
-        """`stpa.evaluate` of a run with K = `test_frames` on the test split or the validation set."""
+        """`stpa.evaluate` of a run with K = `test_frames`: split "test", "val" (the validation set) or "train".
+
+        "train" evaluates the first `Options.train_accuracy_videos` videos of the train split.
+        """
         lay = self.layout
         records, deps = (lay.val_records, (self.data(validation=True),)) if split == "val" else (lay.records, ())
         output = lay.eval_json(stem, seed, test_frames, split)
+        extra = []
+        if split == "train":
+            if not self.options.train_accuracy_videos:
+                raise ValueError("a train-split evaluation needs Options.train_accuracy_videos (the videos to use).")
+            extra = [f"--max_videos={self.options.train_accuracy_videos}"]
         command = self._py("stpa.evaluate", f"--model_dir={lay.run_dir(stem, seed)}", f"--records_dir={records}",
-                           "--split=test", f"--test_frames={test_frames}", "--checkpoint=last",
-                           f"--output={output[:-len('.json')]}.npz")
+                           f"--split={'train' if split == 'train' else 'test'}", f"--test_frames={test_frames}",
+                           "--checkpoint=last", f"--output={output[:-len('.json')]}.npz", *extra)
         return self._add(Task(f"evaluate/{stem}/seed{seed}/{split}_K{test_frames}", command,
                               deps=(self.train(stem, seed), *deps), output=output))
 
@@ -224,7 +245,8 @@ class TaskGraph:
         deps = [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES) for s in (rgb, flow)]
         name = "tuned" if tuned else "equal"
         output = os.path.join(lay.fusion_dir(rgb, flow, seed), f"{name}.json")
-        command = ["stpa.fuse", f"--scores={','.join(scores)}", f"--metrics_output={output}"]
+        command = ["stpa.fuse", f"--scores={','.join(scores)}", f"--metrics_output={output}",
+                   f"--output={output[:-len('.json')]}.npz"]
         if tuned:
             val = [lay.eval_json(s, seed, studies_lib.STPA_TEST_FRAMES, "val")[:-5] + ".npz" for s in (rgb, flow)]
             deps += [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES, "val") for s in (rgb, flow)]
@@ -246,8 +268,15 @@ class TaskGraph:
                               output=output))
 
     def measure(self, measure: studies_lib.Measure, seed: int) -> str:
-        """The task whose output holds a cell's value at a seed."""
+        """The task whose output holds a cell's value at a seed.
+
+        For top-1 cells it also adds the train / validation evaluations `Options` asks for.
+        """
         if measure.kind == "top1":
+            if self.options.train_accuracy_videos:
+                self.evaluate(measure.runs[0], seed, measure.test_frames, "train")
+            if self.options.val_accuracy:
+                self.evaluate(measure.runs[0], seed, measure.test_frames, "val")
             return self.evaluate(measure.runs[0], seed, measure.test_frames)
         if measure.kind in ("fused", "fused_tuned"):
             return self.fuse(*measure.runs, seed, tuned=measure.kind == "fused_tuned")
@@ -400,6 +429,73 @@ def collect(study: studies_lib.Study, layout: Layout, seeds: Sequence[int]) -> d
             for cell in study.cells}
 
 
+def scores_path(measure: studies_lib.Measure, seed: int, layout: Layout) -> str | None:
+    """The per-video score file (.npz) behind a cell's value at a seed; None for localisation measures."""
+    if measure.kind == "top1":
+        return layout.eval_json(measure.runs[0], seed, measure.test_frames)[:-len(".json")] + ".npz"
+    if measure.kind in ("fused", "fused_tuned"):
+        name = "tuned" if measure.kind == "fused_tuned" else "equal"
+        return os.path.join(layout.fusion_dir(*measure.runs, seed), f"{name}.npz")
+    return None
+
+
+def read_predictions(path: str) -> list[tuple[str, int, int]] | None:
+    """(video_id, label, predicted class) per video of a single-label score file (argmax of the scores).
+
+    In the file's order; None when the file is missing (a failed run, or one made before fused scores were kept).
+    """
+    if not os.path.isfile(path):
+        return None
+    import numpy as np
+
+    with np.load(path, allow_pickle=False) as data:
+        scores, labels, ids = data["scores"], data["labels"], data["video_ids"].astype(str)
+    if labels.ndim != 1:
+        raise ValueError(f"{path}: multi-label scores have no per-video top-1; the studies are single-label.")
+    predicted = np.argmax(scores, axis=1)  # (N,)
+    return [(str(v), int(label), int(p)) for v, label, p in zip(ids, labels, predicted)]
+
+
+def collect_per_video(study: studies_lib.Study, layout: Layout, seeds: Sequence[int]
+                      ) -> dict[tuple[str, str], dict[int, list[tuple[str, int, int]]]]:
+    """(row, column) -> {seed: [(video_id, label, predicted), ...]} for every top-1 / fused cell with score files.
+
+    A seed without its score file is left out; a cell with none (localisation, or old runs) maps to {}.
+    """
+    per_video = {}
+    for cell in study.cells:
+        by_seed = {}
+        for seed in seeds:
+            path = scores_path(cell.measure, seed, layout)
+            predictions = None if path is None else read_predictions(path)
+            if predictions is not None:
+                by_seed[seed] = predictions
+        per_video[(cell.row, cell.column)] = by_seed
+    return per_video
+
+
+def collect_accuracy(study: studies_lib.Study, layout: Layout, seeds: Sequence[int]
+                     ) -> dict[tuple[str, str], dict[int, dict[str, float | None]]]:
+    """(row, column) -> {seed: {"train_top1", "val_top1", "test_top1"}} (%, None: not measured) of top-1 cells.
+
+    Train: the first `Options.train_accuracy_videos` train videos; val: the validation set.
+    """
+    accuracy = {}
+    for cell in study.cells:
+        if cell.measure.kind != "top1":
+            continue
+        stem, k = cell.measure.runs[0], cell.measure.test_frames
+        by_seed = {}
+        for seed in seeds:
+            values = {}
+            for split in ("train", "val", "test"):
+                report = _read_json(layout.eval_json(stem, seed, k, split))
+                values[f"{split}_top1"] = None if report is None else 100.0 * report["top1"]
+            by_seed[seed] = values
+        accuracy[(cell.row, cell.column)] = by_seed
+    return accuracy
+
+
 def check_schedule(layout: Layout, options: Options) -> None:
     """Records the schedule of a new directory; refuses to mix full and --quick (or other settings) in one.
 
@@ -410,6 +506,11 @@ def check_schedule(layout: Layout, options: Options) -> None:
     schedule = {"quick": bool(options.quick), "quick_steps": QUICK_STEPS if options.quick else None,
                 "train_overrides": list(options.train_overrides), "benchmark_flags": list(options.benchmark_flags),
                 "deterministic": bool(options.deterministic)}
+    # Recorded only when used, so directories made before they existed continue unchanged.
+    if options.train_accuracy_videos:
+        schedule["train_accuracy_videos"] = int(options.train_accuracy_videos)
+    if options.val_accuracy:
+        schedule["val_accuracy"] = True
     existing = _read_json(path)
     if existing is not None:
         existing = {"deterministic": False, **existing}

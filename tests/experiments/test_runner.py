@@ -69,11 +69,40 @@ def test_graph_shares_runs_between_studies_and_orders_dependencies(tmp_path):
     assert "--seed=1" in train.command and "--max_steps=200" in train.command and "--lr_boundaries=150" in train.command
     tuned = graph.tasks["fuse/study_stpa_scales3_rgb__study_stpa_scales3_flow/seed0/tuned"]
     assert any(a.startswith("--tune_on=") and "val_K25.npz" in a for a in tuned.command)
+    # The fused per-video scores are kept next to the metrics (per_video.csv.gz of the fused cells).
+    fusion_dir = layout.fusion_dir("study_stpa_scales3_rgb", "study_stpa_scales3_flow", 0)
+    assert f"--output={os.path.join(fusion_dir, 'tuned.npz')}" in tuned.command
+    assert runner.scores_path(studies.Measure("fused_tuned", ("study_stpa_scales3_rgb", "study_stpa_scales3_flow")),
+                              0, layout) == os.path.join(fusion_dir, "tuned.npz")
+    # No train / validation evaluations unless asked for.
+    assert not any(k.endswith(("/train_K25", "/val_K25")) and "scales1" in k for k in keys)
     assert "data/val/prepare" in {d for dep in tuned.deps for d in graph.tasks[dep].deps}
     full = runner.TaskGraph(layout, runner.Options(seeds=(0,)))
     assert not any(a.startswith("--max_steps") for a in full.tasks.get(full.train("study_stpa_tsn_rgb", 0)).command)
     with pytest.raises(ValueError, match="no flagfile"):
         graph.train("nonexistent", 0)
+
+
+def test_train_and_validation_accuracy_tasks_are_optional(tmp_path):
+    layout = runner.Layout(str(tmp_path))
+    graph = runner.TaskGraph(layout, runner.Options(seeds=(0,), train_accuracy_videos=50, val_accuracy=True))
+    graph.add_studies([studies.STPA_TABLE1C])
+    train = graph.tasks["evaluate/study_stpa_fusion_max_rgb/seed0/train_K25"]
+    assert {"--split=train", "--max_videos=50", f"--records_dir={layout.records}", "--test_frames=25",
+            f"--output={layout.eval_json('study_stpa_fusion_max_rgb', 0, 25, 'train')[:-5]}.npz"} <= set(train.command)
+    assert train.deps == ("train/study_stpa_fusion_max_rgb/seed0",)
+    val = graph.tasks["evaluate/study_stpa_fusion_max_rgb/seed0/val_K25"]
+    assert {"--split=test", f"--records_dir={layout.val_records}"} <= set(val.command)
+    test = graph.tasks["evaluate/study_stpa_fusion_max_rgb/seed0/test_K25"]
+    assert not any(a.startswith("--max_videos") for a in test.command)
+    with pytest.raises(ValueError, match="train_accuracy_videos"):
+        runner.TaskGraph(layout, runner.Options(seeds=(0,))).evaluate("study_stpa_tsn_rgb", 0, 25, "train")
+    # Recorded in reproduce.json only when used: an older directory continues without them, and they don't mix.
+    runner.check_schedule(layout, runner.Options())
+    with open(os.path.join(str(tmp_path), "reproduce.json")) as f:
+        assert "train_accuracy_videos" not in json.load(f)
+    with pytest.raises(ValueError, match="train_accuracy_videos=None \\(here 50\\)"):
+        runner.check_schedule(layout, runner.Options(train_accuracy_videos=50))
 
 
 def test_schedule_is_recorded_and_not_mixed(tmp_path):
@@ -163,7 +192,7 @@ def test_micro_study_end_to_end(tmp_path):
     for model in ("tsn", "stpa"):
         (flagfiles / f"micro_{model}.cfg").write_text(MICRO_FLAGS.format(model=model))
     options = runner.Options(
-        seeds=(0, 1), flagfile_dir=str(flagfiles),
+        seeds=(0, 1), flagfile_dir=str(flagfiles), train_accuracy_videos=3,
         benchmark_flags=["--num_classes=2", "--train_per_class=2", "--test_per_class=3", "--num_frames=12",
                          "--width=64", "--height=64", "--actor_radius_range=3,5", "--distractor_radius=3,5"],
         prepare_flags=["--flow=dis", "--frame_size=none", "--workers=0"])  # fmt: skip
@@ -187,6 +216,25 @@ def test_micro_study_end_to_end(tmp_path):
     results = runner.collect(MICRO, layout, (0, 1))
     assert results == {("TSN", "RGB"): {0: known[("TSN", 0)], 1: known[("TSN", 1)]},
                        ("STPA", "RGB"): {0: known[("STPA", 0)], 1: known[("STPA", 1)]}}
+    # Per-video predictions: the same 6 test videos for every run, and their mean correctness is the JSON's top-1.
+    per_video = runner.collect_per_video(MICRO, layout, (0, 1))
+    ids = None
+    for (row, _), by_seed in per_video.items():
+        assert sorted(by_seed) == [0, 1]
+        for seed, records in by_seed.items():
+            assert len(records) == 6 and all(0 <= label < 2 and 0 <= p < 2 for _, label, p in records)
+            assert 100.0 * np.mean([label == p for _, label, p in records]) == pytest.approx(known[(row, seed)])
+            ids = ids or sorted(v for v, _, _ in records)
+            assert sorted(v for v, _, _ in records) == ids
+    # Train accuracy on the first 3 train videos, as stpa.evaluate wrote it.
+    accuracy = runner.collect_accuracy(MICRO, layout, (0, 1))
+    for (row, stem) in (("TSN", "micro_tsn"), ("STPA", "micro_stpa")):
+        for seed in (0, 1):
+            with open(os.path.join(layout.out_dir, "runs", stem, f"seed{seed}", "eval", "train_K2.json")) as f:
+                train_metrics = json.load(f)
+            assert train_metrics["num_videos"] == 3 and train_metrics["split"] == "train"
+            assert accuracy[(row, "RGB")][seed] == {"train_top1": 100.0 * train_metrics["top1"], "val_top1": None,
+                                                    "test_top1": known[(row, seed)]}
     # Aggregates from the known values, float64 by hand: mean, sample std, paired interval with t(1) = 12.706.
     for row in ("TSN", "STPA"):
         values = np.array([known[(row, 0)], known[(row, 1)]], np.float64)
@@ -203,7 +251,11 @@ def test_micro_study_end_to_end(tmp_path):
     assert comparison.verdict == expected_verdict
     flag_settings = {s: report.read_flagfile(str(flagfiles / f"{s}.cfg")) for s in ("micro_tsn", "micro_stpa")}
     paths = report.write_report(MICRO, results, str(tmp_path / "reports"), seeds=(0, 1),
-                                hparams_dir=str(tmp_path / "tb"), flag_settings=flag_settings)
+                                hparams_dir=str(tmp_path / "tb"), flag_settings=flag_settings, per_video=per_video,
+                                accuracy=accuracy)
+    assert report.read_per_video(paths["per_video"]) == per_video
+    with open(paths["accuracy"]) as f:
+        assert len(f.read().splitlines()) == 1 + 2 * 2
     with open(paths["report"]) as f:
         text = f.read()
     assert f"| TSN | {report.format_cell(results[('TSN', 'RGB')])} | 80.0 |" in text and expected_verdict in text
