@@ -47,3 +47,53 @@ def test_cue_variant_is_recorded_and_named_in_the_reports(tmp_path):
         assert json.load(f)["benchmark_flags"] == ["--cue=motion"]
     with open(os.path.join(out, "reports", "st_attn_table4", "report.md")) as f:
         assert "Study benchmark (`data.synthetic --preset=study --cue=motion`)" in f.read()
+
+
+PREREG = """# Test pre-registration
+
+```prereg
+seeds: 0-9
+alpha: 0.05
+test_videos: 300
+benchmark: --preset=study
+benchmark_digest: {digest}
+```
+
+| id | study | row A | row B | column | direction | margin |
+|---|---|---|---|---|---|---|
+| mul-max | stpa_table1c | Element-wise Multiplication | Element-wise Maximum | RGB | higher | 4 |
+| elsewhere | stpa_table1b | 3 scales | 1 scale | RGB | higher | 4 |
+"""
+
+
+def test_preregistration_is_linked_decided_and_its_deviations_listed(tmp_path):
+    from experiments import preregistration
+
+    path = tmp_path / "prereg.md"
+    path.write_text(PREREG.format(digest=preregistration.benchmark_digest(["--preset=study"])))
+    out = str(tmp_path / "studies")
+    done = _run("--study=stpa_table1c", "--quick", f"--out_dir={out}", "--report_only", "--nohparams",
+                f"--preregistration={path}")
+    assert done.returncode == 0, done.stderr
+    with open(os.path.join(out, "reports", "summary.md")) as f:
+        summary = f.read().splitlines()
+    assert "## Pre-registered primary claims" in summary
+    # The run: one seed (--quick), no per-video results yet, only Table 1(c) run; the digest matches.
+    assert summary[summary.index("## Pre-registered primary claims") + 2:][:6] == [
+        f"Pre-registration: [prereg.md]({os.path.relpath(str(path), os.path.join(out, 'reports'))}). Deviations "
+        "from it:", "",
+        "- seeds: pre-registered 0-9 (10), the run used 0 (1): missing 1-9.",
+        "- test_videos: pre-registered 300, the run does not record it.",
+        "- claim elsewhere: pre-registered (stpa_table1b: 3 scales − 1 scale (RGB), paper: higher, margin ±4), not "
+        "in the run.",
+        "- schedule: --quick (shorter schedules, one seed) instead of the full schedules."]
+    assert ("| mul-max | stpa_table1c | Element-wise Multiplication − Element-wise Maximum (RGB) | higher | 0 | "
+            "no paired seed | — | 1 | 1 | ±4 | 1 | — | inconclusive |") in summary
+    with open(os.path.join(out, "reports", "stpa_table1c", "report.md")) as f:
+        text = f.read()
+    assert "| mul-max | Element-wise Multiplication − Element-wise Maximum (RGB) |" in text
+    assert "- claim elsewhere: pre-registered" in text
+    bad = tmp_path / "bad.md"
+    bad.write_text("# no block\n")
+    refused = _run("--study=stpa_table1c", "--quick", f"--out_dir={out}", "--report_only", f"--preregistration={bad}")
+    assert refused.returncode != 0 and "needs exactly one ```prereg block" in refused.stderr
