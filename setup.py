@@ -1,4 +1,9 @@
-"""Installs the STPA / ST-attn reference implementation (packages `stpa`, `st_attn`, `data`)."""
+"""Installs the STPA / ST-attn reference implementation (packages `stpa`, `st_attn`, `data`, `experiments`).
+
+`experiments` carries the study flagfiles it reads at run time (`experiments/synthetic/*.cfg`, found next to
+`experiments/runner.py` by `runner.FLAGFILE_DIR`) and the paper-setting flagfiles, so
+`python -m experiments.reproduce --list` works from any directory after `pip install -e .` (or a plain install).
+"""
 
 import setuptools
 
@@ -10,7 +15,10 @@ setuptools.setup(
         "ECCV 2018) and Interpretable Spatio-temporal Attention (Meng et al., 2019) for action recognition."
     ),
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["stpa", "stpa.*", "st_attn", "st_attn.*", "data", "data.*"]),
+    packages=setuptools.find_packages(
+        include=["stpa", "stpa.*", "st_attn", "st_attn.*", "data", "data.*", "experiments", "experiments.*"]
+    ),
+    package_data={"experiments": ["synthetic/*.cfg", "stpa/*.cfg", "st_attn/*.cfg", "*.md"]},
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.0",
