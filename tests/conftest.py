@@ -18,3 +18,21 @@ try:
     )
 except RuntimeError:  # TensorFlow was initialised before this conftest ran; keep its devices.
     pass
+
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+
+import stpa.families  # noqa: E402,F401 - the composition root's registrations are the baseline of the guard below
+from stpa.engine import family as _family_lib  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _no_global_state_left_changed():
+    """Fails a test that leaves the family registry or Keras' global dtype policy changed (register test families
+    in a fixture that removes them, and set policies in a `with` block that restores them)."""
+    families, policy = _family_lib.family_names(), keras.mixed_precision.global_policy().name
+    yield
+    assert _family_lib.family_names() == families, f"the test left the family registry changed: {families} -> " \
+        f"{_family_lib.family_names()}"
+    assert keras.mixed_precision.global_policy().name == policy, "the test left the Keras dtype policy changed"

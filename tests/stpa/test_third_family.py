@@ -79,8 +79,20 @@ def _reference_logits(frames: np.ndarray, weights: list[np.ndarray]) -> np.ndarr
     return np.maximum(pooled @ w1 + b1, 0.0) @ w2 + b2  # (B, classes)
 
 
+@pytest.fixture
+def toy_family(monkeypatch):
+    """The toy family registered in this process for one test, and removed again afterwards.
+
+    `stpa.engine.family` has no public unregister yet; monkeypatch.setitem undoes exactly what it added.
+    """
+    family = ToyFamily()
+    monkeypatch.setitem(family_lib._REGISTRY, family.name, family)
+    yield family
+    # monkeypatch's undo runs after this: the registry is as before the test.
+
+
 @pytest.mark.slow
-def test_a_registered_toy_family_trains_evaluates_and_exports_through_the_command_lines(tmp_path):
+def test_a_registered_toy_family_trains_evaluates_and_exports_through_the_command_lines(tmp_path, request):
     records = write_tiny_records(str(tmp_path / "records"))
     run_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "saved_model")
 
@@ -114,7 +126,7 @@ def test_a_registered_toy_family_trains_evaluates_and_exports_through_the_comman
     assert exported.returncode == 0, exported.stderr[-3000:]
 
     # The SavedModel (normalisation in-graph) and the float64 reference of the trained weights agree.
-    register()  # this process rebuilds the network from config.json as the command lines did
+    request.getfixturevalue("toy_family")  # this process rebuilds the network from config.json as the CLIs did
     from stpa.engine import checkpoints
 
     model = checkpoints.load_model(run_dir)
@@ -145,3 +157,12 @@ def test_a_family_without_build_or_a_source_without_dataset_fails_at_instantiati
     with pytest.raises(TypeError, match="abstract .*dataset"):
         NoDataset("/tmp")
     assert "no_build" not in family_lib.family_names() and ToyFamily().name == "toy_gap"
+
+
+def test_the_toy_family_fixture_leaves_the_registry_as_it_found_it(toy_family):
+    assert family_lib.get_family("toy_gap") is toy_family
+    assert family_lib.family_names()[-1] == "toy_gap"
+
+
+def test_after_the_fixture_the_toy_family_is_gone():
+    assert "toy_gap" not in family_lib.family_names()
