@@ -21,7 +21,7 @@ from st_attn import features as features_lib
 from st_attn import losses as st_losses
 from st_attn import models as st_models
 from stpa.blocks import backbones as backbones_lib
-from stpa.blocks.preprocessing import preprocess_for
+from stpa.blocks.backbone_options import BackboneFamily, BackboneOptions
 from stpa.engine import family as family_lib
 from stpa.engine import inputs
 from stpa.engine.config import option
@@ -30,16 +30,12 @@ FEATURES = "features"
 
 
 @dataclasses.dataclass
-class StAttnConfig:
-    """ST-attn's network, loss and input options (the flags of `stpa.train` for --model=st_attn)."""
+class StAttnConfig(BackboneOptions):
+    """ST-attn's network, loss and input options (the flags of `stpa.train` for --model=st_attn).
 
-    backbone: str = option("inception_resnet_v2", "Backbone CNN (see stpa.models.BACKBONES).")
-    dropout: float | None = option(None, "Dropout before the classifier (default: 0.5 RGB, 0.7 flow, Sec. 3.4).",
-                                   kind="float", lower=0.0, upper=1.0)
-    weights: str | None = option(None, "Backbone initialisation: 'imagenet', a local weights file, or none.",
-                                 kind="string")
-    partial_bn: bool = option(False, "Freeze every batch normalisation of the backbone but the first (TSN's "
-                              "partial BN).")
+    The backbone options (backbone, dropout, weights, partial_bn) are `stpa.blocks.backbone_options.BackboneOptions`'s.
+    """
+
     spatial_attention: bool = option(True, "ST-attn: the spatial mask (False: Table 2's w/o spatial attention).")
     temporal_attention: bool = option(True, "ST-attn: the temporal attention (False: Table 2's w/o temporal "
                                       "attention).")
@@ -64,8 +60,8 @@ class StAttnConfig:
 
 
 # Options that are not `build_st_attn_network` arguments.
-_NOT_NETWORK = ("backbone", "weights", "partial_bn", "dropout", "lambda_tv", "lambda_contrast", "lambda_unimodal",
-                "features_dir")
+_NOT_NETWORK = (*(f.name for f in dataclasses.fields(BackboneOptions)), "lambda_tv", "lambda_contrast",
+                "lambda_unimodal", "features_dir")
 
 
 class CachedFeatures(inputs.InputSource):
@@ -96,7 +92,7 @@ class CachedFeatures(inputs.InputSource):
                                             with_metadata=with_metadata, **extra)
 
 
-class StAttnFamily(family_lib.ModelFamily):
+class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
     """Spatial mask -> attentive ConvLSTM -> logits on a backbone's last feature map (Fig. 1 of Meng et al.)."""
 
     name = "st_attn"
@@ -107,15 +103,6 @@ class StAttnFamily(family_lib.ModelFamily):
     def validate(self, config: StAttnConfig, data: Any) -> None:
         spec = backbones_lib.get_spec(config.backbone)
         backbones_lib.check_input_size(spec, data.input_size)
-
-    @override
-    def default_input_size(self, config: StAttnConfig) -> int:
-        return backbones_lib.get_spec(config.backbone).default_input_size
-
-    @override
-    def input_spec(self, config: StAttnConfig, data: Any) -> family_lib.InputSpec:
-        spec = super().input_spec(config, data)
-        return dataclasses.replace(spec, preprocess=preprocess_for(config.backbone, data.modality))
 
     def build_kwargs(self, config: StAttnConfig, num_classes: int, data: Any, *, feature_shape=None) -> dict:
         """config.json "build": the frame-family layout of format 1 plus the network options."""

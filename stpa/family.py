@@ -19,28 +19,29 @@ from typing_extensions import override
 
 from stpa import losses as stpa_losses
 from stpa import models, saliency
-from stpa.blocks.preprocessing import preprocess_for
+from stpa.blocks.backbone_options import BackboneFamily, BackboneOptions
 from stpa.engine import family as family_lib
 from stpa.engine import pictures
 from stpa.engine.config import option
 
 
 @dataclasses.dataclass
-class StpaConfig:
-    """The network and loss options of STPA and TSN (the flags of `stpa.train` for --model=stpa / tsn)."""
+class StpaConfig(BackboneOptions):
+    """The network and loss options of STPA and TSN (the flags of `stpa.train` for --model=stpa / tsn).
 
-    backbone: str = option("inception_resnet_v2", "Backbone CNN (see stpa.models.BACKBONES).")
+    The backbone options (backbone, dropout, weights, partial_bn) are `stpa.blocks.backbone_options.BackboneOptions`'s.
+    """
+
     scales: int = option(3, "Number of pyramid layers N (Table 1(b)).", lower=1)
     top: str = option("C", "Top layer of the pyramid (Table 1(a); per backbone, see stpa.models.TOPS).")
     fusion: str = option("mul", "Fusion F of the per-scale scores (Eq. 3, Table 1(c)).", choices=models.FUSIONS)
-    dropout: float | None = option(None, "Dropout before the classifier (default: 0.5 RGB, 0.7 flow, Sec. 3.4).",
-                                   kind="float", lower=0.0, upper=1.0)
-    weights: str | None = option(None, "Backbone initialisation: 'imagenet', a local weights file, or none.",
-                                 kind="string")
-    partial_bn: bool = option(False, "Freeze every batch normalisation of the backbone but the first (TSN's "
-                              "partial BN).")
     frozen_bn: bool = option(False, "Freeze every batch normalisation of the backbone (each clip's output then "
                              "depends on that clip only).")
+    attention: str = option(
+        "learned", "STPA: 'learned' is STPA's pyramid attention; 'uniform' fixes A to Eq. 3's value for all-zero "
+        "scores, 1/sqrt(n) per entry with n = K*H*W (the pooled-feature head without learned scores: the control "
+        "between TSN and STPA).",
+        choices=models.ATTENTIONS)
     beta: float = option(1e-4, "beta of Eq. 9 (interaction-aware loss, Eq. 6); 0 switches it off.", lower=0.0,
                          build=False)
     gamma: float = option(1e-4, "gamma of Eq. 9 (attention loss, Eq. 7-8); 0 switches it off.", lower=0.0,
@@ -55,7 +56,7 @@ class StpaConfig:
         choices=stpa_losses.INTERACTION_NORMALIZATIONS, build=False)
 
 
-class StpaFamily(family_lib.ModelFamily):
+class StpaFamily(BackboneFamily, family_lib.ModelFamily):
     """STPA: backbone -> pyramid attention (Eq. 1-4) -> the same backbone after the top tap -> logits."""
 
     name = "stpa"
@@ -65,16 +66,8 @@ class StpaFamily(family_lib.ModelFamily):
     @override
     def validate(self, config: StpaConfig, data: Any) -> None:
         models.validate_config(self.name, config.backbone, config.scales, config.top, data.modality,
-                               fusion=config.fusion, input_size=data.input_size, flow_length=data.flow_length)
-
-    @override
-    def default_input_size(self, config: StpaConfig) -> int:
-        return models.default_input_size(config.backbone)
-
-    @override
-    def input_spec(self, config: StpaConfig, data: Any) -> family_lib.InputSpec:
-        spec = super().input_spec(config, data)
-        return dataclasses.replace(spec, preprocess=preprocess_for(config.backbone, data.modality))
+                               fusion=config.fusion, input_size=data.input_size, flow_length=data.flow_length,
+                               attention=config.attention)
 
     def build_kwargs(self, config: StpaConfig, num_classes: int, data: Any, *, feature_shape=None) -> dict:
         """`stpa.models.build_model`'s arguments (config.json "build", the layout of format 1)."""
@@ -85,11 +78,13 @@ class StpaFamily(family_lib.ModelFamily):
                  "input_size": int(self.input_spec(config, data).size), "partial_bn": config.partial_bn}
         if config.frozen_bn:
             build["frozen_bn"] = True
+        if config.attention != "learned":  # config.json of a learned-attention run stays as it was (no key: learned)
+            build["attention"] = config.attention
         return build
 
     @override
     def from_build_kwargs(self, build: Mapping[str, Any]) -> keras.Model:
-        return models.build_model(**{**build, "weights": None})
+        return models.build_model(**self.rebuild_kwargs(build))
 
     @override
     def build(self, config: StpaConfig, num_classes: int, data: Any, *, feature_shape=None) -> keras.Model:

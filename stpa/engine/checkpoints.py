@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -39,7 +41,7 @@ RNG_STATES = "rng_states"
 
 
 def run_config_dict(*, build: dict, input_name: str, multi_label: bool, class_names: list, train_frames: int,
-                    data, input_size: int, backbone: str | None, model: str) -> dict:
+                    data, input_size: int, model: str, family_entries: Mapping[str, Any] | None = None) -> dict:
     """config.json's content (the layout of format 1, which every run directory has).
 
     Args:
@@ -50,11 +52,11 @@ def run_config_dict(*, build: dict, input_name: str, multi_label: bool, class_na
       train_frames: K of training.
       data: the run's `engine.config.DataConfig` (modality, flow_length).
       input_size: the resolved frame size.
-      backbone: the family's backbone (None when it has none).
       model: the family name.
+      family_entries: the family's own top-level entries (`ModelFamily.run_config_entries`, e.g. its backbone).
     """
     return {"build": build, "input": input_name, "multi_label": multi_label, "class_names": class_names,
-            "train_frames": train_frames, "backbone": backbone, "modality": data.modality,
+            "train_frames": train_frames, **(family_entries or {}), "modality": data.modality,
             "flow_length": data.flow_length, "input_size": input_size, "model": model}
 
 
@@ -87,10 +89,12 @@ def check_same_architecture(model_dir: str, config: dict) -> None:
     previous = load_run_config(model_dir)
     for key in ARCHITECTURE_KEYS:
         old, new = previous.get(key, {}), config.get(key, {})
+        ignored: set[str] = set()  # What a rebuild overrides (e.g. the initial weights) defines no network.
         if old.get("model") == new.get("model") and old.get("model") in family_lib.family_names():
             family = family_lib.get_family(old["model"])
             old, new = family.canonical_build(old), family.canonical_build(new)  # Defaults filled in on both sides.
-        differing = sorted(k for k in set(old) | set(new) if k != "weights" and old.get(k) != new.get(k))
+            ignored = set(family.rebuild_overrides())
+        differing = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
         if differing:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
             raise ValueError(f"--model_dir {model_dir!r} holds a run of another network ({details}); resuming it "
@@ -101,12 +105,12 @@ def check_same_architecture(model_dir: str, config: dict) -> None:
 def build_from_config(config: dict) -> keras.Model:
     """Builds the (untrained) network described by a config.json dict, without downloading weights.
 
-    The family is config["build"]["model"] (a registered `engine.family.ModelFamily`).
+    The family is config["build"]["model"] (a registered `engine.family.ModelFamily`); its `from_build_kwargs`
+    applies what a rebuild overrides (`ModelFamily.rebuild_overrides`, e.g. no weight download).
     """
     from stpa.engine import family as family_lib
 
     build = dict(config["build"])
-    build["weights"] = None
     return family_lib.get_family(build["model"]).from_build_kwargs(build)
 
 

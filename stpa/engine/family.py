@@ -154,15 +154,32 @@ class ModelFamily(abc.ABC):
             canonical[name] = list(value) if isinstance(value, tuple) else value
         return canonical
 
+    def rebuild_overrides(self) -> dict[str, Any]:
+        """Build arguments a rebuild from config.json sets whatever the run had, e.g. {"weights": None}.
+
+        A rebuild restores a checkpoint into the network, so what only initialises it (a weight download) is
+        switched off here; these keys also never make two runs different networks (`checkpoints.
+        check_same_architecture`). Default: none.
+        """
+        return {}
+
+    def run_config_entries(self, config: Any) -> dict[str, Any]:
+        """The family's top-level entries of config.json besides "build" (e.g. {"backbone": ...}). Default: none."""
+        del config
+        return {}
+
+    def rebuild_kwargs(self, build: Mapping[str, Any]) -> dict[str, Any]:
+        """A config.json "build" dict with `rebuild_overrides` applied (what `from_build_kwargs` builds)."""
+        return {**build, **self.rebuild_overrides()}
+
     def from_build_kwargs(self, build: Mapping[str, Any]) -> keras.Model:
-        """Rebuilds the untrained network of a config.json "build" dict (no weight downloads)."""
+        """Rebuilds the untrained network of a config.json "build" dict (`rebuild_overrides` applied: no downloads)."""
         from stpa.engine import config as config_lib
 
+        build = self.rebuild_kwargs(build)
         names = {f.name for f in dataclasses.fields(self.config_class)}
         config = self.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in build.items()
                                       if k in names})
-        if hasattr(config, "weights"):
-            config = dataclasses.replace(config, weights=None)
         data = config_lib.data_of_run({"flow_length": 5, **build})
         return self.build(config, int(build["num_classes"]), data, feature_shape=build.get("feature_shape"))
 

@@ -176,7 +176,7 @@ def plan_run(config: config_lib.RunConfig, manifest: dict | None = None) -> RunP
         build=family.build_kwargs(config.family, num_classes, config.data, feature_shape=feature_shape),
         input_name=source.name, multi_label=multi_label, class_names=class_names,
         train_frames=config.data.train_frames, data=config.data, input_size=spec.size,
-        backbone=getattr(config.family, "backbone", None), model=config.model)
+        model=config.model, family_entries=family.run_config_entries(config.family))
     flip_label_map = source.flip_label_map(manifest)
     if flip_label_map:  # only where a mirrored clip changes class: config.json of other runs stays as it was
         run_config["flip_label_map"] = flip_label_map
