@@ -169,20 +169,64 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(recor
         assert latest is None
 
 
-def test_mixed_float16_steps_are_finite_and_loss_scaled(records, tmp_path):
-    config = _config(tmp_path / "mp", records, mixed_precision="mixed_float16", max_steps=2, eval_split=None)
-    with trainer.precision_policy(config.optim.mixed_precision):
+def _weights_after_steps(config, *, policy: str = "float32", steps: int = 2) -> tuple[dict, dict, trainer.Trainer]:
+    """Initial and after-`steps` trainable weights {path: float64 array} on one fixed preprocessed batch."""
+    with trainer.precision_policy(policy):
         run = trainer.Trainer(config)
-        assert isinstance(run.optimizer, keras.optimizers.LossScaleOptimizer)
-        result = run.train()
-    assert result.step == 2 and np.isfinite(result.train_metrics["loss/total"])
+        frames, labels = next(iter(run.eval_dataset(2, 6)))[:2]  # 6 videos, preprocessed float32
+        initial = {v.path: np.asarray(v.numpy(), np.float64) for v in run.model.trainable_variables}
+        iterator = iter(run.strategy.experimental_distribute_dataset(
+            tf.data.Dataset.from_tensors((frames, labels)).repeat()))
+        step_fn = run.make_train_step()
+        for _ in range(steps):
+            step_fn(iterator)
+        after = {v.path: np.asarray(v.numpy(), np.float64) for v in run.model.trainable_variables}
+    return initial, after, run
+
+
+def _assert_same_updates(reference, other, tolerance):
+    """The two steps' weight changes agree: ||delta_other - delta_ref|| <= tolerance * ||delta_ref|| per variable."""
+    (initial, after), (other_initial, other_after) = reference, other
+    assert initial.keys() == other_initial.keys()
+    moved = 0
+    for path in initial:
+        np.testing.assert_array_equal(other_initial[path], initial[path])  # same seed: same initial weights
+        delta, other_delta = after[path] - initial[path], other_after[path] - other_initial[path]
+        scale = np.linalg.norm(delta)
+        moved += scale > 0
+        assert np.linalg.norm(other_delta - delta) <= tolerance * scale + 1e-9, path
+    assert moved > len(initial) // 2  # the comparison is not vacuous: most weights changed
+
+
+def test_mixed_float16_two_steps_match_float32(records, tmp_path):
+    overrides = dict(max_steps=2, dropout=0.0, beta=0.0, gamma=0.0)
+    config = _config(tmp_path / "mp", records, mixed_precision="mixed_float16", **overrides)
+    *mixed, run = _weights_after_steps(config, policy=config.optim.mixed_precision)
+    assert isinstance(run.optimizer, keras.optimizers.LossScaleOptimizer)
+    # The dynamic loss scale starts at 2^15 and halves on each step whose float16 gradients overflow; such a step
+    # is skipped (no update, no momentum). On the same fixed batch, the float32 reference takes the applied steps.
+    skipped = int(round(np.log2(32768.0 / float(run.optimizer.dynamic_scale.numpy()))))
+    assert 0 <= skipped < 2, f"{skipped} of 2 steps skipped: nothing to compare"
+    reference = _weights_after_steps(_config(tmp_path / "fp32", records, **overrides), steps=2 - skipped)[:2]
+    # float16 activations carry ~3 significant digits (eps 9.8e-4), and the first convolution's gradient is a sum
+    # over every pixel of float16 inputs: measured, its update differs from float32 by 6.8 % of its norm, the other
+    # variables' by less. 15 % of the update's norm allows that with margin and still fails a loss scale left in
+    # the gradients (x 2^15), a lost or doubled update (>= 100 %), or float16 master weights.
+    _assert_same_updates(reference, mixed, tolerance=0.15)
     assert keras.mixed_precision.global_policy().name == "float32"  # restored after the run
 
 
 @pytest.mark.slow
-def test_xla_compiled_steps_are_finite(records, tmp_path):
-    result = trainer.train(_config(tmp_path / "xla", records, jit_compile=True, max_steps=2, eval_split=None))
-    assert result.step == 2 and np.isfinite(result.train_metrics["loss/total"])
+@pytest.mark.xfail(strict=True, reason="measured: XLA's updates differ from the uncompiled float32 ones by 4.9 % of "
+                   "the norm after one step and 19 % after two (a repeat of the uncompiled run: 0.0), far above "
+                   "float32 rounding; under investigation (issue 18.5)")
+def test_xla_compiled_two_steps_match_the_uncompiled_steps(records, tmp_path):
+    overrides = dict(max_steps=2, dropout=0.0)
+    reference = _weights_after_steps(_config(tmp_path / "plain", records, **overrides))[:2]
+    compiled = _weights_after_steps(_config(tmp_path / "xla", records, jit_compile=True, **overrides))[:2]
+    # XLA fuses ops and reorders float32 reductions (eps 1.2e-7): after two steps the updates differ by ~1e-5
+    # relative at most; 1e-3 of the update's norm is far above that and far below any real difference.
+    _assert_same_updates(reference, compiled, tolerance=1e-3)
 
 
 # ------------------------------------------------------------------------------------------ the command line
