@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data import files, records
+from data import records
 from stpa import saliency, visualization
 from stpa.engine import pictures as engine_pictures
 from stpa.family import STPA, TSN
@@ -101,6 +101,20 @@ def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
     assert len(paths) == 2 and all(p.endswith("_fig4.png") for p in paths)
     image = cv2.imread(paths[0])
     assert image.shape == (3 * 128 + 2 * 2, 3 * 128 + 2 * 2, 3)  # 1/2/3 scales x 3 frames, 32 px enlarged to 128
+    # Each written PNG (lossless) holds exactly the in-process renderer's picture of the same clip and weights.
+    from stpa import models
+    from stpa.engine import checkpoints
+
+    config = checkpoints.load_run_config(runs[0])
+    probes = [models.attention_outputs_model(checkpoints.load_model(run, "last")) for run in runs]
+    preprocess = models.preprocess_for(config["backbone"], config["modality"])
+    clips = visualization.load_clips(config, records_dir=records, num_videos=2, num_frames=3)
+    for (video_id, frames), path in zip(clips, paths):
+        assert os.path.basename(path) == f"{video_id}_fig4.png"
+        pictures = engine_pictures.enlarge(engine_pictures.displayable(frames))
+        expected = saliency.render_salient_fields(
+            pictures, visualization.attention_maps(probes, preprocess, frames), threshold=0.2, positions=0)
+        np.testing.assert_array_equal(cv2.imread(path)[..., ::-1], expected)  # BGR on disk -> RGB
     assert os.listdir(tmp_path / "tb")
     out = subprocess.run([sys.executable, "-m", "stpa.visualize", f"--model_dirs={runs[-1]}",
                           f"--records_dir={records}", "--figure=5", "--positions=0,3", f"--out_dir={tmp_path}/fig5"],
@@ -119,7 +133,7 @@ def _ucf_layout_records(root, source):
     with tf.io.TFRecordWriter(os.path.join(split_dir, records.shard_name("test", 0, 1) + records.RECORD_SUFFIX)) as w:
         w.write(example.SerializeToString())
     manifest = records.read_manifest(os.path.join(source, "test"))
-    files.write_json(os.path.join(split_dir, records.MANIFEST_NAME), {**manifest, "counts": {"videos": 1}})
+    records.write_manifest(split_dir, {**manifest, "counts": {"videos": 1}})
     return root
 
 
