@@ -98,6 +98,8 @@ class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
     name = "st_attn"
     config_class = StAttnConfig
     attention_outputs = ("mask", "temporal_weights")
+    # Flags every run's flags.txt carried before the families had their own (flat) flags (commit 59a130b).
+    old_shared_flags = ("lambda_tv", "lambda_contrast", "lambda_unimodal", "features_dir")
 
     @override
     def validate(self, config: StAttnConfig, data: Any) -> None:

@@ -62,6 +62,8 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
     name = "stpa"
     config_class = StpaConfig
     attention_outputs = ("attention",)
+    # Flags every run's flags.txt carried before the families had their own (flat) flags (commit 59a130b).
+    old_shared_flags = ("scales", "top", "fusion", "beta", "gamma")
 
     @override
     def validate(self, config: StpaConfig, data: Any) -> None:

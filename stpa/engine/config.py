@@ -4,7 +4,7 @@ A run is `RunConfig` = `model_dir` + `model` (a registered family's name) + that
 + `OptimConfig` + `LoopConfig`. Each field declared with `option(...)` carries its flag's help, choices and bounds, so
 
   - the absl flags of `stpa.train` (`define_flags`: the engine sections, then the union of the registered families'
-    config fields, each defined once),
+    config fields, each defined once with its owning families' help; `from_flags` refuses another family's option),
   - `from_flags` / `from_values` (flat flag names -> RunConfig; `--model_options=key=value` items of old flagfiles
     are read into the family's typed fields),
   - the lines of flags.txt (`flag_lines`: `--name=value` that reproduce the run)
@@ -197,11 +197,11 @@ def parse_options(items: Sequence[str] | None, flag_name: str) -> dict:
     """Parses `key=value` items (a list flag) into a dict; values are Python literals, else strings.
 
     Args:
-      items: e.g. ["spatial_attention=False", "lstm_channels=512"].
+      items: e.g. ["spatial_attention=False", "lstm_units=512"].
       flag_name: for the error message.
 
     Returns:
-      {"spatial_attention": False, "lstm_channels": 512}.
+      {"spatial_attention": False, "lstm_units": 512}.
     """
     options = {}
     for item in items or []:
@@ -220,8 +220,9 @@ def parse_options(items: Sequence[str] | None, flag_name: str) -> dict:
     return options
 
 
-def _define(field: dataclasses.Field, default: Any, flag_values: flags.FlagValues) -> None:
-    meta, name = field.metadata, field.name
+def _define(field: dataclasses.Field, default: Any, flag_values: flags.FlagValues, help_text: str | None = None
+            ) -> None:
+    meta, name = {**field.metadata, "help": help_text or field.metadata["help"]}, field.name
     kind, bounds = meta["kind"], {k: v for k, v in (("lower_bound", meta["lower"]), ("upper_bound", meta["upper"]))
                                   if v is not None}
     if kind == "enum":
@@ -250,8 +251,10 @@ def _default(field: dataclasses.Field) -> Any:
 def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     """Defines the flags of `stpa.train`: --model_dir, --model, the engine sections, the families' options.
 
-    A family option shared by several families (e.g. --backbone) is one flag; when their defaults differ, the flag's
-    default is None and each family applies its own.
+    Family options are per family: each is one flag (absl has one namespace) whose help is its owning families'
+    (`_family_help`), and `from_flags` refuses one given for another `--model` (`check_family_options`). An option
+    several families share (e.g. --backbone) is one flag; when their defaults differ, the flag's default is None and
+    each family applies its own.
     """
     from stpa.engine import family as family_lib
 
@@ -264,18 +267,64 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     for cls in SECTIONS.values():
         for field in _flag_fields(cls):
             _define(field, _default(field), flag_values)
-    shared: dict[str, list[dataclasses.Field]] = {}
-    for fam in family_lib.families():
-        for field in _flag_fields(fam.config_class):
-            shared.setdefault(field.name, []).append(field)
-    for name, fields in shared.items():
+    for name, owners in family_options().items():
         if name in flag_values:
             raise ValueError(f"family option --{name} collides with an engine flag; rename the field.")
+        fields = list(owners.values())
         defaults = {repr(_default(f)) for f in fields}
-        _define(fields[0], _default(fields[0]) if len(defaults) == 1 else None, flag_values)
+        _define(fields[0], _default(fields[0]) if len(defaults) == 1 else None, flag_values,
+                help_text=_family_help(owners, len(names)))
     flags.DEFINE_list("model_options", [], "Family options as key=value (read into the family's typed options; "
                       "e.g. frozen_bn=True, lstm_units=32). Kept for old flagfiles: every option is also a flag.",
                       flag_values=flag_values)
+
+
+def family_options() -> dict[str, dict[str, dataclasses.Field]]:
+    """{flag name: {family name: its field}} of every registered family's options, in registration order."""
+    from stpa.engine import family as family_lib
+
+    options: dict[str, dict[str, dataclasses.Field]] = {}
+    for fam in family_lib.families():
+        for field in _flag_fields(fam.config_class):
+            options.setdefault(field.name, {})[fam.name] = field
+    return options
+
+
+def _family_help(owners: Mapping[str, dataclasses.Field], num_families: int) -> str:
+    """The help of a family option: its owners' text, prefixed by the families it belongs to unless all have it."""
+    helps: dict[str, list[str]] = {}
+    for name, field in owners.items():
+        helps.setdefault(field.metadata["help"], []).append(name)
+    if len(helps) == 1 and len(owners) == num_families:
+        return next(iter(helps))
+    return " | ".join(f"(--model={', '.join(names)}) {text}" for text, names in helps.items())
+
+
+def check_family_options(model: str, values: Mapping[str, Any]) -> None:
+    """Refuses an option of another family given with `--model=model` (it would be silently ignored).
+
+    An option that flagfiles written before the families had their own flags carry for every run (the owning
+    family's `ModelFamily.old_shared_flags`, at its default value) is accepted and dropped.
+
+    Args:
+      model: the chosen family.
+      values: flat flag names -> values, as given (None: not given).
+
+    Raises:
+      ValueError: one line naming the option and the families it belongs to.
+    """
+    from stpa.engine import family as family_lib
+
+    own = {f.name for f in dataclasses.fields(family_lib.get_family(model).config_class)}
+    for name, owners in family_options().items():
+        if name in own or values.get(name) is None:
+            continue
+        tolerated = [fam for fam, field in owners.items()
+                     if name in family_lib.get_family(fam).old_shared_flags
+                     and _convert(field, values[name]) == _default(field)]
+        if not tolerated:
+            raise ValueError(f"--{name} is an option of --model={', '.join(owners)}, not of --model={model}: drop it "
+                             f"or choose --model={next(iter(owners))}.")
 
 
 def _convert(field: dataclasses.Field, value: Any) -> Any:
@@ -305,13 +354,15 @@ def from_values(values: Mapping[str, Any]) -> RunConfig:
     """A RunConfig from flat names (the flag names), e.g. {"model_dir": d, "backbone": "tiny"}.
 
     Raises:
-      ValueError: an unknown name, listing the allowed ones; an unknown family or `model_options` key.
+      ValueError: an unknown name, listing the allowed ones; an unknown family or `model_options` key; an option of
+        another family (`check_family_options`).
     """
     from stpa.engine import family as family_lib
 
     values = dict(values)
     model = values.pop("model", None) or family_lib.family_names()[0]
     family = family_lib.get_family(model)
+    check_family_options(model, values)
     model_options = values.pop("model_options", None) or {}
     if not isinstance(model_options, Mapping):
         model_options = parse_options(model_options, "model_options")
@@ -329,7 +380,7 @@ def from_values(values: Mapping[str, Any]) -> RunConfig:
                      if name in family_fields and values[name] is not None}
     for name in list(values):
         if values[name] is None or name in _all_family_fields():
-            values.pop(name)  # another family's option left at its default
+            values.pop(name)  # not given, or another family's option an old flagfile carries at its default
     model_dir = values.pop("model_dir", None)
     if values:
         allowed = sorted({"model_dir", "model", "model_options", *family_fields,
@@ -346,10 +397,12 @@ def _all_family_fields() -> set[str]:
 
 
 def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> RunConfig:
-    """The RunConfig of parsed flags (`define_flags`)."""
+    """The RunConfig of parsed flags (`define_flags`): family options only where given (not at the flag default)."""
+    family_names = _all_family_fields()
     values = {name: flag_values[name].value for name in flag_values if name in _run_flag_names()
               and (flag_values[name].present or name in ("model_dir", "model", "model_options")
-                   or flag_values[name].value is not None)}
+                   or (flag_values[name].value is not None and name not in family_names)
+                   or (name in family_names and not flag_values[name].using_default_value))}
     values["model_options"] = parse_options(flag_values["model_options"].value, "model_options") \
         if "model_options" in flag_values else {}
     return from_values(values)

@@ -79,12 +79,17 @@ class ModelFamily(abc.ABC):
       config_class: the typed dataclass of the family's options; each field with `engine.config.option` metadata is
         a flag of `stpa.train` (and is written to flags.txt) when this family is chosen.
       attention_outputs: names of the outputs model's attention tensors that serving returns and pictures draw.
-      legacy_options: `--model_options` keys read into typed fields (old flagfiles); default: every field.
+      old_shared_flags: options of this family that flagfiles of the other families, written before each family had
+        its own flags (their flags.txt holds every option), carry at this family's default: accepted there at that
+        default (and ignored); any other value fails (`engine.config.check_family_options`). Default: none.
+
+    Every typed field is also a `--model_options=key=value` key (old flagfiles).
     """
 
     name: ClassVar[str] = ""
     config_class: ClassVar[type] = type(None)
     attention_outputs: ClassVar[tuple[str, ...]] = ()
+    old_shared_flags: ClassVar[tuple[str, ...]] = ()
 
     # --------------------------------------------------------------------------------------------------- config
     def make_config(self, values: Mapping[str, Any], model_options: Mapping[str, Any] | None = None) -> Any:
