@@ -16,7 +16,6 @@ import numpy as np
 import tensorflow as tf
 
 from data import augment, files
-from stpa.engine import config as config_lib
 from stpa.engine import family as family_lib
 from stpa.engine import inference, inputs
 from stpa.engine.score_files import ScoreSet
@@ -193,8 +192,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
     manifest = source.read_manifest(split)
     if model_dir is not None:
         model = checkpoints.load_model(model_dir, which)
-        preprocess = family.input_spec(family.make_config(config["build"]), config_lib.data_of_run(config)).preprocess \
-            if source.frames_on_device else None
+        preprocess = inference.run_preprocess(config) if source.frames_on_device else None
         logits_fn = make_logits_fn(model, jit_compile=jit_compile, flip_targets=run_flip_targets(config))
     else:
         loaded = tf.saved_model.load(saved_model)

@@ -58,6 +58,23 @@ class InferenceResult:
         return len(self.logits)
 
 
+def run_preprocess(config: Mapping) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The one derivation of a trained run's input preprocessing, from its stored config.
+
+    Args:
+      config: the run's config.json dict (or a SavedModel's export config): "build" (with "model") and the data
+        keys of `stpa.engine.config.data_of_run`.
+
+    Returns:
+      The family's `input_spec(...).preprocess`: uint8 frames [..., H, W, C] -> the model's float input.
+    """
+    from stpa.engine import config as config_lib
+    from stpa.engine import family as family_lib
+
+    family = family_lib.get_family(config["build"]["model"])
+    return family.input_spec(family.make_config(config["build"]), config_lib.data_of_run(config)).preprocess
+
+
 def _as_str(values: np.ndarray) -> np.ndarray:
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
 

@@ -189,15 +189,15 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
     Returns:
       The archive (call `.write_out(path)`).
     """
-    from stpa.engine import config as config_lib
     from stpa.engine import family as family_lib
+    from stpa.engine import inference
 
     family = family_lib.get_family(config["build"]["model"])
     error = family.export_error(config)
     if error:
         raise ValueError(error)
     outputs_model = family.outputs_model(model)
-    preprocess = family.input_spec(family.make_config(config["build"]), config_lib.data_of_run(config)).preprocess
+    preprocess = inference.run_preprocess(config)
     size, modality, flow_length = int(config["input_size"]), config["modality"], int(config["flow_length"])
     channels = 3 if modality == "rgb" else 2 * flow_length
     multi_label = bool(config.get("multi_label", False))
