@@ -5,7 +5,8 @@ Two input modes:
     of a ResNet in the paper, 7x7x2048 at 224; Table 4) by folding time into the batch, trained end to end;
   - cached features: `(B, n, h, w, C)` backbone features extracted once (`st_attn.features`), how the authors trained.
 
-`stpa.models.build_model(model="st_attn", ...)` builds the backbone and calls `build_st_attn_network`. The layer
+The ST-attn family (`st_attn.family.StAttnFamily.build`) builds the backbone's feature extractor
+(`stpa.blocks.backbones.feature_extractor`) and calls `build_st_attn_network`, or calls it on cached features. The layer
 names are part of the interface: `spatial_attention_mask` outputs the mask `(B, n, h, w, 1)`, `temporal_attention`
 outputs `[H_bar (B, h, w, units), weights (B, n_steps, n)]`; `attention_endpoints(model)` returns them by name, also
 for a model reloaded from `.keras`.
