@@ -1,6 +1,7 @@
 """stpa.engine.figures: labelled confusion matrix, per-class accuracy / table, training curves from real event files."""
 
 import csv
+import io
 import os
 import time
 
@@ -32,6 +33,19 @@ def _decoded_variance(path):
     return image, float(image.astype(np.float64).std())
 
 
+def _assert_png_is_the_figure(path, figure):
+    """The PNG on disk (lossless) holds exactly the figure as the in-process Agg renderer draws it.
+
+    ``figure`` must be a fresh one, never drawn: constrained layout moves things by a pixel on a second drawing.
+    """
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="rgba", dpi=figure.dpi)  # the Agg renderer's raw pixels, no PNG encoding
+    written = cv2.imread(path)[..., ::-1]  # BGR on disk -> RGB (H, W, 3)
+    assert buffer.getbuffer().nbytes == written.shape[0] * written.shape[1] * 4
+    rendered = np.frombuffer(buffer.getvalue(), np.uint8).reshape(*written.shape[:2], 4)[..., :3]  # (H, W, 3) RGB
+    np.testing.assert_array_equal(written, rendered)
+
+
 def _texts(figure):
     return [text.get_text() for text in figure.findobj(lambda artist: hasattr(artist, "get_text"))]
 
@@ -52,6 +66,7 @@ def test_confusion_figure_small_names_counts_normalisation(tmp_path):
     path = figures.save_figure(figure, str(tmp_path / "eval" / "confusion.png"))
     image, spread = _decoded_variance(path)
     assert spread > 20 and image.shape[0] > 300  # not blank, not an 8x8-pixel thumbnail
+    _assert_png_is_the_figure(path, figures.confusion_figure(matrix, UCF_LIKE))
 
 
 def test_normalise_rows_leaves_empty_rows_at_zero():
@@ -85,6 +100,7 @@ def test_confusion_figure_stays_legible_for_many_classes(tmp_path, num_classes):
     path = figures.write_confusion_matrix(str(tmp_path / f"cm{num_classes}.png"), _matrix(num_classes), names)
     _, spread = _decoded_variance(path)
     assert spread > 5
+    _assert_png_is_the_figure(path, figures.confusion_figure(_matrix(num_classes), names))
 
 
 def test_confusion_figure_pdf_and_wrong_names(tmp_path):
@@ -115,6 +131,7 @@ def test_per_class_figure_sorted_with_names_and_table(tmp_path):
     assert {"50%", "75%", "100%"} <= set(_texts(figure))
     path = figures.save_figure(figure, str(tmp_path / "per_class.png"))
     assert _decoded_variance(path)[1] > 20
+    _assert_png_is_the_figure(path, figures.per_class_figure(values, names))
     table = figures.write_per_class_table(str(tmp_path / "per_class.csv"), values, names, np.array([4, 0, 8, 2]),
                                           np.array([3, 0, 4, 2]))
     with open(table, newline="") as f:
@@ -178,6 +195,7 @@ def test_training_curves_figure_and_file(tmp_path):
     assert path == os.path.join(model_dir, "training_curves.png")
     image, spread = _decoded_variance(path)
     assert spread > 20 and image.shape[1] > 1000
+    _assert_png_is_the_figure(path, figures.training_curves_figure(model_dir))
     with pytest.raises(FileNotFoundError, match="no TensorBoard scalars"):
         figures.write_training_curves(str(tmp_path / "empty"))
     assert not os.path.exists(tmp_path / "empty" / "training_curves.png")
