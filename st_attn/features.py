@@ -382,12 +382,16 @@ def run_feature_extractor(
       ValueError: the run is not a TSN run, or its backbone / modality / input size / flow length differ.
       FileNotFoundError: no config.json or no checkpoint.
     """
+    from stpa.blocks.backbone_options import BackboneFamily
     from stpa.blocks.backbones import feature_extractor
     from stpa.engine import checkpoints
+    from stpa.engine import family as family_lib
 
     config = checkpoints.load_run_config(run_dir)
     build = config.get("build", {})
-    if build.get("model") != "tsn":
+    family = family_lib.get_family(build["model"]) if build.get("model") in family_lib.family_names() else None
+    if not isinstance(family, BackboneFamily) or family.attention_outputs:
+        # The trunk is copied layer by layer: a backbone family's run without an attention layer (TSN's).
         raise ValueError(f"--weights={run_dir} is a run of --model={build.get('model')!r}; the fine-tuned trunk of "
                          "Sec. 3.1 comes from a `python -m stpa.train --model=tsn` run.")
     wanted = {"backbone": backbone, "modality": modality,

@@ -348,10 +348,11 @@ def open_attention_run(flag_values, *, batch_size: int) -> AttentionRun:
       flag_values: parsed flags of `define_run_flags`.
       batch_size: clips per forward pass.
 
+    The run directory's family must be registered (a command line's `main` imports `stpa.families` first).
+
     Raises:
       ValueError: neither --records_dir nor --features_dir.
     """
-    import stpa.families  # noqa: F401 - the composition root: a run directory's family rebuilds its network.
     from st_attn import features
 
     config = flag_values
@@ -473,6 +474,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from absl import flags
 
+    import stpa.families  # noqa: F401 - the composition root: a run directory's family rebuilds its network.
     from data import files
     from data import records as record_format
 

@@ -224,6 +224,7 @@ def main(argv: Sequence[str]) -> None:
     del argv
     from absl import flags
 
+    import stpa.families  # noqa: F401 - the composition root: a run directory's family rebuilds its network.
     from data import records as record_format
     from st_attn.localize import collect_attention, open_attention_run
 
