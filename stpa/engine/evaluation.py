@@ -9,6 +9,7 @@ Used by `stpa.evaluate`, by validation inside `stpa.train`, and by `stpa.quickst
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 
@@ -144,6 +145,58 @@ def default_output(model_dir: str | None, saved_model: str | None, split: str, t
     return os.path.join(base, "eval", f"scores_{split}_K{test_frames}_crops{crops}.npz")
 
 
+@dataclasses.dataclass(frozen=True)
+class _EvaluatedRun:
+    """The one place that resolves what `evaluate` scores -- a run directory's checkpoint or a SavedModel.
+
+    Attributes:
+      model_dir: run directory of stpa.train, or None for a SavedModel.
+      saved_model: SavedModel directory of stpa.export, or None for a run directory.
+      which: "best" or "last" checkpoint of `model_dir`.
+      config: the run's config.json dict (a SavedModel's export config).
+    """
+
+    model_dir: str | None
+    saved_model: str | None
+    which: str
+    config: dict
+
+    @classmethod
+    def open(cls, model_dir: str | None, saved_model: str | None, which: str) -> _EvaluatedRun:
+        """Reads the run's config (exactly one of `model_dir` / `saved_model` is given)."""
+        if model_dir is not None:
+            from stpa.engine import checkpoints
+
+            return cls(model_dir, None, which, checkpoints.load_run_config(model_dir))
+        from stpa.engine import serving
+
+        return cls(None, saved_model, which, serving.read_export_config(saved_model))
+
+    def forward(self, *, frames_on_device: bool, jit_compile: bool
+                ) -> tuple[Callable[[tf.Tensor], tf.Tensor], Callable[[tf.Tensor], tf.Tensor] | None]:
+        """Loads the model.
+
+        Args:
+          frames_on_device: the input source hands the model raw frames, to be preprocessed in the input pipeline.
+          jit_compile: XLA-compile the forward pass (run directories only).
+
+        Returns:
+          `(logits_fn, preprocess)`: `make_logits_fn`'s [B, K, H, W, C] (or crops-folded) -> [B, classes] logits,
+          with the run's flip label map; the input pipeline's preprocessing, or None (a SavedModel's
+          serve_frames normalises in-graph; a features source needs none).
+        """
+        flip_targets = run_flip_targets(self.config)
+        if self.model_dir is not None:
+            from stpa.engine import checkpoints
+
+            model = checkpoints.load_model(self.model_dir, self.which)
+            preprocess = inference.run_preprocess(self.config) if frames_on_device else None
+            return make_logits_fn(model, jit_compile=jit_compile, flip_targets=flip_targets), preprocess
+        serve = tf.saved_model.load(self.saved_model).signatures["serve_frames"]
+        return make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"],
+                              flip_targets=flip_targets), None
+
+
 def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str | None = None,
              which: str = "last", split: str = "test", test_frames: int = 25, crops: int = 1,
              batch_size: int = 4, max_videos: int | None = None, output: str | None = None,
@@ -170,7 +223,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
       "per_class_png", "per_class_csv", "confusion_png" (single-label only) and "training_curves_png" (`model_dir`
       runs with TensorBoard summaries; None otherwise).
     """
-    from stpa.engine import checkpoints, metrics, score_files
+    from stpa.engine import metrics, score_files
 
     if jit_compile and saved_model is not None:
         raise ValueError("--jit_compile applies to --model_dir runs; a SavedModel's signature runs as exported.")
@@ -178,28 +231,15 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
         raise ValueError("give exactly one of --model_dir or --saved_model.")
     if crops not in (1, 3, 10):
         raise ValueError(f"--crops must be one of [1, 3, 10], got {crops}.")
-    if model_dir is not None:
-        config = checkpoints.load_run_config(model_dir)
-    else:
-        from stpa.engine import serving
-
-        config = serving.read_export_config(saved_model)
+    run = _EvaluatedRun.open(model_dir, saved_model, which)
+    config = run.config
     family = family_lib.get_family(config["build"]["model"])
     source = inputs.source_for(family, config, records_dir)  # The run's input: frames, or a family's (features).
     if crops not in source.crops:
         raise ValueError(f"--crops={crops}: this run's input ({source.name}) allows {list(source.crops)}.")
     source.check_splits([split], flags_hint="pass --split")
     manifest = source.read_manifest(split)
-    if model_dir is not None:
-        model = checkpoints.load_model(model_dir, which)
-        preprocess = inference.run_preprocess(config) if source.frames_on_device else None
-        logits_fn = make_logits_fn(model, jit_compile=jit_compile, flip_targets=run_flip_targets(config))
-    else:
-        loaded = tf.saved_model.load(saved_model)
-        preprocess = None  # serve_frames normalises in-graph.
-        serve = loaded.signatures["serve_frames"]
-        logits_fn = make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"],
-                                   flip_targets=run_flip_targets(config))
+    logits_fn, preprocess = run.forward(frames_on_device=source.frames_on_device, jit_compile=jit_compile)
     multi_label = bool(config.get("multi_label", False))
     dataset = source.dataset(split, training=False, num_frames=test_frames, batch_size=batch_size,
                              multi_label=multi_label, num_classes=config["build"]["num_classes"],
@@ -217,7 +257,7 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
                    "metrics_file": stem + ".json", "model_dir": model_dir, "saved_model": saved_model})
     class_names = config.get("class_names") or manifest.get("class_names") or None
     report.update(write_figures(stem, scores, class_names))
-    if model_dir is not None:
+    if run.model_dir is not None:
         from stpa.engine import figures
 
         try:
