@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from typing_extensions import override
 
-from st_attn import features as features_lib
+from st_attn import feature_cache as features_lib
 from st_attn import losses as st_losses
 from st_attn import models as st_models
 from stpa.blocks import backbones as backbones_lib

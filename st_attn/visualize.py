@@ -195,7 +195,7 @@ def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) ->
 def _define_flags() -> None:
     from absl import flags
 
-    from st_attn.localize import define_run_flags
+    from st_attn.attention_runs import define_run_flags
 
     define_run_flags(records_required=True)
     flags.DEFINE_list("video_ids", None, "Videos to draw (default: the first --num_videos).")
@@ -207,7 +207,7 @@ def _define_flags() -> None:
 
 def _clip_frames(entry: dict, frame_indices: np.ndarray, input_size: int) -> np.ndarray:
     """The network's view of a clip: frames decoded from a record, short side resized, centre crop (uint8)."""
-    from st_attn.localize import centre_crop_window
+    from st_attn.localization_tables import centre_crop_window
 
     frames = []
     for index in frame_indices:
@@ -226,7 +226,8 @@ def main(argv: Sequence[str]) -> None:
 
     import stpa.families  # noqa: F401 - the composition root: a run directory's family rebuilds its network.
     from data import records as record_format
-    from st_attn.localize import collect_attention, open_attention_run
+    from st_attn.attention_runs import open_attention_run
+    from st_attn.localization_tables import collect_attention
 
     config = flags.FLAGS
     run = open_attention_run(config, batch_size=1)
@@ -252,7 +253,7 @@ def main(argv: Sequence[str]) -> None:
 
 def _draw_video(video, entry: dict, input_size: int, out_dir: str, max_frames: int, gif_ms: int) -> None:
     """Writes one video's attention strip, GIF and box strip, then prints their paths."""
-    from st_attn.localize import centre_crop_window
+    from st_attn.localization_tables import centre_crop_window
 
     frames = _clip_frames(entry, video.frame_indices, input_size)  # (n, S, S, 3)
     shown = displayable(frames)
