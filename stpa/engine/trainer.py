@@ -496,64 +496,92 @@ class Trainer:
             logging.info("%s is already at step %d >= max_steps %d; nothing to train.", config.model_dir, start,
                          max_steps)
         else:
-            if self._train_step is None:
-                self._train_step = self.make_train_step()
-            # The stream is a function of (seed, position): continue it after the clips already consumed.
-            iterator = iter(self.train_dataset(seed=config.loop.seed, skip=int(self.input_clips.numpy())))
-            window = self._new_window()
-            bar = tqdm.tqdm(total=max_steps, initial=start, desc=f"train {os.path.basename(config.model_dir)}",
-                            unit="step", disable=not config.loop.progress or not self.is_chief, dynamic_ncols=True)
-            try:
-                while int(self.step.numpy()) < max_steps:
-                    tick = time.perf_counter()
-                    result = self._train_step(iterator)
-                    values = {name: float(value) for name, value in result.items()}
-                    elapsed = time.perf_counter() - tick
-                    step = int(self.step.numpy())
-                    if not all(math.isfinite(values[name]) for name in values if name not in ("hits", "clips")):
-                        raise NonFiniteLossError(
-                            f"the training loss became non-finite at step {step} ("
-                            + ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k not in ("hits", "clips"))
-                            + f"). Stopped without saving; the last good checkpoint is {self.manager.latest_checkpoint}"
-                            " . Lower --learning_rate, or try --mixed_precision=none.")
-                    for name, value in values.items():
-                        if name not in ("hits", "clips"):
-                            window["sums"][name] = window["sums"].get(name, 0.0) + value
-                    window["steps"] += 1
-                    window["clips"] += values["clips"]
-                    window["hits"] += values["hits"]
-                    if step > start + 1:  # The first step includes tracing; keep it out of clips/s.
-                        window["time"] += elapsed
-                        window["timed_clips"] += values["clips"]
-                    bar.update(1)
-                    if step % config.loop.log_every == 0 or step == max_steps:
-                        last_logged = self._log_train(train_writer, step, window)
-                        bar.set_postfix(loss=f"{last_logged['loss/total']:.3f}", top1=f"{last_logged['top1']:.2f}",
-                                        lr=f"{last_logged['learning_rate']:.2g}")
-                        window = self._new_window()
-                    if config.data.eval_split and config.loop.eval_every and step % config.loop.eval_every == 0 \
-                            and step < max_steps:
-                        validation.append((step, self._validate_and_log(val_writer, step)))
-                    if step % config.checkpoint_interval() == 0 or step == max_steps:
-                        checkpoint_path = self.save() or checkpoint_path
-            except KeyboardInterrupt:
-                checkpoint_path = self.save() or checkpoint_path
-                logging.warning("Interrupted at step %d; saved %s. Re-run the same command to resume.",
-                                int(self.step.numpy()), checkpoint_path)
-                raise
-            finally:
-                bar.close()
+            last_logged, checkpoint_path = self._train_steps(start, max_steps, train_writer, val_writer, validation,
+                                                             checkpoint_path)
         step = int(self.step.numpy())
-        if config.data.eval_split and (not validation or validation[-1][0] != step):
-            validation.append((step, self._validate_and_log(val_writer, step)))
-        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
-            checkpoint_path = self.save() or checkpoint_path
+        checkpoint_path = self._finish(step, val_writer, validation, checkpoint_path)
         train_writer.flush()
         val_writer.flush()
         best = float(self.best_metric.numpy())
         return TrainResult(model_dir=config.model_dir, step=step, start_step=start, train_metrics=last_logged,
                            validation=validation, best_metric=None if best < 0 else best,
                            checkpoint=checkpoint_path)
+
+    def _train_steps(self, start: int, max_steps: int, train_writer, val_writer, validation: list,
+                     checkpoint_path: str | None) -> tuple[dict[str, float], str | None]:
+        """The step loop from `start` to `max_steps`: logs, validates (appending to `validation`) and checkpoints.
+
+        Returns:
+          `(last_logged, checkpoint_path)`: the last logged training metrics ({} if none) and the latest checkpoint.
+        """
+        config = self.config
+        last_logged = {}
+        if self._train_step is None:
+            self._train_step = self.make_train_step()
+        # The stream is a function of (seed, position): continue it after the clips already consumed.
+        iterator = iter(self.train_dataset(seed=config.loop.seed, skip=int(self.input_clips.numpy())))
+        window = self._new_window()
+        bar = tqdm.tqdm(total=max_steps, initial=start, desc=f"train {os.path.basename(config.model_dir)}",
+                        unit="step", disable=not config.loop.progress or not self.is_chief, dynamic_ncols=True)
+        try:
+            while int(self.step.numpy()) < max_steps:
+                tick = time.perf_counter()
+                result = self._train_step(iterator)
+                values = {name: float(value) for name, value in result.items()}
+                elapsed = time.perf_counter() - tick
+                step = int(self.step.numpy())
+                self._check_finite(step, values)
+                # The first step includes tracing; keep it out of clips/s.
+                self._accumulate(window, values, elapsed if step > start + 1 else None)
+                bar.update(1)
+                if step % config.loop.log_every == 0 or step == max_steps:
+                    last_logged = self._log_train(train_writer, step, window)
+                    bar.set_postfix(loss=f"{last_logged['loss/total']:.3f}", top1=f"{last_logged['top1']:.2f}",
+                                    lr=f"{last_logged['learning_rate']:.2g}")
+                    window = self._new_window()
+                if config.data.eval_split and config.loop.eval_every and step % config.loop.eval_every == 0 \
+                        and step < max_steps:
+                    validation.append((step, self._validate_and_log(val_writer, step)))
+                if step % config.checkpoint_interval() == 0 or step == max_steps:
+                    checkpoint_path = self.save() or checkpoint_path
+        except KeyboardInterrupt:
+            checkpoint_path = self.save() or checkpoint_path
+            logging.warning("Interrupted at step %d; saved %s. Re-run the same command to resume.",
+                            int(self.step.numpy()), checkpoint_path)
+            raise
+        finally:
+            bar.close()
+        return last_logged, checkpoint_path
+
+    def _check_finite(self, step: int, values: dict[str, float]) -> None:
+        """Raises NonFiniteLossError if a loss term of this step is NaN/Inf (the counters "hits"/"clips" aside)."""
+        if not all(math.isfinite(values[name]) for name in values if name not in ("hits", "clips")):
+            raise NonFiniteLossError(
+                f"the training loss became non-finite at step {step} ("
+                + ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k not in ("hits", "clips"))
+                + f"). Stopped without saving; the last good checkpoint is {self.manager.latest_checkpoint}"
+                " . Lower --learning_rate, or try --mixed_precision=none.")
+
+    @staticmethod
+    def _accumulate(window: dict, values: dict[str, float], elapsed: float | None) -> None:
+        """Adds one step's loss terms, clips and hits to the logging window; `elapsed` (None: untimed) to clips/s."""
+        for name, value in values.items():
+            if name not in ("hits", "clips"):
+                window["sums"][name] = window["sums"].get(name, 0.0) + value
+        window["steps"] += 1
+        window["clips"] += values["clips"]
+        window["hits"] += values["hits"]
+        if elapsed is not None:
+            window["time"] += elapsed
+            window["timed_clips"] += values["clips"]
+
+    def _finish(self, step: int, val_writer, validation: list, checkpoint_path: str | None) -> str | None:
+        """Validates and saves the final step unless that was already done; returns the latest checkpoint path."""
+        if self.config.data.eval_split and (not validation or validation[-1][0] != step):
+            validation.append((step, self._validate_and_log(val_writer, step)))
+        if self.manager.latest_checkpoint is None or not self.manager.latest_checkpoint.endswith(f"-{step}"):
+            checkpoint_path = self.save() or checkpoint_path
+        return checkpoint_path
 
     def _report(self, message: str) -> None:
         """A line for the user: above the progress bar when there is one, else in the log."""
