@@ -530,7 +530,7 @@ def finalize_split(plan: SplitPlan, flags: dict, shard_indices: list[dict] | Non
     with gfile.GFile(temporary, "w") as f:
         f.write("".join(f"{failure['source']}\t{failure['reason']}\n" for failure in failures))
     gfile.rename(temporary, failures_path, overwrite=True)
-    records.write_json_atomic(os.path.join(plan.split_dir, records.MANIFEST_NAME), manifest)
+    records.write_manifest(plan.split_dir, manifest)
     return True
 
 
