@@ -36,7 +36,7 @@ from stpa.blocks import backbones as backbones_lib
 from stpa.blocks.backbones import LEVELS, MODALITIES, TOP_LEVELS, Backbone, WeightsUnavailableError, build_backbone
 from stpa.blocks.preprocessing import preprocess_for
 from stpa.blocks.video_ops import FlattenPositions, FoldTime, UnfoldTime
-from stpa.engine.family import classification_loss, weight_decay_loss
+from stpa.engine.family import classification_loss, total_loss, weight_decay_loss
 from stpa.layers import FUSIONS, PyramidAttention, UniformAttention
 
 MODELS = ("stpa", "tsn")
@@ -388,6 +388,4 @@ def loss_terms(
             )
         if gamma:
             terms["attention"] = gamma * stpa_losses.attention_loss(outputs["attention"], outputs["scale_logits"])
-    terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
-    terms["total"] = tf.add_n(list(terms.values()))
-    return terms
+    return total_loss(terms)

@@ -50,6 +50,20 @@ def classification_loss(labels: tf.Tensor, logits: tf.Tensor, multi_label: bool 
 
 
 
+def total_loss(terms: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """The one sum of an objective: the weighted terms as float32, with "total", their sum.
+
+    Args:
+      terms: {name: scalar}, each term already multiplied by its coefficient (e.g. Eq. 9's).
+
+    Returns:
+      {name: float32 scalar} with "total" added.
+    """
+    terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
+    terms["total"] = tf.add_n(list(terms.values()))
+    return terms
+
+
 def weight_decay_loss(model: keras.Model) -> tf.Tensor:
     """The sum of w^2 over the trainable kernels (rank >= 2: conv, dense, attention; no biases or BN), float32."""
     kernels = [weight for weight in model.trainable_weights if len(weight.shape) >= 2]
@@ -256,6 +270,17 @@ def register_family(family: ModelFamily) -> ModelFamily:
 def family_names() -> tuple[str, ...]:
     """Registered family names, in registration order."""
     return tuple(_REGISTRY)
+
+
+def unregister_family(name: str) -> ModelFamily:
+    """Removes a registered family (tests, plugins that replace one) and returns it.
+
+    Raises:
+      ValueError: no family of that name is registered.
+    """
+    if name not in _REGISTRY:
+        raise ValueError(f"no model family {name!r} is registered; registered: {list(_REGISTRY)}.")
+    return _REGISTRY.pop(name)
 
 
 def get_family(name: str) -> ModelFamily:

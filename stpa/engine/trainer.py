@@ -114,13 +114,6 @@ def make_optimizer(config: config_lib.OptimConfig, schedule: schedules.Schedule)
     return optimizer
 
 
-def total_loss(terms: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """The family's weighted terms as float32, with "total", their sum."""
-    terms = {name: tf.cast(value, tf.float32) for name, value in terms.items()}
-    terms["total"] = tf.add_n(list(terms.values()))
-    return terms
-
-
 def top1_hits(logits: tf.Tensor, labels: tf.Tensor) -> tf.Tensor:
     """Number of clips whose highest-scoring class is (one of) the true class(es); float32 scalar."""
     predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (B,)
@@ -262,7 +255,7 @@ class Trainer:
     # ----------------------------------------------------------------------------------------------- set-up helpers
     def _loss_terms(self, outputs, labels) -> dict[str, tf.Tensor]:
         """The family's weighted objective terms and their "total"."""
-        return total_loss(self.family.loss_terms(self.config.family, outputs, labels, self.model,
+        return family_lib.total_loss(self.family.loss_terms(self.config.family, outputs, labels, self.model,
                                                  multi_label=self.multi_label,
                                                  weight_decay=self.config.optim.weight_decay))
 

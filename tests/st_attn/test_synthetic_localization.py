@@ -23,7 +23,7 @@ from data import records, synthetic
 from st_attn import features, localize, models
 from st_attn.family import ST_ATTN
 from stpa.blocks.preprocessing import preprocess_for
-from stpa.engine import trainer as train_lib
+from stpa.engine import family as family_lib
 
 SIZE, FRAMES, STEPS = 64, 8, 120
 
@@ -85,7 +85,7 @@ def test_weakly_supervised_masks_beat_the_centred_box(tmp_path):
     @tf.function
     def train_step(x, y):
         with tf.GradientTape() as tape:
-            terms = train_lib.total_loss(ST_ATTN.loss_terms(ST_ATTN.make_config({}), probe(x, training=True), y, model,
+            terms = family_lib.total_loss(ST_ATTN.loss_terms(ST_ATTN.make_config({}), probe(x, training=True), y, model,
                                                             multi_label=False, weight_decay=0.0))
         gradients = tape.gradient(terms["total"], model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))

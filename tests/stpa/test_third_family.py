@@ -80,15 +80,13 @@ def _reference_logits(frames: np.ndarray, weights: list[np.ndarray]) -> np.ndarr
 
 
 @pytest.fixture
-def toy_family(monkeypatch):
-    """The toy family registered in this process for one test, and removed again afterwards.
-
-    `stpa.engine.family` has no public unregister yet; monkeypatch.setitem undoes exactly what it added.
-    """
-    family = ToyFamily()
-    monkeypatch.setitem(family_lib._REGISTRY, family.name, family)
-    yield family
-    # monkeypatch's undo runs after this: the registry is as before the test.
+def toy_family():
+    """The toy family registered in this process for one test, and removed again afterwards."""
+    family = family_lib.register_family(ToyFamily())
+    try:
+        yield family
+    finally:
+        family_lib.unregister_family(family.name)
 
 
 @pytest.mark.slow
