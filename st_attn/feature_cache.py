@@ -313,22 +313,13 @@ def feature_dataset(
         else:
             chosen = sampling.centre_offsets_tf(stored, frames)
         features = tf.cast(tf.gather(features, chosen), tf.float32)  # (n, h, w, C)
-        label_index = tf.cast(tf.sparse.to_dense(example[_LABELS]), tf.int32)
-        if multi_label:
-            labels = tf.minimum(tf.reduce_sum(tf.one_hot(label_index, num_classes, dtype=tf.float32), axis=0), 1.0)
-        else:
-            labels = tf.concat([label_index, [-1]], axis=0)[0]
+        label_index = tf.sparse.to_dense(example[_LABELS])  # (n_labels,)
+        # The frame pipeline's label and metadata handling (the feature records keep the video records' keys).
+        labels = pipeline.label_targets(tf.RaggedTensor.from_tensor(label_index[None]), multi_label, num_classes)[0]
         if not with_metadata:
             return features, labels
-        metadata = {
-            "video_id": example[_VIDEO_ID],
-            "frame_indices": tf.cast(tf.gather(example[_FRAME_INDICES], chosen), tf.int32),
-            "num_frames": tf.cast(example[_NUM_FRAMES], tf.int32),
-            "fps": example[_FPS],
-            "height": tf.cast(example[_HEIGHT], tf.int32),
-            "width": tf.cast(example[_WIDTH], tf.int32),
-        }
-        return features, labels, metadata
+        frame_indices = tf.cast(tf.gather(example[_FRAME_INDICES], chosen), tf.int32)  # (n,)
+        return features, labels, pipeline.clip_metadata(example, frame_indices)
 
     files = _feature_files(features_dir)
     per_replica_batch = pipeline.per_replica_batch_size(batch_size, input_context)
