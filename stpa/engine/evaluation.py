@@ -192,8 +192,9 @@ class _EvaluatedRun:
             model = checkpoints.load_model(self.model_dir, self.which)
             preprocess = inference.run_preprocess(self.config) if frames_on_device else None
             return make_logits_fn(model, jit_compile=jit_compile, flip_targets=flip_targets), preprocess
-        serve = tf.saved_model.load(self.saved_model).signatures["serve_frames"]
-        return make_logits_fn(lambda frames, training=False: serve(frames=frames)["logits"],
+        # The closure holds the loaded object itself: a signature alone does not keep its variables alive.
+        loaded = tf.saved_model.load(self.saved_model)
+        return make_logits_fn(lambda frames, training=False: loaded.signatures["serve_frames"](frames=frames)["logits"],
                               flip_targets=flip_targets), None
 
 
