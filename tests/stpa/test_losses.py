@@ -6,8 +6,8 @@ import tensorflow as tf
 
 from stpa.layers import PyramidAttention, flatten_positions
 from stpa.losses import attention_loss, interaction_loss
+from tests.helpers.pyramid_inputs import make_inputs, randomise
 from tests.stpa import pyramid_reference as ref
-from tests.stpa.test_layers import make_inputs, randomise
 
 
 def test_interaction_loss_known_values():

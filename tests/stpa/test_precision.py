@@ -14,8 +14,8 @@ import tensorflow as tf
 
 from stpa import models
 from stpa.layers import PyramidAttention
+from tests.helpers.pyramid_inputs import assert_close, make_inputs, randomise
 from tests.stpa import pyramid_reference as ref
-from tests.stpa.test_layers import assert_close, make_inputs, randomise
 
 
 def test_pyramid_attention_under_xla_matches_reference_and_graph_gradients():

@@ -22,8 +22,8 @@ from data import flow as flow_lib
 from data import pipeline, sampling, video_io
 from stpa import models
 from stpa.engine import checkpoints, serving
+from tests.helpers.clip_reference import reference_clip as _reference_clip
 from tests.stpa.cli_fixtures import make_run_dir
-from tests.stpa.test_export import _reference_clip
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 TEST_FRAMES, FLOW_LENGTH, INPUT_SIZE = 5, 2, 32
