@@ -3,18 +3,8 @@
     python -m st_attn.localize --model_dir=RUN --records_dir=PREPARED [--split=test --num_frames=25]
     python -m st_attn.localize --model_dir=RUN --features_dir=FEATURES        # a model trained on cached features
 
-Runs the model on the TSN test clips of every video of the split (n frames at the segment centres, centre crop),
-turns each frame's mask into a box and each video's temporal attention into segments (`st_attn.localization`), and
-scores them against the ground truth carried in the records (UCF101-24 boxes, THUMOS14 segments; whatever the split
-has): frame-level box mAP at α ∈ {0.05, 0.1, 0.2, 0.3} (Table 5) and segment mAP at α ∈ {0.1, ..., 0.5} (Table 6),
-next to two baselines on the same frames and videos (a centred box of the average ground-truth size; the whole clip
-as one segment). Prints the tables in the paper's layout and writes them as JSON.
-
-Detections carry the video's predicted class (argmax of the logits) and are scored by its probability times the
-attention's confidence (the mean mask value over the selected cells; the mean normalised attention over a segment),
-so mAP is per class as in the paper's benchmarks; a class-agnostic AP (where only the boxes matter) is reported too.
-By default only annotated frames are scored spatially (the spatial question; when the action happens is Table 6's);
-`--all_frames` also counts boxes on sampled frames without ground truth as false positives.
+What it computes and how it scores (frame mAP of the mask boxes, Table 5; segment mAP of the temporal attention,
+Table 6; the centred-box and whole-clip baselines; class-aware and class-agnostic AP): `st_attn.localization_tables`.
 """
 
 from __future__ import annotations
