@@ -235,6 +235,8 @@ def _validate(config: SyntheticConfig) -> None:
         raise ValueError(f"action_fraction must be (low, high) with 0.1 <= low <= high <= 0.8, got {(low, high)}")
     if config.num_distractors < 0 or config.clutter < 0 or not 0 <= config.camera_drift <= 1.0:
         raise ValueError("num_distractors and clutter must be >= 0 and camera_drift in [0, 1] pixels per frame")
+    if not 0 <= config.noise_sigma <= 64:
+        raise ValueError(f"noise_sigma must be in [0, 64] grey levels, got {config.noise_sigma}")
 
 
 def _class_parts(rng: np.random.Generator, num_classes: int) -> tuple[str, tuple[int, int, int]]:
@@ -527,6 +529,8 @@ def _define_flags(flag_values=None) -> None:
     flags.DEFINE_list("actor_radius_range", None, "low,high radius of the actor in pixels, drawn per video "
                       "(default: every actor 7 px).", flag_values=fv)
     flags.DEFINE_integer("clutter", defaults.clutter, "Static blobs painted into the background.", flag_values=fv)
+    flags.DEFINE_float("noise_sigma", defaults.noise_sigma, "Standard deviation of the Gaussian pixel noise added to "
+                       "every frame (grey levels, 0-255); it blurs optical flow more than colour.", flag_values=fv)
     flags.DEFINE_float("camera_drift", defaults.camera_drift, "Largest camera drift, pixels per frame per axis.",
                        flag_values=fv)
     flags.DEFINE_list("action_fraction", list(map(str, defaults.action_fraction)), "low,high length of the action "

@@ -22,6 +22,21 @@ Decision rule (stated before any run): the first candidate, in the order above, 
 validation top-1 both lie in [45, 80] % and whose ST-attn validation top-1 is >= 36.7 % (20 points above chance)
 becomes the benchmark of `experiments/preregistration.md`. If none qualifies, none is chosen: the report says so
 and the next pilot (a new committed candidate list) runs before any study.
+
+Round 1 (A-C, `experiments/results/pilot/pilot.csv`) chose none: TSN flow was at 79-98 % validation and TSN RGB at
+27-44 %, and every setting tried moved both streams the same way. Round 2 (`--round=2`, committed before it ran,
+`pilot2.csv`) therefore moves them separately, starting from C (the candidate closest to the band): larger actors
+raise RGB (C over B: RGB +11.6, flow +2.6 points), and stronger pixel noise (`noise_sigma`, 6 grey levels in C)
+degrades the Farneback flow far more than the actor's colour. Same step rule, same decision rule; the candidates run
+in the order below and the round stops at the first that qualifies (the ST-attn chain runs only where both TSN
+streams are in the band, since otherwise the candidate cannot qualify):
+
+  D  150 per class, actor radius 7-10 px, noise_sigma 20                         TSN 1500 steps, ST-attn 1000
+  E  150 per class, actor radius 7-10 px, noise_sigma 32                         TSN 1500, ST-attn 1000
+  F  150 per class, actor radius 7-10 px, noise_sigma 44                         TSN 1500, ST-attn 1000
+  G  150 per class, actor radius 5-10 px, noise_sigma 20                         TSN 1500, ST-attn 1000
+  H  150 per class, actor radius 5-10 px, noise_sigma 32                         TSN 1500, ST-attn 1000
+  I  150 per class, actor radius 5-10 px, noise_sigma 44                         TSN 1500, ST-attn 1000
 """
 
 from __future__ import annotations
@@ -44,6 +59,12 @@ CANDIDATES: dict[str, tuple[dict[str, str], int, int]] = {
     "B": ({"train_per_class": "150"}, 1500, 1000),
     "C": ({"train_per_class": "150", "actor_radius_range": "5,10"}, 1500, 1000),
 }
+ROUND2: dict[str, tuple[dict[str, str], int, int]] = {
+    name: ({"train_per_class": "150", "actor_radius_range": radius, "noise_sigma": sigma}, 1500, 1000)
+    for name, radius, sigma in (("D", "7,10", "20"), ("E", "7,10", "32"), ("F", "7,10", "44"),
+                                ("G", "5,10", "20"), ("H", "5,10", "32"), ("I", "5,10", "44"))
+}
+ROUNDS = {1: CANDIDATES, 2: ROUND2}
 BASELINES = ("tsn_rgb", "tsn_flow", "st_attn_chain")
 
 
@@ -68,9 +89,17 @@ def _top1(report: str) -> float:
         return 100.0 * json.load(f)["top1"]
 
 
-def run_candidate(name: str, out_dir: str) -> dict[str, float]:
-    """Generates, prepares, trains and evaluates one candidate's baselines; returns {measure: top-1 %}."""
-    overrides, tsn_steps, st_attn_steps = CANDIDATES[name]
+def _tsn_in_band(result: dict[str, float]) -> bool:
+    return all(45.0 <= result[f"tsn_{s}_val"] <= 80.0 for s in ("rgb", "flow"))
+
+
+def run_candidate(name: str, out_dir: str, *, chain_if_tsn_fails: bool = True) -> dict[str, float]:
+    """Generates, prepares, trains and evaluates one candidate's baselines; returns {measure: top-1 %}.
+
+    With ``chain_if_tsn_fails=False`` the ST-attn chain is skipped (its measures absent) when a TSN stream is
+    outside the band, as the candidate cannot qualify then.
+    """
+    overrides, tsn_steps, st_attn_steps = {**CANDIDATES, **ROUND2}[name]
     root = os.path.join(out_dir, name)
     raw, records, log = os.path.join(root, "raw"), os.path.join(root, "records"), os.path.join(root, "log.txt")
     if not os.path.exists(os.path.join(records, "test", "manifest.json")):
@@ -92,6 +121,8 @@ def run_candidate(name: str, out_dir: str) -> dict[str, float]:
             os.replace(os.path.join(run, "eval", "test.json"), os.path.join(run, "eval", "val.json"))
         result[f"tsn_{stream}_train"] = _top1(os.path.join(run, "eval", "train.json"))
         result[f"tsn_{stream}_val"] = _top1(os.path.join(run, "eval", "val.json"))
+    if not chain_if_tsn_fails and not _tsn_in_band(result):
+        return result
     trunk, features = os.path.join(root, "runs", "tsn_rgb"), os.path.join(root, "features")
     run = os.path.join(root, "runs", "st_attn_chain")
     if not os.path.exists(os.path.join(run, "eval", "val.json")):
@@ -111,8 +142,7 @@ def run_candidate(name: str, out_dir: str) -> dict[str, float]:
 
 def qualifies(result: dict[str, float]) -> bool:
     """The decision rule of the module docstring."""
-    return (all(45.0 <= result[f"tsn_{s}_val"] <= 80.0 for s in ("rgb", "flow"))
-            and result["st_attn_chain_val"] >= 100.0 / 6 + 20.0)
+    return _tsn_in_band(result) and result.get("st_attn_chain_val", 0.0) >= 100.0 / 6 + 20.0
 
 
 def main() -> None:
@@ -120,21 +150,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out_dir", default="runs/pilot")
     parser.add_argument("--results_dir", default="experiments/results/pilot")
-    parser.add_argument("--candidates", default=",".join(CANDIDATES))
+    parser.add_argument("--round", type=int, default=2, choices=sorted(ROUNDS))
+    parser.add_argument("--candidates", default=None, help="default: the round's candidates, in order")
     args = parser.parse_args()
+    candidates = ROUNDS[args.round]
     os.makedirs(args.results_dir, exist_ok=True)
+    csv_path = os.path.join(args.results_dir, "pilot.csv" if args.round == 1 else f"pilot{args.round}.csv")
+    fields = ["candidate", *(f"{b}_{s}" for b in BASELINES for s in ("train", "val")), "qualifies", "minutes"]
     rows = []
-    for name in args.candidates.split(","):
+    for name in (args.candidates.split(",") if args.candidates else candidates):
         start = time.time()
-        print(f"candidate {name}: {CANDIDATES[name]}", flush=True)
-        result = run_candidate(name, args.out_dir)
+        print(f"candidate {name}: {candidates[name]}", flush=True)
+        result = run_candidate(name, args.out_dir, chain_if_tsn_fails=args.round == 1)
         rows.append({"candidate": name, **{k: f"{v:.1f}" for k, v in result.items()},
                      "qualifies": qualifies(result), "minutes": f"{(time.time() - start) / 60:.1f}"})
         print(rows[-1], flush=True)
-        with open(os.path.join(args.results_dir, "pilot.csv"), "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields, restval="not run")
             writer.writeheader()
             writer.writerows(rows)
+        if args.round > 1 and rows[-1]["qualifies"]:
+            break  # the round stops at the first candidate that qualifies
     chosen = next((row["candidate"] for row in rows if row["qualifies"]), None)
     print(f"chosen: {chosen or 'none (run a new committed candidate list)'}")
 

@@ -223,9 +223,10 @@ def test_study_preset_and_flags(tmp_path):
 
     values = flags.FlagValues()
     synthetic._define_flags(values)
-    values(["prog", f"--out_dir={tmp_path}", "--preset=study", "--cue=motion", "--action_fraction=0.2,0.3"])
+    values(["prog", f"--out_dir={tmp_path}", "--preset=study", "--cue=motion", "--action_fraction=0.2,0.3",
+            "--noise_sigma=20"])
     config = synthetic.config_from_flags(values)
-    assert config == synthetic.preset("study", cue="motion", action_fraction=(0.2, 0.3))
+    assert config == synthetic.preset("study", cue="motion", action_fraction=(0.2, 0.3), noise_sigma=20.0)
     values = flags.FlagValues()
     synthetic._define_flags(values)
     values(["prog", f"--out_dir={tmp_path}", "--num_classes=4"])
@@ -238,7 +239,7 @@ def test_study_preset_and_flags(tmp_path):
     "override, message",
     [({"cue": "colour"}, "cue must be"), ({"distractor_look": "red"}, "distractor_look"),
      ({"actor_radius_range": (5.0, 3.0)}, "actor_radius_range"), ({"action_fraction": (0.5, 0.9)}, "action_fraction"),
-     ({"camera_drift": 2.0}, "camera_drift")],
+     ({"camera_drift": 2.0}, "camera_drift"), ({"noise_sigma": -1.0}, "noise_sigma")],
 )  # fmt: skip
 def test_bad_settings_are_named(tmp_path, override, message):
     with pytest.raises(ValueError, match=message):
@@ -262,3 +263,13 @@ def test_study_benchmark_ground_truth_files_agree(tmp_path, cue):
         assert start == pytest.approx((frames[0] - 1) / 25.0, abs=1e-3) and end == pytest.approx(frames[-1] / 25.0)
         assert 0.25 * 40 - 1 <= len(frames) <= 0.4 * 40 + 1  # the study's short action
     assert synthetic.generate(str(tmp_path), config) == params  # found complete on a re-run
+
+
+def test_noise_sigma_is_the_pixel_noise_standard_deviation():
+    # The same draws with sigma 0 and 20: the frames differ by the noise alone (rounded, rarely clipped at 0/255).
+    clean, noisy = (synthetic.generate_video(2, np.random.default_rng(5), synthetic.preset("study", noise_sigma=s))
+                    for s in (0.0, 20.0))
+    difference = noisy.frames.astype(np.float64) - clean.frames
+    assert abs(difference.mean()) < 0.5
+    assert 19.0 < difference.std() < 20.5
+    np.testing.assert_array_equal(noisy.boxes, clean.boxes)

@@ -1,0 +1,26 @@
+"""The pilot's decision rule and its committed candidate lists (experiments/pilot.py)."""
+
+from experiments import pilot
+
+
+def _result(rgb: float, flow: float, chain: float | None) -> dict[str, float]:
+    result = {"tsn_rgb_val": rgb, "tsn_flow_val": flow}
+    if chain is not None:
+        result["st_attn_chain_val"] = chain
+    return result
+
+
+def test_the_rule_needs_both_tsn_streams_in_the_band_and_the_chain_20_points_above_chance():
+    assert pilot.qualifies(_result(45.0, 80.0, 36.7))
+    assert not pilot.qualifies(_result(44.9, 60.0, 60.0))
+    assert not pilot.qualifies(_result(60.0, 80.1, 60.0))
+    assert not pilot.qualifies(_result(60.0, 60.0, 36.6))
+    assert not pilot.qualifies(_result(60.0, 60.0, None))  # the chain was not run
+
+
+def test_round_two_keeps_the_step_rule_and_moves_actor_size_and_noise_only():
+    assert list(pilot.ROUND2) == ["D", "E", "F", "G", "H", "I"]
+    for overrides, tsn_steps, st_attn_steps in pilot.ROUND2.values():
+        assert set(overrides) == {"train_per_class", "actor_radius_range", "noise_sigma"}
+        assert (overrides["train_per_class"], tsn_steps, st_attn_steps) == ("150", 1500, 1000)
+    assert pilot.ROUNDS[1] is pilot.CANDIDATES and set(pilot.CANDIDATES) == {"A", "B", "C"}
