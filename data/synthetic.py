@@ -100,6 +100,7 @@ class SyntheticConfig:
     clutter: int = 0
     camera_drift: float = 0.3
     action_fraction: tuple[float, float] = (0.45, 0.6)
+    decoy_probability: float = 0.0  # chance that a distractor is a decoy: it performs another class's motion
 
 
 # Where the class lives: "both" - the actor's colour and shape (RGB) and its motion (flow) are the class's;
@@ -113,7 +114,7 @@ LOOKS = ("grey", "class_parts")
 # Settings added after the first version; written into synthetic.json only when not at their default, so the
 # parameters of benchmarks written before stay equal (a re-run finds them complete).
 _LATER_FIELDS = ("cue", "distractor_look", "distractor_radius", "actor_radius_range", "clutter", "camera_drift",
-                 "action_fraction")
+                 "action_fraction", "decoy_probability")
 
 # The study benchmark of `python -m experiments.reproduce` (BUILD.md, "Reproducing the papers' findings": what each
 # setting is for). Fixed before any study was run; do not retune it after seeing which way a claim goes. One
@@ -235,6 +236,8 @@ def _validate(config: SyntheticConfig) -> None:
         raise ValueError(f"action_fraction must be (low, high) with 0.1 <= low <= high <= 0.8, got {(low, high)}")
     if config.num_distractors < 0 or config.clutter < 0 or not 0 <= config.camera_drift <= 1.0:
         raise ValueError("num_distractors and clutter must be >= 0 and camera_drift in [0, 1] pixels per frame")
+    if not 0 <= config.decoy_probability <= 1:
+        raise ValueError(f"decoy_probability must be in [0, 1], got {config.decoy_probability}")
     if not 0 <= config.noise_sigma <= 64:
         raise ValueError(f"noise_sigma must be in [0, 64] grey levels, got {config.noise_sigma}")
 
@@ -308,6 +311,33 @@ def _excursion(motion: str, config: SyntheticConfig) -> tuple[float, float, floa
     return moves[:, 0].min(), moves[:, 1].min(), moves[:, 0].max(), moves[:, 1].max()
 
 
+def _make_decoy(rng: np.random.Generator, config: SyntheticConfig, distractor: dict, actor_motion: str) -> None:
+    """Turns a distractor into a decoy: still, then the motion of another class over a window like the actor's.
+
+    A decoy keeps its look; it idles where its motion starts, performs the motion of a class other than the
+    actor's (drawn from the benchmark's classes) over a window drawn as the actor's action is, and stays where the
+    motion ends. The flow stream then sees class motions that are not the class, as class_parts distractors show
+    the RGB stream class colours and shapes that are not the class: only the actor's conjunction of look and
+    motion tells the class.
+    """
+    motions = [c[1] for c in CLASSES[: config.num_classes] if c[1] != actor_motion]
+    motion = motions[rng.integers(len(motions))]
+    length = int(round(rng.uniform(*config.action_fraction) * config.num_frames))
+    start = int(rng.integers(1, config.num_frames - length))
+    reach = distractor["radius"] * 1.7
+    min_dx, min_dy, max_dx, max_dy = _excursion(motion, config)
+    anchor = rng.uniform([reach - min_dx, reach - min_dy],
+                         [config.width - reach - max_dx, config.height - reach - max_dy])
+    distractor["decoy"] = {"motion": motion, "start": start, "length": length, "anchor": anchor}
+
+
+def _decoy_pose(decoy: dict, t: int, config: SyntheticConfig) -> tuple[np.ndarray, float, float]:
+    """A decoy's (centre (2,), radius scale, angle) at frame ``t``: idle before and after its window."""
+    phase = float(np.clip((t - decoy["start"]) / max(decoy["length"] - 1, 1), 0.0, 1.0))
+    dx, dy, scale, angle = _actor_motion(decoy["motion"], phase, decoy["length"], config)
+    return decoy["anchor"] + np.array([dx, dy]), scale, angle
+
+
 def generate_video(
     class_index: int, rng: np.random.Generator, config: SyntheticConfig, *, masks: bool = False
 ) -> GeneratedVideo:
@@ -364,6 +394,8 @@ def generate_video(
         if config.distractor_look == "class_parts":
             distractor["shape"], distractor["colour"] = _class_parts(rng, config.num_classes)
             distractor["angle"] = rng.uniform(0, np.pi / 6)
+        if config.decoy_probability and rng.random() < config.decoy_probability:
+            _make_decoy(rng, config, distractor, motion)
         distractors.append(distractor)
 
     frames = np.zeros((num_frames, height, width, 3), np.uint8)
@@ -375,17 +407,21 @@ def generate_video(
             background, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
         )
         for d in distractors:
-            d["vel"] = np.clip(0.85 * d["vel"] + rng.normal(0, 0.25, size=2), -0.9, 0.9)
+            d["vel"] = np.clip(0.85 * d["vel"] + rng.normal(0, 0.25, size=2), -0.9, 0.9)  # drawn for decoys too
             d["pos"] = d["pos"] + d["vel"]
             for axis, limit in ((0, width), (1, height)):
                 if not 6 <= d["pos"][axis] <= limit - 6:
                     d["vel"][axis] = -d["vel"][axis]
                     d["pos"][axis] = np.clip(d["pos"][axis], 6, limit - 6)
+            pos, radius_scale, turn = d["pos"], 1.0, 0.0
+            if "decoy" in d:
+                pos, radius_scale, turn = _decoy_pose(d["decoy"], t, config)
             if "colour" in d:
-                _draw(image, _polygon(d["shape"], *d["pos"], d["radius"], d["angle"]), d["colour"], ACTOR_OUTLINE)
+                _draw(image, _polygon(d["shape"], *pos, d["radius"] * radius_scale, d["angle"] + turn), d["colour"],
+                      ACTOR_OUTLINE)
             else:
                 grey = tuple(float(np.clip(d["grey"] * k, 0, 255)) for k in d["tint"])
-                _draw(image, _polygon(d["shape"], *d["pos"], d["radius"], 0.0), grey)
+                _draw(image, _polygon(d["shape"], *pos, d["radius"] * radius_scale, turn), grey)
         if start <= t < end:
             dx, dy, scale, angle = _actor_motion(motion, (t - start) / max(length - 1, 1), length, config)
             polygon = _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle)
@@ -529,6 +565,9 @@ def _define_flags(flag_values=None) -> None:
     flags.DEFINE_list("actor_radius_range", None, "low,high radius of the actor in pixels, drawn per video "
                       "(default: every actor 7 px).", flag_values=fv)
     flags.DEFINE_integer("clutter", defaults.clutter, "Static blobs painted into the background.", flag_values=fv)
+    flags.DEFINE_float("decoy_probability", defaults.decoy_probability, "Chance that a distractor is a decoy: it "
+                       "performs the motion of another class (the flow stream's counterpart of class_parts).",
+                       flag_values=fv)
     flags.DEFINE_float("noise_sigma", defaults.noise_sigma, "Standard deviation of the Gaussian pixel noise added to "
                        "every frame (grey levels, 0-255); it blurs optical flow more than colour.", flag_values=fv)
     flags.DEFINE_float("camera_drift", defaults.camera_drift, "Largest camera drift, pixels per frame per axis.",

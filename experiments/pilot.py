@@ -37,6 +37,18 @@ streams are in the band, since otherwise the candidate cannot qualify):
   G  150 per class, actor radius 5-10 px, noise_sigma 20                         TSN 1500, ST-attn 1000
   H  150 per class, actor radius 5-10 px, noise_sigma 32                         TSN 1500, ST-attn 1000
   I  150 per class, actor radius 5-10 px, noise_sigma 44                         TSN 1500, ST-attn 1000
+
+Round 2 (`pilot2.csv`) chose none either: larger actors put TSN RGB in the band (67.3 % validation in D), but pixel
+noise left TSN flow at 93-99 % even at noise_sigma 44, because the flow stream sees only one thing that moves like
+a class: the actor. Round 3 (`--round=3`, committed before it ran, `pilot3.csv`) gives the flow stream what
+class_parts distractors give the RGB stream, things that look like a class and are not: each distractor is, with
+probability `decoy_probability`, a decoy that performs the motion of another class over a window like the actor's
+(`data.synthetic`), so only the actor's conjunction of look and motion tells the class. Its base is D (the
+candidate with RGB in the band); same step and decision rules; stops at the first that qualifies:
+
+  J  D with decoy_probability 0.25                                               TSN 1500 steps, ST-attn 1000
+  K  D with decoy_probability 0.5                                                TSN 1500, ST-attn 1000
+  L  D with decoy_probability 1.0                                                TSN 1500, ST-attn 1000
 """
 
 from __future__ import annotations
@@ -64,7 +76,11 @@ ROUND2: dict[str, tuple[dict[str, str], int, int]] = {
     for name, radius, sigma in (("D", "7,10", "20"), ("E", "7,10", "32"), ("F", "7,10", "44"),
                                 ("G", "5,10", "20"), ("H", "5,10", "32"), ("I", "5,10", "44"))
 }
-ROUNDS = {1: CANDIDATES, 2: ROUND2}
+ROUND3: dict[str, tuple[dict[str, str], int, int]] = {
+    name: ({**ROUND2["D"][0], "decoy_probability": p}, 1500, 1000)
+    for name, p in (("J", "0.25"), ("K", "0.5"), ("L", "1.0"))
+}
+ROUNDS = {1: CANDIDATES, 2: ROUND2, 3: ROUND3}
 BASELINES = ("tsn_rgb", "tsn_flow", "st_attn_chain")
 
 
@@ -99,7 +115,7 @@ def run_candidate(name: str, out_dir: str, *, chain_if_tsn_fails: bool = True) -
     With ``chain_if_tsn_fails=False`` the ST-attn chain is skipped (its measures absent) when a TSN stream is
     outside the band, as the candidate cannot qualify then.
     """
-    overrides, tsn_steps, st_attn_steps = {**CANDIDATES, **ROUND2}[name]
+    overrides, tsn_steps, st_attn_steps = {**CANDIDATES, **ROUND2, **ROUND3}[name]
     root = os.path.join(out_dir, name)
     raw, records, log = os.path.join(root, "raw"), os.path.join(root, "records"), os.path.join(root, "log.txt")
     if not os.path.exists(os.path.join(records, "test", "manifest.json")):
@@ -150,7 +166,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out_dir", default="runs/pilot")
     parser.add_argument("--results_dir", default="experiments/results/pilot")
-    parser.add_argument("--round", type=int, default=2, choices=sorted(ROUNDS))
+    parser.add_argument("--round", type=int, default=3, choices=sorted(ROUNDS))
     parser.add_argument("--candidates", default=None, help="default: the round's candidates, in order")
     args = parser.parse_args()
     candidates = ROUNDS[args.round]

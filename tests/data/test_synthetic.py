@@ -273,3 +273,38 @@ def test_noise_sigma_is_the_pixel_noise_standard_deviation():
     assert abs(difference.mean()) < 0.5
     assert 19.0 < difference.std() < 20.5
     np.testing.assert_array_equal(noisy.boxes, clean.boxes)
+
+
+def test_decoys_perform_another_class_motion_over_a_window_and_idle_around_it():
+    config = synthetic.preset("study", decoy_probability=1.0)
+    rng = np.random.default_rng(3)
+    motions = []
+    for _ in range(200):
+        distractor = {"radius": 10.0}
+        synthetic._make_decoy(rng, config, distractor, "right")
+        decoy = distractor["decoy"]
+        motions.append(decoy["motion"])
+        assert 1 <= decoy["start"] and decoy["start"] + decoy["length"] < config.num_frames
+        # The whole excursion stays inside the frame, as the actor's does.
+        for t in range(config.num_frames):
+            centre, scale, _ = synthetic._decoy_pose(decoy, t, config)
+            assert 0 <= centre[0] - 10.0 * scale and centre[0] + 10.0 * scale <= config.width
+            assert 0 <= centre[1] - 10.0 * scale and centre[1] + 10.0 * scale <= config.height
+    assert set(motions) == {"left", "up", "down", "pulse", "spin"}  # every other class of the 6, never the actor's
+    # MoveUp, 0.45 * height upwards over its window; still before and after it.
+    decoy = {"motion": "up", "start": 10, "length": 11, "anchor": np.array([40.0, 60.0])}
+    poses = [synthetic._decoy_pose(decoy, t, config)[0] for t in (0, 9, 10, 15, 20, 21, 39)]
+    expected_y = [60.0, 60.0, 60.0, 60.0 - 0.45 * 72 * 0.5, 60.0 - 0.45 * 72, 60.0 - 0.45 * 72, 60.0 - 0.45 * 72]
+    np.testing.assert_allclose([p[1] for p in poses], expected_y)
+    np.testing.assert_allclose([p[0] for p in poses], 40.0)
+
+
+def test_decoy_probability_zero_renders_the_study_benchmark_unchanged_and_one_changes_it():
+    def render(**overrides):
+        return synthetic.generate_video(1, np.random.default_rng(8), synthetic.preset("study", **overrides))
+
+    plain = render()
+    assert _digest(render(decoy_probability=0.0)) == _digest(plain)
+    assert not np.array_equal(render(decoy_probability=1.0).frames, plain.frames)
+    assert "decoy_probability" not in synthetic.config_params(synthetic.preset("study"))
+    assert synthetic.config_params(synthetic.preset("study", decoy_probability=0.5))["decoy_probability"] == 0.5

@@ -24,3 +24,11 @@ def test_round_two_keeps_the_step_rule_and_moves_actor_size_and_noise_only():
         assert set(overrides) == {"train_per_class", "actor_radius_range", "noise_sigma"}
         assert (overrides["train_per_class"], tsn_steps, st_attn_steps) == ("150", 1500, 1000)
     assert pilot.ROUNDS[1] is pilot.CANDIDATES and set(pilot.CANDIDATES) == {"A", "B", "C"}
+
+
+def test_round_three_adds_only_decoys_to_round_two_candidate_d():
+    assert list(pilot.ROUND3) == ["J", "K", "L"]
+    for overrides, tsn_steps, st_attn_steps in pilot.ROUND3.values():
+        assert {k: v for k, v in overrides.items() if k != "decoy_probability"} == pilot.ROUND2["D"][0]
+        assert (tsn_steps, st_attn_steps) == (1500, 1000)
+    assert [o["decoy_probability"] for o, _, _ in pilot.ROUND3.values()] == ["0.25", "0.5", "1.0"]
