@@ -32,3 +32,19 @@ def test_round_three_adds_only_decoys_to_round_two_candidate_d():
         assert {k: v for k, v in overrides.items() if k != "decoy_probability"} == pilot.ROUND2["D"][0]
         assert (tsn_steps, st_attn_steps) == (1500, 1000)
     assert [o["decoy_probability"] for o, _, _ in pilot.ROUND3.values()] == ["0.25", "0.5", "1.0"]
+
+
+def test_the_committed_preregistration_parses_and_names_round_three_candidate_k():
+    import os
+
+    from experiments import preregistration
+
+    path = os.path.join(os.path.dirname(pilot.__file__), "preregistration.md")
+    prereg = preregistration.load(path)
+    flags = prereg.benchmark.split()
+    assert preregistration.benchmark_digest(flags) == prereg.benchmark_digest
+    overrides = {f[2:].split("=")[0]: f.split("=", 1)[1] for f in flags[1:]}
+    assert {k: v for k, v in overrides.items() if k != "test_per_class"} == pilot.ROUND3["K"][0]
+    assert overrides["test_per_class"] == "50" and prereg.test_videos == 300
+    assert prereg.seeds == tuple(range(10)) and len(prereg.claims) == 8
+    assert {c.margin for c in prereg.claims} == {3.0}
