@@ -37,11 +37,34 @@ def _run(command: list[str]) -> None:
 def prepare(out_dir: str) -> str:
     """The two-class motion benchmark and its records (skipped when already there). Returns the records dir."""
     raw, records = os.path.join(out_dir, "raw"), os.path.join(out_dir, "records")
-    _run([sys.executable, "-m", "data.synthetic", f"--out_dir={raw}", "--num_classes=2", "--cue=motion",
-          "--train_per_class=30", "--test_per_class=16", "--seed=0"])
+    _run(
+        [
+            sys.executable,
+            "-m",
+            "data.synthetic",
+            f"--out_dir={raw}",
+            "--num_classes=2",
+            "--cue=motion",
+            "--train_per_class=30",
+            "--test_per_class=16",
+            "--seed=0",
+        ]
+    )
     if not os.path.exists(os.path.join(records, "test", "manifest.json")):
-        _run([sys.executable, "-m", "data.prepare", "--dataset=ucf101", f"--raw_dir={raw}", f"--out_dir={records}",
-              "--flow=farneback", "--frame_size=none", "--workers=2", "--noprogress"])
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "data.prepare",
+                "--dataset=ucf101",
+                f"--raw_dir={raw}",
+                f"--out_dir={records}",
+                "--flow=farneback",
+                "--frame_size=none",
+                "--workers=2",
+                "--noprogress",
+            ]
+        )
     return records
 
 
@@ -57,8 +80,7 @@ def train_and_test(records: str, model_dir: str, *, steps: int, seed: int, arm: 
         lr_boundaries=(int(steps * 0.75),), max_steps=steps, eval_every=0, eval_split=None, seed=seed,
         deterministic=True, progress=False, **arm))  # fmt: skip
     trainer.train(config)
-    report = evaluation.evaluate(records_dir=records, model_dir=model_dir, test_frames=25, batch_size=8,
-                                 progress=False)
+    report = evaluation.evaluate(records_dir=records, model_dir=model_dir, test_frames=25, batch_size=8, progress=False)
     with np.load(report["scores_file"]) as scores:
         predicted, labels = scores["scores"].argmax(axis=1), scores["labels"]
     return np.array([np.mean(predicted[labels == c] == c) for c in range(2)])

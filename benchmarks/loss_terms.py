@@ -62,8 +62,9 @@ def measure(backbone: str, gradient: str, normalization: str, steps: int, seed: 
       `steps + 1` dicts term -> float (row i: the loss evaluated before update i+1; row 0 is initialisation).
     """
     keras.utils.set_random_seed(seed)
-    model = models.build_model("stpa", backbone, num_classes=_CLASSES.value, scales=3, top="C",
-                               input_size=_INPUT_SIZE.value, weights=None)
+    model = models.build_model(
+        "stpa", backbone, num_classes=_CLASSES.value, scales=3, top="C", input_size=_INPUT_SIZE.value, weights=None
+    )
     outputs_model = models.attention_outputs_model(model)
     size = int(model.input.shape[2])
     rng = np.random.default_rng(seed)
@@ -79,9 +80,16 @@ def measure(backbone: str, gradient: str, normalization: str, steps: int, seed: 
     def step(apply: bool):
         with tf.GradientTape() as tape:
             outputs = outputs_model(frames, training=True)
-            terms = models.loss_terms(outputs, labels, model, weight_decay=4e-5, beta=beta,
-                                      gamma=_GAMMA.value, interaction_gradient=gradient,
-                                      interaction_normalization=normalization)
+            terms = models.loss_terms(
+                outputs,
+                labels,
+                model,
+                weight_decay=4e-5,
+                beta=beta,
+                gamma=_GAMMA.value,
+                interaction_gradient=gradient,
+                interaction_normalization=normalization,
+            )
         if apply:
             grads = tape.gradient(terms["total"], model.trainable_variables)
             optimizer.apply_gradients(zip(grads, model.trainable_variables))
@@ -96,8 +104,10 @@ def measure(backbone: str, gradient: str, normalization: str, steps: int, seed: 
 
 def main(argv):
     del argv
-    print(f"beta={_BETA.value} gamma={_GAMMA.value} lambda=4e-05 lr={_LEARNING_RATE.value} batch={_BATCH.value} "
-          f"K={_FRAMES.value} input_size={_INPUT_SIZE.value or 'default'}")
+    print(
+        f"beta={_BETA.value} gamma={_GAMMA.value} lambda=4e-05 lr={_LEARNING_RATE.value} batch={_BATCH.value} "
+        f"K={_FRAMES.value} input_size={_INPUT_SIZE.value or 'default'}"
+    )
     print(f"{'backbone':<20} {'gradient':<9} {'norm':<10} {'step':>4} " + " ".join(f"{t:>14}" for t in TERMS))
     summary = []
     for backbone in _BACKBONES.value:
@@ -105,16 +115,30 @@ def main(argv):
         for gradient, normalization in VARIANTS:
             rows = measure(backbone, gradient, normalization, steps)
             for index, row in enumerate(rows):
-                print(f"{backbone:<20} {gradient:<9} {normalization:<10} {index:>4} "
-                      + " ".join(f"{row[t]:>14.5g}" for t in TERMS), flush=True)
+                print(
+                    f"{backbone:<20} {gradient:<9} {normalization:<10} {index:>4} "
+                    + " ".join(f"{row[t]:>14.5g}" for t in TERMS),
+                    flush=True,
+                )
             finite = all(math.isfinite(v) for row in rows for v in row.values())
             ratio = rows[0]["interaction"] / rows[0]["classification"]  # 0 for the beta = 0 control.
-            summary.append((backbone, gradient, normalization, ratio, rows[0]["classification"],
-                            rows[-1]["classification"], finite))
+            summary.append(
+                (
+                    backbone,
+                    gradient,
+                    normalization,
+                    ratio,
+                    rows[0]["classification"],
+                    rows[-1]["classification"],
+                    finite,
+                )
+            )
     print("\nsummary: beta*l_inter / CE at init; CE at init -> after the last step; all terms finite")
     for backbone, gradient, normalization, ratio, first, last, finite in summary:
-        print(f"{backbone:<20} {gradient:<9} {normalization:<10} ratio={ratio:>11.4g} CE {first:.4f} -> {last:.4f} "
-              f"finite={finite}")
+        print(
+            f"{backbone:<20} {gradient:<9} {normalization:<10} ratio={ratio:>11.4g} CE {first:.4f} -> {last:.4f} "
+            f"finite={finite}"
+        )
 
 
 if __name__ == "__main__":

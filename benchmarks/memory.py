@@ -59,8 +59,17 @@ GIB = 1024.0**3
 MIB = 1024.0**2
 # The issue's measurements of the authors' released ST-attn (PyTorch, B = 4, n = 25, this CPU, 2 threads).
 AUTHORS = {"peak_gib": 2.8, "framework_gib": 0.26, "train_s": 12.7, "eval_s": 3.08}
-ST_ATTN = {"batch": 4, "frames": 25, "hw": 7, "channels": 2048, "mask": (1024, 512), "units": 512, "init": 1024,
-           "attention": 256, "classes": 51}
+ST_ATTN = {
+    "batch": 4,
+    "frames": 25,
+    "hw": 7,
+    "channels": 2048,
+    "mask": (1024, 512),
+    "units": 512,
+    "init": 1024,
+    "attention": 256,
+    "classes": 51,
+}
 # Variants that only set the child's environment (process-level settings a user can export).
 ENVIRONMENT_VARIANTS = {
     "no_onednn": {"TF_ENABLE_ONEDNN_OPTS": "0"},  # Eigen kernels instead of oneDNN's
@@ -222,10 +231,17 @@ def fused_adam(learning_rate: float):
             beta_1, beta_2 = tf.cast(self.beta_1, dtype), tf.cast(self.beta_2, dtype)
             index = self._get_variable_index(variable)
             tf.raw_ops.ResourceApplyAdam(
-                var=handle(variable), m=handle(self._momentums[index]), v=handle(self._velocities[index]),
-                beta1_power=tf.pow(beta_1, step), beta2_power=tf.pow(beta_2, step),
-                lr=tf.cast(learning_rate, dtype), beta1=beta_1, beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype),
-                grad=tf.cast(gradient, dtype))
+                var=handle(variable),
+                m=handle(self._momentums[index]),
+                v=handle(self._velocities[index]),
+                beta1_power=tf.pow(beta_1, step),
+                beta2_power=tf.pow(beta_2, step),
+                lr=tf.cast(learning_rate, dtype),
+                beta1=beta_1,
+                beta2=beta_2,
+                epsilon=tf.cast(self.epsilon, dtype),
+                grad=tf.cast(gradient, dtype),
+            )
 
     return FusedAdam(learning_rate)
 
@@ -282,8 +298,9 @@ def child_st_attn(part: str, variants: set[str], steps: int) -> dict:
     training = part != "st_attn_eval"
     model = _st_attn_model(variants)
     dtype = tf.float32
-    features = tf.cast(tf.random.stateless_uniform((batch, p["frames"], p["hw"], p["hw"], p["channels"]), (1, 2)),
-                       dtype)
+    features = tf.cast(
+        tf.random.stateless_uniform((batch, p["frames"], p["hw"], p["hw"], p["channels"]), (1, 2)), dtype
+    )
     labels = tf.random.stateless_uniform((batch,), (3, 4), maxval=p["classes"], dtype=tf.int32)
     signature = [tf.TensorSpec((None, None, p["hw"], p["hw"], p["channels"]), dtype), tf.TensorSpec((None,), tf.int32)]
     jit = "xla" in variants
@@ -314,16 +331,24 @@ def child_st_attn(part: str, variants: set[str], steps: int) -> dict:
     params = model.count_params()
     bound = st_attn_bound(batch, p["frames"], training=training, params=params)
     traces = step.experimental_get_tracing_count()
-    return {"batch": batch, "clips": batch, "seconds": median, "times": times, "bound": bound, "traces": traces,
-            "params": params}
+    return {
+        "batch": batch,
+        "clips": batch,
+        "seconds": median,
+        "times": times,
+        "bound": bound,
+        "traces": traces,
+        "params": params,
+    }
 
 
 def _stpa_model(frames_hint: int | None = None):
     from stpa import models as stpa_models
 
     del frames_hint
-    return stpa_models.build_model("stpa", "inception_resnet_v2", STPA_TRAIN["classes"], scales=3, top="C",
-                                   fusion="mul", dropout=0.2, weights=None)
+    return stpa_models.build_model(
+        "stpa", "inception_resnet_v2", STPA_TRAIN["classes"], scales=3, top="C", fusion="mul", dropout=0.2, weights=None
+    )
 
 
 def child_stpa(part: str, variants: set[str], steps: int, frames: int) -> dict:
@@ -362,8 +387,17 @@ def child_stpa(part: str, variants: set[str], steps: int, frames: int) -> dict:
 
     median, times = _timed(lambda: step(clips, labels).numpy(), steps)
     # The bound's activation terms come from the parent (`stpa_bound`): building a second trunk here would count.
-    return {"batch": batch, "clips": batch, "frames": frames, "seconds": median, "times": times, "bound": {},
-            "traces": step.experimental_get_tracing_count(), "params": model.count_params(), "training": training}
+    return {
+        "batch": batch,
+        "clips": batch,
+        "frames": frames,
+        "seconds": median,
+        "times": times,
+        "bound": {},
+        "traces": step.experimental_get_tracing_count(),
+        "params": model.count_params(),
+        "training": training,
+    }
 
 
 _TRUNK_BYTES: list[tuple[int, int]] = []
@@ -400,8 +434,10 @@ def pyramid_attention_bytes(frames: int, batch: int = 1) -> dict[str, float]:
     d, n = 64, frames * 64
     lower_channels = (320, 1088)
     return {
-        "gradients to the backbone (the inputs' size)": 4.0 * batch * frames * (
-            35 * 35 * 320 + 17 * 17 * 1088 + 64 * 2080),
+        "gradients to the backbone (the inputs' size)": 4.0
+        * batch
+        * frames
+        * (35 * 35 * 320 + 17 * 17 * 1088 + 64 * 2080),
         "pooled lower maps + argmax": 2 * 4.0 * batch * frames * 64 * sum(lower_channels),
         "scores y^j (3)": 3 * 4.0 * batch * d * n,
         "fused, softmax, A": 3 * 4.0 * batch * d * n,
@@ -435,9 +471,18 @@ def child_stpa_layer(variants: set[str], steps: int, frames: int) -> dict:
     median, times = _timed(lambda: [g.numpy() for g in step()], steps)
     _, peak = allocator_peak()
     inputs = sum(4.0 * x.shape.num_elements() for x in pyramid)
-    return {"batch": 1, "clips": 1, "frames": frames, "seconds": median, "times": times,
-            "bound": pyramid_attention_bytes(frames), "layer_peak_above_inputs": (peak or 0) - base,
-            "input_bytes": inputs, "traces": step.experimental_get_tracing_count(), "params": layer.count_params()}
+    return {
+        "batch": 1,
+        "clips": 1,
+        "frames": frames,
+        "seconds": median,
+        "times": times,
+        "bound": pyramid_attention_bytes(frames),
+        "layer_peak_above_inputs": (peak or 0) - base,
+        "input_bytes": inputs,
+        "traces": step.experimental_get_tracing_count(),
+        "params": layer.count_params(),
+    }
 
 
 def run_child(part: str, variants: set[str], steps: int, threads: int, frames: int) -> dict:
@@ -461,11 +506,21 @@ def run_child(part: str, variants: set[str], steps: int, threads: int, frames: i
         result = child_stpa(part, variants, steps, frames)
     device, peak = allocator_peak()
     step_peak = peak_rss_bytes()
-    result.update(cpu_seconds=_PHASES["cpu_seconds"], build_peak=_PHASES["build_peak"],
-                  after_build=_PHASES["after_build"], step_peak=step_peak)
-    result.update(part=part, variants=sorted(variants), baseline=baseline,
-                  peak_rss=max(step_peak, _PHASES["build_peak"]),
-                  allocator_device=device, allocator_peak=peak, tf=tf.__version__)
+    result.update(
+        cpu_seconds=_PHASES["cpu_seconds"],
+        build_peak=_PHASES["build_peak"],
+        after_build=_PHASES["after_build"],
+        step_peak=step_peak,
+    )
+    result.update(
+        part=part,
+        variants=sorted(variants),
+        baseline=baseline,
+        peak_rss=max(step_peak, _PHASES["build_peak"]),
+        allocator_device=device,
+        allocator_peak=peak,
+        tf=tf.__version__,
+    )
     return result
 
 
@@ -473,16 +528,28 @@ def run_child(part: str, variants: set[str], steps: int, threads: int, frames: i
 
 
 def _spawn(part: str, variant: str, frames: int) -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(
-        [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]))
+    env = dict(
+        os.environ,
+        TF_CPP_MIN_LOG_LEVEL="3",
+        PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]
+        ),
+    )
     for name in variant.split("+"):
         env.update(ENVIRONMENT_VARIANTS.get(name, {}))
-    command = [sys.executable, os.path.abspath(__file__), f"--child={part}", f"--variants={variant.replace('+', ',')}",
-               f"--steps={_STEPS.value}", f"--threads={_THREADS.value}", f"--stpa_test_frames={frames}"]
+    command = [
+        sys.executable,
+        os.path.abspath(__file__),
+        f"--child={part}",
+        f"--variants={variant.replace('+', ',')}",
+        f"--steps={_STEPS.value}",
+        f"--threads={_THREADS.value}",
+        f"--stpa_test_frames={frames}",
+    ]
     finished = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
     for line in finished.stdout.splitlines():
         if line.startswith("RESULT "):
-            return json.loads(line[len("RESULT "):])
+            return json.loads(line[len("RESULT ") :])
     raise RuntimeError(f"{part} [{variant}] failed (exit {finished.returncode}):\n{finished.stderr[-3000:]}")
 
 
@@ -500,34 +567,53 @@ def _report(part: str, variant: str, runs: list[dict]) -> None:
     seconds = statistics.median(r["seconds"] for r in runs)
     clips = first["clips"]
     label = f"{part}" + (f" K={first['frames']}" if "frames" in first else "") + f" [{variant}] B={first['batch']}"
-    print(f"\n== {label}: {len(runs)} fresh processes, params {first['params'] / 1e6:.1f} M, "
-          f"traces per process {[r['traces'] for r in runs]}")
-    print("  lower bound terms (GiB): " + ", ".join(f"{k} {v / GIB:.3f}" for k, v in bound.items())
-          + f"  = {total_bound / GIB:.3f}")
+    print(
+        f"\n== {label}: {len(runs)} fresh processes, params {first['params'] / 1e6:.1f} M, "
+        f"traces per process {[r['traces'] for r in runs]}"
+    )
+    print(
+        "  lower bound terms (GiB): "
+        + ", ".join(f"{k} {v / GIB:.3f}" for k, v in bound.items())
+        + f"  = {total_bound / GIB:.3f}"
+    )
     print(f"  import baseline (RSS)          {_gib(statistics.median(r['baseline'] for r in runs))} GiB")
-    print(f"  peak RSS total                 {_gib(statistics.median(peaks))} GiB   "
-          f"runs {[round(p / GIB, 2) for p in peaks]}  spread {(max(peaks) - min(peaks)) / MIB:.0f} MiB")
-    print(f"  peak RSS above baseline        {_gib(statistics.median(above))} GiB   = "
-          f"{statistics.median(above) / total_bound:.2f} x bound, "
-          f"{statistics.median(above) / clips / GIB:.3f} GiB/clip")
-    print(f"  of which: after build {_gib(statistics.median(r['after_build'] for r in runs))} GiB, peak while "
-          f"building {_gib(statistics.median(r['build_peak'] for r in runs))} GiB, peak in the steps "
-          f"{_gib(statistics.median(r['step_peak'] for r in runs))} GiB")
+    print(
+        f"  peak RSS total                 {_gib(statistics.median(peaks))} GiB   "
+        f"runs {[round(p / GIB, 2) for p in peaks]}  spread {(max(peaks) - min(peaks)) / MIB:.0f} MiB"
+    )
+    print(
+        f"  peak RSS above baseline        {_gib(statistics.median(above))} GiB   = "
+        f"{statistics.median(above) / total_bound:.2f} x bound, "
+        f"{statistics.median(above) / clips / GIB:.3f} GiB/clip"
+    )
+    print(
+        f"  of which: after build {_gib(statistics.median(r['after_build'] for r in runs))} GiB, peak while "
+        f"building {_gib(statistics.median(r['build_peak'] for r in runs))} GiB, peak in the steps "
+        f"{_gib(statistics.median(r['step_peak'] for r in runs))} GiB"
+    )
     if alloc:
-        print(f"  TF allocator peak ({first['allocator_device']})     {_gib(statistics.median(alloc))} GiB   = "
-              f"{statistics.median(alloc) / total_bound:.2f} x bound   runs {[round(a / GIB, 2) for a in alloc]}")
+        print(
+            f"  TF allocator peak ({first['allocator_device']})     {_gib(statistics.median(alloc))} GiB   = "
+            f"{statistics.median(alloc) / total_bound:.2f} x bound   runs {[round(a / GIB, 2) for a in alloc]}"
+        )
     cpu = statistics.median(r["cpu_seconds"] for r in runs)
-    print(f"  step time (median)             {seconds:7.2f} s wall ({seconds / clips:.2f} s/clip), {cpu:.2f} s CPU "
-          f"(all threads; the steadier number on a shared machine)")
+    print(
+        f"  step time (median)             {seconds:7.2f} s wall ({seconds / clips:.2f} s/clip), {cpu:.2f} s CPU "
+        f"(all threads; the steadier number on a shared machine)"
+    )
     if part in ("st_attn_train", "st_attn_eval") and first["batch"] == 4:
         reference = AUTHORS["train_s" if part == "st_attn_train" else "eval_s"]
-        print(f"  vs the issue's authors' model: speed {reference / seconds:.2f} x theirs; peak "
-              f"{statistics.median(peaks) / GIB / AUTHORS['peak_gib']:.2f} x their 2.8 GiB (total), above-baseline "
-              f"{statistics.median(above) / GIB / (AUTHORS['peak_gib'] - AUTHORS['framework_gib']):.2f} x their 2.54")
+        print(
+            f"  vs the issue's authors' model: speed {reference / seconds:.2f} x theirs; peak "
+            f"{statistics.median(peaks) / GIB / AUTHORS['peak_gib']:.2f} x their 2.8 GiB (total), above-baseline "
+            f"{statistics.median(above) / GIB / (AUTHORS['peak_gib'] - AUTHORS['framework_gib']):.2f} x their 2.54"
+        )
     if part == "stpa_layer":
         layer = statistics.median(r["layer_peak_above_inputs"] for r in runs)
-        print(f"  PyramidAttention allocator peak above its inputs: {layer / MIB:.1f} MiB "
-              f"(bound {total_bound / MIB:.1f} MiB; inputs {first['input_bytes'] / MIB:.1f} MiB)")
+        print(
+            f"  PyramidAttention allocator peak above its inputs: {layer / MIB:.1f} MiB "
+            f"(bound {total_bound / MIB:.1f} MiB; inputs {first['input_bytes'] / MIB:.1f} MiB)"
+        )
 
 
 def main(argv):
@@ -547,8 +633,10 @@ def main(argv):
             jobs.append((part, 30))
         else:
             jobs.append((part, ST_ATTN["frames"]))
-    print(f"memory benchmark: {_THREADS.value} threads, {_REPEATS.value} fresh processes per row (interleaved), "
-          f"{_STEPS.value} timed steps after 1 warm-up")
+    print(
+        f"memory benchmark: {_THREADS.value} threads, {_REPEATS.value} fresh processes per row (interleaved), "
+        f"{_STEPS.value} timed steps after 1 warm-up"
+    )
     stpa_layer_rows = {}
     for part, frames in jobs:
         runs = {variant: [] for variant in _VARIANTS.value}
@@ -569,11 +657,13 @@ def main(argv):
         if not _TRUNK_BYTES:
             stpa_bound({"params": 0, "batch": 1, "frames": 1, "training": False})
         backbone = _TRUNK_BYTES[0][0] * 30
-        print(f"\nPyramidAttention at K = 30, forward + backward, allocator peak above its inputs {layer / MIB:.1f} "
-              f"MiB:\n  / IRv2's kept activations for 30 frames ({backbone / GIB:.2f} GiB, training) = "
-              f"{layer / backbone:.2%}"
-              f"  (goal <= 5 %)\n  / the STPA IRv2 test peak above baseline at K = 30 ({test / GIB:.2f} GiB) = "
-              f"{layer / test:.2%}")
+        print(
+            f"\nPyramidAttention at K = 30, forward + backward, allocator peak above its inputs {layer / MIB:.1f} "
+            f"MiB:\n  / IRv2's kept activations for 30 frames ({backbone / GIB:.2f} GiB, training) = "
+            f"{layer / backbone:.2%}"
+            f"  (goal <= 5 %)\n  / the STPA IRv2 test peak above baseline at K = 30 ({test / GIB:.2f} GiB) = "
+            f"{layer / test:.2%}"
+        )
 
 
 if __name__ == "__main__":

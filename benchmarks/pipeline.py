@@ -61,8 +61,15 @@ def write_temporary_split(directory: str, videos: int, frames: int = 175) -> str
     os.makedirs(split_dir)
     examples = [
         records.make_sequence_example(
-            video_id=f"v{v}", labels=[v % 4], label_names=["c"], frames=jpegs, fps=25.0, height=256, width=340,
-            flow_x=flow_x, flow_y=flow_y,
+            video_id=f"v{v}",
+            labels=[v % 4],
+            label_names=["c"],
+            frames=jpegs,
+            fps=25.0,
+            height=256,
+            width=340,
+            flow_x=flow_x,
+            flow_y=flow_y,
         )  # fmt: skip
         for v in range(videos)
     ]

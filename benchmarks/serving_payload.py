@@ -70,8 +70,7 @@ def json_uint8_size(video: np.ndarray) -> int:
 
 def json_request_size(signature: str, inputs: dict[str, int]) -> int:
     """Compact JSON request body size, given each input's JSON value size (the values themselves are not built)."""
-    skeleton = json.dumps({"signature_name": signature, "inputs": {name: 0 for name in inputs}},
-                          separators=(",", ":"))
+    skeleton = json.dumps({"signature_name": signature, "inputs": {name: 0 for name in inputs}}, separators=(",", ":"))
     return len(skeleton) - len(inputs) + sum(inputs.values())  # each "0" replaced by its value
 
 
@@ -99,15 +98,22 @@ def report(name: str, signature_inputs: dict, uint8_video: np.ndarray, jpeg_list
     grpc_uint8 = tensor_proto_size(uint8_video)
     grpc_jpeg = sum(tensor_proto_size(jpegs) for jpegs in jpeg_lists)
     rest_uint8 = json_request_size("serve_video", {"video": json_uint8_size(uint8_video)})
-    rest_jpeg = json_request_size("serve_encoded_video", {key: json_b64_size(jpegs)
-                                                          for key, jpegs in zip(signature_inputs, jpeg_lists)})
+    rest_jpeg = json_request_size(
+        "serve_encoded_video", {key: json_b64_size(jpegs) for key, jpegs in zip(signature_inputs, jpeg_lists)}
+    )
     print(f"{name}: video uint8 {uint8_video.shape}")
-    print(f"  raw bytes          uint8 {raw / mb:8.2f} MB   JPEG q{FLAGS.quality} {jpeg / mb:6.2f} MB   "
-          f"ratio {raw / jpeg:5.1f}x  ({jpeg / len(jpeg_lists[0]) / len(jpeg_lists) / 1e3:.1f} kB a JPEG)")
-    print(f"  gRPC TensorProto   uint8 {grpc_uint8 / mb:8.2f} MB   JPEG      {grpc_jpeg / mb:6.2f} MB   "
-          f"ratio {grpc_uint8 / grpc_jpeg:5.1f}x")
-    print(f"  REST JSON body     uint8 {rest_uint8 / mb:8.2f} MB   JPEG b64  {rest_jpeg / mb:6.2f} MB   "
-          f"ratio {rest_uint8 / rest_jpeg:5.1f}x")
+    print(
+        f"  raw bytes          uint8 {raw / mb:8.2f} MB   JPEG q{FLAGS.quality} {jpeg / mb:6.2f} MB   "
+        f"ratio {raw / jpeg:5.1f}x  ({jpeg / len(jpeg_lists[0]) / len(jpeg_lists) / 1e3:.1f} kB a JPEG)"
+    )
+    print(
+        f"  gRPC TensorProto   uint8 {grpc_uint8 / mb:8.2f} MB   JPEG      {grpc_jpeg / mb:6.2f} MB   "
+        f"ratio {grpc_uint8 / grpc_jpeg:5.1f}x"
+    )
+    print(
+        f"  REST JSON body     uint8 {rest_uint8 / mb:8.2f} MB   JPEG b64  {rest_jpeg / mb:6.2f} MB   "
+        f"ratio {rest_uint8 / rest_jpeg:5.1f}x"
+    )
 
 
 def main(argv) -> None:
@@ -122,12 +128,15 @@ def main(argv) -> None:
     from_jpeg = tf.function(lambda e: serving.sample_encoded_test_clip([e], **protocol))
     uint8_s = median_seconds(from_uint8, tf.constant(video))
     jpeg_s = median_seconds(from_jpeg, tf.constant(jpegs))
-    print(f"  clip build K={FLAGS.test_frames} S=224 (median of {FLAGS.repeats}): from uint8 {uint8_s * 1e3:.1f} ms, "
-          f"from JPEG bytes {jpeg_s * 1e3:.1f} ms (decodes {FLAGS.test_frames} of {len(jpegs)} frames)")
+    print(
+        f"  clip build K={FLAGS.test_frames} S=224 (median of {FLAGS.repeats}): from uint8 {uint8_s * 1e3:.1f} ms, "
+        f"from JPEG bytes {jpeg_s * 1e3:.1f} ms (decodes {FLAGS.test_frames} of {len(jpegs)} frames)"
+    )
 
     if FLAGS.flow:
-        flows = np.stack([flow_lib.quantize_flow(flow_lib.compute_flow(a, b, "dis"))
-                          for a, b in zip(video[:-1], video[1:])])  # (T-1, H, W, 2)
+        flows = np.stack(
+            [flow_lib.quantize_flow(flow_lib.compute_flow(a, b, "dis")) for a, b in zip(video[:-1], video[1:])]
+        )  # (T-1, H, W, 2)
         flow_x = [video_io.encode_jpeg(f[..., 0], FLAGS.quality) for f in flows]
         flow_y = [video_io.encode_jpeg(f[..., 1], FLAGS.quality) for f in flows]
         report("Flow model (DIS)", serving.ENCODED_INPUTS["flow"], flows, [flow_x, flow_y])

@@ -224,13 +224,16 @@ def flip_targets(class_names: Sequence[str], flip_label_map: Mapping[str, str | 
     index = {name: i for i, name in enumerate(class_names)}
     unknown = sorted({n for pair in mapping.items() for n in pair if n is not None and n not in index})
     if unknown:
-        raise ValueError(f"the flip label map names {unknown}, which are not classes of this dataset "
-                         f"({list(class_names)}).")
+        raise ValueError(
+            f"the flip label map names {unknown}, which are not classes of this dataset ({list(class_names)})."
+        )
     targets = np.arange(len(class_names), dtype=np.int32)
     for name, mirror in mapping.items():
         if mirror is not None and mirror in mapping and mapping[mirror] != name:
-            raise ValueError(f"the flip label map is not symmetric: {name!r} -> {mirror!r} but {mirror!r} -> "
-                             f"{mapping.get(mirror)!r}.")
+            raise ValueError(
+                f"the flip label map is not symmetric: {name!r} -> {mirror!r} but {mirror!r} -> "
+                f"{mapping.get(mirror)!r}."
+            )
         targets[index[name]] = NEVER_FLIP if mirror is None else index[mirror]
         if mirror is not None:
             targets[index[mirror]] = index[name]

@@ -353,6 +353,7 @@ def training_batch_tf(
 
 def full_frames_tf(path: tf.Tensor, spans: tf.Tensor, depth: int) -> tf.Tensor:
     """`full_frames` as a TensorFlow op: string path, int64 (N, 2) spans -> uint8 (N, H, W, depth)."""
+
     def run(path_value, spans_value):
         with _CALLS.call():
             return full_frames(path_value, spans_value, depth)

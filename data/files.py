@@ -63,8 +63,11 @@ def make_parent(path: str) -> str:
     try:
         os.makedirs(folder, exist_ok=True)
     except (FileExistsError, NotADirectoryError) as error:
-        raise _fail(path, f"a file stands where its folder should be ({error.filename or folder}); move it or choose "
-                          "another output path.") from error
+        raise _fail(
+            path,
+            f"a file stands where its folder should be ({error.filename or folder}); move it or choose "
+            "another output path.",
+        ) from error
     except OSError as error:
         raise _fail(path, f"cannot create the folder {folder} ({error.strerror or error}).") from error
     return folder
@@ -129,8 +132,11 @@ def write_atomic(path: str, write: Callable[[str], Any]) -> str:
         except OSError as error:
             raise _fail(path, f"{error.strerror or error}; check that the folder is writable.") from error
         if result is False:
-            raise _fail(path, "the writer reported failure; check the file extension, the folder's permissions and "
-                              "the free disk space.")
+            raise _fail(
+                path,
+                "the writer reported failure; check the file extension, the folder's permissions and "
+                "the free disk space.",
+            )
         if not os.path.isfile(temporary) or os.path.getsize(temporary) == 0:
             raise _fail(path, "the writer produced no data; check the free disk space.")
         _move_into_place(temporary, path)
@@ -202,7 +208,8 @@ def write_image(path: str, image: np.ndarray, *, rgb: bool = True) -> str:
         try:
             return bool(cv2.imwrite(temporary, image))
         except cv2.error as error:  # e.g. no encoder for the extension
-            raise _fail(path, f"OpenCV cannot encode it ({str(error).strip().splitlines()[-1]}); use .png or .jpg."
-                        ) from error
+            raise _fail(
+                path, f"OpenCV cannot encode it ({str(error).strip().splitlines()[-1]}); use .png or .jpg."
+            ) from error
 
     return write_atomic(path, write)

@@ -134,8 +134,7 @@ def _make_clip_fn(
         crop_uniforms = uniforms[num_frames : num_frames + 2]
         label_index = context[record_format.LABEL_INDEX]  # (n,)
         if training and flip:
-            mirror, label_index = augment.flip_with_labels_tf(uniforms[num_frames + 2] < 0.5, label_index,
-                                                              flip_targets)
+            mirror, label_index = augment.flip_with_labels_tf(uniforms[num_frames + 2] < 0.5, label_index, flip_targets)
 
         count = num_frames * new_length
         if reader == "offsets":  # testing (offsets training is batched): whole frames, cropped below
@@ -223,8 +222,9 @@ def _make_training_batch_fn(
         )  # (B, K + 3)
         label_index = context[record_format.LABEL_INDEX]  # (B, None)
         if flip:
-            mirror, label_index = augment.flip_with_labels_tf(uniforms[:, num_frames + 2] < 0.5, label_index,
-                                                              flip_targets)
+            mirror, label_index = augment.flip_with_labels_tf(
+                uniforms[:, num_frames + 2] < 0.5, label_index, flip_targets
+            )
         else:
             mirror = tf.zeros_like(uniforms[:, 0], tf.bool)
         frames, starts = clip_reader.training_batch_tf(

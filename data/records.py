@@ -229,8 +229,10 @@ def write_manifest(split_dir: str, manifest: dict[str, Any]) -> str:
     manifest["class_names"] = list(class_names)
     manifest.setdefault("num_classes", len(class_names))
     if manifest["num_classes"] != len(class_names):
-        raise ValueError(f"the manifest of {split_dir} says num_classes={manifest['num_classes']} but lists "
-                         f"{len(class_names)} class_names: give one name per class.")
+        raise ValueError(
+            f"the manifest of {split_dir} says num_classes={manifest['num_classes']} but lists "
+            f"{len(class_names)} class_names: give one name per class."
+        )
     manifest.setdefault("format_version", FORMAT_VERSION)
     tf.io.gfile.makedirs(split_dir)
     path = os.path.join(split_dir, MANIFEST_NAME)

@@ -113,8 +113,16 @@ CUES = ("both", "appearance", "motion")
 LOOKS = ("grey", "class_parts")
 # Settings added after the first version; written into synthetic.json only when not at their default, so the
 # parameters of benchmarks written before stay equal (a re-run finds them complete).
-_LATER_FIELDS = ("cue", "distractor_look", "distractor_radius", "actor_radius_range", "clutter", "camera_drift",
-                 "action_fraction", "decoy_probability")
+_LATER_FIELDS = (
+    "cue",
+    "distractor_look",
+    "distractor_radius",
+    "actor_radius_range",
+    "clutter",
+    "camera_drift",
+    "action_fraction",
+    "decoy_probability",
+)
 
 # The study benchmark of `python -m experiments.reproduce` (BUILD.md, "Reproducing the papers' findings": what each
 # setting is for). Fixed before any study was run; do not retune it after seeing which way a claim goes. One
@@ -196,9 +204,25 @@ def _polygon(shape: str, cx: float, cy: float, radius: float, angle: float) -> n
         points = np.stack([np.cos(t), np.sin(t)], -1) * radius
     elif shape == "cross":
         a, b = 1.0, 0.38
-        points = np.array(
-            [(-b, -a), (b, -a), (b, -b), (a, -b), (a, b), (b, b), (b, a), (-b, a), (-b, b), (-a, b), (-a, -b), (-b, -b)]
-        ) * radius
+        points = (
+            np.array(
+                [
+                    (-b, -a),
+                    (b, -a),
+                    (b, -b),
+                    (a, -b),
+                    (a, b),
+                    (b, b),
+                    (b, a),
+                    (-b, a),
+                    (-b, b),
+                    (-a, b),
+                    (-a, -b),
+                    (-b, -b),
+                ]
+            )
+            * radius
+        )
     else:
         sides, offset = {"square": (4, np.pi / 4), "diamond": (4, 0.0), "triangle": (3, -np.pi / 2)}[shape]
         t = offset + np.arange(sides) * 2 * np.pi / sides
@@ -326,8 +350,9 @@ def _make_decoy(rng: np.random.Generator, config: SyntheticConfig, distractor: d
     start = int(rng.integers(1, config.num_frames - length))
     reach = distractor["radius"] * 1.7
     min_dx, min_dy, max_dx, max_dy = _excursion(motion, config)
-    anchor = rng.uniform([reach - min_dx, reach - min_dy],
-                         [config.width - reach - max_dx, config.height - reach - max_dy])
+    anchor = rng.uniform(
+        [reach - min_dx, reach - min_dy], [config.width - reach - max_dx, config.height - reach - max_dy]
+    )
     distractor["decoy"] = {"motion": motion, "start": start, "length": length, "anchor": anchor}
 
 
@@ -417,8 +442,12 @@ def generate_video(
             if "decoy" in d:
                 pos, radius_scale, turn = _decoy_pose(d["decoy"], t, config)
             if "colour" in d:
-                _draw(image, _polygon(d["shape"], *pos, d["radius"] * radius_scale, d["angle"] + turn), d["colour"],
-                      ACTOR_OUTLINE)
+                _draw(
+                    image,
+                    _polygon(d["shape"], *pos, d["radius"] * radius_scale, d["angle"] + turn),
+                    d["colour"],
+                    ACTOR_OUTLINE,
+                )
             else:
                 grey = tuple(float(np.clip(d["grey"] * k, 0, 255)) for k in d["tint"])
                 _draw(image, _polygon(d["shape"], *pos, d["radius"] * radius_scale, turn), grey)
@@ -553,27 +582,65 @@ def _define_flags(flag_values=None) -> None:
     flags.DEFINE_integer("height", defaults.height, "Frame height.", flag_values=fv)
     flags.DEFINE_float("fps", defaults.fps, "Frames per second written into the videos.", flag_values=fv)
     flags.DEFINE_integer("num_distractors", defaults.num_distractors, "Distracting shapes per video.", flag_values=fv)
-    flags.DEFINE_enum("preset", "default", ["default", "study"], "Start from a named benchmark: 'default' (the "
-                      "quickstart's) or 'study' (experiments.reproduce's; BUILD.md). Flags given explicitly override "
-                      "it.", flag_values=fv)
-    flags.DEFINE_enum("cue", defaults.cue, list(CUES), "Where the class lives: the actor's colour and shape "
-                      "(appearance), its motion, or both.", flag_values=fv)
-    flags.DEFINE_enum("distractor_look", defaults.distractor_look, list(LOOKS), "grey shapes, or class_parts: class "
-                      "colours and shapes in combinations no class has, outlined like the actor.", flag_values=fv)
-    flags.DEFINE_list("distractor_radius", list(map(str, defaults.distractor_radius)), "low,high radius of the "
-                      "distractors in pixels.", flag_values=fv)
-    flags.DEFINE_list("actor_radius_range", None, "low,high radius of the actor in pixels, drawn per video "
-                      "(default: every actor 7 px).", flag_values=fv)
+    flags.DEFINE_enum(
+        "preset",
+        "default",
+        ["default", "study"],
+        "Start from a named benchmark: 'default' (the "
+        "quickstart's) or 'study' (experiments.reproduce's; BUILD.md). Flags given explicitly override "
+        "it.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "cue",
+        defaults.cue,
+        list(CUES),
+        "Where the class lives: the actor's colour and shape (appearance), its motion, or both.",
+        flag_values=fv,
+    )
+    flags.DEFINE_enum(
+        "distractor_look",
+        defaults.distractor_look,
+        list(LOOKS),
+        "grey shapes, or class_parts: class colours and shapes in combinations no class has, outlined like the actor.",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "distractor_radius",
+        list(map(str, defaults.distractor_radius)),
+        "low,high radius of the distractors in pixels.",
+        flag_values=fv,
+    )
+    flags.DEFINE_list(
+        "actor_radius_range",
+        None,
+        "low,high radius of the actor in pixels, drawn per video (default: every actor 7 px).",
+        flag_values=fv,
+    )
     flags.DEFINE_integer("clutter", defaults.clutter, "Static blobs painted into the background.", flag_values=fv)
-    flags.DEFINE_float("decoy_probability", defaults.decoy_probability, "Chance that a distractor is a decoy: it "
-                       "performs the motion of another class (the flow stream's counterpart of class_parts).",
-                       flag_values=fv)
-    flags.DEFINE_float("noise_sigma", defaults.noise_sigma, "Standard deviation of the Gaussian pixel noise added to "
-                       "every frame (grey levels, 0-255); it blurs optical flow more than colour.", flag_values=fv)
-    flags.DEFINE_float("camera_drift", defaults.camera_drift, "Largest camera drift, pixels per frame per axis.",
-                       flag_values=fv)
-    flags.DEFINE_list("action_fraction", list(map(str, defaults.action_fraction)), "low,high length of the action "
-                      "as a fraction of the clip.", flag_values=fv)
+    flags.DEFINE_float(
+        "decoy_probability",
+        defaults.decoy_probability,
+        "Chance that a distractor is a decoy: it "
+        "performs the motion of another class (the flow stream's counterpart of class_parts).",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "noise_sigma",
+        defaults.noise_sigma,
+        "Standard deviation of the Gaussian pixel noise added to "
+        "every frame (grey levels, 0-255); it blurs optical flow more than colour.",
+        flag_values=fv,
+    )
+    flags.DEFINE_float(
+        "camera_drift", defaults.camera_drift, "Largest camera drift, pixels per frame per axis.", flag_values=fv
+    )
+    flags.DEFINE_list(
+        "action_fraction",
+        list(map(str, defaults.action_fraction)),
+        "low,high length of the action as a fraction of the clip.",
+        flag_values=fv,
+    )
     flags.DEFINE_bool("overwrite", False, "Regenerate over a benchmark written with other parameters.", flag_values=fv)
 
 

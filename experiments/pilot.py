@@ -73,8 +73,14 @@ CANDIDATES: dict[str, tuple[dict[str, str], int, int]] = {
 }
 ROUND2: dict[str, tuple[dict[str, str], int, int]] = {
     name: ({"train_per_class": "150", "actor_radius_range": radius, "noise_sigma": sigma}, 1500, 1000)
-    for name, radius, sigma in (("D", "7,10", "20"), ("E", "7,10", "32"), ("F", "7,10", "44"),
-                                ("G", "5,10", "20"), ("H", "5,10", "32"), ("I", "5,10", "44"))
+    for name, radius, sigma in (
+        ("D", "7,10", "20"),
+        ("E", "7,10", "32"),
+        ("F", "7,10", "44"),
+        ("G", "5,10", "20"),
+        ("H", "5,10", "32"),
+        ("I", "5,10", "44"),
+    )
 }
 ROUND3: dict[str, tuple[dict[str, str], int, int]] = {
     name: ({**ROUND2["D"][0], "decoy_probability": p}, 1500, 1000)
@@ -90,8 +96,9 @@ def _run(command: list[str], log: str) -> None:
     with open(log, "a") as out:
         out.write("$ " + " ".join(command) + "\n")
         out.flush()
-        code = subprocess.call(command, stdout=out, stderr=subprocess.STDOUT,
-                               env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        code = subprocess.call(
+            command, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        )
     if code:
         raise RuntimeError(f"{' '.join(command[:3])} failed (exit {code}); see {log}")
 
@@ -119,21 +126,64 @@ def run_candidate(name: str, out_dir: str, *, chain_if_tsn_fails: bool = True) -
     root = os.path.join(out_dir, name)
     raw, records, log = os.path.join(root, "raw"), os.path.join(root, "records"), os.path.join(root, "log.txt")
     if not os.path.exists(os.path.join(records, "test", "manifest.json")):
-        _run(_py("data.synthetic", "--preset=study", f"--out_dir={raw}", f"--seed={PILOT_SEED}",
-                 f"--test_per_class={VALIDATION_PER_CLASS}", *(f"--{k}={v}" for k, v in overrides.items())), log)
-        _run(_py("data.prepare", "--dataset=ucf101", f"--raw_dir={raw}", f"--out_dir={records}", "--flow=farneback",
-                 "--frame_size=none", "--workers=2", "--noprogress"), log)
+        _run(
+            _py(
+                "data.synthetic",
+                "--preset=study",
+                f"--out_dir={raw}",
+                f"--seed={PILOT_SEED}",
+                f"--test_per_class={VALIDATION_PER_CLASS}",
+                *(f"--{k}={v}" for k, v in overrides.items()),
+            ),
+            log,
+        )
+        _run(
+            _py(
+                "data.prepare",
+                "--dataset=ucf101",
+                f"--raw_dir={raw}",
+                f"--out_dir={records}",
+                "--flow=farneback",
+                "--frame_size=none",
+                "--workers=2",
+                "--noprogress",
+            ),
+            log,
+        )
     result = {}
-    schedule = {"tsn": [f"--max_steps={tsn_steps}", f"--lr_boundaries={int(0.75 * tsn_steps)}"],
-                "st_attn": [f"--max_steps={st_attn_steps}", f"--lr_boundaries={int(0.75 * st_attn_steps)}"]}
+    schedule = {
+        "tsn": [f"--max_steps={tsn_steps}", f"--lr_boundaries={int(0.75 * tsn_steps)}"],
+        "st_attn": [f"--max_steps={st_attn_steps}", f"--lr_boundaries={int(0.75 * st_attn_steps)}"],
+    }
     for stream in ("rgb", "flow"):
         run = os.path.join(root, "runs", f"tsn_{stream}")
         if not os.path.exists(os.path.join(run, "eval", "val.json")):
-            _run(_py("stpa.train", f"--flagfile={FLAGFILES}/study_stpa_tsn_{stream}.cfg", f"--records_dir={records}",
-                     f"--model_dir={run}", "--seed=0", "--deterministic", "--noprogress", *schedule["tsn"]), log)
+            _run(
+                _py(
+                    "stpa.train",
+                    f"--flagfile={FLAGFILES}/study_stpa_tsn_{stream}.cfg",
+                    f"--records_dir={records}",
+                    f"--model_dir={run}",
+                    "--seed=0",
+                    "--deterministic",
+                    "--noprogress",
+                    *schedule["tsn"],
+                ),
+                log,
+            )
             for split, extra in (("test", []), ("train", [f"--max_videos={TRAIN_VIDEOS}"])):
-                _run(_py("stpa.evaluate", f"--model_dir={run}", f"--records_dir={records}", f"--split={split}",
-                         "--test_frames=25", f"--output={run}/eval/{split}.npz", *extra), log)
+                _run(
+                    _py(
+                        "stpa.evaluate",
+                        f"--model_dir={run}",
+                        f"--records_dir={records}",
+                        f"--split={split}",
+                        "--test_frames=25",
+                        f"--output={run}/eval/{split}.npz",
+                        *extra,
+                    ),
+                    log,
+                )
             os.replace(os.path.join(run, "eval", "test.json"), os.path.join(run, "eval", "val.json"))
         result[f"tsn_{stream}_train"] = _top1(os.path.join(run, "eval", "train.json"))
         result[f"tsn_{stream}_val"] = _top1(os.path.join(run, "eval", "val.json"))
@@ -143,13 +193,42 @@ def run_candidate(name: str, out_dir: str, *, chain_if_tsn_fails: bool = True) -
     run = os.path.join(root, "runs", "st_attn_chain")
     if not os.path.exists(os.path.join(run, "eval", "val.json")):
         if not os.path.exists(os.path.join(features, "test", "manifest.json")):
-            _run(_py("st_attn.features", f"--flagfile={FLAGFILES}/study_st_attn_features.cfg",
-                     f"--records_dir={records}", f"--out_dir={features}", f"--weights={trunk}"), log)
-        _run(_py("stpa.train", f"--flagfile={FLAGFILES}/study_st_attn_chain.cfg", f"--features_dir={features}",
-                 f"--model_dir={run}", "--seed=0", "--deterministic", "--noprogress", *schedule["st_attn"]), log)
+            _run(
+                _py(
+                    "st_attn.features",
+                    f"--flagfile={FLAGFILES}/study_st_attn_features.cfg",
+                    f"--records_dir={records}",
+                    f"--out_dir={features}",
+                    f"--weights={trunk}",
+                ),
+                log,
+            )
+        _run(
+            _py(
+                "stpa.train",
+                f"--flagfile={FLAGFILES}/study_st_attn_chain.cfg",
+                f"--features_dir={features}",
+                f"--model_dir={run}",
+                "--seed=0",
+                "--deterministic",
+                "--noprogress",
+                *schedule["st_attn"],
+            ),
+            log,
+        )
         for split, extra in (("test", []), ("train", [f"--max_videos={TRAIN_VIDEOS}"])):
-            _run(_py("stpa.evaluate", f"--model_dir={run}", f"--records_dir={features}", f"--split={split}",
-                     "--test_frames=6", f"--output={run}/eval/{split}.npz", *extra), log)
+            _run(
+                _py(
+                    "stpa.evaluate",
+                    f"--model_dir={run}",
+                    f"--records_dir={features}",
+                    f"--split={split}",
+                    "--test_frames=6",
+                    f"--output={run}/eval/{split}.npz",
+                    *extra,
+                ),
+                log,
+            )
         os.replace(os.path.join(run, "eval", "test.json"), os.path.join(run, "eval", "val.json"))
     result["st_attn_chain_train"] = _top1(os.path.join(run, "eval", "train.json"))
     result["st_attn_chain_val"] = _top1(os.path.join(run, "eval", "val.json"))
@@ -174,12 +253,18 @@ def main() -> None:
     csv_path = os.path.join(args.results_dir, "pilot.csv" if args.round == 1 else f"pilot{args.round}.csv")
     fields = ["candidate", *(f"{b}_{s}" for b in BASELINES for s in ("train", "val")), "qualifies", "minutes"]
     rows = []
-    for name in (args.candidates.split(",") if args.candidates else candidates):
+    for name in args.candidates.split(",") if args.candidates else candidates:
         start = time.time()
         print(f"candidate {name}: {candidates[name]}", flush=True)
         result = run_candidate(name, args.out_dir, chain_if_tsn_fails=args.round == 1)
-        rows.append({"candidate": name, **{k: f"{v:.1f}" for k, v in result.items()},
-                     "qualifies": qualifies(result), "minutes": f"{(time.time() - start) / 60:.1f}"})
+        rows.append(
+            {
+                "candidate": name,
+                **{k: f"{v:.1f}" for k, v in result.items()},
+                "qualifies": qualifies(result),
+                "minutes": f"{(time.time() - start) / 60:.1f}",
+            }
+        )
         print(rows[-1], flush=True)
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=fields, restval="not run")

@@ -72,10 +72,9 @@ class PrimaryClaim:
         return (self.row_b, self.column)
 
     def describe(self) -> str:
-        """"study: A − B (column), paper: higher, margin ±4"."""
+        """A one-line description: "study: A − B (column), paper: higher, margin ±4"."""
         direction = "higher" if self.sign > 0 else "lower"
-        return (f"{self.study}: {self.row_a} − {self.row_b} ({self.column}), paper: {direction}, "
-                f"margin ±{self.margin:g}")
+        return f"{self.study}: {self.row_a} − {self.row_b} ({self.column}), paper: {direction}, margin ±{self.margin:g}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +127,7 @@ def benchmark_digest(flags: Sequence[str]) -> str:
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """"0-9" -> 0 ... 9; "0, 1, 2"; "0-4, 7". Raises ValueError naming the text."""
+    """The seeds of a seed list: "0-9" -> 0 ... 9; "0, 1, 2"; "0-4, 7". Raises ValueError naming the text."""
     seeds: list[int] = []
     for part in (p.strip() for p in text.split(",")):
         match = re.fullmatch(r"(\d+)\s*-\s*(\d+)|(\d+)", part)
@@ -162,8 +161,9 @@ def format_seeds(seeds: Sequence[int]) -> str:
 def _block(text: str, path: str) -> dict[str, str]:
     blocks = re.findall(rf"^```{BLOCK_INFO}[ \t]*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
     if len(blocks) != 1:
-        raise ValueError(f"{path}: needs exactly one ```{BLOCK_INFO} block of key: value lines, found "
-                         f"{len(blocks)}; {_FORMAT_HINT}.")
+        raise ValueError(
+            f"{path}: needs exactly one ```{BLOCK_INFO} block of key: value lines, found {len(blocks)}; {_FORMAT_HINT}."
+        )
     settings: dict[str, str] = {}
     for number, line in enumerate(blocks[0].splitlines(), 1):
         line = re.sub(r"(^|\s)#.*$", "", line).strip()  # a comment: '#' at the start or after a space
@@ -192,42 +192,55 @@ def _claims(text: str, path: str) -> tuple[PrimaryClaim, ...]:
         if not set(CLAIM_COLUMNS) <= set(header):
             continue
         claims = []
-        for row_line in lines[i + 2:]:
+        for row_line in lines[i + 2 :]:
             if not row_line.strip().startswith("|"):
                 break
             values = _cells(row_line)
             if len(values) != len(header):
-                raise ValueError(f"{path}: claims row {row_line.strip()!r} has {len(values)} cells, the header "
-                                 f"{len(header)}.")
+                raise ValueError(
+                    f"{path}: claims row {row_line.strip()!r} has {len(values)} cells, the header {len(header)}."
+                )
             row = dict(zip(header, values))
             direction = row["direction"].lower()
             if direction not in _DIRECTIONS:
-                raise ValueError(f"{path}: claim {row['id']!r} has direction {row['direction']!r}; write 'higher' "
-                                 "(row A > row B in the paper) or 'lower'.")
+                raise ValueError(
+                    f"{path}: claim {row['id']!r} has direction {row['direction']!r}; write 'higher' "
+                    "(row A > row B in the paper) or 'lower'."
+                )
             try:
                 margin = float(row["margin"].lstrip("±"))
             except ValueError:
-                raise ValueError(f"{path}: claim {row['id']!r} has margin {row['margin']!r}; write a number of "
-                                 "points, e.g. 4.") from None
+                raise ValueError(
+                    f"{path}: claim {row['id']!r} has margin {row['margin']!r}; write a number of points, e.g. 4."
+                ) from None
             if margin <= 0:
                 raise ValueError(f"{path}: claim {row['id']!r} needs a margin > 0 points, got {margin:g}.")
-            claims.append(PrimaryClaim(id=row["id"], study=row["study"], row_a=row["row a"], row_b=row["row b"],
-                                       column=row["column"], sign=_DIRECTIONS[direction], margin=margin,
-                                       paper=row.get("paper", "")))
+            claims.append(
+                PrimaryClaim(
+                    id=row["id"],
+                    study=row["study"],
+                    row_a=row["row a"],
+                    row_b=row["row b"],
+                    column=row["column"],
+                    sign=_DIRECTIONS[direction],
+                    margin=margin,
+                    paper=row.get("paper", ""),
+                )
+            )
         ids = [c.id for c in claims]
         if not claims or len(set(ids)) != len(ids):
             raise ValueError(f"{path}: the primary claims table needs at least one row and unique ids, got {ids}.")
         return tuple(claims)
-    raise ValueError(f"{path}: no primary claims table with the columns {', '.join(CLAIM_COLUMNS)}; "
-                     f"{_FORMAT_HINT}.")
+    raise ValueError(f"{path}: no primary claims table with the columns {', '.join(CLAIM_COLUMNS)}; {_FORMAT_HINT}.")
 
 
 def _number(settings: Mapping[str, str], key: str, kind, path: str):
     try:
         return kind(settings[key])
     except ValueError:
-        raise ValueError(f"{path}: {key}: {settings[key]!r} is not {'an integer' if kind is int else 'a number'}."
-                         ) from None
+        raise ValueError(
+            f"{path}: {key}: {settings[key]!r} is not {'an integer' if kind is int else 'a number'}."
+        ) from None
 
 
 def parse(text: str, path: str = "<pre-registration>") -> Preregistration:
@@ -239,14 +252,23 @@ def parse(text: str, path: str = "<pre-registration>") -> Preregistration:
     alpha = _number(settings, "alpha", float, path)
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"{path}: alpha must be in (0, 1), got {alpha}.")
-    optional = {key: _number(settings, key, type(default), path) if key in settings else default
-                for key, default in _DEFAULTS.items()}
+    optional = {
+        key: _number(settings, key, type(default), path) if key in settings else default
+        for key, default in _DEFAULTS.items()
+    }
     descriptive = tuple(s.strip() for s in settings.get("descriptive", "").split(",") if s.strip())
     return Preregistration(
-        path=path, seeds=parse_seeds(settings["seeds"]), alpha=alpha, claims=_claims(text, path), **optional,
+        path=path,
+        seeds=parse_seeds(settings["seeds"]),
+        alpha=alpha,
+        claims=_claims(text, path),
+        **optional,
         test_videos=_number(settings, "test_videos", int, path) if "test_videos" in settings else None,
-        benchmark=settings.get("benchmark"), benchmark_digest=settings.get("benchmark_digest"),
-        descriptive=descriptive, settings=dict(settings))
+        benchmark=settings.get("benchmark"),
+        benchmark_digest=settings.get("benchmark_digest"),
+        descriptive=descriptive,
+        settings=dict(settings),
+    )
 
 
 def load(path: str) -> Preregistration:
@@ -259,8 +281,9 @@ def load(path: str) -> Preregistration:
         with open(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
-        raise FileNotFoundError(f"pre-registration {path!r} does not exist; write it before the runs "
-                                f"({_FORMAT_HINT}).") from None
+        raise FileNotFoundError(
+            f"pre-registration {path!r} does not exist; write it before the runs ({_FORMAT_HINT})."
+        ) from None
     return parse(text, path)
 
 
@@ -283,8 +306,14 @@ def _claim_deviations(prereg: Preregistration, actual_claims) -> list[str]:
         if ran is None:
             lines.append(f"claim {claim.id}: pre-registered ({claim.describe()}), not in the run.")
             continue
-        for field, label in (("study", "study"), ("row_a", "row A"), ("row_b", "row B"), ("column", "column"),
-                             ("sign", "direction"), ("margin", "margin")):
+        for field, label in (
+            ("study", "study"),
+            ("row_a", "row A"),
+            ("row_b", "row B"),
+            ("column", "column"),
+            ("sign", "direction"),
+            ("margin", "margin"),
+        ):
             registered, used = getattr(claim, field), getattr(ran, field)
             if registered != used:
                 if field == "sign":
@@ -316,8 +345,10 @@ def deviations(prereg: Preregistration, actual: Mapping[str, object]) -> list[st
     if "seeds" in actual:
         registered, used = set(prereg.seeds), set(actual["seeds"])
         if registered != used:
-            line = (f"seeds: pre-registered {format_seeds(prereg.seeds)} ({len(registered)}), the run used "
-                    f"{format_seeds(sorted(used)) or 'none'} ({len(used)})")
+            line = (
+                f"seeds: pre-registered {format_seeds(prereg.seeds)} ({len(registered)}), the run used "
+                f"{format_seeds(sorted(used)) or 'none'} ({len(used)})"
+            )
             details = []
             if registered - used:
                 details.append(f"missing {format_seeds(sorted(registered - used))}")
@@ -336,8 +367,10 @@ def deviations(prereg: Preregistration, actual: Mapping[str, object]) -> list[st
     if "descriptive" in prereg.settings and "descriptive" in actual:
         used = tuple(actual["descriptive"])
         if set(used) != set(prereg.descriptive):
-            lines.append(f"descriptive: pre-registered {', '.join(prereg.descriptive) or 'none'}, the run used "
-                         f"{', '.join(used) or 'none'}.")
+            lines.append(
+                f"descriptive: pre-registered {', '.join(prereg.descriptive) or 'none'}, the run used "
+                f"{', '.join(used) or 'none'}."
+            )
     if "claims" in actual:
         lines += _claim_deviations(prereg, actual["claims"])
     else:

@@ -41,7 +41,7 @@ ACCURACY_COLUMNS = ("row", "column", "seed", "train_top1", "val_top1", "test_top
 
 
 def format_cell(values: Mapping[int, float | None]) -> str:
-    """"87.3 ± 1.2 (3)" (mean ± std, seeds with a result); "no result (0/3)" when none has one.
+    """A cell's text: "87.3 ± 1.2 (3)" (mean ± std, seeds with a result); "no result (0/3)" when none has one.
 
     A seed without a result failed (or has not run yet): `<out_dir>/state/` and `logs/` say which, and the report
     lists the failed commands.
@@ -65,21 +65,33 @@ def _signed(value: float | None) -> str:
 
 def comparisons(study: Study, results: Results) -> list[tuple[object, statistics.Comparison]]:
     """Every claim of the study with its paired comparison."""
-    return [(claim, statistics.paired_difference(results[claim.cell], results[claim.reference], claim.sign))
-            for claim in study.claims]
+    return [
+        (claim, statistics.paired_difference(results[claim.cell], results[claim.reference], claim.sign))
+        for claim in study.claims
+    ]
 
 
 # ------------------------------------------------------------------------------------------ per-video results
 def correctness(per_video: PerVideo) -> dict[tuple[str, str], dict[int, dict[str, float]]]:
     """(row, column) -> {seed: {video_id: 1.0 if predicted == label else 0.0}}."""
-    return {key: {seed: {video: float(label == predicted) for video, label, predicted in records}
-                  for seed, records in by_seed.items()}
-            for key, by_seed in per_video.items()}
+    return {
+        key: {
+            seed: {video: float(label == predicted) for video, label, predicted in records}
+            for seed, records in by_seed.items()
+        }
+        for key, by_seed in per_video.items()
+    }
 
 
-def paired_estimate(per_video: PerVideo, cell: tuple[str, str], reference: tuple[str, str], *,
-                    level: float = 0.95, resamples: int = 10_000, rng_seed: int = 0
-                    ) -> statistics.PairedEstimate | None:
+def paired_estimate(
+    per_video: PerVideo,
+    cell: tuple[str, str],
+    reference: tuple[str, str],
+    *,
+    level: float = 0.95,
+    resamples: int = 10_000,
+    rng_seed: int = 0,
+) -> statistics.PairedEstimate | None:
     """`statistics.paired_bootstrap` of cell − reference over their shared seeds; None without a paired seed."""
     if not per_video.get(cell) or not per_video.get(reference):
         return None
@@ -116,12 +128,13 @@ def read_per_video(path: str) -> dict[tuple[str, str], dict[int, list[tuple[str,
         for line in reader:
             label, predicted = int(line["label"]), int(line["predicted"])
             if int(line["correct"]) != int(label == predicted):
-                raise ValueError(f"{path}: video {line['video_id']} of {line['row']} / {line['column']} seed "
-                                 f"{line['seed']} has correct={line['correct']} but label {label}, predicted "
-                                 f"{predicted}.")
+                raise ValueError(
+                    f"{path}: video {line['video_id']} of {line['row']} / {line['column']} seed "
+                    f"{line['seed']} has correct={line['correct']} but label {label}, predicted "
+                    f"{predicted}."
+                )
             key = (line["row"], line["column"])
-            per_video.setdefault(key, {}).setdefault(int(line["seed"]), []).append(
-                (line["video_id"], label, predicted))
+            per_video.setdefault(key, {}).setdefault(int(line["seed"]), []).append((line["video_id"], label, predicted))
     return per_video
 
 
@@ -132,14 +145,17 @@ def accuracy_csv(study: Study, accuracy: Accuracy) -> str:
     writer.writerow(ACCURACY_COLUMNS)
     for cell in study.cells:
         for seed, values in sorted(accuracy.get((cell.row, cell.column), {}).items()):
-            writer.writerow([cell.row, cell.column, seed] + [
-                "" if values.get(key) is None else f"{values[key]:.4f}" for key in ACCURACY_COLUMNS[3:]])
+            writer.writerow(
+                [cell.row, cell.column, seed]
+                + ["" if values.get(key) is None else f"{values[key]:.4f}" for key in ACCURACY_COLUMNS[3:]]
+            )
     return buffer.getvalue()
 
 
 # --------------------------------------------------------------------------------- pre-registered primary claims
-def primary_decisions(prereg: prereg_lib.Preregistration, per_video_by_study: Mapping[str, PerVideo]
-                      ) -> list[tuple[prereg_lib.PrimaryClaim, statistics.Decision]]:
+def primary_decisions(
+    prereg: prereg_lib.Preregistration, per_video_by_study: Mapping[str, PerVideo]
+) -> list[tuple[prereg_lib.PrimaryClaim, statistics.Decision]]:
     """Every pre-registered primary claim decided as one Holm family (`statistics.DECISION_RULES`).
 
     Args:
@@ -153,10 +169,23 @@ def primary_decisions(prereg: prereg_lib.Preregistration, per_video_by_study: Ma
     estimates = []
     for claim in prereg.claims:
         per_video = per_video_by_study.get(claim.study, {})
-        estimates.append(paired_estimate(per_video, claim.cell, claim.reference, level=prereg.level,
-                                         resamples=prereg.bootstrap_resamples, rng_seed=prereg.bootstrap_seed))
-    decisions = statistics.decide_family(estimates, [c.sign for c in prereg.claims],
-                                         [c.margin for c in prereg.claims], alpha=prereg.alpha, power=prereg.power)
+        estimates.append(
+            paired_estimate(
+                per_video,
+                claim.cell,
+                claim.reference,
+                level=prereg.level,
+                resamples=prereg.bootstrap_resamples,
+                rng_seed=prereg.bootstrap_seed,
+            )
+        )
+    decisions = statistics.decide_family(
+        estimates,
+        [c.sign for c in prereg.claims],
+        [c.margin for c in prereg.claims],
+        alpha=prereg.alpha,
+        power=prereg.power,
+    )
     return list(zip(prereg.claims, decisions))
 
 
@@ -172,12 +201,26 @@ def _verdict_text(decision: statistics.Decision) -> str:
     return decision.verdict
 
 
-def primary_table(decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]], *,
-                  with_study: bool = True) -> str:
+def primary_table(
+    decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]], *, with_study: bool = True
+) -> str:
     """Markdown table of decided primary claims: d, interval, SE, p, Holm p, TOST p (Holm), MDE, verdict."""
     level = next((d.estimate.level for _, d in decisions if d.estimate is not None), 0.95)
-    header = ["Claim", *(["Study"] if with_study else []), "A − B (column)", "Paper", "Seeds × videos",
-              f"d [{100 * level:g} % interval]", "SE", "p", "p (Holm)", "Margin", "TOST p (Holm)", "MDE", "Verdict"]
+    header = [
+        "Claim",
+        *(["Study"] if with_study else []),
+        "A − B (column)",
+        "Paper",
+        "Seeds × videos",
+        f"d [{100 * level:g} % interval]",
+        "SE",
+        "p",
+        "p (Holm)",
+        "Margin",
+        "TOST p (Holm)",
+        "MDE",
+        "Verdict",
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim, decision in decisions:
         estimate = decision.estimate
@@ -186,25 +229,39 @@ def primary_table(decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.
         if estimate is None:
             measured = ["0", "no paired seed", "—"]
         else:
-            measured = [f"{estimate.n_seeds} × {estimate.n_videos}",
-                        f"{estimate.mean:+.1f} [{estimate.low:+.1f}, {estimate.high:+.1f}]", f"{estimate.se:.1f}"]
+            measured = [
+                f"{estimate.n_seeds} × {estimate.n_videos}",
+                f"{estimate.mean:+.1f} [{estimate.low:+.1f}, {estimate.high:+.1f}]",
+                f"{estimate.se:.1f}",
+            ]
         mde = "—" if decision.mde is None else f"{decision.mde:.1f}"
-        cells = [claim.id, *([claim.study] if with_study else []),
-                 f"{claim.row_a} − {claim.row_b} ({claim.column})", paper, *measured, _p(decision.p_difference),
-                 _p(decision.p_difference_adjusted), f"±{claim.margin:g}", _p(decision.p_tost_adjusted), mde,
-                 _verdict_text(decision)]
+        cells = [
+            claim.id,
+            *([claim.study] if with_study else []),
+            f"{claim.row_a} − {claim.row_b} ({claim.column})",
+            paper,
+            *measured,
+            _p(decision.p_difference),
+            _p(decision.p_difference_adjusted),
+            f"±{claim.margin:g}",
+            _p(decision.p_tost_adjusted),
+            mde,
+            _verdict_text(decision),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def preregistration_lines(path: str | None, deviations: Sequence[str] | None, folder: str | None = None
-                          ) -> list[str]:
-    """"Pre-registration: [name](link)" and its deviations ("none" when there is none)."""
+def preregistration_lines(path: str | None, deviations: Sequence[str] | None, folder: str | None = None) -> list[str]:
+    """The lines "Pre-registration: [name](link)" and its deviations ("none" when there is none)."""
     if path is None:
         return []
     link = os.path.relpath(path, folder) if folder else path
-    lines = [f"Pre-registration: [{os.path.basename(path)}]({link}). Deviations from it:"
-             + (" none." if not deviations else ""), ""]
+    lines = [
+        f"Pre-registration: [{os.path.basename(path)}]({link}). Deviations from it:"
+        + (" none." if not deviations else ""),
+        "",
+    ]
     if deviations:
         lines += [f"- {line}" for line in deviations] + [""]
     return lines
@@ -224,20 +281,30 @@ class Difference:
 def _matching_claim(prereg, study: Study, cell, reference):
     if prereg is None:
         return None
-    return next((c for c in prereg.claims if c.study == study.name and c.cell == tuple(cell)
-                 and c.reference == tuple(reference)), None)
+    return next(
+        (
+            c
+            for c in prereg.claims
+            if c.study == study.name and c.cell == tuple(cell) and c.reference == tuple(reference)
+        ),
+        None,
+    )
 
 
-def differences(study: Study, results: Results, per_video: PerVideo | None = None,
-                prereg: prereg_lib.Preregistration | None = None) -> list[Difference]:
+def differences(
+    study: Study, results: Results, per_video: PerVideo | None = None, prereg: prereg_lib.Preregistration | None = None
+) -> list[Difference]:
     """The study's claims (and its primary claims that are not among them) as `Difference`s.
 
     The interval is the seeds + videos bootstrap's where both cells have per-video results, else the seed-only t
     interval; the margin is the pre-registered one of the same comparison (None: not pre-registered).
     """
     per_video = per_video or {}
-    options = {} if prereg is None else dict(level=prereg.level, resamples=prereg.bootstrap_resamples,
-                                             rng_seed=prereg.bootstrap_seed)
+    options = (
+        {}
+        if prereg is None
+        else dict(level=prereg.level, resamples=prereg.bootstrap_resamples, rng_seed=prereg.bootstrap_seed)
+    )
     items, seen = [], set()
     pairs = [(c.cell, c.reference, c.sign) for c in study.claims]
     if prereg is not None:
@@ -260,11 +327,21 @@ def differences(study: Study, results: Results, per_video: PerVideo | None = Non
     return items
 
 
-def render_markdown(study: Study, results: Results, *, seeds: Sequence[int], quick: bool = False,
-                    figure: str | None = None, failures: Sequence[str] = (), benchmark: str = "--preset=study",
-                    per_video: PerVideo | None = None, prereg: prereg_lib.Preregistration | None = None,
-                    decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]] = (),
-                    deviations: Sequence[str] | None = None, folder: str | None = None) -> str:
+def render_markdown(
+    study: Study,
+    results: Results,
+    *,
+    seeds: Sequence[int],
+    quick: bool = False,
+    figure: str | None = None,
+    failures: Sequence[str] = (),
+    benchmark: str = "--preset=study",
+    per_video: PerVideo | None = None,
+    prereg: prereg_lib.Preregistration | None = None,
+    decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]] = (),
+    deviations: Sequence[str] | None = None,
+    folder: str | None = None,
+) -> str:
     """The report of one study (markdown).
 
     Args:
@@ -286,10 +363,12 @@ def render_markdown(study: Study, results: Results, *, seeds: Sequence[int], qui
     """
     lines = [f"# {study.title}", ""]
     schedule = "--quick (shorter schedules)" if quick else "full schedules"
-    lines.append(f"Study benchmark (`data.synthetic {benchmark}`), {schedule}, seeds {list(seeds)}; values: "
-                 f"{study.unit} on the test split, mean ± std over the seeds (number of seeds that finished). "
-                 f"**Paper** columns: {study.paper_source} — the paper's result on its real dataset, shown for the "
-                 "direction, not comparable in value.")
+    lines.append(
+        f"Study benchmark (`data.synthetic {benchmark}`), {schedule}, seeds {list(seeds)}; values: "
+        f"{study.unit} on the test split, mean ± std over the seeds (number of seeds that finished). "
+        f"**Paper** columns: {study.paper_source} — the paper's result on its real dataset, shown for the "
+        "direction, not comparable in value."
+    )
     lines.append("")
     header = ["Row"]
     for column in study.columns:
@@ -311,12 +390,18 @@ def render_markdown(study: Study, results: Results, *, seeds: Sequence[int], qui
         if decisions:
             lines += [primary_table(decisions, with_study=False), "", statistics.DECISION_RULES, ""]
         else:
-            lines += ["This study holds none of the primary claims (descriptive)." if study.name in prereg.descriptive
-                      else "This study holds none of the primary claims.", ""]
-    options = {} if prereg is None else dict(level=prereg.level, resamples=prereg.bootstrap_resamples,
-                                             rng_seed=prereg.bootstrap_seed)
-    estimates = [paired_estimate(per_video or {}, tuple(c.cell), tuple(c.reference), **options)
-                 for c in study.claims]
+            lines += [
+                "This study holds none of the primary claims (descriptive)."
+                if study.name in prereg.descriptive
+                else "This study holds none of the primary claims.",
+                "",
+            ]
+    options = (
+        {}
+        if prereg is None
+        else dict(level=prereg.level, resamples=prereg.bootstrap_resamples, rng_seed=prereg.bootstrap_seed)
+    )
+    estimates = [paired_estimate(per_video or {}, tuple(c.cell), tuple(c.reference), **options) for c in study.claims]
     bootstrap = any(e is not None for e in estimates)
     lines += ["## The paper's directions", ""]
     header = "| Row | vs | Paper | Ours: mean difference [95 % interval] (pairs) | Verdict |"
@@ -329,18 +414,25 @@ def render_markdown(study: Study, results: Results, *, seeds: Sequence[int], qui
         else:
             interval = f"{result.mean:+.1f} [{result.low:+.1f}, {result.high:+.1f}] ({result.n})"
         row, reference = " / ".join(claim.cell), " / ".join(claim.reference)
-        line = (f"| {row} | {reference} | {'higher' if claim.sign > 0 else 'lower'}: {claim.paper_says} | "
-                f"{interval} | {result.verdict} |")
+        line = (
+            f"| {row} | {reference} | {'higher' if claim.sign > 0 else 'lower'}: {claim.paper_says} | "
+            f"{interval} | {result.verdict} |"
+        )
         if bootstrap:
-            line += (" — |" if estimate is None else f" {estimate.mean:+.1f} [{estimate.low:+.1f}, "
-                     f"{estimate.high:+.1f}] ({estimate.se:.1f}) |")
+            line += (
+                " — |"
+                if estimate is None
+                else f" {estimate.mean:+.1f} [{estimate.low:+.1f}, {estimate.high:+.1f}] ({estimate.se:.1f}) |"
+            )
         lines.append(line)
     lines += ["", statistics.VERDICT_RULES, ""]
     if bootstrap:
-        lines += ["The last column resamples seeds and test videos (paired hierarchical bootstrap, "
-                  f"{next(e for e in estimates if e is not None).resamples} "
-                  "resamples, percentile interval); it is descriptive here: the decisions are the primary claims'.",
-                  ""]
+        lines += [
+            "The last column resamples seeds and test videos (paired hierarchical bootstrap, "
+            f"{next(e for e in estimates if e is not None).resamples} "
+            "resamples, percentile interval); it is descriptive here: the decisions are the primary claims'.",
+            "",
+        ]
     if failures:
         lines += ["## Commands that failed (their cells have no result for that seed)", ""]
         lines += [f"- {failure}" for failure in failures] + [""]
@@ -400,15 +492,30 @@ def figure(study: Study, results: Results, diffs: Sequence[Difference] = ()):
         y = np.arange(len(diffs))[::-1]  # first claim on top
         for position, item in zip(y, diffs):
             if item.margin is not None:
-                right.add_patch(Rectangle((-item.margin, position - 0.4), 2 * item.margin, 0.8, color="tab:green",
-                                          alpha=0.2, linewidth=0, gid=f"margin:{item.label}"))
+                right.add_patch(
+                    Rectangle(
+                        (-item.margin, position - 0.4),
+                        2 * item.margin,
+                        0.8,
+                        color="tab:green",
+                        alpha=0.2,
+                        linewidth=0,
+                        gid=f"margin:{item.label}",
+                    )
+                )
             if item.mean is None:
                 continue
             if item.low is None:
                 right.plot([item.mean], [position], "o", color="black")
             else:
-                right.errorbar([item.mean], [position], xerr=[[item.mean - item.low], [item.high - item.mean]],
-                               fmt="o", color="black", capsize=3)
+                right.errorbar(
+                    [item.mean],
+                    [position],
+                    xerr=[[item.mean - item.low], [item.high - item.mean]],
+                    fmt="o",
+                    color="black",
+                    capsize=3,
+                )
         right.axvline(0.0, color="grey", linewidth=1)
         right.set_yticks(y, [item.label for item in diffs], fontsize=7)
         right.set_ylim(-0.6, len(diffs) - 0.4)
@@ -424,8 +531,7 @@ def write_figure(path: str, fig) -> str:
     return path
 
 
-def write_hparams(study: Study, results: Results, log_dir: str, flag_settings: Mapping[str, Mapping[str, str]]
-                  ) -> str:
+def write_hparams(study: Study, results: Results, log_dir: str, flag_settings: Mapping[str, Mapping[str, str]]) -> str:
     """One TensorBoard HParams session per (cell, seed) under `log_dir/<study>/`: the row's settings and its value.
 
     Args:
@@ -441,8 +547,20 @@ def write_hparams(study: Study, results: Results, log_dir: str, flag_settings: M
     from tensorboard.plugins.hparams import api as hp
 
     root = os.path.join(log_dir, study.name)
-    keys = ("model", "modality", "scales", "fusion", "beta", "gamma", "train_frames", "max_steps",
-            "lambda_tv", "lambda_contrast", "lambda_unimodal", "model_options")
+    keys = (
+        "model",
+        "modality",
+        "scales",
+        "fusion",
+        "beta",
+        "gamma",
+        "train_frames",
+        "max_steps",
+        "lambda_tv",
+        "lambda_contrast",
+        "lambda_unimodal",
+        "model_options",
+    )
     for cell in study.cells:
         settings = {}
         for stem in cell.measure.runs:
@@ -456,9 +574,19 @@ def write_hparams(study: Study, results: Results, log_dir: str, flag_settings: M
             name = f"{cell.row}|{cell.column}|seed{seed}"
             safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
             with tf.summary.create_file_writer(os.path.join(root, safe)).as_default():
-                hp.hparams({"study": study.name, "row": cell.row, "column": cell.column, "seed": seed,
-                            "measure": cell.measure.kind, "test_frames": cell.measure.test_frames,
-                            "flagfiles": ",".join(cell.measure.runs), **settings}, trial_id=name)
+                hp.hparams(
+                    {
+                        "study": study.name,
+                        "row": cell.row,
+                        "column": cell.column,
+                        "seed": seed,
+                        "measure": cell.measure.kind,
+                        "test_frames": cell.measure.test_frames,
+                        "flagfiles": ",".join(cell.measure.runs),
+                        **settings,
+                    },
+                    trial_id=name,
+                )
                 tf.summary.scalar("value", value, step=0)
     return root
 
@@ -489,12 +617,23 @@ def values_csv(study: Study, results: Results) -> str:
     return buffer.getvalue()
 
 
-def write_report(study: Study, results: Results, out_dir: str, *, seeds: Sequence[int], quick: bool = False,
-                 hparams_dir: str | None = None, flag_settings: Mapping[str, Mapping[str, str]] | None = None,
-                 failures: Sequence[str] = (), benchmark: str = "--preset=study", per_video: PerVideo | None = None,
-                 accuracy: Accuracy | None = None, prereg: prereg_lib.Preregistration | None = None,
-                 decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]] = (),
-                 deviations: Sequence[str] | None = None) -> dict[str, str]:
+def write_report(
+    study: Study,
+    results: Results,
+    out_dir: str,
+    *,
+    seeds: Sequence[int],
+    quick: bool = False,
+    hparams_dir: str | None = None,
+    flag_settings: Mapping[str, Mapping[str, str]] | None = None,
+    failures: Sequence[str] = (),
+    benchmark: str = "--preset=study",
+    per_video: PerVideo | None = None,
+    accuracy: Accuracy | None = None,
+    prereg: prereg_lib.Preregistration | None = None,
+    decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]] = (),
+    deviations: Sequence[str] | None = None,
+) -> dict[str, str]:
     """Writes `<out_dir>/<study>/report.md`, `<study>.png` and `values.csv` (and HParams when `hparams_dir`).
 
     With per-video results (any cell with a seed) also `per_video.csv.gz`, with accuracies `accuracy.csv`;
@@ -505,11 +644,27 @@ def write_report(study: Study, results: Results, out_dir: str, *, seeds: Sequenc
     """
     folder = os.path.join(out_dir, study.name)
     has_per_video = bool(per_video) and any(per_video.values())
-    png = write_figure(os.path.join(folder, f"{study.name}.png"),
-                       figure(study, results, differences(study, results, per_video, prereg)))
-    report = files.write_text(os.path.join(folder, "report.md"), render_markdown(
-        study, results, seeds=seeds, quick=quick, figure=png, failures=failures, benchmark=benchmark,
-        per_video=per_video, prereg=prereg, decisions=decisions, deviations=deviations, folder=folder))
+    png = write_figure(
+        os.path.join(folder, f"{study.name}.png"),
+        figure(study, results, differences(study, results, per_video, prereg)),
+    )
+    report = files.write_text(
+        os.path.join(folder, "report.md"),
+        render_markdown(
+            study,
+            results,
+            seeds=seeds,
+            quick=quick,
+            figure=png,
+            failures=failures,
+            benchmark=benchmark,
+            per_video=per_video,
+            prereg=prereg,
+            decisions=decisions,
+            deviations=deviations,
+            folder=folder,
+        ),
+    )
     values = files.write_text(os.path.join(folder, "values.csv"), values_csv(study, results))
     paths = {"report": report, "figure": png, "values": values}
     if has_per_video:
@@ -517,8 +672,9 @@ def write_report(study: Study, results: Results, out_dir: str, *, seeds: Sequenc
         paths["per_video"] = os.path.join(folder, "per_video.csv.gz")
         with files.open_atomic(paths["per_video"], "wb") as f:
             f.write(data)
-    if accuracy and any(value is not None for by_seed in accuracy.values() for values in by_seed.values()
-                        for value in values.values()):
+    if accuracy and any(
+        value is not None for by_seed in accuracy.values() for values in by_seed.values() for value in values.values()
+    ):
         paths["accuracy"] = files.write_text(os.path.join(folder, "accuracy.csv"), accuracy_csv(study, accuracy))
     if hparams_dir:
         paths["hparams"] = write_hparams(study, results, hparams_dir, flag_settings or {})
@@ -527,14 +683,18 @@ def write_report(study: Study, results: Results, out_dir: str, *, seeds: Sequenc
 
 def summary_table(rows: Sequence[tuple[Study, Results]]) -> str:
     """The "What reproduces" table: one line per claim of every study, with its verdict."""
-    lines = ["| Study | Row | vs | Paper | Ours (mean difference [95 % interval]) | Verdict |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| Study | Row | vs | Paper | Ours (mean difference [95 % interval]) | Verdict |",
+        "|---|---|---|---|---|---|",
+    ]
     for study, results in rows:
         for claim, result in comparisons(study, results):
             if result.low is None:
                 interval = _signed(result.mean)
             else:
                 interval = f"{result.mean:+.1f} [{result.low:+.1f}, {result.high:+.1f}]"
-            lines.append(f"| {study.name} | {' / '.join(claim.cell)} | {' / '.join(claim.reference)} | "
-                         f"{'higher' if claim.sign > 0 else 'lower'} | {interval} | {result.verdict} |")
+            lines.append(
+                f"| {study.name} | {' / '.join(claim.cell)} | {' / '.join(claim.reference)} | "
+                f"{'higher' if claim.sign > 0 else 'lower'} | {interval} | {result.verdict} |"
+            )
     return "\n".join(lines)

@@ -44,32 +44,54 @@ from experiments import runner, statistics
 from experiments import studies as studies_lib
 
 _STUDY = flags.DEFINE_string("study", None, f"Comma-separated studies, or 'all': {', '.join(studies_lib.STUDIES)}.")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Training seeds 0 .. N-1 per row (pairs of rows share the seed).",
-                              lower_bound=1)
+_SEEDS = flags.DEFINE_integer(
+    "seeds", 3, "Training seeds 0 .. N-1 per row (pairs of rows share the seed).", lower_bound=1
+)
 _OUT_DIR = flags.DEFINE_string("out_dir", "runs/studies", "Study directory: data, runs, logs, reports.")
-_QUICK = flags.DEFINE_boolean("quick", False, "One seed and shorter schedules (stpa rows "
-                              f"{runner.QUICK_STEPS['stpa']} steps, ST-attn rows {runner.QUICK_STEPS['st_attn']}).")
-_CUE = flags.DEFINE_enum("cue", "both", ["both", "appearance", "motion"], "Where the class lives in the study "
-                         "benchmark (data.synthetic --cue): 'both' is the study benchmark; the others are variants "
-                         "for separate studies (use another --out_dir).")
-_JOBS = flags.DEFINE_integer("jobs", 1, "Tasks run at the same time (each command uses the CPU cores it finds).",
-                             lower_bound=1)
+_QUICK = flags.DEFINE_boolean(
+    "quick",
+    False,
+    "One seed and shorter schedules (stpa rows "
+    f"{runner.QUICK_STEPS['stpa']} steps, ST-attn rows {runner.QUICK_STEPS['st_attn']}).",
+)
+_CUE = flags.DEFINE_enum(
+    "cue",
+    "both",
+    ["both", "appearance", "motion"],
+    "Where the class lives in the study "
+    "benchmark (data.synthetic --cue): 'both' is the study benchmark; the others are variants "
+    "for separate studies (use another --out_dir).",
+)
+_JOBS = flags.DEFINE_integer(
+    "jobs", 1, "Tasks run at the same time (each command uses the CPU cores it finds).", lower_bound=1
+)
 _RETRY = flags.DEFINE_boolean("retry_failed", False, "Run failed tasks again instead of reporting them as failed.")
 _DETERMINISTIC = flags.DEFINE_boolean(
-    "deterministic", True, "Train every run with stpa.train --deterministic, so a seed reproduces its run bit for "
-    "bit (no slower on the study rows). --nodeterministic continues a directory made before this was recorded.")
+    "deterministic",
+    True,
+    "Train every run with stpa.train --deterministic, so a seed reproduces its run bit for "
+    "bit (no slower on the study rows). --nodeterministic continues a directory made before this was recorded.",
+)
 _REPORT_ONLY = flags.DEFINE_boolean("report_only", False, "Write the reports from what has finished; run nothing.")
 _LIST = flags.DEFINE_boolean("list", False, "List the studies, their rows and flagfiles, and exit.")
 _HPARAMS = flags.DEFINE_boolean("hparams", True, "Write TensorBoard HParams of every row and seed.")
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show the progress bar.")
 _PREREGISTRATION = flags.DEFINE_string(
-    "preregistration", None, "The protocol's pre-registration (markdown; experiments/preregistration.py gives the "
-    "format): its primary claims are decided as one Holm family and the reports list the deviations from it.")
+    "preregistration",
+    None,
+    "The protocol's pre-registration (markdown; experiments/preregistration.py gives the "
+    "format): its primary claims are decided as one Holm family and the reports list the deviations from it.",
+)
 _TRAIN_ACCURACY_VIDEOS = flags.DEFINE_integer(
-    "train_accuracy_videos", None, "Also evaluate every top-1 run on its first N train videos (accuracy.csv's "
-    "train_top1; about N / test videos of a test evaluation's time).", lower_bound=1)
-_VAL_ACCURACY = flags.DEFINE_boolean("val_accuracy", False, "Also evaluate every top-1 run on the validation set "
-                                     "(accuracy.csv's val_top1).")
+    "train_accuracy_videos",
+    None,
+    "Also evaluate every top-1 run on its first N train videos (accuracy.csv's "
+    "train_top1; about N / test videos of a test evaluation's time).",
+    lower_bound=1,
+)
+_VAL_ACCURACY = flags.DEFINE_boolean(
+    "val_accuracy", False, "Also evaluate every top-1 run on the validation set (accuracy.csv's val_top1)."
+)
 
 
 def list_studies() -> str:
@@ -86,8 +108,13 @@ def _has_cell(study: studies_lib.Study, row_column: tuple[str, str]) -> bool:
     return any((cell.row, cell.column) == tuple(row_column) for cell in study.cells)
 
 
-def actual_settings(prereg: prereg_lib.Preregistration, chosen: Sequence[studies_lib.Study],
-                    options: runner.Options, per_video_by_study: dict, benchmark_flags: Sequence[str]) -> dict:
+def actual_settings(
+    prereg: prereg_lib.Preregistration,
+    chosen: Sequence[studies_lib.Study],
+    options: runner.Options,
+    per_video_by_study: dict,
+    benchmark_flags: Sequence[str],
+) -> dict:
     """What this run used, in the keys of `preregistration.deviations`.
 
     The claims are the pre-registered ones whose study was run and has both cells; test_videos is the number of
@@ -95,14 +122,30 @@ def actual_settings(prereg: prereg_lib.Preregistration, chosen: Sequence[studies
     pre-registration's own (the report uses them).
     """
     by_name = {study.name: study for study in chosen}
-    claims = [c for c in prereg.claims if c.study in by_name
-              and _has_cell(by_name[c.study], c.cell) and _has_cell(by_name[c.study], c.reference)]
-    actual = {"seeds": list(options.seeds), "alpha": prereg.alpha, "power": prereg.power, "level": prereg.level,
-              "bootstrap_resamples": prereg.bootstrap_resamples, "bootstrap_seed": prereg.bootstrap_seed,
-              "benchmark": " ".join(benchmark_flags), "benchmark_digest": prereg_lib.benchmark_digest(benchmark_flags),
-              "claims": claims}
-    counts = sorted({len(records) for per_video in per_video_by_study.values() for by_seed in per_video.values()
-                     for records in by_seed.values()})
+    claims = [
+        c
+        for c in prereg.claims
+        if c.study in by_name and _has_cell(by_name[c.study], c.cell) and _has_cell(by_name[c.study], c.reference)
+    ]
+    actual = {
+        "seeds": list(options.seeds),
+        "alpha": prereg.alpha,
+        "power": prereg.power,
+        "level": prereg.level,
+        "bootstrap_resamples": prereg.bootstrap_resamples,
+        "bootstrap_seed": prereg.bootstrap_seed,
+        "benchmark": " ".join(benchmark_flags),
+        "benchmark_digest": prereg_lib.benchmark_digest(benchmark_flags),
+        "claims": claims,
+    }
+    counts = sorted(
+        {
+            len(records)
+            for per_video in per_video_by_study.values()
+            for by_seed in per_video.values()
+            for records in by_seed.values()
+        }
+    )
     if len(counts) == 1:
         actual["test_videos"] = counts[0]
     elif counts:
@@ -110,9 +153,15 @@ def actual_settings(prereg: prereg_lib.Preregistration, chosen: Sequence[studies
     return actual
 
 
-def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, options: runner.Options,
-                  graph: runner.TaskGraph, *, hparams: bool = True, prereg: prereg_lib.Preregistration | None = None
-                  ) -> list[str]:
+def write_reports(
+    chosen: Sequence[studies_lib.Study],
+    layout: runner.Layout,
+    options: runner.Options,
+    graph: runner.TaskGraph,
+    *,
+    hparams: bool = True,
+    prereg: prereg_lib.Preregistration | None = None,
+) -> list[str]:
     """Collects every study's values (and per-video results, accuracies) and writes its report.
 
     With `prereg`, its primary claims are decided as one family and the deviations listed. Returns the printed
@@ -123,8 +172,10 @@ def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, op
     for study in chosen:
         for stem in study.flagfiles():
             path = os.path.join(options.flagfile_dir, stem + ".cfg")
-            flag_settings[stem] = {**report_lib.read_flagfile(path),
-                                   **dict(o[2:].split("=", 1) for o in runner.schedule_overrides(stem, options.quick))}
+            flag_settings[stem] = {
+                **report_lib.read_flagfile(path),
+                **dict(o[2:].split("=", 1) for o in runner.schedule_overrides(stem, options.quick)),
+            }
     lines, summary_rows = [], []
     benchmark_flags = ["--preset=study", *options.benchmark_flags]
     benchmark = " ".join(benchmark_flags)
@@ -132,33 +183,58 @@ def write_reports(chosen: Sequence[studies_lib.Study], layout: runner.Layout, op
     decisions, deviations = [], None
     if prereg is not None:
         decisions = report_lib.primary_decisions(prereg, per_video_by_study)
-        deviations = prereg_lib.deviations(prereg, actual_settings(prereg, chosen, options, per_video_by_study,
-                                                                   benchmark_flags))
+        deviations = prereg_lib.deviations(
+            prereg, actual_settings(prereg, chosen, options, per_video_by_study, benchmark_flags)
+        )
         if options.quick:
             deviations.append("schedule: --quick (shorter schedules, one seed) instead of the full schedules.")
     for study in chosen:
         results = runner.collect(study, layout, options.seeds)
         summary_rows.append((study, results))
         paths = report_lib.write_report(
-            study, results, reports_dir, seeds=options.seeds, quick=options.quick,
-            hparams_dir=os.path.join(reports_dir, "tensorboard") if hparams else None, flag_settings=flag_settings,
-            failures=runner.study_failures(study, graph, layout, options.seeds), benchmark=benchmark,
-            per_video=per_video_by_study[study.name], accuracy=runner.collect_accuracy(study, layout, options.seeds),
-            prereg=prereg, decisions=[(c, d) for c, d in decisions if c.study == study.name], deviations=deviations)
+            study,
+            results,
+            reports_dir,
+            seeds=options.seeds,
+            quick=options.quick,
+            hparams_dir=os.path.join(reports_dir, "tensorboard") if hparams else None,
+            flag_settings=flag_settings,
+            failures=runner.study_failures(study, graph, layout, options.seeds),
+            benchmark=benchmark,
+            per_video=per_video_by_study[study.name],
+            accuracy=runner.collect_accuracy(study, layout, options.seeds),
+            prereg=prereg,
+            decisions=[(c, d) for c, d in decisions if c.study == study.name],
+            deviations=deviations,
+        )
         lines.append(f"{study.name}: {paths['report']}")
-    baseline = report_lib.format_cell({seed: runner.read_value(studies_lib.TSN_BASELINE, seed, layout)
-                                       for seed in options.seeds})
-    header = (f"# What reproduces\n\nBenchmark: `data.synthetic {benchmark}`; seeds {list(options.seeds)}"
-              f"{' (--quick)' if options.quick else ''}. TSN RGB baseline (`study_stpa_tsn_rgb`, K = 25): "
-              f"{baseline} % top-1 (chance {100 / studies_lib.STUDY_CLASSES:.1f} %).\n\n")
+    baseline = report_lib.format_cell(
+        {seed: runner.read_value(studies_lib.TSN_BASELINE, seed, layout) for seed in options.seeds}
+    )
+    header = (
+        f"# What reproduces\n\nBenchmark: `data.synthetic {benchmark}`; seeds {list(options.seeds)}"
+        f"{' (--quick)' if options.quick else ''}. TSN RGB baseline (`study_stpa_tsn_rgb`, K = 25): "
+        f"{baseline} % top-1 (chance {100 / studies_lib.STUDY_CLASSES:.1f} %).\n\n"
+    )
     primary = ""
     if prereg is not None:
-        primary = "\n".join(["## Pre-registered primary claims", "",
-                             *report_lib.preregistration_lines(prereg.path, deviations, reports_dir),
-                             report_lib.primary_table(decisions), "", statistics.DECISION_RULES, "",
-                             "## Every claim (seed-only t intervals)", "", ""])
-    summary = files.write_text(os.path.join(reports_dir, "summary.md"),
-                               header + primary + report_lib.summary_table(summary_rows) + "\n")
+        primary = "\n".join(
+            [
+                "## Pre-registered primary claims",
+                "",
+                *report_lib.preregistration_lines(prereg.path, deviations, reports_dir),
+                report_lib.primary_table(decisions),
+                "",
+                statistics.DECISION_RULES,
+                "",
+                "## Every claim (seed-only t intervals)",
+                "",
+                "",
+            ]
+        )
+    summary = files.write_text(
+        os.path.join(reports_dir, "summary.md"), header + primary + report_lib.summary_table(summary_rows) + "\n"
+    )
     lines.append(f"TSN RGB baseline: {baseline} % top-1")
     lines.append(f"summary: {summary}")
     if hparams:
@@ -179,9 +255,14 @@ def main(argv: Sequence[str]) -> None:
     except ValueError as error:
         raise app.UsageError(str(error)) from error
     seeds = (0,) if _QUICK.value else tuple(range(_SEEDS.value))
-    options = runner.Options(seeds=seeds, quick=_QUICK.value, deterministic=_DETERMINISTIC.value,
-                             benchmark_flags=[f"--cue={_CUE.value}"] if _CUE.value != "both" else [],
-                             train_accuracy_videos=_TRAIN_ACCURACY_VIDEOS.value, val_accuracy=_VAL_ACCURACY.value)
+    options = runner.Options(
+        seeds=seeds,
+        quick=_QUICK.value,
+        deterministic=_DETERMINISTIC.value,
+        benchmark_flags=[f"--cue={_CUE.value}"] if _CUE.value != "both" else [],
+        train_accuracy_videos=_TRAIN_ACCURACY_VIDEOS.value,
+        val_accuracy=_VAL_ACCURACY.value,
+    )
     prereg = None
     if _PREREGISTRATION.value:
         try:
@@ -198,8 +279,7 @@ def main(argv: Sequence[str]) -> None:
     tasks = graph.ordered()
     start = time.perf_counter()
     if not _REPORT_ONLY.value:
-        states = runner.execute(tasks, layout, jobs=_JOBS.value, retry_failed=_RETRY.value,
-                                progress=_PROGRESS.value)
+        states = runner.execute(tasks, layout, jobs=_JOBS.value, retry_failed=_RETRY.value, progress=_PROGRESS.value)
         failed = [key for key, state in states.items() if state["status"] != "done"]
         print(f"{len(tasks)} tasks, {len(failed)} not done, {(time.perf_counter() - start) / 60:.1f} min")
         for key in failed:

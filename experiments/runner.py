@@ -184,18 +184,33 @@ class TaskGraph:
         raw, records = (lay.val_raw, lay.val_records) if validation else (lay.raw, lay.records)
         name = "val" if validation else "benchmark"
         extra = [f"--seed={VALIDATION_SEED}", "--train_per_class=1"] if validation else ["--seed=0"]
-        generate = self._add(Task(f"data/{name}/generate", self._py(
-            "data.synthetic", "--preset=study", f"--out_dir={raw}", *opt.benchmark_flags, *extra)))
-        return self._add(Task(f"data/{name}/prepare", self._py(
-            "data.prepare", "--dataset=ucf101", f"--raw_dir={raw}", f"--out_dir={records}", *opt.prepare_flags),
-            deps=(generate,)))
+        generate = self._add(
+            Task(
+                f"data/{name}/generate",
+                self._py("data.synthetic", "--preset=study", f"--out_dir={raw}", *opt.benchmark_flags, *extra),
+            )
+        )
+        return self._add(
+            Task(
+                f"data/{name}/prepare",
+                self._py(
+                    "data.prepare", "--dataset=ucf101", f"--raw_dir={raw}", f"--out_dir={records}", *opt.prepare_flags
+                ),
+                deps=(generate,),
+            )
+        )
 
     def features(self, trunk: str, seed: int) -> str:
         """`st_attn.features` of the benchmark with the trunk of the TSN run `trunk` (Meng et al. Sec. 3.1)."""
         lay, opt = self.layout, self.options
         flagfile = os.path.join(opt.flagfile_dir, "study_st_attn_features.cfg")
-        command = self._py("st_attn.features", f"--flagfile={flagfile}", f"--records_dir={lay.records}",
-                           f"--out_dir={lay.features_dir(trunk, seed)}", f"--weights={lay.run_dir(trunk, seed)}")
+        command = self._py(
+            "st_attn.features",
+            f"--flagfile={flagfile}",
+            f"--records_dir={lay.records}",
+            f"--out_dir={lay.features_dir(trunk, seed)}",
+            f"--weights={lay.run_dir(trunk, seed)}",
+        )
         return self._add(Task(f"features/{trunk}/seed{seed}", command, deps=(self.train(trunk, seed),)))
 
     def train(self, stem: str, seed: int) -> str:
@@ -213,10 +228,17 @@ class TaskGraph:
             source, deps = f"--records_dir={lay.records}", (self.data(),)
         else:
             source, deps = f"--features_dir={lay.features_dir(trunk, seed)}", (self.features(trunk, seed),)
-        command = self._py("stpa.train", f"--flagfile={flagfile}", source,
-                           f"--model_dir={lay.run_dir(stem, seed)}", f"--seed={seed}", "--progress=false",
-                           *schedule_overrides(stem, opt.quick), *(["--deterministic"] if opt.deterministic else []),
-                           *opt.train_overrides)
+        command = self._py(
+            "stpa.train",
+            f"--flagfile={flagfile}",
+            source,
+            f"--model_dir={lay.run_dir(stem, seed)}",
+            f"--seed={seed}",
+            "--progress=false",
+            *schedule_overrides(stem, opt.quick),
+            *(["--deterministic"] if opt.deterministic else []),
+            *opt.train_overrides,
+        )
         return self._add(Task(f"train/{stem}/seed{seed}", command, deps=deps))
 
     def evaluate(self, stem: str, seed: int, test_frames: int, split: str = "test") -> str:
@@ -232,11 +254,24 @@ class TaskGraph:
             if not self.options.train_accuracy_videos:
                 raise ValueError("a train-split evaluation needs Options.train_accuracy_videos (the videos to use).")
             extra = [f"--max_videos={self.options.train_accuracy_videos}"]
-        command = self._py("stpa.evaluate", f"--model_dir={lay.run_dir(stem, seed)}", f"--records_dir={records}",
-                           f"--split={'train' if split == 'train' else 'test'}", f"--test_frames={test_frames}",
-                           "--checkpoint=last", f"--output={output[:-len('.json')]}.npz", *extra)
-        return self._add(Task(f"evaluate/{stem}/seed{seed}/{split}_K{test_frames}", command,
-                              deps=(self.train(stem, seed), *deps), output=output))
+        command = self._py(
+            "stpa.evaluate",
+            f"--model_dir={lay.run_dir(stem, seed)}",
+            f"--records_dir={records}",
+            f"--split={'train' if split == 'train' else 'test'}",
+            f"--test_frames={test_frames}",
+            "--checkpoint=last",
+            f"--output={output[: -len('.json')]}.npz",
+            *extra,
+        )
+        return self._add(
+            Task(
+                f"evaluate/{stem}/seed{seed}/{split}_K{test_frames}",
+                command,
+                deps=(self.train(stem, seed), *deps),
+                output=output,
+            )
+        )
 
     def fuse(self, rgb: str, flow: str, seed: int, tuned: bool) -> str:
         """`stpa.fuse` of an RGB and a flow run's test scores: equal weights, or `--tune_on` the validation set."""
@@ -245,14 +280,19 @@ class TaskGraph:
         deps = [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES) for s in (rgb, flow)]
         name = "tuned" if tuned else "equal"
         output = os.path.join(lay.fusion_dir(rgb, flow, seed), f"{name}.json")
-        command = ["stpa.fuse", f"--scores={','.join(scores)}", f"--metrics_output={output}",
-                   f"--output={output[:-len('.json')]}.npz"]
+        command = [
+            "stpa.fuse",
+            f"--scores={','.join(scores)}",
+            f"--metrics_output={output}",
+            f"--output={output[: -len('.json')]}.npz",
+        ]
         if tuned:
             val = [lay.eval_json(s, seed, studies_lib.STPA_TEST_FRAMES, "val")[:-5] + ".npz" for s in (rgb, flow)]
             deps += [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES, "val") for s in (rgb, flow)]
             command.append(f"--tune_on={','.join(val)}")
-        return self._add(Task(f"fuse/{rgb}__{flow}/seed{seed}/{name}", self._py(*command), deps=tuple(deps),
-                              output=output))
+        return self._add(
+            Task(f"fuse/{rgb}__{flow}/seed{seed}/{name}", self._py(*command), deps=tuple(deps), output=output)
+        )
 
     def localize(self, stem: str, seed: int) -> str:
         """`st_attn.localize` of a run with the study's localisation flagfile (Tables 5-6)."""
@@ -261,11 +301,15 @@ class TaskGraph:
         flagfile = os.path.join(opt.flagfile_dir, "study_st_attn_localize.cfg")
         trunk = studies_lib.FEATURE_TRUNKS.get(stem)
         features = () if trunk is None else (f"--features_dir={lay.features_dir(trunk, seed)}",)
-        command = self._py("st_attn.localize", f"--flagfile={flagfile}", f"--model_dir={lay.run_dir(stem, seed)}",
-                           f"--records_dir={lay.records}", *features,
-                           f"--output={output}")
-        return self._add(Task(f"localize/{stem}/seed{seed}", command, deps=(self.train(stem, seed),),
-                              output=output))
+        command = self._py(
+            "st_attn.localize",
+            f"--flagfile={flagfile}",
+            f"--model_dir={lay.run_dir(stem, seed)}",
+            f"--records_dir={lay.records}",
+            *features,
+            f"--output={output}",
+        )
+        return self._add(Task(f"localize/{stem}/seed{seed}", command, deps=(self.train(stem, seed),), output=output))
 
     def measure(self, measure: studies_lib.Measure, seed: int) -> str:
         """The task whose output holds a cell's value at a seed.
@@ -334,8 +378,13 @@ def run_task(task: Task, layout: Layout) -> dict:
         out.write("$ " + " ".join(task.command) + "\n")
         out.flush()
         returncode = subprocess.call(list(task.command), stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
-    state = {"status": "done" if returncode == 0 else "failed", "returncode": returncode,
-             "seconds": round(time.perf_counter() - start, 1), "command": list(task.command), "log": log}
+    state = {
+        "status": "done" if returncode == 0 else "failed",
+        "returncode": returncode,
+        "seconds": round(time.perf_counter() - start, 1),
+        "command": list(task.command),
+        "log": log,
+    }
     if returncode == 0 and task.output and not os.path.isfile(task.output):
         state.update(status="failed", returncode=None, reason=f"exit 0 but {task.output} was not written")
     if state["status"] == "failed":
@@ -344,8 +393,15 @@ def run_task(task: Task, layout: Layout) -> dict:
     return state
 
 
-def execute(tasks: Sequence[Task], layout: Layout, *, jobs: int = 1, retry_failed: bool = False,
-            progress: bool = True, on_state: Callable[[Task, dict], None] | None = None) -> dict[str, dict]:
+def execute(
+    tasks: Sequence[Task],
+    layout: Layout,
+    *,
+    jobs: int = 1,
+    retry_failed: bool = False,
+    progress: bool = True,
+    on_state: Callable[[Task, dict], None] | None = None,
+) -> dict[str, dict]:
     """Runs the tasks not yet done, `jobs` at a time, each after its dependencies.
 
     A finished task is skipped (its output still exists); a failed one is skipped unless `retry_failed`, and its
@@ -375,8 +431,11 @@ def execute(tasks: Sequence[Task], layout: Layout, *, jobs: int = 1, retry_faile
                     break
                 dep_states = [states.get(d) for d in task.deps]
                 if any(s is not None and s["status"] != "done" for s in dep_states):
-                    states[task.key] = {"status": "skipped", "reason": "a dependency failed",
-                                        "deps": [d for d in task.deps if states[d]["status"] != "done"]}
+                    states[task.key] = {
+                        "status": "skipped",
+                        "reason": "a dependency failed",
+                        "deps": [d for d in task.deps if states[d]["status"] != "done"],
+                    }
                     pending.remove(task)
                     bar.update(1)
                     continue
@@ -425,14 +484,16 @@ def read_value(measure: studies_lib.Measure, seed: int, layout: Layout) -> float
 
 def collect(study: studies_lib.Study, layout: Layout, seeds: Sequence[int]) -> dict[tuple[str, str], dict]:
     """(row, column) -> {seed: value or None} for every cell of a study."""
-    return {(cell.row, cell.column): {seed: read_value(cell.measure, seed, layout) for seed in seeds}
-            for cell in study.cells}
+    return {
+        (cell.row, cell.column): {seed: read_value(cell.measure, seed, layout) for seed in seeds}
+        for cell in study.cells
+    }
 
 
 def scores_path(measure: studies_lib.Measure, seed: int, layout: Layout) -> str | None:
     """The per-video score file (.npz) behind a cell's value at a seed; None for localisation measures."""
     if measure.kind == "top1":
-        return layout.eval_json(measure.runs[0], seed, measure.test_frames)[:-len(".json")] + ".npz"
+        return layout.eval_json(measure.runs[0], seed, measure.test_frames)[: -len(".json")] + ".npz"
     if measure.kind in ("fused", "fused_tuned"):
         name = "tuned" if measure.kind == "fused_tuned" else "equal"
         return os.path.join(layout.fusion_dir(*measure.runs, seed), f"{name}.npz")
@@ -456,8 +517,9 @@ def read_predictions(path: str) -> list[tuple[str, int, int]] | None:
     return [(str(v), int(label), int(p)) for v, label, p in zip(ids, labels, predicted)]
 
 
-def collect_per_video(study: studies_lib.Study, layout: Layout, seeds: Sequence[int]
-                      ) -> dict[tuple[str, str], dict[int, list[tuple[str, int, int]]]]:
+def collect_per_video(
+    study: studies_lib.Study, layout: Layout, seeds: Sequence[int]
+) -> dict[tuple[str, str], dict[int, list[tuple[str, int, int]]]]:
     """(row, column) -> {seed: [(video_id, label, predicted), ...]} for every top-1 / fused cell with score files.
 
     A seed without its score file is left out; a cell with none (localisation, or old runs) maps to {}.
@@ -474,8 +536,9 @@ def collect_per_video(study: studies_lib.Study, layout: Layout, seeds: Sequence[
     return per_video
 
 
-def collect_accuracy(study: studies_lib.Study, layout: Layout, seeds: Sequence[int]
-                     ) -> dict[tuple[str, str], dict[int, dict[str, float | None]]]:
+def collect_accuracy(
+    study: studies_lib.Study, layout: Layout, seeds: Sequence[int]
+) -> dict[tuple[str, str], dict[int, dict[str, float | None]]]:
     """(row, column) -> {seed: {"train_top1", "val_top1", "test_top1"}} (%, None: not measured) of top-1 cells.
 
     Train: the first `Options.train_accuracy_videos` train videos; val: the validation set.
@@ -503,9 +566,13 @@ def check_schedule(layout: Layout, options: Options) -> None:
     `deterministic: false`, and continuing it needs `--nodeterministic`.
     """
     path = os.path.join(layout.out_dir, "reproduce.json")
-    schedule = {"quick": bool(options.quick), "quick_steps": QUICK_STEPS if options.quick else None,
-                "train_overrides": list(options.train_overrides), "benchmark_flags": list(options.benchmark_flags),
-                "deterministic": bool(options.deterministic)}
+    schedule = {
+        "quick": bool(options.quick),
+        "quick_steps": QUICK_STEPS if options.quick else None,
+        "train_overrides": list(options.train_overrides),
+        "benchmark_flags": list(options.benchmark_flags),
+        "deterministic": bool(options.deterministic),
+    }
     # Recorded only when used, so directories made before they existed continue unchanged.
     if options.train_accuracy_videos:
         schedule["train_accuracy_videos"] = int(options.train_accuracy_videos)
@@ -521,8 +588,10 @@ def check_schedule(layout: Layout, options: Options) -> None:
         hint = ""
         if "deterministic" in differing:
             hint = " (a directory made before runs were deterministic: --nodeterministic)"
-        raise ValueError(f"{layout.out_dir} holds {mode} runs made with {made}; continue it with the same settings"
-                         f"{hint}, or use another --out_dir for this schedule.")
+        raise ValueError(
+            f"{layout.out_dir} holds {mode} runs made with {made}; continue it with the same settings"
+            f"{hint}, or use another --out_dir for this schedule."
+        )
     if existing is None:
         files.write_json(path, schedule)
 

@@ -24,8 +24,38 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 # Two-sided 95 % quantiles of Student's t, t_{0.975, df}, df = 1 ... 30 (standard tables, 3 decimals).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 AS_PAPER = "as the paper"
 OPPOSITE = "opposite"
@@ -34,9 +64,9 @@ ONE_SEED = "1 seed: no interval"
 NO_PAIRS = "no paired seeds"
 VERDICT_RULES = (
     f"Verdicts compare two rows seed by seed (the same training seed for both): d_s = row − reference for seed s, "
-    f"mean d̄ ± t_{{0.975, n−1}} · sd(d)/√n (95 % t interval). \"{AS_PAPER}\": the interval excludes 0 on the side "
-    f"the paper found; \"{OPPOSITE}\": it excludes 0 on the other side; \"{WITHIN_NOISE}\": it contains 0; "
-    f"\"{ONE_SEED}\": a single seed gives no interval. Seeds where either run failed are left out of the pair."
+    f'mean d̄ ± t_{{0.975, n−1}} · sd(d)/√n (95 % t interval). "{AS_PAPER}": the interval excludes 0 on the side '
+    f'the paper found; "{OPPOSITE}": it excludes 0 on the other side; "{WITHIN_NOISE}": it contains 0; '
+    f'"{ONE_SEED}": a single seed gives no interval. Seeds where either run failed are left out of the pair.'
 )
 
 
@@ -78,8 +108,9 @@ class Comparison:
     verdict: str
 
 
-def paired_difference(row: Mapping[int, float | None], reference: Mapping[int, float | None],
-                      expected_sign: int) -> Comparison:
+def paired_difference(
+    row: Mapping[int, float | None], reference: Mapping[int, float | None], expected_sign: int
+) -> Comparison:
     """Compares two rows seed by seed.
 
     Args:
@@ -94,8 +125,10 @@ def paired_difference(row: Mapping[int, float | None], reference: Mapping[int, f
         raise ValueError(f"expected_sign must be +1 or -1, got {expected_sign}")
     seeds = sorted(s for s in row if s in reference)
     pairs = [(row[s], reference[s]) for s in seeds]
-    differences = np.asarray([a - b for a, b in pairs if a is not None and b is not None and math.isfinite(a)
-                              and math.isfinite(b)], np.float64)
+    differences = np.asarray(
+        [a - b for a, b in pairs if a is not None and b is not None and math.isfinite(a) and math.isfinite(b)],
+        np.float64,
+    )
     n = len(differences)
     if n == 0:
         return Comparison(None, None, None, 0, NO_PAIRS)
@@ -119,8 +152,10 @@ def _continued_fraction(a: float, b: float, x: float) -> float:
     d = 1.0 / (d if abs(d) > tiny else tiny)
     h = d
     for m in range(1, 500):
-        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
-                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+        for numerator in (
+            m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+            -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1)),
+        ):
             d = 1.0 + numerator * d
             d = 1.0 / (d if abs(d) > tiny else tiny)
             c = 1.0 + numerator / c
@@ -233,8 +268,9 @@ def resampled_differences(differences: np.ndarray, seed_draws: np.ndarray, video
     return np.sum((seed_counts @ differences) * video_counts, axis=1) / (n * m)  # (R,)
 
 
-def paired_bootstrap(a, b, *, level: float = 0.95, resamples: int = 10_000, rng_seed: int = 0,
-                     chunk: int = 1000) -> PairedEstimate:
+def paired_bootstrap(
+    a, b, *, level: float = 0.95, resamples: int = 10_000, rng_seed: int = 0, chunk: int = 1000
+) -> PairedEstimate:
     """Compares two rows over seeds and test videos with a paired hierarchical bootstrap.
 
     Each resample draws n seeds with replacement and, independently, m test videos with replacement; the same draw
@@ -255,8 +291,10 @@ def paired_bootstrap(a, b, *, level: float = 0.95, resamples: int = 10_000, rng_
     """
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     if a.ndim != 2 or a.shape != b.shape or a.size == 0:
-        raise ValueError(f"paired_bootstrap needs two (n_seeds, n_videos) arrays of the same shape, got {a.shape} "
-                         f"and {b.shape}; align them with paired_arrays.")
+        raise ValueError(
+            f"paired_bootstrap needs two (n_seeds, n_videos) arrays of the same shape, got {a.shape} "
+            f"and {b.shape}; align them with paired_arrays."
+        )
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
         raise ValueError("paired_bootstrap: per-video values must be finite (leave failed runs out of the arrays).")
     if not 0.0 < level < 1.0 or resamples < 2:
@@ -277,13 +315,24 @@ def paired_bootstrap(a, b, *, level: float = 0.95, resamples: int = 10_000, rng_
     if n > 1:
         half = t_quantile((1.0 + level) / 2.0, n - 1) * float(np.std(per_seed, ddof=1)) / math.sqrt(n)
         t_low, t_high = float(per_seed.mean() - half), float(per_seed.mean() + half)
-    return PairedEstimate(mean=float(per_seed.mean()), se=float(np.std(draws, ddof=1)), low=float(low),
-                          high=float(high), level=level, n_seeds=n, n_videos=m, t_low=t_low, t_high=t_high,
-                          resamples=resamples, rng_seed=rng_seed)
+    return PairedEstimate(
+        mean=float(per_seed.mean()),
+        se=float(np.std(draws, ddof=1)),
+        low=float(low),
+        high=float(high),
+        level=level,
+        n_seeds=n,
+        n_videos=m,
+        t_low=t_low,
+        t_high=t_high,
+        resamples=resamples,
+        rng_seed=rng_seed,
+    )
 
 
-def paired_arrays(a: Mapping[int, Mapping[str, float]], b: Mapping[int, Mapping[str, float]]
-                  ) -> tuple[np.ndarray, np.ndarray, list[int], list[str]]:
+def paired_arrays(
+    a: Mapping[int, Mapping[str, float]], b: Mapping[int, Mapping[str, float]]
+) -> tuple[np.ndarray, np.ndarray, list[int], list[str]]:
     """Aligns two rows' per-video values for `paired_bootstrap`.
 
     Args:
@@ -305,11 +354,15 @@ def paired_arrays(a: Mapping[int, Mapping[str, float]], b: Mapping[int, Mapping[
             if videos is None:
                 videos = ids
             elif ids != videos:
-                raise ValueError(f"row {name} seed {seed} was tested on {len(ids)} videos that differ from the "
-                                 f"others' {len(videos)}; every run of a comparison needs the same test set.")
+                raise ValueError(
+                    f"row {name} seed {seed} was tested on {len(ids)} videos that differ from the "
+                    f"others' {len(videos)}; every run of a comparison needs the same test set."
+                )
     ids = sorted(videos or ())
-    stack = [np.asarray([[row[s][v] for v in ids] for s in seeds], np.float64).reshape(len(seeds), len(ids))
-             for row in (a, b)]
+    stack = [
+        np.asarray([[row[s][v] for v in ids] for s in seeds], np.float64).reshape(len(seeds), len(ids))
+        for row in (a, b)
+    ]
     return stack[0], stack[1], seeds, ids
 
 
@@ -325,10 +378,10 @@ DECISION_RULES = (
     "normal: the seed variance, the larger part of SE, is estimated from n_seeds values). Difference: two-sided p "
     "for d = 0. Equivalence (TOST): p = max of the one-sided p values for d <= −margin and d >= +margin. Both p "
     "values are Holm-adjusted over the family of primary claims, and the verdict reads the adjusted values at "
-    f"alpha: \"{AS_PAPER}\" / \"{OPPOSITE}\" when the difference is significant on the paper's side / the other side "
+    f'alpha: "{AS_PAPER}" / "{OPPOSITE}" when the difference is significant on the paper\'s side / the other side '
     f"(this takes precedence: a significant difference that is also inside the margin keeps its direction and is "
-    f"marked \"inside the margin\"); otherwise \"{EQUIVALENT}\" when TOST rejects (|d| < margin); otherwise "
-    f"\"{INCONCLUSIVE}\". A claim with fewer than 2 seeds is \"{INCONCLUSIVE}\" (p = 1 in the family). The minimum "
+    f'marked "inside the margin"); otherwise "{EQUIVALENT}" when TOST rejects (|d| < margin); otherwise '
+    f'"{INCONCLUSIVE}". A claim with fewer than 2 seeds is "{INCONCLUSIVE}" (p = 1 in the family). The minimum '
     "detectable effect MDE = (t_{1 − alpha'/2, n−1} + t_{0.8, n−1}) · SE is the true difference the claim had 80 % "
     "power to find at alpha' = alpha / (number of primary claims), Holm's strictest step."
 )
@@ -418,8 +471,14 @@ def verdict(d: float, expected_sign: int, p_difference: float, p_tost: float, al
     return INCONCLUSIVE
 
 
-def decide_family(estimates: Sequence[PairedEstimate | None], expected_signs: Sequence[int],
-                  margins: Sequence[float], *, alpha: float = 0.05, power: float = 0.8) -> list[Decision]:
+def decide_family(
+    estimates: Sequence[PairedEstimate | None],
+    expected_signs: Sequence[int],
+    margins: Sequence[float],
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> list[Decision]:
     """Decides a family of primary claims with Holm's correction (`DECISION_RULES`).
 
     Args:
@@ -433,8 +492,10 @@ def decide_family(estimates: Sequence[PairedEstimate | None], expected_signs: Se
       One `Decision` per claim, in order.
     """
     if not len(estimates) == len(expected_signs) == len(margins):
-        raise ValueError(f"decide_family: {len(estimates)} estimates, {len(expected_signs)} signs and "
-                         f"{len(margins)} margins; give one of each per claim.")
+        raise ValueError(
+            f"decide_family: {len(estimates)} estimates, {len(expected_signs)} signs and "
+            f"{len(margins)} margins; give one of each per claim."
+        )
     if not 0.0 < alpha < 1.0:
         raise ValueError(f"alpha must be in (0, 1), got {alpha}")
     raw = []
@@ -458,14 +519,26 @@ def decide_family(estimates: Sequence[PairedEstimate | None], expected_signs: Se
             mde = minimum_detectable_effect(estimate.se, estimate.df, alpha=alpha / k, power=power)
         d = 0.0 if estimate is None else estimate.mean
         label = verdict(d, sign, adjusted_difference[i], adjusted_tost[i], alpha)
-        decisions.append(Decision(
-            estimate=estimate, expected_sign=sign, margin=float(margin), alpha=alpha, p_difference=raw[i][0],
-            p_tost=raw[i][1], p_difference_adjusted=adjusted_difference[i], p_tost_adjusted=adjusted_tost[i],
-            mde=mde, verdict=label, inside_margin=label in (AS_PAPER, OPPOSITE) and adjusted_tost[i] < alpha))
+        decisions.append(
+            Decision(
+                estimate=estimate,
+                expected_sign=sign,
+                margin=float(margin),
+                alpha=alpha,
+                p_difference=raw[i][0],
+                p_tost=raw[i][1],
+                p_difference_adjusted=adjusted_difference[i],
+                p_tost_adjusted=adjusted_tost[i],
+                mde=mde,
+                verdict=label,
+                inside_margin=label in (AS_PAPER, OPPOSITE) and adjusted_tost[i] < alpha,
+            )
+        )
     return decisions
 
 
-def decide(estimate: PairedEstimate | None, *, expected_sign: int, margin: float, alpha: float = 0.05,
-           power: float = 0.8) -> Decision:
+def decide(
+    estimate: PairedEstimate | None, *, expected_sign: int, margin: float, alpha: float = 0.05, power: float = 0.8
+) -> Decision:
     """One claim decided on its own (a family of one: no Holm adjustment)."""
     return decide_family([estimate], [expected_sign], [margin], alpha=alpha, power=power)[0]

@@ -128,12 +128,20 @@ STPA_TABLE1B = Study(
     "3 scales from the text: +2.1 / +2.4 over 85.2 / 83.1)",
     rows=tuple(_SCALES.values()),
     columns=STREAMS,
-    cells=tuple(Cell(_SCALES[n], s, _top1(f"study_stpa_scales{n}_{_MOD[s]}"), _T1B[n][i])
-                for n in (1, 2, 3, 4) for i, s in enumerate(STREAMS)),
+    cells=tuple(
+        Cell(_SCALES[n], s, _top1(f"study_stpa_scales{n}_{_MOD[s]}"), _T1B[n][i])
+        for n in (1, 2, 3, 4)
+        for i, s in enumerate(STREAMS)
+    ),
     claims=tuple(
-        claim for s in STREAMS for claim in (
-            _better((_SCALES[2], s), (_SCALES[1], s), "more scales help (text: 'further promoted by increasing "
-                    "the number of scales')"),
+        claim
+        for s in STREAMS
+        for claim in (
+            _better(
+                (_SCALES[2], s),
+                (_SCALES[1], s),
+                "more scales help (text: 'further promoted by increasing the number of scales')",
+            ),
             _better((_SCALES[3], s), (_SCALES[1], s), "3 scales > 1 scale (+1.0 / +1.5)"),
             _worse((_SCALES[4], s), (_SCALES[3], s), "the 4th scale hurts (−0.8 / −0.5)"),
         )
@@ -191,20 +199,36 @@ STPA_TABLE1D = Study(
     "fuses with equal weights (tuned weights: not in the paper)",
     rows=_D_ROWS,
     columns=tuple(_LOSSES),
-    cells=tuple(Cell(row, loss, _stream_measure(row, _loss_run(loss, "rgb"), _loss_run(loss, "flow")),
-                     _T1D[row][loss]) for row in _D_ROWS for loss in _LOSSES),
+    cells=tuple(
+        Cell(row, loss, _stream_measure(row, _loss_run(loss, "rgb"), _loss_run(loss, "flow")), _T1D[row][loss])
+        for row in _D_ROWS
+        for loss in _LOSSES
+    ),
     claims=tuple(
-        _better((row, loss), (row, "no loss"), f"{loss} helps" + (
-            f" ({_T1D[row][loss] - _T1D[row]['no loss']:+.1f})" if _T1D[row][loss] and _T1D[row]["no loss"] else ""))
-        for row in _D_ROWS[:3] for loss in ("l_inter", "l_attn", "l_inter + l_attn")
+        _better(
+            (row, loss),
+            (row, "no loss"),
+            f"{loss} helps"
+            + (f" ({_T1D[row][loss] - _T1D[row]['no loss']:+.1f})" if _T1D[row][loss] and _T1D[row]["no loss"] else ""),
+        )
+        for row in _D_ROWS[:3]
+        for loss in ("l_inter", "l_attn", "l_inter + l_attn")
     ),
     notes="β = γ = 1e-4 as the paper, Eq. 6 read with X as data in Eq. 5's argmin and X X^T / C (the default "
     "--interaction_gradient=attention --interaction_normalization=covariance, BUILD.md fidelity table); runs that "
     "stop on a non-finite loss are counted as failed, not as zeros.",
 )
 
-_E_ROWS = ("RGB", "RGB (3 scales)", "Flow", "Flow (3 scales)", "Late fusion", "Late fusion (3 scales)",
-           "Late fusion, tuned weights", "Late fusion (3 scales), tuned weights")
+_E_ROWS = (
+    "RGB",
+    "RGB (3 scales)",
+    "Flow",
+    "Flow (3 scales)",
+    "Late fusion",
+    "Late fusion (3 scales)",
+    "Late fusion, tuned weights",
+    "Late fusion (3 scales), tuned weights",
+)
 _T1E_IRV2 = (85.2, 88.2, 83.1, 86.5, 92.6, 95.1, None, None)
 
 
@@ -230,8 +254,11 @@ STPA_TABLE1E = Study(
         _better(("RGB (3 scales)", "tiny"), ("RGB", "tiny"), "the layer helps RGB (+3.0)"),
         _better(("Flow (3 scales)", "tiny"), ("Flow", "tiny"), "the layer helps flow (+3.4)"),
         _better(("Late fusion (3 scales)", "tiny"), ("Late fusion", "tiny"), "the layer helps late fusion (+2.5)"),
-        _better(("Late fusion (3 scales), tuned weights", "tiny"), ("Late fusion, tuned weights", "tiny"),
-                "the layer helps late fusion (tuned weights; not in the paper)"),
+        _better(
+            ("Late fusion (3 scales), tuned weights", "tiny"),
+            ("Late fusion, tuned weights", "tiny"),
+            "the layer helps late fusion (tuned weights; not in the paper)",
+        ),
     ),
 )
 
@@ -271,8 +298,11 @@ ST_ATTN_TABLE2 = Study(
     rows=tuple(_T2),
     columns=("top-1",),
     cells=tuple(Cell(row, "top-1", _top1(stem, ST_ATTN_FRAMES), ucf) for row, (stem, ucf, _) in _T2.items()),
-    claims=tuple(_worse((row, "top-1"), ("Ours", "top-1"), f"removing it hurts ({ucf - 87.11:+.2f})")
-                 for row, (_, ucf, _) in _T2.items() if row != "Ours"),
+    claims=tuple(
+        _worse((row, "top-1"), ("Ours", "top-1"), f"removing it hurts ({ucf - 87.11:+.2f})")
+        for row, (_, ucf, _) in _T2.items()
+        if row != "Ours"
+    ),
     notes="Paper, HMDB51: " + ", ".join(f"{row} {hmdb}" for row, (_, _, hmdb) in _T2.items()) + ".",
 )
 
@@ -282,8 +312,10 @@ ST_ATTN_TABLE4 = Study(
     paper_source="Meng et al. Table 4, HMDB51, ResNet101 column (ResNet50: 47.5 → 49.8; ResNet152: 50.4 → 54.4)",
     rows=("w/o attention", "w attention"),
     columns=("tiny",),
-    cells=(Cell("w/o attention", "tiny", _top1("study_st_attn_no_attention", ST_ATTN_FRAMES), 50.0),
-           Cell("w attention", "tiny", _top1("study_st_attn_full", ST_ATTN_FRAMES), 53.1)),
+    cells=(
+        Cell("w/o attention", "tiny", _top1("study_st_attn_no_attention", ST_ATTN_FRAMES), 50.0),
+        Cell("w attention", "tiny", _top1("study_st_attn_full", ST_ATTN_FRAMES), 53.1),
+    ),
     claims=(_better(("w attention", "tiny"), ("w/o attention", "tiny"), "attention helps (+3.1)"),),
 )
 
@@ -293,8 +325,15 @@ ST_ATTN_TABLE4 = Study(
 FEATURE_TRUNKS: dict[str, str] = {"study_st_attn_chain": "study_stpa_tsn_rgb"}
 
 
-def _localization_study(name: str, kind: str, thresholds: tuple[float, ...], paper: tuple[float, ...], title: str,
-                        source: str, baseline_row: str) -> Study:
+def _localization_study(
+    name: str,
+    kind: str,
+    thresholds: tuple[float, ...],
+    paper: tuple[float, ...],
+    title: str,
+    source: str,
+    baseline_row: str,
+) -> Study:
     columns = tuple(f"α = {a:g}" for a in thresholds)
     rows = ("ST-attn (ours)", baseline_row)
     cells = []
@@ -302,28 +341,57 @@ def _localization_study(name: str, kind: str, thresholds: tuple[float, ...], pap
         cells.append(Cell(rows[0], column, Measure(kind, ("study_st_attn_chain",), index=i, method="ours"), paper[i]))
         cells.append(Cell(rows[1], column, Measure(kind, ("study_st_attn_chain",), index=i, method="baseline")))
     claims = tuple(_better((rows[0], c), (rows[1], c), "the attention localises the action") for c in columns)
-    return Study(name=name, title=title, paper_source=source, rows=rows, columns=columns, cells=tuple(cells),
-                 claims=claims, figure="lines", unit="mAP (%)",
-                 notes=f"The {baseline_row.lower()} is our baseline (not in the paper, which compares with other "
-                 "methods); the direction checked is that the attention localises better than it.")
+    return Study(
+        name=name,
+        title=title,
+        paper_source=source,
+        rows=rows,
+        columns=columns,
+        cells=tuple(cells),
+        claims=claims,
+        figure="lines",
+        unit="mAP (%)",
+        notes=f"The {baseline_row.lower()} is our baseline (not in the paper, which compares with other "
+        "methods); the direction checked is that the attention localises better than it.",
+    )
 
 
 ST_ATTN_TABLE5 = _localization_study(
-    "st_attn_table5", "frame_map", (0.05, 0.1, 0.2, 0.3), (67.0, 58.2, 40.2, 30.7),
+    "st_attn_table5",
+    "frame_map",
+    (0.05, 0.1, 0.2, 0.3),
+    (67.0, 58.2, 40.2, 30.7),
     "ST-attn Table 5: spatial localisation, frame mAP of the mask boxes at IoU α",
-    "Meng et al. Table 5, UCF101-24, 'Ours'", "Centred box of average GT size")
+    "Meng et al. Table 5, UCF101-24, 'Ours'",
+    "Centred box of average GT size",
+)
 ST_ATTN_TABLE6 = _localization_study(
-    "st_attn_table6", "segment_map", (0.1, 0.2, 0.3, 0.4, 0.5), (70.0, 61.4, 48.6, 32.6, 17.9),
+    "st_attn_table6",
+    "segment_map",
+    (0.1, 0.2, 0.3, 0.4, 0.5),
+    (70.0, 61.4, 48.6, 32.6, 17.9),
     "ST-attn Table 6: temporal localisation, segment mAP of the attention's segments at tIoU α",
-    "Meng et al. Table 6, THUMOS14, 'Ours'", "Whole clip as one segment")
+    "Meng et al. Table 6, THUMOS14, 'Ours'",
+    "Whole clip as one segment",
+)
 
 # The benchmark's difficulty check: the TSN RGB baseline's top-1 (must be clearly below the ceiling, above chance).
 TSN_BASELINE = Measure("top1", ("study_stpa_tsn_rgb",))
 
-STUDIES: dict[str, Study] = {s.name: s for s in (
-    STPA_TABLE1B, STPA_TABLE1C, STPA_TABLE1D, STPA_TABLE1E, STPA_FIG3,
-    ST_ATTN_TABLE2, ST_ATTN_TABLE4, ST_ATTN_TABLE5, ST_ATTN_TABLE6,
-)}
+STUDIES: dict[str, Study] = {
+    s.name: s
+    for s in (
+        STPA_TABLE1B,
+        STPA_TABLE1C,
+        STPA_TABLE1D,
+        STPA_TABLE1E,
+        STPA_FIG3,
+        ST_ATTN_TABLE2,
+        ST_ATTN_TABLE4,
+        ST_ATTN_TABLE5,
+        ST_ATTN_TABLE6,
+    )
+}
 
 
 def select(names: str) -> list[Study]:

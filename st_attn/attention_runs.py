@@ -18,8 +18,12 @@ def define_run_flags(*, records_required: bool = False) -> None:
 
     flags.DEFINE_string("model_dir", None, "Run directory of `python -m stpa.train` (config.json + checkpoints).")
     flags.DEFINE_string("model_path", None, "Or: a saved .keras ST-attn model (then give --backbone, --input_size).")
-    flags.DEFINE_string("records_dir", None, "Prepared dataset (data.prepare --out_dir): frames and ground truth.",
-                        required=records_required)
+    flags.DEFINE_string(
+        "records_dir",
+        None,
+        "Prepared dataset (data.prepare --out_dir): frames and ground truth.",
+        required=records_required,
+    )
     flags.DEFINE_string(
         "features_dir",
         None,
@@ -75,8 +79,13 @@ def open_attention_run(flag_values, *, batch_size: int) -> AttentionRun:
         raise ValueError("--records_dir is required (or --features_dir for a model trained on cached features).")
     features_split = os.path.join(config.features_dir, config.split) if config.features_dir else None
     records_split = os.path.join(config.records_dir, config.split) if config.records_dir else None
-    dataset, input_size = attention_dataset(build, records_split=records_split, features_split=features_split,
-                                            num_frames=config.num_frames, batch_size=batch_size)
+    dataset, input_size = attention_dataset(
+        build,
+        records_split=records_split,
+        features_split=features_split,
+        num_frames=config.num_frames,
+        batch_size=batch_size,
+    )
     if records_split is None:
         records_split = features.read_feature_manifest(features_split)["source_records"]
     return AttentionRun(probe, build, dataset, input_size, records_split)
@@ -111,6 +120,7 @@ def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None
     build.setdefault("feature_shape", None)
     from st_attn import models
 
+    models.require_attention(model)
     return models.attention_model(model), build
 
 

@@ -36,11 +36,17 @@ class StAttnConfig(BackboneOptions):
     The backbone options (backbone, dropout, weights, partial_bn) are `stpa.blocks.backbone_options.BackboneOptions`'s.
     """
 
+    pooling: str = option("attention", "ST-attn: how frame features become the clip vector: attention (the model) or "
+                          "average (Table 2's w/o attention baseline: mean over frames and positions, then the "
+                          "classifier; the lambda_* losses then have nothing to regularise).",
+                          choices=st_models.POOLINGS)
     spatial_attention: bool = option(True, "ST-attn: the spatial mask (False: Table 2's w/o spatial attention).")
-    temporal_attention: bool = option(True, "ST-attn: the temporal attention (False: Table 2's w/o temporal "
-                                      "attention).")
-    mask_filters: tuple[int, ...] = option((1024, 512), "ST-attn: widths of the mask's hidden convolutions "
-                                           "(Table 1).", kind="int_list")
+    temporal_attention: bool = option(
+        True, "ST-attn: the temporal attention (False: Table 2's w/o temporal attention)."
+    )
+    mask_filters: tuple[int, ...] = option(
+        (1024, 512), "ST-attn: widths of the mask's hidden convolutions (Table 1).", kind="int_list"
+    )
     initial_mask: float = option(0.5, "ST-attn: the mask's value at initialisation.", lower=0.0, upper=1.0)
     lstm_units: int = option(512, "ST-attn: ConvLSTM hidden channels (Sec. 4.1).", lower=1)
     init_filters: int = option(1024, "ST-attn: width of the first conv of g_c / g_h (Eq. 5).", lower=1)
@@ -48,20 +54,33 @@ class StAttnConfig(BackboneOptions):
     energy: str = option("tanh", "ST-attn: attention energy of Eq. 2.", choices=("tanh", "linear"))
     project_frames: bool = option(True, "ST-attn: the ConvLSTM's input convolution once over all frames.")
     parallel_iterations: int = option(1, "ST-attn: the ConvLSTM loop's parallel iterations.", lower=1)
-    lambda_tv: float = option(1e-5, "ST-attn: weight of the total-variation mask loss (Eq. 7 of Meng et al.).",
-                              lower=0.0, build=False)
-    lambda_contrast: float = option(1e-4, "ST-attn: weight of the contrast mask loss (Eq. 8 of Meng et al.).",
-                                    lower=0.0, build=False)
-    lambda_unimodal: float = option(1.0, "ST-attn: weight of the unimodality loss (Eq. 9 of Meng et al.).",
-                                    lower=0.0, build=False)
-    features_dir: str | None = option(None, "ST-attn cached-feature mode: records of backbone features "
-                                      "(st_attn.features); the attention head is trained on them instead of on "
-                                      "frames.", kind="string", build=False)
+    lambda_tv: float = option(
+        1e-5, "ST-attn: weight of the total-variation mask loss (Eq. 7 of Meng et al.).", lower=0.0, build=False
+    )
+    lambda_contrast: float = option(
+        1e-4, "ST-attn: weight of the contrast mask loss (Eq. 8 of Meng et al.).", lower=0.0, build=False
+    )
+    lambda_unimodal: float = option(
+        1.0, "ST-attn: weight of the unimodality loss (Eq. 9 of Meng et al.).", lower=0.0, build=False
+    )
+    features_dir: str | None = option(
+        None,
+        "ST-attn cached-feature mode: records of backbone features "
+        "(st_attn.features); the attention head is trained on them instead of on "
+        "frames.",
+        kind="string",
+        build=False,
+    )
 
 
 # Options that are not `build_st_attn_network` arguments.
-_NOT_NETWORK = (*(f.name for f in dataclasses.fields(BackboneOptions)), "lambda_tv", "lambda_contrast",
-                "lambda_unimodal", "features_dir")
+_NOT_NETWORK = (
+    *(f.name for f in dataclasses.fields(BackboneOptions)),
+    "lambda_tv",
+    "lambda_contrast",
+    "lambda_unimodal",
+    "features_dir",
+)
 
 
 class CachedFeatures(inputs.InputSource):
@@ -79,17 +98,38 @@ class CachedFeatures(inputs.InputSource):
         return [int(v) for v in manifest["feature_shape"]]
 
     @override
-    def dataset(self, split, *, training, num_frames, batch_size, multi_label, num_classes, seed=None,
-                deterministic=False, input_context=None, skip=0, with_metadata=False, preprocess=None, crops=1,
-                raw=False):
+    def dataset(
+        self,
+        split,
+        *,
+        training,
+        num_frames,
+        batch_size,
+        multi_label,
+        num_classes,
+        seed=None,
+        deterministic=False,
+        input_context=None,
+        skip=0,
+        with_metadata=False,
+        preprocess=None,
+        crops=1,
+        raw=False,
+    ):
         del preprocess, raw  # Features are already the backbone's output.
         if crops != 1:
             raise ValueError("cached features were extracted from one centre crop; use --crops=1.")
-        extra = dict(seed=seed, deterministic=deterministic, input_context=input_context, skip=skip) if training \
-            else {}
-        return features_lib.feature_dataset(self.split_dir(split), training=training, batch_size=batch_size,
-                                            num_frames=num_frames, multi_label=multi_label, num_classes=num_classes,
-                                            with_metadata=with_metadata, **extra)
+        extra = dict(seed=seed, deterministic=deterministic, input_context=input_context, skip=skip) if training else {}
+        return features_lib.feature_dataset(
+            self.split_dir(split),
+            training=training,
+            batch_size=batch_size,
+            num_frames=num_frames,
+            multi_label=multi_label,
+            num_classes=num_classes,
+            with_metadata=with_metadata,
+            **extra,
+        )
 
 
 class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
@@ -122,27 +162,41 @@ class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
         if feature_shape is not None:  # Cached backbone features: no backbone in the model.
             return st_models.build_st_attn_network(num_classes, feature_shape=tuple(feature_shape), **options)
         extractor = backbones_lib.feature_extractor(
-            config.backbone, input_size=data.input_size, modality=data.modality, flow_length=data.flow_length,
-            weights=config.weights, partial_bn=config.partial_bn)
+            config.backbone,
+            input_size=data.input_size,
+            modality=data.modality,
+            flow_length=data.flow_length,
+            weights=config.weights,
+            partial_bn=config.partial_bn,
+        )
         return st_models.build_st_attn_network(num_classes, feature_extractor=extractor, **options)
 
     @override
     def outputs_model(self, model: keras.Model) -> keras.Model:
         return st_models.attention_model(model)
 
-    def loss_terms(self, config: StAttnConfig, outputs: Mapping[str, tf.Tensor], labels: tf.Tensor,
-                   model: keras.Model, *, multi_label: bool, weight_decay: float) -> dict[str, tf.Tensor]:
+    def loss_terms(
+        self,
+        config: StAttnConfig,
+        outputs: Mapping[str, tf.Tensor],
+        labels: tf.Tensor,
+        model: keras.Model,
+        *,
+        multi_label: bool,
+        weight_decay: float,
+    ) -> dict[str, tf.Tensor]:
         """Eq. 6 of Meng et al.: CE + lambda_tv L_TV + lambda_contrast L_contrast + lambda_unimodal L_unimodal.
 
         L_TV is Eq. 7, L_contrast Eq. 8, L_unimodal Eq. 9, plus lambda sum w^2; the mask terms exist only with spatial
-        attention, and a 0 weight drops its term.
+        attention, the unimodal term only with the temporal attention (none for pooling="average"), and a 0 weight drops
+        its term.
         """
         terms = super().loss_terms(config, outputs, labels, model, multi_label=multi_label, weight_decay=weight_decay)
         if "mask" in outputs and config.lambda_tv:
             terms["tv"] = config.lambda_tv * st_losses.total_variation_loss(outputs["mask"])
         if "mask" in outputs and config.lambda_contrast:
             terms["contrast"] = config.lambda_contrast * st_losses.contrast_loss(outputs["mask"])
-        if config.lambda_unimodal:
+        if "temporal_weights" in outputs and config.lambda_unimodal:
             terms["unimodal"] = config.lambda_unimodal * st_losses.unimodality_loss(outputs["temporal_weights"])
         return terms
 
@@ -169,8 +223,10 @@ class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
     @override
     def export_error(self, run_config: Mapping[str, Any]) -> str | None:
         if run_config.get("input") == FEATURES:
-            return ("this run was trained on cached backbone features (--features_dir): the model has no backbone, "
-                    "so it cannot serve frames or videos. Train with --records_dir to export.")
+            return (
+                "this run was trained on cached backbone features (--features_dir): the model has no backbone, "
+                "so it cannot serve frames or videos. Train with --records_dir to export."
+            )
         return None
 
 

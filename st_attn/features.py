@@ -67,9 +67,14 @@ def main(argv: Sequence[str]) -> None:
     if is_run_dir(config.weights):
         import stpa.families  # noqa: F401 - the composition root: the run's family rebuilds its network.
 
-        extractor, trunk = run_feature_extractor(config.weights, backbone=config.backbone, modality=config.modality,
-                                                 input_size=config.input_size, flow_length=config.flow_length,
-                                                 which=config.checkpoint)
+        extractor, trunk = run_feature_extractor(
+            config.weights,
+            backbone=config.backbone,
+            modality=config.modality,
+            input_size=config.input_size,
+            flow_length=config.flow_length,
+            which=config.checkpoint,
+        )
         input_size = trunk["input_size"]
         extractor_config = {"backbone": config.backbone, "weights": "run", **trunk}
     else:

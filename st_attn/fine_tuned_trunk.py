@@ -55,10 +55,15 @@ def run_feature_extractor(
     family = family_lib.get_family(build["model"]) if build.get("model") in family_lib.family_names() else None
     if not isinstance(family, BackboneFamily) or family.attention_outputs:
         # The trunk is copied layer by layer: a backbone family's run without an attention layer (TSN's).
-        raise ValueError(f"--weights={run_dir} is a run of --model={build.get('model')!r}; the fine-tuned trunk of "
-                         "Sec. 3.1 comes from a `python -m stpa.train --model=tsn` run.")
-    wanted = {"backbone": backbone, "modality": modality,
-              "input_size": int(build["input_size"]) if input_size is None else int(input_size)}
+        raise ValueError(
+            f"--weights={run_dir} is a run of --model={build.get('model')!r}; the fine-tuned trunk of "
+            "Sec. 3.1 comes from a `python -m stpa.train --model=tsn` run."
+        )
+    wanted = {
+        "backbone": backbone,
+        "modality": modality,
+        "input_size": int(build["input_size"]) if input_size is None else int(input_size),
+    }
     if modality == "flow":
         wanted["flow_length"] = int(flow_length)
     differing = {key: (value, build.get(key)) for key, value in wanted.items() if value != build.get(key)}
@@ -66,15 +71,22 @@ def run_feature_extractor(
         details = ", ".join(f"--{key}={asked!r} but the run has {had!r}" for key, (asked, had) in differing.items())
         raise ValueError(f"--weights={run_dir}: {details}; pass the run's values (its flags.txt) or another run.")
     model = checkpoints.load_model(run_dir, which)
-    extractor = feature_extractor(backbone, input_size=wanted["input_size"], modality=modality,
-                                  flow_length=build.get("flow_length", flow_length), weights=None)
+    extractor = feature_extractor(
+        backbone,
+        input_size=wanted["input_size"],
+        modality=modality,
+        flow_length=build.get("flow_length", flow_length),
+        weights=None,
+    )
     trained = {layer.name: layer for layer in model.layers}
     for layer in extractor.layers:
         if not layer.weights:
             continue
         if layer.name not in trained:
-            raise ValueError(f"--weights={run_dir}: the run's network has no layer {layer.name!r} of the {backbone} "
-                             "trunk (a run of another code version?); re-run its fine-tuning.")
+            raise ValueError(
+                f"--weights={run_dir}: the run's network has no layer {layer.name!r} of the {backbone} "
+                "trunk (a run of another code version?); re-run its fine-tuning."
+            )
         layer.set_weights(trained[layer.name].get_weights())
     path = checkpoints.latest_checkpoint(run_dir, which) or checkpoints.latest_checkpoint(run_dir, "last")
     return extractor, {"run_dir": os.path.abspath(run_dir), "checkpoint": path, "input_size": wanted["input_size"]}

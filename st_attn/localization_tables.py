@@ -110,9 +110,14 @@ def collect_attention(
         return inference.BatchResult(np.asarray(outputs["logits"], np.float64), per_video=per_video)
 
     result = inference.run_inference(
-        batch_fn, dataset, max_videos=max_videos, progress=progress, description="attention",
+        batch_fn,
+        dataset,
+        max_videos=max_videos,
+        progress=progress,
+        description="attention",
         empty_message="no video to localise: the split is empty (or --video_ids matched none).",
-        metadata_keys=("video_id", "frame_indices", "num_frames", "fps", "height", "width"))
+        metadata_keys=("video_id", "frame_indices", "num_frames", "fps", "height", "width"),
+    )
     logits = result.logits
     probabilities = np.exp(logits - logits.max(axis=-1, keepdims=True))
     probabilities /= probabilities.sum(axis=-1, keepdims=True)
@@ -120,12 +125,20 @@ def collect_attention(
     videos = []
     for i in range(result.num_videos):
         positives = np.flatnonzero(labels[i]) if labels.ndim == 2 else [labels[i]]
-        videos.append(VideoAttention(
-            video_id=str(result.video_ids[i]), probabilities=probabilities[i],
-            mask=None if masks is None else masks[i], weights=result.per_video["temporal_weights"][i],
-            frame_indices=meta["frame_indices"][i], num_frames=int(meta["num_frames"][i]), fps=float(meta["fps"][i]),
-            height=int(meta["height"][i]), width=int(meta["width"][i]),
-            label=int(positives[0]) if len(positives) else -1))
+        videos.append(
+            VideoAttention(
+                video_id=str(result.video_ids[i]),
+                probabilities=probabilities[i],
+                mask=None if masks is None else masks[i],
+                weights=result.per_video["temporal_weights"][i],
+                frame_indices=meta["frame_indices"][i],
+                num_frames=int(meta["num_frames"][i]),
+                fps=float(meta["fps"][i]),
+                height=int(meta["height"][i]),
+                width=int(meta["width"][i]),
+                label=int(positives[0]) if len(positives) else -1,
+            )
+        )
     return videos
 
 

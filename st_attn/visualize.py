@@ -167,8 +167,12 @@ def save_gif(images: Sequence[np.ndarray], path: str, duration_ms: int = 250) ->
     if len(images) == 0:
         raise ValueError(f"no frames to write to {path}.")
     images_pil = [Image.fromarray(image) for image in images]
-    return files.write_atomic(path, lambda temporary: images_pil[0].save(
-        temporary, format="GIF", save_all=True, append_images=images_pil[1:], duration=duration_ms, loop=0))
+    return files.write_atomic(
+        path,
+        lambda temporary: images_pil[0].save(
+            temporary, format="GIF", save_all=True, append_images=images_pil[1:], duration=duration_ms, loop=0
+        ),
+    )
 
 
 def attention_images(outputs: dict, frames: np.ndarray, max_frames: int = 10) -> dict[str, np.ndarray]:

@@ -40,10 +40,18 @@ def main(argv: Sequence[str]) -> None:
         raise app.UsageError("--records_dir is required (the --out_dir of data.prepare).")
     try:
         report = evaluation.evaluate(
-            records_dir=FLAGS.records_dir, model_dir=FLAGS.model_dir, saved_model=FLAGS.saved_model,
-            which=FLAGS.checkpoint, split=FLAGS.split, test_frames=FLAGS.test_frames, crops=int(FLAGS.crops),
-            batch_size=FLAGS.batch_size, max_videos=FLAGS.max_videos, output=FLAGS.output,
-            jit_compile=FLAGS.jit_compile)
+            records_dir=FLAGS.records_dir,
+            model_dir=FLAGS.model_dir,
+            saved_model=FLAGS.saved_model,
+            which=FLAGS.checkpoint,
+            split=FLAGS.split,
+            test_frames=FLAGS.test_frames,
+            crops=int(FLAGS.crops),
+            batch_size=FLAGS.batch_size,
+            max_videos=FLAGS.max_videos,
+            output=FLAGS.output,
+            jit_compile=FLAGS.jit_compile,
+        )
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from error
     except files.WriteError as error:

@@ -30,12 +30,18 @@ from stpa.engine import flags as stpa_flags
 from stpa.engine import serving
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Run directory written by stpa.train.")
-_CHECKPOINT = flags.DEFINE_enum("checkpoint", "last", ["best", "last"], "Which weights of --model_dir: the last "
-                                "checkpoint or the best on validation.")
-_EXPORT_DIR = flags.DEFINE_string("export_dir", None, "Where to write the SavedModel (default: "
-                                  "<model_dir>/saved_model).")
-_TEST_FRAMES = flags.DEFINE_integer("test_frames", 25, "K sampled by serve_video and serve_encoded_video (Sec. 3.4: "
-                                    "25).", lower_bound=1)
+_CHECKPOINT = flags.DEFINE_enum(
+    "checkpoint",
+    "last",
+    ["best", "last"],
+    "Which weights of --model_dir: the last checkpoint or the best on validation.",
+)
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "Where to write the SavedModel (default: <model_dir>/saved_model)."
+)
+_TEST_FRAMES = flags.DEFINE_integer(
+    "test_frames", 25, "K sampled by serve_video and serve_encoded_video (Sec. 3.4: 25).", lower_bound=1
+)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -43,8 +49,9 @@ def main(argv: Sequence[str]) -> None:
     del argv
     stpa_flags.quiet_logs()
     try:
-        path = serving.export_run(_MODEL_DIR.value, _EXPORT_DIR.value, which=_CHECKPOINT.value,
-                                  test_frames=_TEST_FRAMES.value)
+        path = serving.export_run(
+            _MODEL_DIR.value, _EXPORT_DIR.value, which=_CHECKPOINT.value, test_frames=_TEST_FRAMES.value
+        )
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from error
     print(f"SavedModel written to {path} (signatures: serve_frames, serve_video, serve_encoded_video)")

@@ -35,25 +35,34 @@ class StpaConfig(BackboneOptions):
     scales: int = option(3, "Number of pyramid layers N (Table 1(b)).", lower=1)
     top: str = option("C", "Top layer of the pyramid (Table 1(a); per backbone, see stpa.models.TOPS).")
     fusion: str = option("mul", "Fusion F of the per-scale scores (Eq. 3, Table 1(c)).", choices=models.FUSIONS)
-    frozen_bn: bool = option(False, "Freeze every batch normalisation of the backbone (each clip's output then "
-                             "depends on that clip only).")
+    frozen_bn: bool = option(
+        False, "Freeze every batch normalisation of the backbone (each clip's output then depends on that clip only)."
+    )
     attention: str = option(
-        "learned", "STPA: 'learned' is STPA's pyramid attention; 'uniform' fixes A to Eq. 3's value for all-zero "
+        "learned",
+        "STPA: 'learned' is STPA's pyramid attention; 'uniform' fixes A to Eq. 3's value for all-zero "
         "scores, 1/sqrt(n) per entry with n = K*H*W (the pooled-feature head without learned scores: the control "
         "between TSN and STPA).",
-        choices=models.ATTENTIONS)
-    beta: float = option(1e-4, "beta of Eq. 9 (interaction-aware loss, Eq. 6); 0 switches it off.", lower=0.0,
-                         build=False)
-    gamma: float = option(1e-4, "gamma of Eq. 9 (attention loss, Eq. 7-8); 0 switches it off.", lower=0.0,
-                          build=False)
+        choices=models.ATTENTIONS,
+    )
+    beta: float = option(
+        1e-4, "beta of Eq. 9 (interaction-aware loss, Eq. 6); 0 switches it off.", lower=0.0, build=False
+    )
+    gamma: float = option(1e-4, "gamma of Eq. 9 (attention loss, Eq. 7-8); 0 switches it off.", lower=0.0, build=False)
     interaction_gradient: str = option(
-        "attention", "Eq. 6: 'attention' treats X as data as in Eq. 5's argmin over A (no gradient into the "
+        "attention",
+        "Eq. 6: 'attention' treats X as data as in Eq. 5's argmin over A (no gradient into the "
         "features through l_interactive); 'both' also sends it into X (the behaviour before this flag).",
-        choices=stpa_losses.INTERACTION_GRADIENTS, build=False)
+        choices=stpa_losses.INTERACTION_GRADIENTS,
+        build=False,
+    )
     interaction_normalization: str = option(
-        "covariance", "Eq. 6: 'covariance' uses X X^T / C, the covariance of Sec. 3.1's Discussion, which keeps "
+        "covariance",
+        "Eq. 6: 'covariance' uses X X^T / C, the covariance of Sec. 3.1's Discussion, which keeps "
         "beta * l_interactive on the cross-entropy's scale; 'none' the printed X X^T (the behaviour before this flag).",
-        choices=stpa_losses.INTERACTION_NORMALIZATIONS, build=False)
+        choices=stpa_losses.INTERACTION_NORMALIZATIONS,
+        build=False,
+    )
 
 
 class StpaFamily(BackboneFamily, family_lib.ModelFamily):
@@ -67,17 +76,35 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
 
     @override
     def validate(self, config: StpaConfig, data: Any) -> None:
-        models.validate_config(self.name, config.backbone, config.scales, config.top, data.modality,
-                               fusion=config.fusion, input_size=data.input_size, flow_length=data.flow_length,
-                               attention=config.attention)
+        models.validate_config(
+            self.name,
+            config.backbone,
+            config.scales,
+            config.top,
+            data.modality,
+            fusion=config.fusion,
+            input_size=data.input_size,
+            flow_length=data.flow_length,
+            attention=config.attention,
+        )
 
     def build_kwargs(self, config: StpaConfig, num_classes: int, data: Any, *, feature_shape=None) -> dict:
         """`stpa.models.build_model`'s arguments (config.json "build", the layout of format 1)."""
         del feature_shape
-        build = {"model": self.name, "backbone": config.backbone, "num_classes": int(num_classes),
-                 "modality": data.modality, "scales": config.scales, "top": config.top, "fusion": config.fusion,
-                 "flow_length": data.flow_length, "dropout": config.dropout, "weights": config.weights,
-                 "input_size": int(self.input_spec(config, data).size), "partial_bn": config.partial_bn}
+        build = {
+            "model": self.name,
+            "backbone": config.backbone,
+            "num_classes": int(num_classes),
+            "modality": data.modality,
+            "scales": config.scales,
+            "top": config.top,
+            "fusion": config.fusion,
+            "flow_length": data.flow_length,
+            "dropout": config.dropout,
+            "weights": config.weights,
+            "input_size": int(self.input_spec(config, data).size),
+            "partial_bn": config.partial_bn,
+        }
         if config.frozen_bn:
             build["frozen_bn"] = True
         if config.attention != "learned":  # config.json of a learned-attention run stays as it was (no key: learned)
@@ -96,13 +123,28 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
     def outputs_model(self, model: keras.Model) -> keras.Model:
         return models.attention_outputs_model(model)
 
-    def loss_terms(self, config: StpaConfig, outputs: Mapping[str, tf.Tensor], labels: tf.Tensor,
-                   model: keras.Model, *, multi_label: bool, weight_decay: float) -> dict[str, tf.Tensor]:
+    def loss_terms(
+        self,
+        config: StpaConfig,
+        outputs: Mapping[str, tf.Tensor],
+        labels: tf.Tensor,
+        model: keras.Model,
+        *,
+        multi_label: bool,
+        weight_decay: float,
+    ) -> dict[str, tf.Tensor]:
         """Eq. 9: CE + lambda sum w^2 + beta l_interactive (Eq. 6) + gamma l_attn (Eq. 7-8), each weighted."""
-        terms = models.loss_terms(outputs, labels, model, weight_decay=weight_decay, beta=config.beta,
-                                  gamma=config.gamma, multi_label=multi_label,
-                                  interaction_gradient=config.interaction_gradient,
-                                  interaction_normalization=config.interaction_normalization)
+        terms = models.loss_terms(
+            outputs,
+            labels,
+            model,
+            weight_decay=weight_decay,
+            beta=config.beta,
+            gamma=config.gamma,
+            multi_label=multi_label,
+            interaction_gradient=config.interaction_gradient,
+            interaction_normalization=config.interaction_normalization,
+        )
         terms.pop("total")
         return terms
 
@@ -112,10 +154,14 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
             return {}
         shown = pictures.enlarge(pictures.displayable(frames))
         attention = np.asarray(outputs["attention"])[0]  # (d, K*H*W)
-        return {"attention/salient_fields_m0_t0.5": saliency.render_salient_fields(
-                    shown, [attention], threshold=0.5, positions=0),
-                "attention/salient_fields_all_t0.7": saliency.render_salient_fields(
-                    shown, [attention], threshold=0.7, positions=None)}
+        return {
+            "attention/salient_fields_m0_t0.5": saliency.render_salient_fields(
+                shown, [attention], threshold=0.5, positions=0
+            ),
+            "attention/salient_fields_all_t0.7": saliency.render_salient_fields(
+                shown, [attention], threshold=0.7, positions=None
+            ),
+        }
 
 
 class TsnFamily(StpaFamily):

@@ -24,10 +24,18 @@ from stpa.engine import fusion
 
 _SCORES = flags.DEFINE_list("scores", None, "Score files (.npz from stpa.evaluate) to fuse, comma separated.")
 _WEIGHTS = flags.DEFINE_list("weights", None, "One weight per score file (default: all 1, the paper's average).")
-_NORMALIZE = flags.DEFINE_enum("normalize", "none", list(fusion.NORMALIZATIONS),
-                               "Applied to each stream's scores before averaging (TSN averages raw scores).")
-_TUNE_ON = flags.DEFINE_list("tune_on", None, "Validation score files (same streams, same order): search the "
-                             "weights there and report --scores' metrics with them.")
+_NORMALIZE = flags.DEFINE_enum(
+    "normalize",
+    "none",
+    list(fusion.NORMALIZATIONS),
+    "Applied to each stream's scores before averaging (TSN averages raw scores).",
+)
+_TUNE_ON = flags.DEFINE_list(
+    "tune_on",
+    None,
+    "Validation score files (same streams, same order): search the "
+    "weights there and report --scores' metrics with them.",
+)
 _GRID_STEP = flags.DEFINE_float("grid_step", 0.05, "Spacing of the weight grid searched with --tune_on.")
 _OUTPUT = flags.DEFINE_string("output", None, "Where to write the fused score file (.npz).")
 _METRICS_OUTPUT = flags.DEFINE_string("metrics_output", None, "Where to write the metrics (JSON).")
@@ -39,8 +47,14 @@ def main(argv: Sequence[str]) -> None:
     weights = [float(w) for w in _WEIGHTS.value] if _WEIGHTS.value else None
     try:
         result = fusion.run_fusion(
-            _SCORES.value or [], weights=weights, normalize=_NORMALIZE.value, tune_on=_TUNE_ON.value,
-            grid_step=_GRID_STEP.value, output=_OUTPUT.value, metrics_output=_METRICS_OUTPUT.value)
+            _SCORES.value or [],
+            weights=weights,
+            normalize=_NORMALIZE.value,
+            tune_on=_TUNE_ON.value,
+            grid_step=_GRID_STEP.value,
+            output=_OUTPUT.value,
+            metrics_output=_METRICS_OUTPUT.value,
+        )
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from error
     except files.WriteError as error:

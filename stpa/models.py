@@ -113,13 +113,17 @@ def validate_config(
       ValueError: naming the bad argument and its allowed values.
     """
     if model not in MODELS:
-        raise ValueError(f"Unknown model {model!r} for stpa.models; allowed: {list(MODELS)} (other families, e.g. "
-                         "st_attn, build through their registered ModelFamily: stpa.engine.family.get_family).")
+        raise ValueError(
+            f"Unknown model {model!r} for stpa.models; allowed: {list(MODELS)} (other families, e.g. "
+            "st_attn, build through their registered ModelFamily: stpa.engine.family.get_family)."
+        )
     if attention not in ATTENTIONS:
         raise ValueError(f"Unknown attention {attention!r}; allowed: {list(ATTENTIONS)}.")
     if attention != "learned" and model != "stpa":
-        raise ValueError(f"attention={attention!r} applies to model='stpa' only ({model!r} has no attention); use "
-                         "attention='learned' (the default).")
+        raise ValueError(
+            f"attention={attention!r} applies to model='stpa' only ({model!r} has no attention); use "
+            "attention='learned' (the default)."
+        )
     spec = backbones_lib.get_spec(backbone)
     if modality not in MODALITIES:
         raise ValueError(f"Unknown modality {modality!r}; allowed: {list(MODALITIES)}.")
@@ -275,7 +279,14 @@ def build_model(
       FileNotFoundError, stpa.blocks.backbones.WeightsUnavailableError: weights that cannot be loaded.
     """
     validate_config(
-        model, backbone, scales, top, modality, fusion=fusion, input_size=input_size, flow_length=flow_length,
+        model,
+        backbone,
+        scales,
+        top,
+        modality,
+        fusion=fusion,
+        input_size=input_size,
+        flow_length=flow_length,
         attention=attention,
     )
     if extra:
@@ -383,7 +394,9 @@ def loss_terms(
     if "attention" in outputs:
         if beta:
             terms["interaction"] = beta * stpa_losses.interaction_loss(
-                outputs["attention"], outputs["values"], gradient=interaction_gradient,
+                outputs["attention"],
+                outputs["values"],
+                gradient=interaction_gradient,
                 normalization=interaction_normalization,
             )
         if gamma:

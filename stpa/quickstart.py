@@ -36,9 +36,14 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Training batch size.", low
 _TEST_FRAMES = flags.DEFINE_integer("test_frames", 25, "K at test time (Sec. 3.4).", lower_bound=1)
 _WORKERS = flags.DEFINE_integer("workers", 2, "Processes for data.prepare.", lower_bound=0)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the benchmark and of training.")
-_FLOW = flags.DEFINE_enum("flow", "farneback", ["farneback", "dis", "tvl1"], "Optical flow of data.prepare. "
-                          "Farneback by default: on the benchmark's small, slow actor OpenCV's DIS finds about a third "
-                          "of the motion (see BUILD.md) and TV-L1 is ~300x slower.")
+_FLOW = flags.DEFINE_enum(
+    "flow",
+    "farneback",
+    ["farneback", "dis", "tvl1"],
+    "Optical flow of data.prepare. "
+    "Farneback by default: on the benchmark's small, slow actor OpenCV's DIS finds about a third "
+    "of the motion (see BUILD.md) and TV-L1 is ~300x slower.",
+)
 _PROGRESS = flags.DEFINE_boolean("progress", True, "Show progress bars.")
 
 # The benchmark: 8 classes, 30 training and 8 test videos per class (the data.synthetic default of 12 training videos
@@ -77,33 +82,83 @@ def prepare_data(out_dir: str, *, seed: int, workers: int, flow: str = "farnebac
     raw_dir = os.path.join(out_dir, "raw")
     records_dir = os.path.join(out_dir, "records")
     if not all(os.path.exists(os.path.join(raw_dir, name)) for name in ("synthetic.json", FLIP_LABEL_MAP_FILE)):
-        _run([sys.executable, "-m", "data.synthetic", f"--out_dir={raw_dir}", f"--seed={seed}",
-              *(f"--{key}={value}" for key, value in SYNTHETIC.items())])
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "data.synthetic",
+                f"--out_dir={raw_dir}",
+                f"--seed={seed}",
+                *(f"--{key}={value}" for key, value in SYNTHETIC.items()),
+            ]
+        )
     else:
         print(f"synthetic benchmark: {raw_dir} (already there)")
     if not all(_prepared(raw_dir, os.path.join(records_dir, split)) for split in ("train", "test")):
         # data.prepare skips the shards already written (and rewrites the manifests: e.g. to add the flip label map
         # to records prepared before it existed).
-        _run([sys.executable, "-m", "data.prepare", "--dataset=ucf101", f"--raw_dir={raw_dir}",
-              f"--out_dir={records_dir}", f"--flow={flow}", "--frame_size=none", f"--workers={workers}"])
+        _run(
+            [
+                sys.executable,
+                "-m",
+                "data.prepare",
+                "--dataset=ucf101",
+                f"--raw_dir={raw_dir}",
+                f"--out_dir={records_dir}",
+                f"--flow={flow}",
+                "--frame_size=none",
+                f"--workers={workers}",
+            ]
+        )
     else:
         print(f"records: {records_dir} (already prepared)")
     return records_dir
 
 
-def stream_config(stream: str, records_dir: str, runs_dir: str, *, steps: int, batch_size: int, seed: int,
-                  test_frames: int, progress: bool):
+def stream_config(
+    stream: str,
+    records_dir: str,
+    runs_dir: str,
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int,
+    test_frames: int,
+    progress: bool,
+):
     """The RunConfig of one stream."""
     from stpa.engine import config as config_lib
 
     settings = STREAM_SETTINGS[stream]
-    return config_lib.from_values(dict(
-        model_dir=os.path.join(runs_dir, stream), records_dir=records_dir, model="stpa", backbone="tiny",
-        modality=stream, scales=3, top="C", fusion="mul", input_size=64, dropout=0.0, beta=0.0, gamma=1e-4,
-        train_frames=3, batch_size=batch_size, optimizer=settings["optimizer"], learning_rate=settings["learning_rate"],
-        lr_boundaries=(max(int(steps * 0.75), 1),), max_steps=steps,
-        eval_every=max(steps // 3, 1), eval_frames=test_frames, eval_batch_size=8, log_every=10,
-        keep_checkpoints=2, seed=seed, progress=progress))
+    return config_lib.from_values(
+        dict(
+            model_dir=os.path.join(runs_dir, stream),
+            records_dir=records_dir,
+            model="stpa",
+            backbone="tiny",
+            modality=stream,
+            scales=3,
+            top="C",
+            fusion="mul",
+            input_size=64,
+            dropout=0.0,
+            beta=0.0,
+            gamma=1e-4,
+            train_frames=3,
+            batch_size=batch_size,
+            optimizer=settings["optimizer"],
+            learning_rate=settings["learning_rate"],
+            lr_boundaries=(max(int(steps * 0.75), 1),),
+            max_steps=steps,
+            eval_every=max(steps // 3, 1),
+            eval_frames=test_frames,
+            eval_batch_size=8,
+            log_every=10,
+            keep_checkpoints=2,
+            seed=seed,
+            progress=progress,
+        )
+    )
 
 
 def train_command(config) -> str:
@@ -111,8 +166,17 @@ def train_command(config) -> str:
     return f"python -m stpa.train --flagfile={os.path.join(config.model_dir, 'flags.txt')}"
 
 
-def run_quickstart(out_dir: str, *, steps: int = 600, batch_size: int = 16, test_frames: int = 25, workers: int = 2,
-                   seed: int = 0, progress: bool = True, flow: str = "farneback") -> dict:
+def run_quickstart(
+    out_dir: str,
+    *,
+    steps: int = 600,
+    batch_size: int = 16,
+    test_frames: int = 25,
+    workers: int = 2,
+    seed: int = 0,
+    progress: bool = True,
+    flow: str = "farneback",
+) -> dict:
     """Runs steps 1-6. Returns the summary (also written to <out_dir>/quickstart.json)."""
     start = time.time()
     records_dir = prepare_data(out_dir, seed=seed, workers=workers, flow=flow)
@@ -124,25 +188,49 @@ def run_quickstart(out_dir: str, *, steps: int = 600, batch_size: int = 16, test
     summary = {"streams": {}, "chance": 1.0 / num_classes, "runs_dir": runs_dir}
     score_files = []
     for stream in ("rgb", "flow"):
-        config = stream_config(stream, records_dir, runs_dir, steps=steps, batch_size=batch_size, seed=seed,
-                               test_frames=test_frames, progress=progress)
+        config = stream_config(
+            stream,
+            records_dir,
+            runs_dir,
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            test_frames=test_frames,
+            progress=progress,
+        )
         result = trainer.train(config)
         print(f"(trained as: {train_command(config)})", flush=True)
-        print(f"$ python -m stpa.evaluate --model_dir={config.model_dir} --records_dir={records_dir} "
-              f"--test_frames={test_frames}", flush=True)
-        report = evaluation.evaluate(records_dir=records_dir, model_dir=config.model_dir, test_frames=test_frames,
-                                     batch_size=8, progress=progress)
+        print(
+            f"$ python -m stpa.evaluate --model_dir={config.model_dir} --records_dir={records_dir} "
+            f"--test_frames={test_frames}",
+            flush=True,
+        )
+        report = evaluation.evaluate(
+            records_dir=records_dir,
+            model_dir=config.model_dir,
+            test_frames=test_frames,
+            batch_size=8,
+            progress=progress,
+        )
         print(evaluation.format_report(report), flush=True)
         print(f"$ python -m stpa.export --model_dir={config.model_dir}", flush=True)
         saved_model = serving.export_run(config.model_dir, test_frames=test_frames)
         score_files.append(report["scores_file"])
-        summary["streams"][stream] = {"top1": report["top1"], "top5": report["top5"],
-                                      "mean_class_accuracy": report["mean_class_accuracy"], "steps": result.step,
-                                      "model_dir": config.model_dir, "saved_model": saved_model,
-                                      "scores_file": report["scores_file"]}
+        summary["streams"][stream] = {
+            "top1": report["top1"],
+            "top5": report["top5"],
+            "mean_class_accuracy": report["mean_class_accuracy"],
+            "steps": result.step,
+            "model_dir": config.model_dir,
+            "saved_model": saved_model,
+            "scores_file": report["scores_file"],
+        }
     print(f"$ python -m stpa.fuse --scores={','.join(score_files)}", flush=True)
-    fused = fusion.run_fusion(score_files, output=os.path.join(runs_dir, "fused_scores.npz"),
-                              metrics_output=os.path.join(runs_dir, "fused.json"))
+    fused = fusion.run_fusion(
+        score_files,
+        output=os.path.join(runs_dir, "fused_scores.npz"),
+        metrics_output=os.path.join(runs_dir, "fused.json"),
+    )
     summary["fused"] = fused["fused"]
     summary["seconds"] = time.time() - start
     files.write_json(os.path.join(out_dir, "quickstart.json"), summary)
@@ -152,18 +240,26 @@ def run_quickstart(out_dir: str, *, steps: int = 600, batch_size: int = 16, test
 def format_summary(summary: dict) -> str:
     """The closing report."""
     chance = 100 * summary["chance"]
-    lines = [f"\nQuickstart finished in {summary['seconds'] / 60:.1f} min. Test accuracy on the synthetic benchmark "
-             f"(K = 25 frames per video; chance {chance:.1f}%):"]
+    lines = [
+        f"\nQuickstart finished in {summary['seconds'] / 60:.1f} min. Test accuracy on the synthetic benchmark "
+        f"(K = 25 frames per video; chance {chance:.1f}%):"
+    ]
     for stream, values in summary["streams"].items():
-        lines.append(f"  STPA {stream:<5} top-1 {100 * values['top1']:5.1f}%   top-5 {100 * values['top5']:5.1f}%   "
-                     f"mean class accuracy {100 * values['mean_class_accuracy']:5.1f}%")
+        lines.append(
+            f"  STPA {stream:<5} top-1 {100 * values['top1']:5.1f}%   top-5 {100 * values['top5']:5.1f}%   "
+            f"mean class accuracy {100 * values['mean_class_accuracy']:5.1f}%"
+        )
     fused = summary["fused"]
-    lines.append(f"  fused      top-1 {100 * fused['top1']:5.1f}%   top-5 {100 * fused['top5']:5.1f}%   "
-                 f"mean class accuracy {100 * fused['mean_class_accuracy']:5.1f}%   (average of the two streams)")
+    lines.append(
+        f"  fused      top-1 {100 * fused['top1']:5.1f}%   top-5 {100 * fused['top5']:5.1f}%   "
+        f"mean class accuracy {100 * fused['mean_class_accuracy']:5.1f}%   (average of the two streams)"
+    )
     lines.append(f"TensorBoard logs: tensorboard --logdir={summary['runs_dir']}")
     for stream, values in summary["streams"].items():
-        lines.append(f"SavedModel ({stream}): {values['saved_model']}  "
-                     "(signatures serve_frames, serve_video, serve_encoded_video)")
+        lines.append(
+            f"SavedModel ({stream}): {values['saved_model']}  "
+            "(signatures serve_frames, serve_video, serve_encoded_video)"
+        )
     return "\n".join(lines)
 
 
@@ -173,9 +269,16 @@ def main(argv: Sequence[str]) -> None:
     from stpa.engine import flags as stpa_flags
 
     stpa_flags.quiet_logs()
-    summary = run_quickstart(_OUT_DIR.value, steps=_TRAIN_STEPS.value, batch_size=_BATCH_SIZE.value,
-                             test_frames=_TEST_FRAMES.value, workers=_WORKERS.value, seed=_SEED.value,
-                             progress=_PROGRESS.value, flow=_FLOW.value)
+    summary = run_quickstart(
+        _OUT_DIR.value,
+        steps=_TRAIN_STEPS.value,
+        batch_size=_BATCH_SIZE.value,
+        test_frames=_TEST_FRAMES.value,
+        workers=_WORKERS.value,
+        seed=_SEED.value,
+        progress=_PROGRESS.value,
+        flow=_FLOW.value,
+    )
     print(format_summary(summary))
 
 

@@ -36,9 +36,13 @@ def feature_grid(attention: np.ndarray, num_frames: int) -> tuple[int, int]:
     return side, side
 
 
-def salient_positions(attention: np.ndarray, num_frames: int, threshold: float,
-                      positions: int | Sequence[int] | None = None,
-                      grid: tuple[int, int] | None = None) -> np.ndarray:
+def salient_positions(
+    attention: np.ndarray,
+    num_frames: int,
+    threshold: float,
+    positions: int | Sequence[int] | None = None,
+    grid: tuple[int, int] | None = None,
+) -> np.ndarray:
     """Positions (k, h, w) whose attention score for the output positions `positions` exceeds `threshold`.
 
     Args:
@@ -77,8 +81,9 @@ def receptive_field_centres(hw: np.ndarray, grid: tuple[int, int], image_size: t
     return np.stack([x, y], axis=1)
 
 
-def draw_centres(frame: np.ndarray, centres: np.ndarray, colour: Sequence[int], radius: int | None = None
-                 ) -> np.ndarray:
+def draw_centres(
+    frame: np.ndarray, centres: np.ndarray, colour: Sequence[int], radius: int | None = None
+) -> np.ndarray:
     """Draws filled discs (with a dark rim) at `centres` (P, 2) (x, y) on a copy of `frame` (H, W, 3) uint8."""
     image = np.ascontiguousarray(frame.copy())
     radius = radius or max(2, min(image.shape[:2]) // 24)
@@ -88,9 +93,15 @@ def draw_centres(frame: np.ndarray, centres: np.ndarray, colour: Sequence[int], 
     return image
 
 
-def render_salient_fields(frames: np.ndarray, attentions: Sequence[np.ndarray], *, threshold: float = 0.5,
-                          positions: int | Sequence[int] | None = 0, colours: Sequence[Sequence[int]] | None = None,
-                          gap: int = 2) -> np.ndarray:
+def render_salient_fields(
+    frames: np.ndarray,
+    attentions: Sequence[np.ndarray],
+    *,
+    threshold: float = 0.5,
+    positions: int | Sequence[int] | None = 0,
+    colours: Sequence[Sequence[int]] | None = None,
+    gap: int = 2,
+) -> np.ndarray:
     """Fig. 4 layout: one row per model (e.g. 1, 2, 3 scales), K frames per row, salient centres drawn.
 
     Args:
@@ -118,9 +129,17 @@ def render_salient_fields(frames: np.ndarray, attentions: Sequence[np.ndarray], 
     return tile_column(rows, gap)
 
 
-def render_positions(frame: np.ndarray, attention: np.ndarray, frame_index: int, output_positions: Sequence[int], *,
-                     num_frames: int, threshold: float = 0.7, colour: Sequence[int] = SCALE_COLOURS[2],
-                     gap: int = 2) -> np.ndarray:
+def render_positions(
+    frame: np.ndarray,
+    attention: np.ndarray,
+    frame_index: int,
+    output_positions: Sequence[int],
+    *,
+    num_frames: int,
+    threshold: float = 0.7,
+    colour: Sequence[int] = SCALE_COLOURS[2],
+    gap: int = 2,
+) -> np.ndarray:
     """Fig. 5 layout: for one frame k, one tile per output position m with the fields salient for that m.
 
     The output position m itself is marked with a white ring.
@@ -144,8 +163,14 @@ def render_positions(frame: np.ndarray, attention: np.ndarray, frame_index: int,
         salient = salient_positions(attention, num_frames, threshold, m, grid)
         centres = receptive_field_centres(salient[salient[:, 0] == frame_index, 1:], grid, frame.shape[:2])
         tile = draw_centres(frame, centres, colour)
-        (x, y), = receptive_field_centres(np.array([divmod(int(m), grid[1])]), grid, frame.shape[:2])
-        cv2.circle(tile, (int(round(x)), int(round(y))), max(4, min(frame.shape[:2]) // 12), (255, 255, 255), 1,
-                   lineType=cv2.LINE_AA)
+        ((x, y),) = receptive_field_centres(np.array([divmod(int(m), grid[1])]), grid, frame.shape[:2])
+        cv2.circle(
+            tile,
+            (int(round(x)), int(round(y))),
+            max(4, min(frame.shape[:2]) // 12),
+            (255, 255, 255),
+            1,
+            lineType=cv2.LINE_AA,
+        )
         tiles.append(tile)
     return tile_row(tiles, gap)

@@ -48,8 +48,12 @@ def stream_configs(config: config_lib.RunConfig, streams: Sequence[str] | None) 
     unknown = [s for s in streams if s not in config_lib.MODALITIES]
     if unknown or len(set(streams)) != len(streams):
         raise ValueError(f"--streams takes distinct modalities from {list(config_lib.MODALITIES)}, got {streams}.")
-    return [dataclasses.replace(config, data=dataclasses.replace(config.data, modality=s),
-                                model_dir=os.path.join(config.model_dir, s)) for s in streams]
+    return [
+        dataclasses.replace(
+            config, data=dataclasses.replace(config.data, modality=s), model_dir=os.path.join(config.model_dir, s)
+        )
+        for s in streams
+    ]
 
 
 def describe_result(config: config_lib.RunConfig, result: trainer_lib.TrainResult) -> str:
@@ -57,8 +61,9 @@ def describe_result(config: config_lib.RunConfig, result: trainer_lib.TrainResul
     lines = [f"{config.model_dir}: steps {result.start_step} -> {result.step}"]
     if result.validation:
         step, values = result.validation[-1]
-        numbers = ", ".join(f"{k} {100 * values[k]:.2f}%" for k in ("top1", "top5", "mean_class_accuracy", "mAP",
-                                                                       "wAP") if k in values)
+        numbers = ", ".join(
+            f"{k} {100 * values[k]:.2f}%" for k in ("top1", "top5", "mean_class_accuracy", "mAP", "wAP") if k in values
+        )
         lines.append(f"  validation at step {step} ({config.data.eval_split}, K={config.data.eval_frames}): {numbers}")
     lines.append(f"  checkpoint: {result.checkpoint}")
     lines.append(f"  TensorBoard: tensorboard --logdir={config.model_dir}")
@@ -82,14 +87,22 @@ def run(configs: Sequence[config_lib.RunConfig]) -> dict:
         score_paths = []
         for config in configs:
             data = config.data
-            report = evaluation.evaluate(records_dir=data.records_dir, model_dir=config.model_dir,
-                                         split=data.eval_split or "test", test_frames=data.eval_frames,
-                                         batch_size=data.eval_batch_size, progress=config.loop.progress)
+            report = evaluation.evaluate(
+                records_dir=data.records_dir,
+                model_dir=config.model_dir,
+                split=data.eval_split or "test",
+                test_frames=data.eval_frames,
+                batch_size=data.eval_batch_size,
+                progress=config.loop.progress,
+            )
             print(f"{data.modality}: {evaluation.format_report(report)}")
             score_paths.append(report["scores_file"])
         parent = os.path.dirname(configs[0].model_dir)
-        fused = fusion.run_fusion(score_paths, output=os.path.join(parent, "fused_scores.npz"),
-                                metrics_output=os.path.join(parent, "fused.json"))
+        fused = fusion.run_fusion(
+            score_paths,
+            output=os.path.join(parent, "fused_scores.npz"),
+            metrics_output=os.path.join(parent, "fused.json"),
+        )
         print(fusion.format_report(fused))
         summary["fused"] = fused
     return summary

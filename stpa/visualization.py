@@ -30,8 +30,16 @@ def figure_path(out_dir: str, video_id: str, figure: int) -> str:
     return os.path.join(out_dir, relative)
 
 
-def load_clips(config: dict, *, records_dir: str | None, split: str = "test", video_ids: Sequence[str] | None = None,
-               num_videos: int = 1, video: str | None = None, num_frames: int = 5) -> list[tuple[str, np.ndarray]]:
+def load_clips(
+    config: dict,
+    *,
+    records_dir: str | None,
+    split: str = "test",
+    video_ids: Sequence[str] | None = None,
+    num_videos: int = 1,
+    video: str | None = None,
+    num_frames: int = 5,
+) -> list[tuple[str, np.ndarray]]:
     """Test clips in [0, 255] (not normalised) for the models described by `config`.
 
     Args:
@@ -49,22 +57,32 @@ def load_clips(config: dict, *, records_dir: str | None, split: str = "test", vi
     size, modality, flow_length = int(config["input_size"]), config["modality"], int(config["flow_length"])
     if video is not None:
         if modality != "rgb":
-            raise ValueError("--video needs RGB models (flow would have to be computed first; prepare the video "
-                             "with data.prepare and use --records_dir).")
+            raise ValueError(
+                "--video needs RGB models (flow would have to be computed first; prepare the video "
+                "with data.prepare and use --records_dir)."
+            )
         from data import video_io
         from stpa.engine import serving
 
         frames, _ = video_io.read_video(video)
-        clip, _ = serving.sample_test_clip(tf.constant(frames), test_frames=num_frames, input_size=size,
-                                           modality="rgb", flow_length=flow_length)
+        clip, _ = serving.sample_test_clip(
+            tf.constant(frames), test_frames=num_frames, input_size=size, modality="rgb", flow_length=flow_length
+        )
         return [(os.path.splitext(os.path.basename(video))[0], clip.numpy())]
     if not records_dir:
         raise ValueError("give --records_dir (a prepared dataset) or --video.")
     from data import pipeline
 
-    dataset = pipeline.build_dataset(os.path.join(records_dir, split), training=False, num_frames=num_frames,
-                                     batch_size=1, modality=modality, flow_length=flow_length, input_size=size,
-                                     with_metadata=True)
+    dataset = pipeline.build_dataset(
+        os.path.join(records_dir, split),
+        training=False,
+        num_frames=num_frames,
+        batch_size=1,
+        modality=modality,
+        flow_length=flow_length,
+        input_size=size,
+        with_metadata=True,
+    )
     wanted = set(video_ids or [])
     clips = []
     for frames, _, metadata in dataset:
@@ -86,11 +104,23 @@ def attention_maps(outputs_models: Sequence, preprocess, frames: np.ndarray) -> 
     return [np.asarray(model(batch, training=False)["attention"][0], np.float64) for model in outputs_models]
 
 
-def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, split: str = "test", which: str = "last",
-              video_ids: Sequence[str] | None = None, num_videos: int = 1, video: str | None = None,
-              num_frames: int = 5, figure: int = 4, positions: Sequence[int] | None = (), frame_index: int = 0,
-              threshold: float | None = None, out_dir: str = "figures", tensorboard_dir: str | None = None
-              ) -> list[str]:
+def visualize(
+    model_dirs: Sequence[str],
+    *,
+    records_dir: str | None = None,
+    split: str = "test",
+    which: str = "last",
+    video_ids: Sequence[str] | None = None,
+    num_videos: int = 1,
+    video: str | None = None,
+    num_frames: int = 5,
+    figure: int = 4,
+    positions: Sequence[int] | None = (),
+    frame_index: int = 0,
+    threshold: float | None = None,
+    out_dir: str = "figures",
+    tensorboard_dir: str | None = None,
+) -> list[str]:
     """Draws Fig. 4 or Fig. 5 for each clip. Returns the PNG paths, each written (`figure_path`).
 
     Args:
@@ -122,22 +152,33 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
     for key in ("modality", "input_size", "backbone", "flow_length"):
         values = {c[key] for c in configs}
         if len(values) > 1:
-            raise ValueError(f"--model_dirs disagree on {key}: {sorted(map(str, values))}; compare models of one "
-                             "stream and input size.")
+            raise ValueError(
+                f"--model_dirs disagree on {key}: {sorted(map(str, values))}; compare models of one "
+                "stream and input size."
+            )
     outputs_models = []
     for model_dir in model_dirs:
         outputs_model = models.attention_outputs_model(checkpoints.load_model(model_dir, which))
         if "attention" not in outputs_model.output:
-            raise ValueError(f"{model_dir} is not an STPA model (no pyramid attention); for ST-attn models use "
-                             "`python -m st_attn.visualize`.")
+            raise ValueError(
+                f"{model_dir} is not an STPA model (no pyramid attention); for ST-attn models use "
+                "`python -m st_attn.visualize`."
+            )
         outputs_models.append(outputs_model)
     preprocess = models.preprocess_for(configs[0]["backbone"], configs[0]["modality"])
     if threshold is None:
         threshold = 0.5 if figure == 4 else 0.7
     if frame_index >= num_frames:
         raise ValueError(f"--frame_index={frame_index} must be < --frames={num_frames}.")
-    clips = load_clips(configs[0], records_dir=records_dir, split=split, video_ids=video_ids, num_videos=num_videos,
-                       video=video, num_frames=num_frames)
+    clips = load_clips(
+        configs[0],
+        records_dir=records_dir,
+        split=split,
+        video_ids=video_ids,
+        num_videos=num_videos,
+        video=video,
+        num_frames=num_frames,
+    )
     writer = tf.summary.create_file_writer(tensorboard_dir) if tensorboard_dir else None
     paths = []
     for video_id, frames in clips:
@@ -155,8 +196,9 @@ def visualize(model_dirs: Sequence[str], *, records_dir: str | None = None, spli
             bad = [m for m in chosen if not 0 <= m < d]
             if bad:
                 raise ValueError(f"--positions {bad} out of range: the attention has d = {d} output positions.")
-            image = saliency.render_positions(pictures[frame_index], attentions[-1], frame_index, chosen,
-                                              num_frames=num_frames, threshold=threshold)
+            image = saliency.render_positions(
+                pictures[frame_index], attentions[-1], frame_index, chosen, num_frames=num_frames, threshold=threshold
+            )
         path = files.write_image(figure_path(out_dir, video_id, figure), image)  # (H, W, 3) RGB
         paths.append(path)
         if writer is not None:

@@ -28,8 +28,12 @@ import stpa.families  # noqa: F401 - the composition root: registers the model f
 from data import files
 from stpa.engine import flags as stpa_flags
 
-_MODEL_DIRS = flags.DEFINE_list("model_dirs", None, "Run directories of stpa.train (STPA models with the same "
-                                "modality and input size), drawn bottom to top in Fig. 4's colours.")
+_MODEL_DIRS = flags.DEFINE_list(
+    "model_dirs",
+    None,
+    "Run directories of stpa.train (STPA models with the same "
+    "modality and input size), drawn bottom to top in Fig. 4's colours.",
+)
 _CHECKPOINT = flags.DEFINE_enum("checkpoint", "last", ["best", "last"], "Which weights of each run.")
 _RECORDS_DIR = flags.DEFINE_string("records_dir", None, "Prepared dataset (data.prepare --out_dir).")
 _SPLIT = flags.DEFINE_string("split", "test", "Split directory under --records_dir.")
@@ -37,13 +41,21 @@ _VIDEO_IDS = flags.DEFINE_list("video_ids", None, "Videos to draw (default: the 
 _NUM_VIDEOS = flags.DEFINE_integer("num_videos", 1, "How many videos when --video_ids is not given.", lower_bound=1)
 _VIDEO = flags.DEFINE_string("video", None, "A video file to visualise instead of records (RGB models).")
 _FRAMES = flags.DEFINE_integer("frames", 5, "K frames per video (Fig. 4 shows 5).", lower_bound=1)
-_FIGURE = flags.DEFINE_enum("figure", "4", ["4", "5"], "4: all frames for output position(s) --positions; "
-                            "5: one frame (--frame_index), one tile per output position.")
-_POSITIONS = flags.DEFINE_list("positions", None, "Output positions m (row-major h*W + w) or 'all' (default: 0 "
-                               "for Fig. 4, every position for Fig. 5, at most 16).")
+_FIGURE = flags.DEFINE_enum(
+    "figure",
+    "4",
+    ["4", "5"],
+    "4: all frames for output position(s) --positions; 5: one frame (--frame_index), one tile per output position.",
+)
+_POSITIONS = flags.DEFINE_list(
+    "positions",
+    None,
+    "Output positions m (row-major h*W + w) or 'all' (default: 0 for Fig. 4, every position for Fig. 5, at most 16).",
+)
 _FRAME_INDEX = flags.DEFINE_integer("frame_index", 0, "The frame k of Fig. 5.", lower_bound=0)
-_THRESHOLD = flags.DEFINE_float("threshold", None, "Salience threshold on A[m, (k, h, w)] (default 0.5 for Fig. 4, "
-                                "0.7 for Fig. 5).")
+_THRESHOLD = flags.DEFINE_float(
+    "threshold", None, "Salience threshold on A[m, (k, h, w)] (default 0.5 for Fig. 4, 0.7 for Fig. 5)."
+)
 _OUT_DIR = flags.DEFINE_string("out_dir", "figures", "Where to write the PNGs.")
 _TENSORBOARD_DIR = flags.DEFINE_string("tensorboard_dir", None, "Also write the images as TensorBoard summaries.")
 
@@ -68,10 +80,21 @@ def main(argv: Sequence[str]) -> None:
 
     try:
         paths = visualization.visualize(
-            _MODEL_DIRS.value, records_dir=_RECORDS_DIR.value, split=_SPLIT.value, which=_CHECKPOINT.value,
-            video_ids=_VIDEO_IDS.value, num_videos=_NUM_VIDEOS.value, video=_VIDEO.value, num_frames=_FRAMES.value,
-            figure=int(_FIGURE.value), positions=parse_positions(_POSITIONS.value), frame_index=_FRAME_INDEX.value,
-            threshold=_THRESHOLD.value, out_dir=_OUT_DIR.value, tensorboard_dir=_TENSORBOARD_DIR.value)
+            _MODEL_DIRS.value,
+            records_dir=_RECORDS_DIR.value,
+            split=_SPLIT.value,
+            which=_CHECKPOINT.value,
+            video_ids=_VIDEO_IDS.value,
+            num_videos=_NUM_VIDEOS.value,
+            video=_VIDEO.value,
+            num_frames=_FRAMES.value,
+            figure=int(_FIGURE.value),
+            positions=parse_positions(_POSITIONS.value),
+            frame_index=_FRAME_INDEX.value,
+            threshold=_THRESHOLD.value,
+            out_dir=_OUT_DIR.value,
+            tensorboard_dir=_TENSORBOARD_DIR.value,
+        )
     except (ValueError, FileNotFoundError) as error:
         raise app.UsageError(str(error)) from error
     except files.WriteError as error:

@@ -33,6 +33,7 @@ def _no_global_state_left_changed():
     in a fixture that removes them, and set policies in a `with` block that restores them)."""
     families, policy = _family_lib.family_names(), keras.mixed_precision.global_policy().name
     yield
-    assert _family_lib.family_names() == families, f"the test left the family registry changed: {families} -> " \
-        f"{_family_lib.family_names()}"
+    assert _family_lib.family_names() == families, (
+        f"the test left the family registry changed: {families} -> {_family_lib.family_names()}"
+    )
     assert keras.mixed_precision.global_policy().name == policy, "the test left the Keras dtype policy changed"

@@ -57,8 +57,12 @@ def _within(name: str, prefixes) -> bool:
 
 
 def _violations(modules: dict[str, str], forbidden) -> list[str]:
-    return [f"{os.path.relpath(path, REPO)}:{line} imports {name}" for module, path in sorted(modules.items())
-            for name, line in _imports(path) if _within(name, forbidden)]
+    return [
+        f"{os.path.relpath(path, REPO)}:{line} imports {name}"
+        for module, path in sorted(modules.items())
+        for name, line in _imports(path)
+        if _within(name, forbidden)
+    ]
 
 
 def test_data_imports_no_model_code():
@@ -67,15 +71,22 @@ def test_data_imports_no_model_code():
 
 def _allowed_in_blocks(name: str) -> bool:
     """The standard library, Keras / TF / NumPy / OpenCV, `data` and the blocks ("stpa" alone: `from stpa import`)."""
-    return (name == "stpa" or name.split(".")[0] in sys.stdlib_module_names
-            or _within(name, (*BLOCKS, "data", *BLOCKS_THIRD_PARTY)))
+    return (
+        name == "stpa"
+        or name.split(".")[0] in sys.stdlib_module_names
+        or _within(name, (*BLOCKS, "data", *BLOCKS_THIRD_PARTY))
+    )
 
 
 def test_the_blocks_import_only_keras_tf_numpy_cv2_data_and_themselves():
     blocks = {m: p for m, p in _modules("stpa").items() if _within(m, BLOCKS)}
     assert {"stpa.blocks", "stpa.blocks.backbones", "stpa.blocks.video_ops", "stpa.blocks.preprocessing"} <= set(blocks)
-    bad = [f"{os.path.relpath(path, REPO)}:{line} imports {name}" for module, path in sorted(blocks.items())
-           for name, line in _imports(path) if not _allowed_in_blocks(name)]
+    bad = [
+        f"{os.path.relpath(path, REPO)}:{line} imports {name}"
+        for module, path in sorted(blocks.items())
+        for name, line in _imports(path)
+        if not _allowed_in_blocks(name)
+    ]
     assert bad == []
 
 
@@ -83,9 +94,12 @@ def test_the_engine_imports_only_data_itself_and_names_no_family():
     engine = {m: p for m, p in _modules("stpa").items() if _within(m, ("stpa.engine",))}
     assert len(engine) >= 15
     # Not the blocks either: what the engine needs of a backbone (input size, normalisation) it asks the family.
-    bad = [f"{os.path.relpath(path, REPO)}:{line} imports {name}" for module, path in sorted(engine.items())
-           for name, line in _imports(path)
-           if _within(name, ("stpa", "st_attn")) and not _within(name, ("stpa.engine",)) and name != "stpa"]
+    bad = [
+        f"{os.path.relpath(path, REPO)}:{line} imports {name}"
+        for module, path in sorted(engine.items())
+        for name, line in _imports(path)
+        if _within(name, ("stpa", "st_attn")) and not _within(name, ("stpa.engine",)) and name != "stpa"
+    ]
     assert bad == []
     named = []
     for path in sorted(engine.values()):
@@ -135,8 +149,7 @@ def test_only_the_composition_root_imports_both_families():
     for package in ("stpa", "st_attn", "experiments"):
         for module, path in _modules(package).items():
             names = [name for name, _ in _imports(path)]
-            if any(_within(n, ("stpa.family",)) for n in names) and any(_within(n, ("st_attn.family",))
-                                                                          for n in names):
+            if any(_within(n, ("stpa.family",)) for n in names) and any(_within(n, ("st_attn.family",)) for n in names):
                 both.append(module)
     assert both == ["stpa.families"]
 

@@ -20,8 +20,10 @@ def _outside(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 
 def test_packages_import_from_another_directory_and_find_the_flagfiles(tmp_path):
-    code = ("import os, stpa, st_attn, data, experiments; from experiments import runner; "
-            "print(os.path.dirname(experiments.__file__)); print(runner.FLAGFILE_DIR)")
+    code = (
+        "import os, stpa, st_attn, data, experiments; from experiments import runner; "
+        "print(os.path.dirname(experiments.__file__)); print(runner.FLAGFILE_DIR)"
+    )
     completed = _outside(tmp_path, "-c", code)
     assert completed.returncode == 0, completed.stderr[-2000:]
     package_dir, flagfile_dir = completed.stdout.split()

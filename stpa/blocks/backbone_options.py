@@ -29,11 +29,24 @@ from stpa.blocks.preprocessing import preprocess_for
 REBUILD_OVERRIDES: Mapping[str, Any] = {"weights": None}
 
 
-def _option(default: Any, help: str, *, kind: str, lower: float | None = None,  # noqa: A002
-            upper: float | None = None) -> Any:
+def _option(
+    default: Any,
+    help: str,
+    *,
+    kind: str,
+    lower: float | None = None,  # noqa: A002
+    upper: float | None = None,
+) -> Any:
     """A dataclass field with `stpa.engine.config.option`'s metadata (a flag of `stpa.train`, a build argument)."""
-    metadata = {"help": help, "kind": kind, "choices": None, "lower": lower, "upper": upper, "flag": True,
-                "build": True}
+    metadata = {
+        "help": help,
+        "kind": kind,
+        "choices": None,
+        "lower": lower,
+        "upper": upper,
+        "flag": True,
+        "build": True,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -42,12 +55,19 @@ class BackboneOptions:
     """The options of a family built on a `stpa.blocks.backbones` CNN (flags of `stpa.train`)."""
 
     backbone: str = _option("inception_resnet_v2", "Backbone CNN (see stpa.models.BACKBONES).", kind="string")
-    dropout: float | None = _option(None, "Dropout before the classifier (default: 0.5 RGB, 0.7 flow, Sec. 3.4).",
-                                    kind="float", lower=0.0, upper=1.0)
-    weights: str | None = _option(None, "Backbone initialisation: 'imagenet', a local weights file, or none.",
-                                  kind="string")
-    partial_bn: bool = _option(False, "Freeze every batch normalisation of the backbone but the first (TSN's "
-                               "partial BN).", kind="boolean")
+    dropout: float | None = _option(
+        None,
+        "Dropout before the classifier (default: 0.5 RGB, 0.7 flow, Sec. 3.4).",
+        kind="float",
+        lower=0.0,
+        upper=1.0,
+    )
+    weights: str | None = _option(
+        None, "Backbone initialisation: 'imagenet', a local weights file, or none.", kind="string"
+    )
+    partial_bn: bool = _option(
+        False, "Freeze every batch normalisation of the backbone but the first (TSN's partial BN).", kind="boolean"
+    )
 
 
 class BackboneFamily:

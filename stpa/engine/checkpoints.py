@@ -40,8 +40,18 @@ INPUT_POSITION = "input_clips"
 RNG_STATES = "rng_states"
 
 
-def run_config_dict(*, build: dict, input_name: str, multi_label: bool, class_names: list, train_frames: int,
-                    data, input_size: int, model: str, family_entries: Mapping[str, Any] | None = None) -> dict:
+def run_config_dict(
+    *,
+    build: dict,
+    input_name: str,
+    multi_label: bool,
+    class_names: list,
+    train_frames: int,
+    data,
+    input_size: int,
+    model: str,
+    family_entries: Mapping[str, Any] | None = None,
+) -> dict:
     """config.json's content (the layout of format 1, which every run directory has).
 
     Args:
@@ -55,9 +65,18 @@ def run_config_dict(*, build: dict, input_name: str, multi_label: bool, class_na
       model: the family name.
       family_entries: the family's own top-level entries (`ModelFamily.run_config_entries`, e.g. its backbone).
     """
-    return {"build": build, "input": input_name, "multi_label": multi_label, "class_names": class_names,
-            "train_frames": train_frames, **(family_entries or {}), "modality": data.modality,
-            "flow_length": data.flow_length, "input_size": input_size, "model": model}
+    return {
+        "build": build,
+        "input": input_name,
+        "multi_label": multi_label,
+        "class_names": class_names,
+        "train_frames": train_frames,
+        **(family_entries or {}),
+        "modality": data.modality,
+        "flow_length": data.flow_length,
+        "input_size": input_size,
+        "model": model,
+    }
 
 
 def save_run_config(model_dir: str, config: dict) -> None:
@@ -73,8 +92,10 @@ def load_run_config(model_dir: str) -> dict:
     """
     path = os.path.join(model_dir, CONFIG_FILE)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} not found: {model_dir!r} is not a run directory of `python -m stpa.train` "
-                                "(or the run has not started yet).")
+        raise FileNotFoundError(
+            f"{path} not found: {model_dir!r} is not a run directory of `python -m stpa.train` "
+            "(or the run has not started yet)."
+        )
     with open(path) as f:
         return json.load(f)
 
@@ -97,9 +118,11 @@ def check_same_architecture(model_dir: str, config: dict) -> None:
         differing = sorted(k for k in set(old) | set(new) if k not in ignored and old.get(k) != new.get(k))
         if differing:
             details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in differing)
-            raise ValueError(f"--model_dir {model_dir!r} holds a run of another network ({details}); resuming it "
-                             "would fail. Use a new --model_dir, or the flags of that run "
-                             f"(--flagfile={os.path.join(model_dir, FLAGS_FILE)}).")
+            raise ValueError(
+                f"--model_dir {model_dir!r} holds a run of another network ({details}); resuming it "
+                "would fail. Use a new --model_dir, or the flags of that run "
+                f"(--flagfile={os.path.join(model_dir, FLAGS_FILE)})."
+            )
 
 
 def build_from_config(config: dict) -> keras.Model:
@@ -189,8 +212,10 @@ def load_model(model_dir: str, which: str = "last") -> keras.Model:
     if path is None and which == "best":
         path = latest_checkpoint(model_dir, "last")
     if path is None:
-        raise FileNotFoundError(f"no checkpoint in {model_dir!r}/{CHECKPOINT_DIR}: train first "
-                                f"(python -m stpa.train --model_dir={model_dir} ...).")
+        raise FileNotFoundError(
+            f"no checkpoint in {model_dir!r}/{CHECKPOINT_DIR}: train first "
+            f"(python -m stpa.train --model_dir={model_dir} ...)."
+        )
     model = build_from_config(config)
     try:
         restore_weights(model, path)

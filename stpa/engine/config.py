@@ -31,9 +31,18 @@ OPTIMIZERS = ("sgd", "adam")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 
-def option(default: Any, help: str, *, kind: str | None = None, choices: Sequence[str] | None = None,  # noqa: A002
-           lower: float | None = None, upper: float | None = None, flag: bool = True, build: bool = True,
-           **field_kwargs) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    kind: str | None = None,
+    choices: Sequence[str] | None = None,  # noqa: A002
+    lower: float | None = None,
+    upper: float | None = None,
+    flag: bool = True,
+    build: bool = True,
+    **field_kwargs,
+) -> Any:
     """A dataclass field that is also a command-line flag.
 
     Args:
@@ -48,10 +57,20 @@ def option(default: Any, help: str, *, kind: str | None = None, choices: Sequenc
       build: for family configs: the field is a network-building argument stored in config.json's "build".
     """
     if kind is None:
-        kind = "enum" if choices else {bool: "boolean", int: "integer", float: "float", str: "string"}.get(
-            type(default), "string")
-    metadata = {"help": help, "kind": kind, "choices": tuple(choices) if choices else None, "lower": lower,
-                "upper": upper, "flag": flag, "build": build}
+        kind = (
+            "enum"
+            if choices
+            else {bool: "boolean", int: "integer", float: "float", str: "string"}.get(type(default), "string")
+        )
+    metadata = {
+        "help": help,
+        "kind": kind,
+        "choices": tuple(choices) if choices else None,
+        "lower": lower,
+        "upper": upper,
+        "flag": flag,
+        "build": build,
+    }
     if isinstance(default, (list, tuple, dict)):
         value = tuple(default) if not isinstance(default, dict) else default
         return dataclasses.field(default_factory=lambda: value, metadata=metadata, **field_kwargs)
@@ -62,29 +81,42 @@ def option(default: Any, help: str, *, kind: str | None = None, choices: Sequenc
 class DataConfig:
     """Where the clips come from and how they are sampled (TSN sampling, Sec. 3.4)."""
 
-    records_dir: str | None = option(None, "Prepared dataset: the --out_dir of data.prepare, holding one directory "
-                                     "per split (train/, test/) with *.tfrecord shards and manifest.json.")
+    records_dir: str | None = option(
+        None,
+        "Prepared dataset: the --out_dir of data.prepare, holding one directory "
+        "per split (train/, test/) with *.tfrecord shards and manifest.json.",
+    )
     train_split: str = option("train", "Split directory under --records_dir to train on.")
-    eval_split: str | None = option("test", "Split directory under --records_dir to validate / evaluate on "
-                                    "('' for none).")
-    num_classes: int | None = option(None, "Number of classes (default: from the records' manifest).",
-                                     kind="integer", lower=1)
+    eval_split: str | None = option(
+        "test", "Split directory under --records_dir to validate / evaluate on ('' for none)."
+    )
+    num_classes: int | None = option(
+        None, "Number of classes (default: from the records' manifest).", kind="integer", lower=1
+    )
     modality: str = option("rgb", "Stream: RGB frames or stacked optical flow.", choices=MODALITIES)
     flow_length: int = option(5, "Optical-flow frames per stack (2*flow_length input channels).", lower=1)
-    input_size: int | None = option(None, "Square input size (default: the backbone's, e.g. 299 for "
-                                    "Inception-ResNet-V2).", kind="integer", lower=8)
+    input_size: int | None = option(
+        None, "Square input size (default: the backbone's, e.g. 299 for Inception-ResNet-V2).", kind="integer", lower=8
+    )
     train_frames: int = option(3, "K, frames (segments) per training clip (Sec. 3.4).", lower=1)
-    flip: bool = option(True, "Mirror each training clip left-right with probability 1/2 (TSN; flow x changes "
-                        "sign). --noflip never mirrors; 10-crop testing then averages the 5 unmirrored crops.")
-    flip_label_map: str = option("manifest", "The class of a mirrored training clip: 'manifest' (the records' "
-                                 "manifest.json 'flip_label_map'; identity where it has none, as for UCF101, "
-                                 "HMDB51, Charades), 'identity', or comma-separated pairs 'A:B,C:-' of class names "
-                                 "(a mirrored A is a B and a mirrored B an A; a C clip is never mirrored).")
+    flip: bool = option(
+        True,
+        "Mirror each training clip left-right with probability 1/2 (TSN; flow x changes "
+        "sign). --noflip never mirrors; 10-crop testing then averages the 5 unmirrored crops.",
+    )
+    flip_label_map: str = option(
+        "manifest",
+        "The class of a mirrored training clip: 'manifest' (the records' "
+        "manifest.json 'flip_label_map'; identity where it has none, as for UCF101, "
+        "HMDB51, Charades), 'identity', or comma-separated pairs 'A:B,C:-' of class names "
+        "(a mirrored A is a B and a mirrored B an A; a C clip is never mirrored).",
+    )
     batch_size: int = option(64, "Global batch size (split over the replicas).", lower=1)
     eval_frames: int = option(25, "K of validation during training (Sec. 3.4 tests with 25).", lower=1)
     eval_batch_size: int = option(8, "Validation batch size.", lower=1)
-    max_eval_videos: int | None = option(None, "Validate on at most this many videos (default: all).",
-                                         kind="integer", lower=1)
+    max_eval_videos: int | None = option(
+        None, "Validate on at most this many videos (default: all).", kind="integer", lower=1
+    )
 
 
 @dataclasses.dataclass
@@ -93,17 +125,24 @@ class OptimConfig:
 
     optimizer: str = option("sgd", "Optimizer (paper: SGD, momentum 0.9).", choices=OPTIMIZERS)
     momentum: float = option(0.9, "SGD momentum.", lower=0.0)
-    learning_rate: float | None = option(None, "Initial learning rate (default: 0.001 RGB, 0.005 flow).",
-                                         kind="float", lower=0.0)
-    lr_boundaries: tuple[int, ...] | None = option(None, "Steps at which the learning rate is divided by 10 "
-                                                   "(default: 4000,8000 RGB; 12000,24000 flow).", kind="int_list")
-    lr_values: tuple[float, ...] | None = option(None, "Learning rate of each piece (one more than "
-                                                 "--lr_boundaries); overrides --learning_rate.", kind="float_list")
-    max_steps: int | None = option(None, "Training steps (default: 12000 RGB, 30000 flow).", kind="integer",
-                                   lower=0)
+    learning_rate: float | None = option(
+        None, "Initial learning rate (default: 0.001 RGB, 0.005 flow).", kind="float", lower=0.0
+    )
+    lr_boundaries: tuple[int, ...] | None = option(
+        None,
+        "Steps at which the learning rate is divided by 10 (default: 4000,8000 RGB; 12000,24000 flow).",
+        kind="int_list",
+    )
+    lr_values: tuple[float, ...] | None = option(
+        None,
+        "Learning rate of each piece (one more than --lr_boundaries); overrides --learning_rate.",
+        kind="float_list",
+    )
+    max_steps: int | None = option(None, "Training steps (default: 12000 RGB, 30000 flow).", kind="integer", lower=0)
     weight_decay: float = option(4e-5, "lambda of Eq. 9 (L2 term on trainable kernels).", lower=0.0)
-    mixed_precision: str = option("none", "Keras mixed-precision policy (mixed_float16 adds dynamic loss "
-                                  "scaling).", choices=MIXED_PRECISION)
+    mixed_precision: str = option(
+        "none", "Keras mixed-precision policy (mixed_float16 adds dynamic loss scaling).", choices=MIXED_PRECISION
+    )
     jit_compile: bool = option(False, "Compile the training step with XLA.")
 
 
@@ -111,14 +150,22 @@ class OptimConfig:
 class LoopConfig:
     """The training loop around the step: validation, logging, checkpoints, distribution, seeds."""
 
-    eval_every: int = option(1000, "Validate, write attention images and keep the best model every this many "
-                             "steps (0: only at the end).", lower=0)
+    eval_every: int = option(
+        1000,
+        "Validate, write attention images and keep the best model every this many steps (0: only at the end).",
+        lower=0,
+    )
     log_every: int = option(10, "Write training scalars every this many steps.", lower=1)
-    checkpoint_every: int | None = option(None, "Save a checkpoint every this many steps (default: --eval_every, "
-                                          "or 500).", kind="integer", lower=1)
+    checkpoint_every: int | None = option(
+        None, "Save a checkpoint every this many steps (default: --eval_every, or 500).", kind="integer", lower=1
+    )
     keep_checkpoints: int = option(3, "How many recent checkpoints to keep (plus the best).", lower=1)
-    strategy: str = option("default", "tf.distribute strategy: one device, all GPUs of this machine (mirrored), or "
-                           "several machines (multi_worker, configured by TF_CONFIG).", choices=distribute.STRATEGIES)
+    strategy: str = option(
+        "default",
+        "tf.distribute strategy: one device, all GPUs of this machine (mirrored), or "
+        "several machines (multi_worker, configured by TF_CONFIG).",
+        choices=distribute.STRATEGIES,
+    )
     seed: int = option(0, "Random seed (weights, sampling, augmentation).")
     deterministic: bool = option(False, "Deterministic ops and input order (slower).")
     progress: bool = option(True, "Show a progress bar.")
@@ -156,8 +203,12 @@ class RunConfig:
     def schedule(self) -> schedules.Schedule:
         """The resolved learning-rate schedule (paper defaults per modality)."""
         return schedules.make_schedule(
-            self.data.modality, learning_rate=self.optim.learning_rate, lr_boundaries=self.optim.lr_boundaries,
-            lr_values=self.optim.lr_values, max_steps=self.optim.max_steps)
+            self.data.modality,
+            learning_rate=self.optim.learning_rate,
+            lr_boundaries=self.optim.lr_boundaries,
+            lr_values=self.optim.lr_values,
+            max_steps=self.optim.max_steps,
+        )
 
     def checkpoint_interval(self) -> int:
         """Steps between checkpoints."""
@@ -166,8 +217,11 @@ class RunConfig:
 
 def data_of_run(run_config: Mapping[str, Any]) -> DataConfig:
     """The DataConfig part a saved run's config.json records (modality, flow length, frame size)."""
-    return DataConfig(modality=run_config["modality"], flow_length=int(run_config["flow_length"]),
-                      input_size=int(run_config["input_size"]))
+    return DataConfig(
+        modality=run_config["modality"],
+        flow_length=int(run_config["flow_length"]),
+        input_size=int(run_config["input_size"]),
+    )
 
 
 def check_choices(config: RunConfig) -> None:
@@ -220,11 +274,14 @@ def parse_options(items: Sequence[str] | None, flag_name: str) -> dict:
     return options
 
 
-def _define(field: dataclasses.Field, default: Any, flag_values: flags.FlagValues, help_text: str | None = None
-            ) -> None:
+def _define(
+    field: dataclasses.Field, default: Any, flag_values: flags.FlagValues, help_text: str | None = None
+) -> None:
     meta, name = {**field.metadata, "help": help_text or field.metadata["help"]}, field.name
-    kind, bounds = meta["kind"], {k: v for k, v in (("lower_bound", meta["lower"]), ("upper_bound", meta["upper"]))
-                                  if v is not None}
+    kind, bounds = (
+        meta["kind"],
+        {k: v for k, v in (("lower_bound", meta["lower"]), ("upper_bound", meta["upper"])) if v is not None},
+    )
     if kind == "enum":
         flags.DEFINE_enum(name, default, list(meta["choices"]), meta["help"], flag_values=flag_values)
     elif kind == "boolean":
@@ -259,11 +316,19 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
     from stpa.engine import family as family_lib
 
     names = family_lib.family_names()
-    flags.DEFINE_string("model_dir", None, "Run directory: checkpoints (ckpt/, best/), best.keras, TensorBoard "
-                        "logs (train/, validation/), flags.txt, config.json. Re-running resumes.",
-                        flag_values=flag_values)
-    flags.DEFINE_string("model", names[0] if names else None, f"Network family, one of {list(names)} (registered "
-                        "in stpa.families).", flag_values=flag_values)
+    flags.DEFINE_string(
+        "model_dir",
+        None,
+        "Run directory: checkpoints (ckpt/, best/), best.keras, TensorBoard "
+        "logs (train/, validation/), flags.txt, config.json. Re-running resumes.",
+        flag_values=flag_values,
+    )
+    flags.DEFINE_string(
+        "model",
+        names[0] if names else None,
+        f"Network family, one of {list(names)} (registered in stpa.families).",
+        flag_values=flag_values,
+    )
     for cls in SECTIONS.values():
         for field in _flag_fields(cls):
             _define(field, _default(field), flag_values)
@@ -272,11 +337,19 @@ def define_flags(flag_values: flags.FlagValues = flags.FLAGS) -> None:
             raise ValueError(f"family option --{name} collides with an engine flag; rename the field.")
         fields = list(owners.values())
         defaults = {repr(_default(f)) for f in fields}
-        _define(fields[0], _default(fields[0]) if len(defaults) == 1 else None, flag_values,
-                help_text=_family_help(owners, len(names)))
-    flags.DEFINE_list("model_options", [], "Family options as key=value (read into the family's typed options; "
-                      "e.g. frozen_bn=True, lstm_units=32). Kept for old flagfiles: every option is also a flag.",
-                      flag_values=flag_values)
+        _define(
+            fields[0],
+            _default(fields[0]) if len(defaults) == 1 else None,
+            flag_values,
+            help_text=_family_help(owners, len(names)),
+        )
+    flags.DEFINE_list(
+        "model_options",
+        [],
+        "Family options as key=value (read into the family's typed options; "
+        "e.g. frozen_bn=True, lstm_units=32). Kept for old flagfiles: every option is also a flag.",
+        flag_values=flag_values,
+    )
 
 
 def family_options() -> dict[str, dict[str, dataclasses.Field]]:
@@ -319,12 +392,16 @@ def check_family_options(model: str, values: Mapping[str, Any]) -> None:
     for name, owners in family_options().items():
         if name in own or values.get(name) is None:
             continue
-        tolerated = [fam for fam, field in owners.items()
-                     if name in family_lib.get_family(fam).old_shared_flags
-                     and _convert(field, values[name]) == _default(field)]
+        tolerated = [
+            fam
+            for fam, field in owners.items()
+            if name in family_lib.get_family(fam).old_shared_flags and _convert(field, values[name]) == _default(field)
+        ]
         if not tolerated:
-            raise ValueError(f"--{name} is an option of --model={', '.join(owners)}, not of --model={model}: drop it "
-                             f"or choose --model={next(iter(owners))}.")
+            raise ValueError(
+                f"--{name} is an option of --model={', '.join(owners)}, not of --model={model}: drop it "
+                f"or choose --model={next(iter(owners))}."
+            )
 
 
 def _convert(field: dataclasses.Field, value: Any) -> Any:
@@ -376,18 +453,34 @@ def from_values(values: Mapping[str, Any]) -> RunConfig:
     if sections["data"].eval_split == "":
         sections["data"].eval_split = None
     family_fields = {f.name: f for f in dataclasses.fields(family.config_class)}
-    family_values = {name: _convert(family_fields[name], values.pop(name)) for name in list(values)
-                     if name in family_fields and values[name] is not None}
+    family_values = {
+        name: _convert(family_fields[name], values.pop(name))
+        for name in list(values)
+        if name in family_fields and values[name] is not None
+    }
     for name in list(values):
         if values[name] is None or name in _all_family_fields():
             values.pop(name)  # not given, or another family's option an old flagfile carries at its default
     model_dir = values.pop("model_dir", None)
     if values:
-        allowed = sorted({"model_dir", "model", "model_options", *family_fields,
-                          *(f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls))})
+        allowed = sorted(
+            {
+                "model_dir",
+                "model",
+                "model_options",
+                *family_fields,
+                *(f.name for cls in SECTIONS.values() for f in dataclasses.fields(cls)),
+            }
+        )
         raise ValueError(f"unknown run options {sorted(values)}; allowed: {allowed}.")
-    return RunConfig(model_dir=model_dir, model=model, family=family.make_config(family_values, model_options),
-                     data=sections["data"], optim=sections["optim"], loop=sections["loop"])
+    return RunConfig(
+        model_dir=model_dir,
+        model=model,
+        family=family.make_config(family_values, model_options),
+        data=sections["data"],
+        optim=sections["optim"],
+        loop=sections["loop"],
+    )
 
 
 def _all_family_fields() -> set[str]:
@@ -399,18 +492,31 @@ def _all_family_fields() -> set[str]:
 def from_flags(flag_values: flags.FlagValues = flags.FLAGS) -> RunConfig:
     """The RunConfig of parsed flags (`define_flags`): family options only where given (not at the flag default)."""
     family_names = _all_family_fields()
-    values = {name: flag_values[name].value for name in flag_values if name in _run_flag_names()
-              and (flag_values[name].present or name in ("model_dir", "model", "model_options")
-                   or (flag_values[name].value is not None and name not in family_names)
-                   or (name in family_names and not flag_values[name].using_default_value))}
-    values["model_options"] = parse_options(flag_values["model_options"].value, "model_options") \
-        if "model_options" in flag_values else {}
+    values = {
+        name: flag_values[name].value
+        for name in flag_values
+        if name in _run_flag_names()
+        and (
+            flag_values[name].present
+            or name in ("model_dir", "model", "model_options")
+            or (flag_values[name].value is not None and name not in family_names)
+            or (name in family_names and not flag_values[name].using_default_value)
+        )
+    }
+    values["model_options"] = (
+        parse_options(flag_values["model_options"].value, "model_options") if "model_options" in flag_values else {}
+    )
     return from_values(values)
 
 
 def _run_flag_names() -> set[str]:
-    return {"model_dir", "model", "model_options", *_all_family_fields(),
-            *(f.name for cls in SECTIONS.values() for f in _flag_fields(cls))}
+    return {
+        "model_dir",
+        "model",
+        "model_options",
+        *_all_family_fields(),
+        *(f.name for cls in SECTIONS.values() for f in _flag_fields(cls)),
+    }
 
 
 def _csv(items: Sequence[str]) -> str:

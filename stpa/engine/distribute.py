@@ -51,11 +51,13 @@ def make_strategy(name: str = "default", *, devices: list[str] | None = None) ->
 def check_tf_config() -> dict:
     """Returns the parsed TF_CONFIG, or raises ValueError explaining what `multi_worker` needs."""
     raw = os.environ.get("TF_CONFIG")
-    example = ('TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, '
-               '"task": {"type": "worker", "index": 0}}\'')
+    example = (
+        'TF_CONFIG=\'{"cluster": {"worker": ["host1:12345", "host2:12345"]}, "task": {"type": "worker", "index": 0}}\''
+    )
     if not raw:
-        raise ValueError(f"--strategy=multi_worker needs the TF_CONFIG environment variable on every machine, "
-                         f"e.g. {example}")
+        raise ValueError(
+            f"--strategy=multi_worker needs the TF_CONFIG environment variable on every machine, e.g. {example}"
+        )
     try:
         config = json.loads(raw)
         workers = config["cluster"]["worker"]
@@ -63,8 +65,9 @@ def check_tf_config() -> dict:
         if task["type"] not in ("worker", "chief") or not workers:
             raise KeyError("task.type")
     except (ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"TF_CONFIG is not a valid cluster spec ({error}): {raw!r}; expected e.g. "
-                         f"{example}") from error
+        raise ValueError(
+            f"TF_CONFIG is not a valid cluster spec ({error}): {raw!r}; expected e.g. {example}"
+        ) from error
     return config
 
 

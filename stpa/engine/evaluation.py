@@ -31,8 +31,9 @@ def fold_crops(frames: tf.Tensor) -> tuple[tf.Tensor, int]:
     return tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)), crops  # (B*crops, K, S, S, C)
 
 
-def make_logits_fn(model: Callable[..., tf.Tensor], *, jit_compile: bool = False,
-                   flip_targets: np.ndarray | None = None) -> Callable[[tf.Tensor], tf.Tensor]:
+def make_logits_fn(
+    model: Callable[..., tf.Tensor], *, jit_compile: bool = False, flip_targets: np.ndarray | None = None
+) -> Callable[[tf.Tensor], tf.Tensor]:
     """A tf.function mapping test frames (one or several crops) to crop-averaged float32 logits `(B, C)`.
 
     Args:
@@ -88,9 +89,14 @@ def predict_scores(
       ScoreSet with scores (N, C), labels, video ids.
     """
     result = inference.run_inference(
-        lambda frames, labels: inference.BatchResult(logits_fn(frames).numpy()), dataset, max_videos=max_videos,
-        total=total, progress=progress, description=description,
-        empty_message="the test dataset is empty; check --records_dir and --split.")
+        lambda frames, labels: inference.BatchResult(logits_fn(frames).numpy()),
+        dataset,
+        max_videos=max_videos,
+        total=total,
+        progress=progress,
+        description=description,
+        empty_message="the test dataset is empty; check --records_dir and --split.",
+    )
     return ScoreSet(
         scores=result.logits,
         labels=result.labels,
@@ -126,15 +132,18 @@ def write_figures(stem: str, score_set: ScoreSet, class_names: list[str] | None 
         targets = np.asarray(score_set.labels) > 0  # (N, C)
         values = metrics.charades_map(score_set.scores, targets)["per_class_ap"]
         written["per_class_csv"] = figures.write_per_class_table(
-            stem + "_per_class.csv", values, names, targets.sum(axis=0), metric="average precision")
+            stem + "_per_class.csv", values, names, targets.sum(axis=0), metric="average precision"
+        )
         written["per_class_png"] = figures.save_figure(
-            figures.per_class_figure(values, names, metric="average precision"), stem + "_per_class.png")
+            figures.per_class_figure(values, names, metric="average precision"), stem + "_per_class.png"
+        )
         return written
     matrix = metrics.confusion_matrix(score_set.labels, metrics.ranked_classes(score_set.scores)[:, 0], num_classes)
     written["confusion_png"] = figures.write_confusion_matrix(stem + "_confusion.png", matrix, names)
     values = metrics.per_class_accuracy(matrix)
     written["per_class_csv"] = figures.write_per_class_table(
-        stem + "_per_class.csv", values, names, matrix.sum(axis=1), np.diag(matrix), metric="accuracy")
+        stem + "_per_class.csv", values, names, matrix.sum(axis=1), np.diag(matrix), metric="accuracy"
+    )
     written["per_class_png"] = figures.save_figure(figures.per_class_figure(values, names), stem + "_per_class.png")
     return written
 
@@ -172,8 +181,9 @@ class _EvaluatedRun:
 
         return cls(None, saved_model, which, serving.read_export_config(saved_model))
 
-    def forward(self, *, frames_on_device: bool, jit_compile: bool
-                ) -> tuple[Callable[[tf.Tensor], tf.Tensor], Callable[[tf.Tensor], tf.Tensor] | None]:
+    def forward(
+        self, *, frames_on_device: bool, jit_compile: bool
+    ) -> tuple[Callable[[tf.Tensor], tf.Tensor], Callable[[tf.Tensor], tf.Tensor] | None]:
         """Loads the model.
 
         Args:
@@ -194,14 +204,27 @@ class _EvaluatedRun:
             return make_logits_fn(model, jit_compile=jit_compile, flip_targets=flip_targets), preprocess
         # The closure holds the loaded object itself: a signature alone does not keep its variables alive.
         loaded = tf.saved_model.load(self.saved_model)
-        return make_logits_fn(lambda frames, training=False: loaded.signatures["serve_frames"](frames=frames)["logits"],
-                              flip_targets=flip_targets), None
+        return make_logits_fn(
+            lambda frames, training=False: loaded.signatures["serve_frames"](frames=frames)["logits"],
+            flip_targets=flip_targets,
+        ), None
 
 
-def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str | None = None,
-             which: str = "last", split: str = "test", test_frames: int = 25, crops: int = 1,
-             batch_size: int = 4, max_videos: int | None = None, output: str | None = None,
-             progress: bool = True, jit_compile: bool = False) -> dict:
+def evaluate(
+    *,
+    records_dir: str,
+    model_dir: str | None = None,
+    saved_model: str | None = None,
+    which: str = "last",
+    split: str = "test",
+    test_frames: int = 25,
+    crops: int = 1,
+    batch_size: int = 4,
+    max_videos: int | None = None,
+    output: str | None = None,
+    progress: bool = True,
+    jit_compile: bool = False,
+) -> dict:
     """Evaluates a run directory or a SavedModel on a prepared split.
 
     Args:
@@ -242,20 +265,43 @@ def evaluate(*, records_dir: str, model_dir: str | None = None, saved_model: str
     manifest = source.read_manifest(split)
     logits_fn, preprocess = run.forward(frames_on_device=source.frames_on_device, jit_compile=jit_compile)
     multi_label = bool(config.get("multi_label", False))
-    dataset = source.dataset(split, training=False, num_frames=test_frames, batch_size=batch_size,
-                             multi_label=multi_label, num_classes=config["build"]["num_classes"],
-                             with_metadata=True, preprocess=preprocess, crops=crops)
+    dataset = source.dataset(
+        split,
+        training=False,
+        num_frames=test_frames,
+        batch_size=batch_size,
+        multi_label=multi_label,
+        num_classes=config["build"]["num_classes"],
+        with_metadata=True,
+        preprocess=preprocess,
+        crops=crops,
+    )
     total = source.video_count(split)
     scores = predict_scores(
-        logits_fn, dataset, max_videos=max_videos, total=total, progress=progress,
-        description=f"evaluate K={test_frames} crops={crops}", class_names=config.get("class_names") or None,
-        multi_label=multi_label)
+        logits_fn,
+        dataset,
+        max_videos=max_videos,
+        total=total,
+        progress=progress,
+        description=f"evaluate K={test_frames} crops={crops}",
+        class_names=config.get("class_names") or None,
+        multi_label=multi_label,
+    )
     output = output or default_output(model_dir, saved_model, split, test_frames, crops)
     score_files.save_scores(output, scores)
     report = metrics.classification_report(scores.scores, scores.labels, multi_label=multi_label)
     stem = os.path.splitext(output)[0]
-    report.update({"test_frames": test_frames, "crops": crops, "split": split, "scores_file": output,
-                   "metrics_file": stem + ".json", "model_dir": model_dir, "saved_model": saved_model})
+    report.update(
+        {
+            "test_frames": test_frames,
+            "crops": crops,
+            "split": split,
+            "scores_file": output,
+            "metrics_file": stem + ".json",
+            "model_dir": model_dir,
+            "saved_model": saved_model,
+        }
+    )
     class_names = config.get("class_names") or manifest.get("class_names") or None
     report.update(write_figures(stem, scores, class_names))
     if run.model_dir is not None:
@@ -273,10 +319,17 @@ def format_report(report: dict) -> str:
     """Human-readable summary of `evaluate`'s result: the metrics, then every file it wrote."""
     keys = [k for k in ("top1", "top5", "mean_class_accuracy", "mAP", "wAP") if k in report]
     numbers = ", ".join(f"{k} {100 * report[k]:.2f}%" for k in keys)
-    lines = [f"{report['num_videos']} videos, K={report['test_frames']}, crops={report['crops']}: {numbers}",
-             f"scores: {report['scores_file']}", f"metrics: {report['metrics_file']}"]
-    for key, label in (("confusion_png", "confusion matrix"), ("per_class_png", "per-class figure"),
-                       ("per_class_csv", "per-class table"), ("training_curves_png", "training curves")):
+    lines = [
+        f"{report['num_videos']} videos, K={report['test_frames']}, crops={report['crops']}: {numbers}",
+        f"scores: {report['scores_file']}",
+        f"metrics: {report['metrics_file']}",
+    ]
+    for key, label in (
+        ("confusion_png", "confusion matrix"),
+        ("per_class_png", "per-class figure"),
+        ("per_class_csv", "per-class table"),
+        ("training_curves_png", "training curves"),
+    ):
         if report.get(key):
             lines.append(f"{label}: {report[key]}")
     return "\n".join(lines)

@@ -49,7 +49,6 @@ def classification_loss(labels: tf.Tensor, logits: tf.Tensor, multi_label: bool 
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-
 def total_loss(terms: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
     """The one sum of an objective: the weighted terms as float32, with "total", their sum.
 
@@ -116,8 +115,9 @@ class ModelFamily(abc.ABC):
         chosen = {name: values[name] for name in fields if name in values}
         unknown = sorted(set(model_options or {}) - set(fields))
         if unknown:
-            raise ValueError(f"--model_options {unknown} are not options of --model={self.name}; allowed: "
-                             f"{sorted(fields)}.")
+            raise ValueError(
+                f"--model_options {unknown} are not options of --model={self.name}; allowed: {sorted(fields)}."
+            )
         for key, value in (model_options or {}).items():
             chosen[key] = tuple(value) if isinstance(value, list) else value
         return self.config_class(**chosen)
@@ -138,8 +138,7 @@ class ModelFamily(abc.ABC):
 
     # ----------------------------------------------------------------------------------------------------- build
     @abc.abstractmethod
-    def build(self, config: Any, num_classes: int, data: Any, *, feature_shape: list[int] | None = None
-              ) -> keras.Model:
+    def build(self, config: Any, num_classes: int, data: Any, *, feature_shape: list[int] | None = None) -> keras.Model:
         """The network: clips `(B, K, S, S, C)` (K free) -> float32 logits `(B, num_classes)`.
 
         Args:
@@ -149,11 +148,17 @@ class ModelFamily(abc.ABC):
           feature_shape: (h, w, C) when the input source yields cached features `(B, K, h, w, C)` instead of frames.
         """
 
-    def build_kwargs(self, config: Any, num_classes: int, data: Any, *, feature_shape: list[int] | None = None
-                     ) -> dict[str, Any]:
+    def build_kwargs(
+        self, config: Any, num_classes: int, data: Any, *, feature_shape: list[int] | None = None
+    ) -> dict[str, Any]:
         """What config.json stores under "build" (enough to rebuild the untrained network, `from_build_kwargs`)."""
-        build = {"model": self.name, "num_classes": int(num_classes), "modality": data.modality,
-                 "flow_length": data.flow_length, "input_size": int(self.input_spec(config, data).size)}
+        build = {
+            "model": self.name,
+            "num_classes": int(num_classes),
+            "modality": data.modality,
+            "flow_length": data.flow_length,
+            "input_size": int(self.input_spec(config, data).size),
+        }
         build.update({name: getattr(config, name) for name in self.build_fields()})
         if feature_shape is not None:
             build["feature_shape"] = [int(v) for v in feature_shape]
@@ -197,8 +202,9 @@ class ModelFamily(abc.ABC):
 
         build = self.rebuild_kwargs(build)
         names = {f.name for f in dataclasses.fields(self.config_class)}
-        config = self.config_class(**{k: tuple(v) if isinstance(v, list) else v for k, v in build.items()
-                                      if k in names})
+        config = self.config_class(
+            **{k: tuple(v) if isinstance(v, list) else v for k, v in build.items() if k in names}
+        )
         data = config_lib.data_of_run({"flow_length": 5, **build})
         return self.build(config, int(build["num_classes"]), data, feature_shape=build.get("feature_shape"))
 
@@ -207,8 +213,16 @@ class ModelFamily(abc.ABC):
         return keras.Model(model.input, {"logits": model.output}, name=f"{model.name}_outputs")
 
     # ------------------------------------------------------------------------------------------------ objective
-    def loss_terms(self, config: Any, outputs: Mapping[str, tf.Tensor], labels: tf.Tensor, model: keras.Model, *,
-                   multi_label: bool, weight_decay: float) -> dict[str, tf.Tensor]:
+    def loss_terms(
+        self,
+        config: Any,
+        outputs: Mapping[str, tf.Tensor],
+        labels: tf.Tensor,
+        model: keras.Model,
+        *,
+        multi_label: bool,
+        weight_decay: float,
+    ) -> dict[str, tf.Tensor]:
         """Every term of the objective, each already multiplied by its coefficient (the engine sums them).
 
         Default: "classification" (cross-entropy) and "weight_decay" (weight_decay * sum w^2; absent when 0).
@@ -243,8 +257,9 @@ class ModelFamily(abc.ABC):
         del config
         return None
 
-    def add_signatures(self, archive: keras.export.ExportArchive, outputs_model: keras.Model,
-                       run_config: Mapping[str, Any]) -> None:
+    def add_signatures(
+        self, archive: keras.export.ExportArchive, outputs_model: keras.Model, run_config: Mapping[str, Any]
+    ) -> None:
         """Adds the family's own SavedModel endpoints (`archive.add_endpoint(name, fn, input_signature=...)`).
 
         They come beside the engine's `serve_frames`, `serve_video` and `serve_encoded_video`. Default: none.
@@ -290,8 +305,10 @@ def get_family(name: str) -> ModelFamily:
       ValueError: listing the registered names.
     """
     if name not in _REGISTRY:
-        raise ValueError(f"unknown --model {name!r}; registered model families: {list(_REGISTRY)} (the command lines "
-                         "register them in stpa.families).")
+        raise ValueError(
+            f"unknown --model {name!r}; registered model families: {list(_REGISTRY)} (the command lines "
+            "register them in stpa.families)."
+        )
     return _REGISTRY[name]
 
 

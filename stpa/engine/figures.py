@@ -45,8 +45,10 @@ def class_labels(class_names: Sequence[str] | None, num_classes: int) -> list[st
         return [f"class {i}" for i in range(num_classes)]
     names = [str(name) for name in class_names]
     if len(names) != num_classes:
-        raise ValueError(f"{len(names)} class names for {num_classes} classes; the run's config.json and the score "
-                         "file must describe the same classes.")
+        raise ValueError(
+            f"{len(names)} class names for {num_classes} classes; the run's config.json and the score "
+            "file must describe the same classes."
+        )
     return names
 
 
@@ -78,8 +80,13 @@ def _text_inches(labels: Sequence[str], font: float) -> float:
     return max((len(label) for label in labels), default=1) * font * 0.6 / 72
 
 
-def confusion_figure(matrix: np.ndarray, class_names: Sequence[str] | None = None, *, title: str | None = None,
-                     annotate_max: int = ANNOTATE_MAX_CLASSES) -> Figure:
+def confusion_figure(
+    matrix: np.ndarray,
+    class_names: Sequence[str] | None = None,
+    *,
+    title: str | None = None,
+    annotate_max: int = ANNOTATE_MAX_CLASSES,
+) -> Figure:
     """A labelled, row-normalised confusion matrix.
 
     Args:
@@ -111,21 +118,31 @@ def confusion_figure(matrix: np.ndarray, class_names: Sequence[str] | None = Non
     axes.set_xlabel("predicted class", fontsize=max(font, 9))
     axes.set_ylabel("true class", fontsize=max(font, 9))
     if title is None:
-        title = (f"Confusion matrix (rows normalised)\n{int(matrix.sum())} videos, {num_classes} classes, "
-                 f"top-1 {np.trace(matrix) / max(matrix.sum(), 1):.1%}")
+        title = (
+            f"Confusion matrix (rows normalised)\n{int(matrix.sum())} videos, {num_classes} classes, "
+            f"top-1 {np.trace(matrix) / max(matrix.sum(), 1):.1%}"
+        )
     axes.set_title(title, fontsize=max(font, 9) + 1)
     colour_bar = figure.colorbar(image, ax=axes, fraction=0.05, pad=0.02, shrink=min(1.0, 4.0 / max(side, 1e-3) + 0.3))
     colour_bar.set_label("fraction of the true class", fontsize=9)
     if num_classes <= annotate_max:
         count_font = min(9.0, font)
         for t, p in zip(*np.nonzero(matrix)):
-            axes.text(p, t, str(int(matrix[t, p])), ha="center", va="center", fontsize=count_font,
-                      color="white" if normalised[t, p] > 0.5 else "black")
+            axes.text(
+                p,
+                t,
+                str(int(matrix[t, p])),
+                ha="center",
+                va="center",
+                fontsize=count_font,
+                color="white" if normalised[t, p] > 0.5 else "black",
+            )
     return figure
 
 
-def per_class_figure(values: np.ndarray, class_names: Sequence[str] | None = None, *, metric: str = "accuracy",
-                     title: str | None = None) -> Figure:
+def per_class_figure(
+    values: np.ndarray, class_names: Sequence[str] | None = None, *, metric: str = "accuracy", title: str | None = None
+) -> Figure:
     """Per-class accuracy (or AP) as horizontal bars sorted from the lowest (top) to the highest.
 
     Args:
@@ -158,8 +175,9 @@ def per_class_figure(values: np.ndarray, class_names: Sequence[str] | None = Non
     axes.axvline(mean, color="tab:red", linestyle="--", linewidth=1)
     if title is None:
         missing = len(values) - len(order)
-        title = (f"Per-class {metric}, {len(order)} classes, mean {mean:.1%} (dashed)"
-                 + (f"\n{missing} classes without test videos left out" if missing else ""))
+        title = f"Per-class {metric}, {len(order)} classes, mean {mean:.1%} (dashed)" + (
+            f"\n{missing} classes without test videos left out" if missing else ""
+        )
     axes.set_title(title, fontsize=11)
     return figure
 
@@ -169,14 +187,20 @@ def save_figure(figure: Figure, path: str) -> str:
     return files.write_atomic(path, lambda temporary: figure.savefig(temporary, dpi=figure.dpi))
 
 
-def write_confusion_matrix(path: str, matrix: np.ndarray, class_names: Sequence[str] | None = None,
-                           **kwargs) -> str:
+def write_confusion_matrix(path: str, matrix: np.ndarray, class_names: Sequence[str] | None = None, **kwargs) -> str:
     """`confusion_figure` saved to `path` (.png, .pdf or .svg). Returns `path`."""
     return save_figure(confusion_figure(matrix, class_names, **kwargs), path)
 
 
-def write_per_class_table(path: str, values: np.ndarray, class_names: Sequence[str] | None, support: np.ndarray,
-                          correct: np.ndarray | None = None, *, metric: str = "accuracy") -> str:
+def write_per_class_table(
+    path: str,
+    values: np.ndarray,
+    class_names: Sequence[str] | None,
+    support: np.ndarray,
+    correct: np.ndarray | None = None,
+    *,
+    metric: str = "accuracy",
+) -> str:
     """Writes the per-class numbers as CSV, one row per class in class order. Returns `path`.
 
     Columns: class_index, class_name, videos (or positives for AP), [correct,] `metric` (empty for NaN).
@@ -272,9 +296,11 @@ def training_curves_figure(model_dir: str) -> Figure:
     train = read_scalars(os.path.join(model_dir, "train"))
     validation = read_scalars(os.path.join(model_dir, "validation"))
     if not train and not validation:
-        raise FileNotFoundError(f"no TensorBoard scalars in {os.path.join(model_dir, 'train')} or "
-                                f"{os.path.join(model_dir, 'validation')}; is {model_dir} a run directory of "
-                                "`python -m stpa.train`?")
+        raise FileNotFoundError(
+            f"no TensorBoard scalars in {os.path.join(model_dir, 'train')} or "
+            f"{os.path.join(model_dir, 'validation')}; is {model_dir} a run directory of "
+            "`python -m stpa.train`?"
+        )
     panels = []  # (title, y label, [(series label, steps, values, validation?)], log y)
     losses = [(f"train {t}", *train[t], False) for t in sorted(train) if t.startswith("loss/")]
     losses += [(f"validation {t}", *validation[t], True) for t in sorted(validation) if t.startswith("loss/")]
@@ -288,13 +314,16 @@ def training_curves_figure(model_dir: str) -> Figure:
         rate = train["learning_rate"][1]
         positive = rate[rate > 0]
         log_scale = bool(len(positive) == len(rate) and positive.max() / positive.min() > 10)
-        panels.append(("Learning rate", "learning rate", [("learning rate", *train["learning_rate"], False)],
-                       log_scale))
+        panels.append(
+            ("Learning rate", "learning rate", [("learning rate", *train["learning_rate"], False)], log_scale)
+        )
     if "clips_per_second" in train:
         panels.append(("Throughput", "clips / second", [("training", *train["clips_per_second"], False)], False))
     if not panels:
-        raise FileNotFoundError(f"the event files of {model_dir} hold none of loss/*, {', '.join(_ACCURACY_TAGS)}, "
-                                "learning_rate, clips_per_second.")
+        raise FileNotFoundError(
+            f"the event files of {model_dir} hold none of loss/*, {', '.join(_ACCURACY_TAGS)}, "
+            "learning_rate, clips_per_second."
+        )
     columns = 1 if len(panels) == 1 else 2
     rows = (len(panels) + columns - 1) // columns
     figure = _new_figure(6.0 * columns, 3.6 * rows)

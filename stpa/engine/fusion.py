@@ -62,8 +62,9 @@ def align(score_sets: Sequence[ScoreSet]) -> list[ScoreSet]:
     return aligned
 
 
-def fuse_scores(score_sets: Sequence[ScoreSet], weights: Sequence[float] | None = None,
-                normalize: str = "none") -> ScoreSet:
+def fuse_scores(
+    score_sets: Sequence[ScoreSet], weights: Sequence[float] | None = None, normalize: str = "none"
+) -> ScoreSet:
     """Weighted average of aligned score sets: sum_i w_i s_i / sum_i w_i.
 
     Args:
@@ -97,8 +98,9 @@ def simplex_grid(num_streams: int, step: float) -> np.ndarray:
     return np.array([list(c) + [ticks - sum(c)] for c in rows], np.float64) / ticks
 
 
-def tune_weights(score_sets: Sequence[ScoreSet], *, step: float = 0.05, normalize: str = "none"
-                 ) -> tuple[np.ndarray, float]:
+def tune_weights(
+    score_sets: Sequence[ScoreSet], *, step: float = 0.05, normalize: str = "none"
+) -> tuple[np.ndarray, float]:
     """Searches fusion weights on validation score sets.
 
     Every grid point of `simplex_grid` is scored with `score_metric`; among equally good weights the one closest
@@ -123,9 +125,16 @@ def tune_weights(score_sets: Sequence[ScoreSet], *, step: float = 0.05, normaliz
     return best
 
 
-def run_fusion(scores: Sequence[str], *, weights: Sequence[float] | None = None, normalize: str = "none",
-               tune_on: Sequence[str] | None = None, grid_step: float = 0.05, output: str | None = None,
-               metrics_output: str | None = None) -> dict:
+def run_fusion(
+    scores: Sequence[str],
+    *,
+    weights: Sequence[float] | None = None,
+    normalize: str = "none",
+    tune_on: Sequence[str] | None = None,
+    grid_step: float = 0.05,
+    output: str | None = None,
+    metrics_output: str | None = None,
+) -> dict:
     """Fuses score files and reports metrics (the body of the command; also used by `stpa.train --streams`).
 
     Args:
@@ -149,8 +158,9 @@ def run_fusion(scores: Sequence[str], *, weights: Sequence[float] | None = None,
             raise ValueError("give either --weights or --tune_on, not both.")
         if len(tune_on) != len(sets):
             raise ValueError(f"--tune_on needs one file per --scores file ({len(sets)}), got {len(tune_on)}.")
-        weights, value = tune_weights([score_files.load_scores(p) for p in tune_on], step=grid_step,
-                                             normalize=normalize)
+        weights, value = tune_weights(
+            [score_files.load_scores(p) for p in tune_on], step=grid_step, normalize=normalize
+        )
         tuned = {"files": list(tune_on), "metric": value}
     fused = fuse_scores(sets, weights, normalize)
     weights = [1.0] * len(sets) if weights is None else [float(w) for w in weights]
@@ -176,11 +186,15 @@ def format_report(result: dict) -> str:
     keys = [k for k in ("top1", "top5", "mean_class_accuracy", "mAP", "wAP") if k in result["fused"]]
     lines = [f"{'stream':<40}" + "".join(f"{k:>22}" for k in keys)]
     for stream in result["streams"]:
-        lines.append(f"{os.path.basename(os.path.dirname(stream['file'])) + '/' + os.path.basename(stream['file']):<40}"
-                     + "".join(f"{100 * stream[k]:>21.2f}%" for k in keys))
+        lines.append(
+            f"{os.path.basename(os.path.dirname(stream['file'])) + '/' + os.path.basename(stream['file']):<40}"
+            + "".join(f"{100 * stream[k]:>21.2f}%" for k in keys)
+        )
     label = "fused (weights " + ",".join(f"{w:g}" for w in result["weights"]) + ")"
     lines.append(f"{label:<40}" + "".join(f"{100 * result['fused'][k]:>21.2f}%" for k in keys))
     if result["tuned_on"]:
-        lines.append(f"weights tuned on {result['tuned_on']['files']} (validation metric "
-                     f"{100 * result['tuned_on']['metric']:.2f}%)")
+        lines.append(
+            f"weights tuned on {result['tuned_on']['files']} (validation metric "
+            f"{100 * result['tuned_on']['metric']:.2f}%)"
+        )
     return "\n".join(lines)

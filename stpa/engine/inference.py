@@ -79,10 +79,17 @@ def _as_str(values: np.ndarray) -> np.ndarray:
     return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values])
 
 
-def run_inference(batch_fn: Callable[[tf.Tensor, tf.Tensor], BatchResult], dataset: Iterable, *,
-                  max_videos: int | None = None, total: int | None = None, progress: bool = True,
-                  description: str = "inference", empty_message: str = "the test dataset is empty.",
-                  metadata_keys: Sequence[str] = ("video_id",)) -> InferenceResult:
+def run_inference(
+    batch_fn: Callable[[tf.Tensor, tf.Tensor], BatchResult],
+    dataset: Iterable,
+    *,
+    max_videos: int | None = None,
+    total: int | None = None,
+    progress: bool = True,
+    description: str = "inference",
+    empty_message: str = "the test dataset is empty.",
+    metadata_keys: Sequence[str] = ("video_id",),
+) -> InferenceResult:
     """Runs `batch_fn` over a finite dataset of `(inputs, labels, metadata)` batches.
 
     Args:
@@ -128,6 +135,11 @@ def run_inference(batch_fn: Callable[[tf.Tensor, tf.Tensor], BatchResult], datas
     gathered = {name: np.concatenate(values) for name, values in metadata.items()}
     video_ids = _as_str(gathered["video_id"]) if "video_id" in gathered else np.array([str(i) for i in range(count)])
     gathered["video_id"] = video_ids
-    return InferenceResult(logits=np.concatenate(logits), labels=np.concatenate(labels), video_ids=video_ids,
-                           metadata=gathered, per_video={n: np.concatenate(v) for n, v in per_video.items()},
-                           scalar_means={name: value / count for name, value in sums.items()})
+    return InferenceResult(
+        logits=np.concatenate(logits),
+        labels=np.concatenate(labels),
+        video_ids=video_ids,
+        metadata=gathered,
+        per_video={n: np.concatenate(v) for n, v in per_video.items()},
+        scalar_means={name: value / count for name, value in sums.items()},
+    )

@@ -62,8 +62,10 @@ class InputSource(abc.ABC):
         for split in splits:
             manifest = os.path.join(self.split_dir(split), record_format.MANIFEST_NAME)
             if not os.path.exists(manifest):
-                raise ValueError(f"no prepared split {split!r} in {self.root!r} ({manifest} is missing); "
-                                 f"{self.what_to_run}{self.root} ...` first, or {flags_hint}.")
+                raise ValueError(
+                    f"no prepared split {split!r} in {self.root!r} ({manifest} is missing); "
+                    f"{self.what_to_run}{self.root} ...` first, or {flags_hint}."
+                )
 
     def feature_shape(self, manifest: dict) -> list[int] | None:
         """The (h, w, C) the model reads when the source yields features (stored in config.json), else None."""
@@ -79,10 +81,24 @@ class InputSource(abc.ABC):
         return {}
 
     @abc.abstractmethod
-    def dataset(self, split: str, *, training: bool, num_frames: int, batch_size: int, multi_label: bool,
-                num_classes: int, seed: int | None = None, deterministic: bool = False,
-                input_context: tf.distribute.InputContext | None = None, skip: int = 0, with_metadata: bool = False,
-                preprocess: Callable | None = None, crops: int = 1, raw: bool = False) -> tf.data.Dataset:
+    def dataset(
+        self,
+        split: str,
+        *,
+        training: bool,
+        num_frames: int,
+        batch_size: int,
+        multi_label: bool,
+        num_classes: int,
+        seed: int | None = None,
+        deterministic: bool = False,
+        input_context: tf.distribute.InputContext | None = None,
+        skip: int = 0,
+        with_metadata: bool = False,
+        preprocess: Callable | None = None,
+        crops: int = 1,
+        raw: bool = False,
+    ) -> tf.data.Dataset:
         """Batches `(clips (B, K, ...), labels[, metadata])` of one split.
 
         Args:
@@ -112,8 +128,16 @@ class RecordFrames(InputSource):
     crops = (1, 3, 10)
     what_to_run = "run `python -m data.prepare --out_dir="
 
-    def __init__(self, root: str, *, modality: str, flow_length: int, input_size: int, flip: bool = True,
-                 flip_label_map: str = "manifest"):
+    def __init__(
+        self,
+        root: str,
+        *,
+        modality: str,
+        flow_length: int,
+        input_size: int,
+        flip: bool = True,
+        flip_label_map: str = "manifest",
+    ):
         super().__init__(root)
         self.modality, self.flow_length, self.input_size = modality, flow_length, input_size
         self.flip, self.flip_map_spec = flip, flip_label_map  # training's mirror (`data.pipeline.build_dataset`)
@@ -127,21 +151,52 @@ class RecordFrames(InputSource):
         return augment.resolve_flip_label_map(self.flip_map_spec, manifest.get("flip_label_map"))
 
     @override
-    def dataset(self, split, *, training, num_frames, batch_size, multi_label, num_classes, seed=None,
-                deterministic=False, input_context=None, skip=0, with_metadata=False, preprocess=None, crops=1,
-                raw=False):
+    def dataset(
+        self,
+        split,
+        *,
+        training,
+        num_frames,
+        batch_size,
+        multi_label,
+        num_classes,
+        seed=None,
+        deterministic=False,
+        input_context=None,
+        skip=0,
+        with_metadata=False,
+        preprocess=None,
+        crops=1,
+        raw=False,
+    ):
         from data import pipeline
 
         extra = {"crops": crops} if not training else {}
         if training:  # uint8 clips (a quarter of the host traffic); the step normalises them on the device.
-            extra.update(frames_dtype=tf.uint8, seed=seed, deterministic=deterministic, input_context=input_context,
-                         skip=skip, flip=self.flip, flip_label_map=self.flip_map_spec)
+            extra.update(
+                frames_dtype=tf.uint8,
+                seed=seed,
+                deterministic=deterministic,
+                input_context=input_context,
+                skip=skip,
+                flip=self.flip,
+                flip_label_map=self.flip_map_spec,
+            )
         else:
             extra["preprocess"] = preprocess
         return pipeline.build_dataset(
-            self.split_dir(split), training=training, num_frames=num_frames, batch_size=batch_size,
-            modality=self.modality, flow_length=self.flow_length, input_size=self.input_size,
-            multi_label=multi_label, num_classes=num_classes, with_metadata=with_metadata, **extra)
+            self.split_dir(split),
+            training=training,
+            num_frames=num_frames,
+            batch_size=batch_size,
+            modality=self.modality,
+            flow_length=self.flow_length,
+            input_size=self.input_size,
+            multi_label=multi_label,
+            num_classes=num_classes,
+            with_metadata=with_metadata,
+            **extra,
+        )
 
 
 def choose(family: Any, config: Any, input_size: int) -> InputSource:
@@ -150,8 +205,14 @@ def choose(family: Any, config: Any, input_size: int) -> InputSource:
     if provided is not None:
         name, root = provided
         return family.input_sources()[name](root)
-    return RecordFrames(config.data.records_dir, modality=config.data.modality, flow_length=config.data.flow_length,
-                        input_size=input_size, flip=config.data.flip, flip_label_map=config.data.flip_label_map)
+    return RecordFrames(
+        config.data.records_dir,
+        modality=config.data.modality,
+        flow_length=config.data.flow_length,
+        input_size=input_size,
+        flip=config.data.flip,
+        flip_label_map=config.data.flip_label_map,
+    )
 
 
 def source_for(family: Any, run_config: dict, root: str) -> InputSource:
@@ -162,10 +223,15 @@ def source_for(family: Any, run_config: dict, root: str) -> InputSource:
     """
     name = run_config.get("input", FRAMES)
     if name == FRAMES:
-        return RecordFrames(root, modality=run_config["modality"], flow_length=int(run_config["flow_length"]),
-                            input_size=int(run_config["input_size"]))
+        return RecordFrames(
+            root,
+            modality=run_config["modality"],
+            flow_length=int(run_config["flow_length"]),
+            input_size=int(run_config["input_size"]),
+        )
     sources = family.input_sources()
     if name not in sources:
-        raise ValueError(f"config.json's input {name!r} is not provided by --model={family.name}; allowed: "
-                         f"{[FRAMES, *sources]}.")
+        raise ValueError(
+            f"config.json's input {name!r} is not provided by --model={family.name}; allowed: {[FRAMES, *sources]}."
+        )
     return sources[name](root)

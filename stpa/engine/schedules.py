@@ -71,9 +71,15 @@ def paper_schedule(modality: str) -> Schedule:
     raise ValueError(f"modality must be 'rgb' or 'flow', got {modality!r}.")
 
 
-def make_schedule(modality: str, *, learning_rate: float | None = None, lr_boundaries: Sequence[int] | None = None,
-                  lr_values: Sequence[float] | None = None, max_steps: int | None = None,
-                  lr_decay_factor: float = 0.1) -> Schedule:
+def make_schedule(
+    modality: str,
+    *,
+    learning_rate: float | None = None,
+    lr_boundaries: Sequence[int] | None = None,
+    lr_values: Sequence[float] | None = None,
+    max_steps: int | None = None,
+    lr_decay_factor: float = 0.1,
+) -> Schedule:
     """Resolves the command-line schedule flags against the paper's defaults for `modality`.
 
     Precedence: explicit `lr_values` (with `lr_boundaries`); else `learning_rate` decayed by `lr_decay_factor` at

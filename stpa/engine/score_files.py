@@ -62,8 +62,13 @@ def save_scores(path: str, score_set: ScoreSet) -> str:
     extra = {}
     if score_set.class_names is not None:
         extra["class_names"] = np.asarray(score_set.class_names).astype(str)
-    arrays = dict(scores=score_set.scores, labels=score_set.labels, video_ids=score_set.video_ids,
-                  multi_label=np.asarray(score_set.multi_label), **extra)
+    arrays = dict(
+        scores=score_set.scores,
+        labels=score_set.labels,
+        video_ids=score_set.video_ids,
+        multi_label=np.asarray(score_set.multi_label),
+        **extra,
+    )
     with files.open_atomic(path, "wb") as f:  # a file object: np.savez would append ".npz" to a name without it
         np.savez(f, **arrays)
     return path

@@ -57,8 +57,15 @@ def _checked_count(count: tf.Tensor, message: str) -> tf.Tensor:
         return tf.identity(count)
 
 
-def _test_clip(num_frames: tf.Tensor, read_frames: Callable[[tf.Tensor], tf.Tensor], *, test_frames: int,
-               input_size: int, modality: str, flow_length: int) -> tuple[tf.Tensor, tf.Tensor]:
+def _test_clip(
+    num_frames: tf.Tensor,
+    read_frames: Callable[[tf.Tensor], tf.Tensor],
+    *,
+    test_frames: int,
+    input_size: int,
+    modality: str,
+    flow_length: int,
+) -> tuple[tf.Tensor, tf.Tensor]:
     """The TSN test clip of a video whose frames come from ``read_frames``: the one clip path of every signature.
 
     Args:
@@ -89,8 +96,9 @@ def _test_clip(num_frames: tf.Tensor, read_frames: Callable[[tf.Tensor], tf.Tens
     return tf.ensure_shape(frames, [test_frames, input_size, input_size, channels]), offsets
 
 
-def sample_test_clip(video: tf.Tensor, *, test_frames: int, input_size: int, modality: str, flow_length: int,
-                     caller: str = "serve_video") -> tuple[tf.Tensor, tf.Tensor]:
+def sample_test_clip(
+    video: tf.Tensor, *, test_frames: int, input_size: int, modality: str, flow_length: int, caller: str = "serve_video"
+) -> tuple[tf.Tensor, tf.Tensor]:
     """The TSN test clip of one decoded video, exactly as `data.pipeline` builds it for crops = 1.
 
     Args:
@@ -108,8 +116,14 @@ def sample_test_clip(video: tf.Tensor, *, test_frames: int, input_size: int, mod
       tf.errors.InvalidArgumentError: the video has 0 frames.
     """
     num_frames = _checked_count(tf.shape(video)[0], f"{caller}: the video has 0 frames; send at least 1 frame")
-    return _test_clip(num_frames, lambda indices: tf.gather(video, indices), test_frames=test_frames,
-                      input_size=input_size, modality=modality, flow_length=flow_length)
+    return _test_clip(
+        num_frames,
+        lambda indices: tf.gather(video, indices),
+        test_frames=test_frames,
+        input_size=input_size,
+        modality=modality,
+        flow_length=flow_length,
+    )
 
 
 def decode_jpeg_frames(encoded: Sequence[tf.Tensor], channels: int, caller: str) -> tf.Tensor:
@@ -129,19 +143,35 @@ def decode_jpeg_frames(encoded: Sequence[tf.Tensor], channels: int, caller: str)
     from data import pipeline
 
     count = int(encoded[0].shape[0])
-    sizes = tf.concat([tf.map_fn(lambda data: tf.image.extract_jpeg_shape(data)[:2], e,
-                                 fn_output_signature=tf.TensorSpec([2], tf.int32)) for e in encoded], axis=0)  # (M, 2)
+    sizes = tf.concat(
+        [
+            tf.map_fn(
+                lambda data: tf.image.extract_jpeg_shape(data)[:2], e, fn_output_signature=tf.TensorSpec([2], tf.int32)
+            )
+            for e in encoded
+        ],
+        axis=0,
+    )  # (M, 2)
     same_size = tf.debugging.assert_equal(
-        sizes, tf.broadcast_to(sizes[:1], tf.shape(sizes)),
-        message=f"{caller}: the JPEG frames differ in size; send frames of one height and width")
+        sizes,
+        tf.broadcast_to(sizes[:1], tf.shape(sizes)),
+        message=f"{caller}: the JPEG frames differ in size; send frames of one height and width",
+    )
     with tf.control_dependencies([same_size]):
         # `data.pipeline.decode_jpegs`: the records' decoder (unrolled up to 64 JPEGs, else tf.map_fn), same IDCT.
         decoded = [pipeline.decode_jpegs(tf.identity(e), count, channels, None) for e in encoded]  # (N, H, W, channels)
     return tf.concat(decoded, axis=-1) if len(decoded) > 1 else decoded[0]
 
 
-def sample_encoded_test_clip(encoded: Sequence[tf.Tensor], *, test_frames: int, input_size: int, modality: str,
-                             flow_length: int, caller: str = "serve_encoded_video") -> tuple[tf.Tensor, tf.Tensor]:
+def sample_encoded_test_clip(
+    encoded: Sequence[tf.Tensor],
+    *,
+    test_frames: int,
+    input_size: int,
+    modality: str,
+    flow_length: int,
+    caller: str = "serve_encoded_video",
+) -> tuple[tf.Tensor, tf.Tensor]:
     """`sample_test_clip` of a JPEG-encoded video: samples the K test offsets, then decodes only those frames.
 
     Args:
@@ -162,20 +192,31 @@ def sample_encoded_test_clip(encoded: Sequence[tf.Tensor], *, test_frames: int, 
     names = ENCODED_INPUTS[modality]
     checks = []
     if len(encoded) == 2:
-        checks.append(tf.debugging.assert_equal(
-            tf.size(encoded[0]), tf.size(encoded[1]),
-            message=f"{caller}: {names[0]} and {names[1]} have different numbers of frames; send one x and one y "
-                    "JPEG per flow frame"))
+        checks.append(
+            tf.debugging.assert_equal(
+                tf.size(encoded[0]),
+                tf.size(encoded[1]),
+                message=f"{caller}: {names[0]} and {names[1]} have different numbers of frames; send one x and one y "
+                "JPEG per flow frame",
+            )
+        )
     with tf.control_dependencies(checks):
-        num_frames = _checked_count(tf.size(encoded[0]),
-                                    f"{caller}: the video has 0 frames; send at least 1 JPEG in {names[0]}")
+        num_frames = _checked_count(
+            tf.size(encoded[0]), f"{caller}: the video has 0 frames; send at least 1 JPEG in {names[0]}"
+        )
 
     def read_frames(indices: tf.Tensor) -> tf.Tensor:
         selected = [tf.gather(e, indices) for e in encoded]  # each (K*L,) JPEG strings
         return decode_jpeg_frames(selected, 3 if modality == "rgb" else 1, caller)  # (K*L, H, W, 3 or 2)
 
-    return _test_clip(num_frames, read_frames, test_frames=test_frames, input_size=input_size, modality=modality,
-                      flow_length=flow_length)
+    return _test_clip(
+        num_frames,
+        read_frames,
+        test_frames=test_frames,
+        input_size=input_size,
+        modality=modality,
+        flow_length=flow_length,
+    )
 
 
 def build_export_archive(model: keras.Model, config: dict, *, test_frames: int = 25) -> keras.export.ExportArchive:
@@ -205,8 +246,10 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
     def predict(frames: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = outputs_model(preprocess(frames), training=False)
         logits = tf.cast(outputs["logits"], tf.float32)
-        result = {"logits": logits,
-                  "probabilities": tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits, axis=-1)}
+        result = {
+            "logits": logits,
+            "probabilities": tf.sigmoid(logits) if multi_label else tf.nn.softmax(logits, axis=-1),
+        }
         for name in family.attention_outputs:
             if name in outputs:
                 result[name] = tf.cast(outputs[name], tf.float32)
@@ -229,19 +272,28 @@ def build_export_archive(model: keras.Model, config: dict, *, test_frames: int =
         return predict_video(*sample_encoded_test_clip([frames_bytes], **protocol, caller="serve_encoded_video"))
 
     def serve_encoded_flow(flow_x_bytes, flow_y_bytes):
-        return predict_video(*sample_encoded_test_clip([flow_x_bytes, flow_y_bytes], **protocol,
-                                                       caller="serve_encoded_video"))
+        return predict_video(
+            *sample_encoded_test_clip([flow_x_bytes, flow_y_bytes], **protocol, caller="serve_encoded_video")
+        )
 
     archive = keras.export.ExportArchive()
     archive.track(outputs_model)
-    archive.add_endpoint("serve_frames", serve_frames,
-                         input_signature=[tf.TensorSpec([None, None, size, size, channels], tf.float32, name="frames")])
+    archive.add_endpoint(
+        "serve_frames",
+        serve_frames,
+        input_signature=[tf.TensorSpec([None, None, size, size, channels], tf.float32, name="frames")],
+    )
     video_channels = 3 if modality == "rgb" else 2
-    archive.add_endpoint("serve_video", serve_video,
-                         input_signature=[tf.TensorSpec([None, None, None, video_channels], tf.uint8, name="video")])
-    archive.add_endpoint("serve_encoded_video", serve_encoded_rgb if modality == "rgb" else serve_encoded_flow,
-                         input_signature=[tf.TensorSpec([None], tf.string, name=name)
-                                          for name in ENCODED_INPUTS[modality]])
+    archive.add_endpoint(
+        "serve_video",
+        serve_video,
+        input_signature=[tf.TensorSpec([None, None, None, video_channels], tf.uint8, name="video")],
+    )
+    archive.add_endpoint(
+        "serve_encoded_video",
+        serve_encoded_rgb if modality == "rgb" else serve_encoded_flow,
+        input_signature=[tf.TensorSpec([None], tf.string, name=name) for name in ENCODED_INPUTS[modality]],
+    )
     family.add_signatures(archive, outputs_model, config)  # What the family serves beyond the three above.
     return archive
 

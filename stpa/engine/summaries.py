@@ -14,9 +14,14 @@ import numpy as np
 import tensorflow as tf
 
 
-def write_attention_summary(writer: tf.summary.SummaryWriter, step: int, family: Any, outputs_model: Callable,
-                            raw_dataset: tf.data.Dataset, preprocess: Callable[[tf.Tensor], tf.Tensor]
-                            ) -> dict[str, np.ndarray]:
+def write_attention_summary(
+    writer: tf.summary.SummaryWriter,
+    step: int,
+    family: Any,
+    outputs_model: Callable,
+    raw_dataset: tf.data.Dataset,
+    preprocess: Callable[[tf.Tensor], tf.Tensor],
+) -> dict[str, np.ndarray]:
     """Runs the attention-outputs model on the first clip of `raw_dataset` and writes the family's pictures.
 
     Args:

@@ -167,9 +167,15 @@ def plan_run(config: config_lib.RunConfig, manifest: dict | None = None) -> RunP
     feature_shape = source.feature_shape(manifest)
     run_config = checkpoints.run_config_dict(
         build=family.build_kwargs(config.family, num_classes, config.data, feature_shape=feature_shape),
-        input_name=source.name, multi_label=multi_label, class_names=class_names,
-        train_frames=config.data.train_frames, data=config.data, input_size=spec.size,
-        model=config.model, family_entries=family.run_config_entries(config.family))
+        input_name=source.name,
+        multi_label=multi_label,
+        class_names=class_names,
+        train_frames=config.data.train_frames,
+        data=config.data,
+        input_size=spec.size,
+        model=config.model,
+        family_entries=family.run_config_entries(config.family),
+    )
     flip_label_map = source.flip_label_map(manifest)
     if flip_label_map:  # only where a mirrored clip changes class: config.json of other runs stays as it was
         run_config["flip_label_map"] = flip_label_map
@@ -192,8 +198,13 @@ class Trainer:
       exact_resume: False when the run resumed from a checkpoint without the input position and RNG state.
     """
 
-    def __init__(self, config: config_lib.RunConfig, strategy: tf.distribute.Strategy | None = None,
-                 *, manifest: dict | None = None):
+    def __init__(
+        self,
+        config: config_lib.RunConfig,
+        strategy: tf.distribute.Strategy | None = None,
+        *,
+        manifest: dict | None = None,
+    ):
         """Sets up the run (no training yet): plan, model and optimizer, checkpoints (restored), run files.
 
         Args:
@@ -231,8 +242,12 @@ class Trainer:
         if config.loop.deterministic:
             tf.config.experimental.enable_op_determinism()
         with self.strategy.scope():
-            self.model = self.family.build(config.family, self.num_classes, dataclasses.replace(
-                config.data, input_size=self.input_size), feature_shape=self.feature_shape)
+            self.model = self.family.build(
+                config.family,
+                self.num_classes,
+                dataclasses.replace(config.data, input_size=self.input_size),
+                feature_shape=self.feature_shape,
+            )
             self.outputs_model = self.family.outputs_model(self.model)
             self.optimizer = make_optimizer(config.optim, self.schedule)
             self.optimizer.build(self.model.trainable_variables)
@@ -243,21 +258,38 @@ class Trainer:
     def _make_checkpoints(self) -> None:
         """The training checkpoint (model, optimizer, counters, RNG state) and the managers of ckpt/ and best/."""
         self.checkpoint = checkpoints.weights_checkpoint(
-            self.model, optimizer=self.optimizer, step=self.step, best_metric=self.best_metric,
-            **{checkpoints.INPUT_POSITION: self.input_clips,
-               checkpoints.RNG_STATES: checkpoints.rng_state_variables(self.model)})
+            self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            best_metric=self.best_metric,
+            **{
+                checkpoints.INPUT_POSITION: self.input_clips,
+                checkpoints.RNG_STATES: checkpoints.rng_state_variables(self.model),
+            },
+        )
         self.exact_resume = True
-        self.manager = tf.train.CheckpointManager(self.checkpoint, self._checkpoint_dir(checkpoints.CHECKPOINT_DIR),
-                                                  max_to_keep=self.config.loop.keep_checkpoints)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint,
+            self._checkpoint_dir(checkpoints.CHECKPOINT_DIR),
+            max_to_keep=self.config.loop.keep_checkpoints,
+        )
         self.best_manager = tf.train.CheckpointManager(
-            checkpoints.weights_checkpoint(self.model), self._checkpoint_dir(checkpoints.BEST_DIR), max_to_keep=1)
+            checkpoints.weights_checkpoint(self.model), self._checkpoint_dir(checkpoints.BEST_DIR), max_to_keep=1
+        )
 
     # ----------------------------------------------------------------------------------------------- set-up helpers
     def _loss_terms(self, outputs, labels) -> dict[str, tf.Tensor]:
         """The family's weighted objective terms and their "total"."""
-        return family_lib.total_loss(self.family.loss_terms(self.config.family, outputs, labels, self.model,
-                                                 multi_label=self.multi_label,
-                                                 weight_decay=self.config.optim.weight_decay))
+        return family_lib.total_loss(
+            self.family.loss_terms(
+                self.config.family,
+                outputs,
+                labels,
+                self.model,
+                multi_label=self.multi_label,
+                weight_decay=self.config.optim.weight_decay,
+            )
+        )
 
     def _checkpoint_dir(self, name: str) -> str:
         """Chief: model_dir/name. Other workers write to a scratch directory they delete (TF's multi-worker rule)."""
@@ -280,17 +312,25 @@ class Trainer:
             return 0
         missing = checkpoints.missing_resume_state(latest)
         # An older checkpoint holds the objects it had then; every one of them must still match.
-        checkpoint = checkpoints.weights_checkpoint(
-            self.model, optimizer=self.optimizer, step=self.step, best_metric=self.best_metric) if missing \
+        checkpoint = (
+            checkpoints.weights_checkpoint(
+                self.model, optimizer=self.optimizer, step=self.step, best_metric=self.best_metric
+            )
+            if missing
             else self.checkpoint
+        )
         checkpoint.restore(latest).assert_existing_objects_matched()
         step = int(self.step.numpy())
         if missing:
             self.exact_resume = False
             self.input_clips.assign(step * self.config.data.batch_size)
-            logging.warning("%s has no input position or RNG state (written before exact resume): resuming from "
-                            "step %d is not exact (the stream continues from clip %d; dropout draws start over).",
-                            latest, step, step * self.config.data.batch_size)
+            logging.warning(
+                "%s has no input position or RNG state (written before exact resume): resuming from "
+                "step %d is not exact (the stream continues from clip %d; dropout draws start over).",
+                latest,
+                step,
+                step * self.config.data.batch_size,
+            )
         self._report(f"Resumed {self.config.model_dir} from step {step} ({latest}).")
         return step
 
@@ -302,8 +342,9 @@ class Trainer:
             return None
         return path
 
-    def train_dataset(self, seed: int, skip: int = 0, *, with_metadata: bool = False
-                      ) -> tf.distribute.DistributedDataset:
+    def train_dataset(
+        self, seed: int, skip: int = 0, *, with_metadata: bool = False
+    ) -> tf.distribute.DistributedDataset:
         """The distributed training input: TSN training sampling + augmentation, K = train_frames.
 
         Args:
@@ -319,19 +360,33 @@ class Trainer:
 
         def dataset_fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
             return self.source.dataset(
-                data.train_split, training=True, num_frames=data.train_frames, batch_size=data.batch_size,
-                multi_label=self.multi_label, num_classes=self.num_classes, seed=seed,
-                deterministic=self.config.loop.deterministic, input_context=input_context,
-                skip=skip // input_context.num_input_pipelines, with_metadata=with_metadata)
+                data.train_split,
+                training=True,
+                num_frames=data.train_frames,
+                batch_size=data.batch_size,
+                multi_label=self.multi_label,
+                num_classes=self.num_classes,
+                seed=seed,
+                deterministic=self.config.loop.deterministic,
+                input_context=input_context,
+                skip=skip // input_context.num_input_pipelines,
+                with_metadata=with_metadata,
+            )
 
         return self.strategy.distribute_datasets_from_function(dataset_fn)
 
     def eval_dataset(self, num_frames: int, batch_size: int, *, preprocess: bool = True) -> tf.data.Dataset:
         """The validation input: TSN test sampling (segment centres), centre crop, with metadata."""
         return self.source.dataset(
-            self.config.data.eval_split, training=False, num_frames=num_frames, batch_size=batch_size,
-            multi_label=self.multi_label, num_classes=self.num_classes, with_metadata=True,
-            preprocess=self.input_spec.preprocess if preprocess else None)
+            self.config.data.eval_split,
+            training=False,
+            num_frames=num_frames,
+            batch_size=batch_size,
+            multi_label=self.multi_label,
+            num_classes=self.num_classes,
+            with_metadata=True,
+            preprocess=self.input_spec.preprocess if preprocess else None,
+        )
 
     # ------------------------------------------------------------------------------------------------------ the step
     def _replica_step(self, frames: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -362,8 +417,11 @@ class Trainer:
         The scalars are the replicas' mean of each loss term and the sums of "hits" (top-1) and "clips".
         """
         if self._distributed_step is None:
-            replica_step = tf.function(self._replica_step, jit_compile=True) if self.config.optim.jit_compile \
+            replica_step = (
+                tf.function(self._replica_step, jit_compile=True)
+                if self.config.optim.jit_compile
                 else self._replica_step
+            )
 
             # reduce_retracing: a batch of another shape (a last partial batch, another K) relaxes the signature
             # instead of tracing a second graph, whose buffers would stay alive next to the first one's.
@@ -371,8 +429,10 @@ class Trainer:
             def distributed_step(frames, labels):
                 per_replica = self.strategy.run(replica_step, args=(frames, labels))
                 mean, total = tf.distribute.ReduceOp.MEAN, tf.distribute.ReduceOp.SUM
-                result = {name: self.strategy.reduce(total if name in ("hits", "clips") else mean, value, axis=None)
-                          for name, value in per_replica.items()}
+                result = {
+                    name: self.strategy.reduce(total if name in ("hits", "clips") else mean, value, axis=None)
+                    for name, value in per_replica.items()
+                }
                 self.step.assign_add(1)
                 self.input_clips.assign_add(tf.cast(result["clips"], tf.int64))
                 return result
@@ -401,7 +461,7 @@ class Trainer:
 
         def value_fn(context):
             index = context.replica_id_in_sync_group
-            return frames[index * per:(index + 1) * per], labels[index * per:(index + 1) * per]
+            return frames[index * per : (index + 1) * per], labels[index * per : (index + 1) * per]
 
         frames_value = self.strategy.experimental_distribute_values_from_function(lambda c: value_fn(c)[0])
         labels_value = self.strategy.experimental_distribute_values_from_function(lambda c: value_fn(c)[1])
@@ -429,10 +489,14 @@ class Trainer:
         if self._eval_fn is None:
             self._eval_fn = self._make_eval_fn()
         result = inference.run_inference(
-            self._eval_fn, self.eval_dataset(data.eval_frames, data.eval_batch_size),
-            max_videos=data.max_eval_videos, total=self.source.video_count(data.eval_split),
-            progress=self.config.loop.progress, description="validate",
-            empty_message=f"the validation split {data.eval_split!r} is empty.")
+            self._eval_fn,
+            self.eval_dataset(data.eval_frames, data.eval_batch_size),
+            max_videos=data.max_eval_videos,
+            total=self.source.video_count(data.eval_split),
+            progress=self.config.loop.progress,
+            description="validate",
+            empty_message=f"the validation split {data.eval_split!r} is empty.",
+        )
         report = metrics.classification_report(result.logits, result.labels, multi_label=self.multi_label)
         values = {f"loss/{name}": value for name, value in result.scalar_means.items()}
         values.update({k: v for k, v in report.items() if k != "num_videos"})
@@ -447,16 +511,24 @@ class Trainer:
     def _writers(self):
         if not self.is_chief:
             return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
-        return (tf.summary.create_file_writer(os.path.join(self.config.model_dir, "train")),
-                tf.summary.create_file_writer(os.path.join(self.config.model_dir, "validation")))
+        return (
+            tf.summary.create_file_writer(os.path.join(self.config.model_dir, "train")),
+            tf.summary.create_file_writer(os.path.join(self.config.model_dir, "validation")),
+        )
 
     def _write_attention_images(self, writer, step: int) -> None:
         """Every validation: the family's pictures of the first validation clip's attention, as image summaries."""
         if not self.config.loop.summary_images or not self.is_chief or not self.source.pictures:
             return
         try:
-            summaries.write_attention_summary(writer, step, self.family, self.outputs_model,
-                                              self.eval_dataset(5, 1, preprocess=False), self.input_spec.preprocess)
+            summaries.write_attention_summary(
+                writer,
+                step,
+                self.family,
+                self.outputs_model,
+                self.eval_dataset(5, 1, preprocess=False),
+                self.input_spec.preprocess,
+            )
         except Exception as error:  # noqa: BLE001 - a picture must never stop training.
             logging.warning("attention image summary skipped: %s", error)
 
@@ -486,22 +558,31 @@ class Trainer:
         train_writer, val_writer = self._writers()
         validation, last_logged, checkpoint_path = [], {}, self.manager.latest_checkpoint
         if start >= max_steps:
-            logging.info("%s is already at step %d >= max_steps %d; nothing to train.", config.model_dir, start,
-                         max_steps)
+            logging.info(
+                "%s is already at step %d >= max_steps %d; nothing to train.", config.model_dir, start, max_steps
+            )
         else:
-            last_logged, checkpoint_path = self._train_steps(start, max_steps, train_writer, val_writer, validation,
-                                                             checkpoint_path)
+            last_logged, checkpoint_path = self._train_steps(
+                start, max_steps, train_writer, val_writer, validation, checkpoint_path
+            )
         step = int(self.step.numpy())
         checkpoint_path = self._finish(step, val_writer, validation, checkpoint_path)
         train_writer.flush()
         val_writer.flush()
         best = float(self.best_metric.numpy())
-        return TrainResult(model_dir=config.model_dir, step=step, start_step=start, train_metrics=last_logged,
-                           validation=validation, best_metric=None if best < 0 else best,
-                           checkpoint=checkpoint_path)
+        return TrainResult(
+            model_dir=config.model_dir,
+            step=step,
+            start_step=start,
+            train_metrics=last_logged,
+            validation=validation,
+            best_metric=None if best < 0 else best,
+            checkpoint=checkpoint_path,
+        )
 
-    def _train_steps(self, start: int, max_steps: int, train_writer, val_writer, validation: list,
-                     checkpoint_path: str | None) -> tuple[dict[str, float], str | None]:
+    def _train_steps(
+        self, start: int, max_steps: int, train_writer, val_writer, validation: list, checkpoint_path: str | None
+    ) -> tuple[dict[str, float], str | None]:
         """The step loop from `start` to `max_steps`: logs, validates (appending to `validation`) and checkpoints.
 
         Returns:
@@ -514,8 +595,14 @@ class Trainer:
         # The stream is a function of (seed, position): continue it after the clips already consumed.
         iterator = iter(self.train_dataset(seed=config.loop.seed, skip=int(self.input_clips.numpy())))
         window = self._new_window()
-        bar = tqdm.tqdm(total=max_steps, initial=start, desc=f"train {os.path.basename(config.model_dir)}",
-                        unit="step", disable=not config.loop.progress or not self.is_chief, dynamic_ncols=True)
+        bar = tqdm.tqdm(
+            total=max_steps,
+            initial=start,
+            desc=f"train {os.path.basename(config.model_dir)}",
+            unit="step",
+            disable=not config.loop.progress or not self.is_chief,
+            dynamic_ncols=True,
+        )
         try:
             while int(self.step.numpy()) < max_steps:
                 tick = time.perf_counter()
@@ -529,18 +616,28 @@ class Trainer:
                 bar.update(1)
                 if step % config.loop.log_every == 0 or step == max_steps:
                     last_logged = self._log_train(train_writer, step, window)
-                    bar.set_postfix(loss=f"{last_logged['loss/total']:.3f}", top1=f"{last_logged['top1']:.2f}",
-                                    lr=f"{last_logged['learning_rate']:.2g}")
+                    bar.set_postfix(
+                        loss=f"{last_logged['loss/total']:.3f}",
+                        top1=f"{last_logged['top1']:.2f}",
+                        lr=f"{last_logged['learning_rate']:.2g}",
+                    )
                     window = self._new_window()
-                if config.data.eval_split and config.loop.eval_every and step % config.loop.eval_every == 0 \
-                        and step < max_steps:
+                if (
+                    config.data.eval_split
+                    and config.loop.eval_every
+                    and step % config.loop.eval_every == 0
+                    and step < max_steps
+                ):
                     validation.append((step, self._validate_and_log(val_writer, step)))
                 if step % config.checkpoint_interval() == 0 or step == max_steps:
                     checkpoint_path = self.save() or checkpoint_path
         except KeyboardInterrupt:
             checkpoint_path = self.save() or checkpoint_path
-            logging.warning("Interrupted at step %d; saved %s. Re-run the same command to resume.",
-                            int(self.step.numpy()), checkpoint_path)
+            logging.warning(
+                "Interrupted at step %d; saved %s. Re-run the same command to resume.",
+                int(self.step.numpy()),
+                checkpoint_path,
+            )
             raise
         finally:
             bar.close()
@@ -553,7 +650,8 @@ class Trainer:
                 f"the training loss became non-finite at step {step} ("
                 + ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k not in ("hits", "clips"))
                 + f"). Stopped without saving; the last good checkpoint is {self.manager.latest_checkpoint}"
-                " . Lower --learning_rate, or try --mixed_precision=none.")
+                " . Lower --learning_rate, or try --mixed_precision=none."
+            )
 
     @staticmethod
     def _accumulate(window: dict, values: dict[str, float], elapsed: float | None) -> None:
@@ -612,8 +710,10 @@ class Trainer:
         if value > float(self.best_metric.numpy()):
             self._save_best(value)
         data = self.config.data
-        self._report(f"step {step} validation ({data.eval_split}, K={data.eval_frames}): " + ", ".join(
-            f"{k} {v:.4g}" for k, v in result.items()))
+        self._report(
+            f"step {step} validation ({data.eval_split}, K={data.eval_frames}): "
+            + ", ".join(f"{k} {v:.4g}" for k, v in result.items())
+        )
         return result
 
 

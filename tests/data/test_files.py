@@ -29,8 +29,9 @@ def test_write_image_already_bgr_and_grey(tmp_path):
     bgr = files.write_image(str(tmp_path / "bgr.png"), _picture(), rgb=False)
     np.testing.assert_array_equal(cv2.imread(bgr), _picture())
     grey = np.arange(64, dtype=np.uint8).reshape(8, 8)
-    np.testing.assert_array_equal(cv2.imread(files.write_image(str(tmp_path / "g.png"), grey), cv2.IMREAD_UNCHANGED),
-                                  grey)
+    np.testing.assert_array_equal(
+        cv2.imread(files.write_image(str(tmp_path / "g.png"), grey), cv2.IMREAD_UNCHANGED), grey
+    )
 
 
 def _assert_nothing_written(folder):

@@ -41,9 +41,7 @@ def _ramp(source: int, resized: int):
 
 
 def test_test_mode_takes_segment_centres_and_metadata(split_dir, build):
-    dataset = build(
-        split_dir, training=False, num_frames=4, batch_size=2, input_size=24, with_metadata=True
-    )
+    dataset = build(split_dir, training=False, num_frames=4, batch_size=2, input_size=24, with_metadata=True)
     seen = {}
     for frames, labels, metadata in dataset:
         assert frames.shape[1:] == (4, 24, 24, 3) and frames.dtype == tf.float32

@@ -18,14 +18,17 @@ def _run(args, **env):
     return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, env=environment)
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["--model_dir=x"], False),
-    (["--verbosity=0"], True),
-    (["-v", "1"], True),
-    (["-v=-1"], True),
-    (["--v=0"], True),
-    (["--verbose_name=1", "--vv"], False),
-])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--model_dir=x"], False),
+        (["--verbosity=0"], True),
+        (["-v", "1"], True),
+        (["-v=-1"], True),
+        (["--v=0"], True),
+        (["--verbose_name=1", "--vv"], False),
+    ],
+)
 def test_verbosity_requested(argv, expected):
     assert startup.verbosity_requested(argv) is expected
 

@@ -112,9 +112,20 @@ def test_bad_parameters_are_named(tmp_path):
 
 # Digests of videos rendered by the first version of the generator (computed before the settings below existed):
 # default settings must keep rendering exactly these videos (the quickstart's benchmark and its numbers).
-PINNED_TINY = {0: "71153d47fe872683", 1: "3c1ed08d9c1ad115", 2: "e306e581d00503ed", 3: "8efb0f802515b726",
-               4: "3337dec5cf33120a", 5: "cc1bd4b70d6e2353", 6: "14ddd4b567f5b80e", 7: "09f435655f29427d",
-               8: "106f7cb3fe8ed5a9", 9: "b81f6a1ca3680f50", 10: "e4f71e2f302c328a", 11: "e63d15d4ee73ad37"}
+PINNED_TINY = {
+    0: "71153d47fe872683",
+    1: "3c1ed08d9c1ad115",
+    2: "e306e581d00503ed",
+    3: "8efb0f802515b726",
+    4: "3337dec5cf33120a",
+    5: "cc1bd4b70d6e2353",
+    6: "14ddd4b567f5b80e",
+    7: "09f435655f29427d",
+    8: "106f7cb3fe8ed5a9",
+    9: "b81f6a1ca3680f50",
+    10: "e4f71e2f302c328a",
+    11: "e63d15d4ee73ad37",
+}
 PINNED_DEFAULT = {0: "a5141335ecc574dc", 4: "c323a79ae6a4aa4b", 5: "33de05a08a7d9734", 7: "688e8087a91ac521"}
 
 
@@ -223,8 +234,16 @@ def test_study_preset_and_flags(tmp_path):
 
     values = flags.FlagValues()
     synthetic._define_flags(values)
-    values(["prog", f"--out_dir={tmp_path}", "--preset=study", "--cue=motion", "--action_fraction=0.2,0.3",
-            "--noise_sigma=20"])
+    values(
+        [
+            "prog",
+            f"--out_dir={tmp_path}",
+            "--preset=study",
+            "--cue=motion",
+            "--action_fraction=0.2,0.3",
+            "--noise_sigma=20",
+        ]
+    )
     config = synthetic.config_from_flags(values)
     assert config == synthetic.preset("study", cue="motion", action_fraction=(0.2, 0.3), noise_sigma=20.0)
     values = flags.FlagValues()
@@ -267,8 +286,10 @@ def test_study_benchmark_ground_truth_files_agree(tmp_path, cue):
 
 def test_noise_sigma_is_the_pixel_noise_standard_deviation():
     # The same draws with sigma 0 and 20: the frames differ by the noise alone (rounded, rarely clipped at 0/255).
-    clean, noisy = (synthetic.generate_video(2, np.random.default_rng(5), synthetic.preset("study", noise_sigma=s))
-                    for s in (0.0, 20.0))
+    clean, noisy = (
+        synthetic.generate_video(2, np.random.default_rng(5), synthetic.preset("study", noise_sigma=s))
+        for s in (0.0, 20.0)
+    )
     difference = noisy.frames.astype(np.float64) - clean.frames
     assert abs(difference.mean()) < 0.5
     assert 19.0 < difference.std() < 20.5

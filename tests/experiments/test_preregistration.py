@@ -42,9 +42,17 @@ def _write(tmp_path, text=None):
 
 def _actual(prereg):
     """What a run that follows the pre-registration records."""
-    return {"seeds": list(range(10)), "alpha": 0.05, "bootstrap_resamples": 2000, "test_videos": 300,
-            "benchmark": "--preset=study  --train_per_class=60", "benchmark_digest": DIGEST,
-            "schedule": "1500 steps", "descriptive": ["st_attn_table5", "stpa_fig3"], "claims": list(prereg.claims)}
+    return {
+        "seeds": list(range(10)),
+        "alpha": 0.05,
+        "bootstrap_resamples": 2000,
+        "test_videos": 300,
+        "benchmark": "--preset=study  --train_per_class=60",
+        "benchmark_digest": DIGEST,
+        "schedule": "1500 steps",
+        "descriptive": ["st_attn_table5", "stpa_fig3"],
+        "claims": list(prereg.claims),
+    }
 
 
 def test_load_parses_the_block_and_the_claims_table(tmp_path):
@@ -55,9 +63,9 @@ def test_load_parses_the_block_and_the_claims_table(tmp_path):
     assert prereg.benchmark_digest == DIGEST and prereg.descriptive == ("stpa_fig3", "st_attn_table5")
     assert prereg.settings["schedule"] == "1500 steps"
     assert prereg.claims == (
-        preregistration.PrimaryClaim("attention", "stpa_table1e", "STPA", "Uniform attention", "RGB", +1, 4.0,
-                                     "+2.1"),
-        preregistration.PrimaryClaim("scale4", "stpa_table1b", "4 scales", "3 scales", "Flow", -1, 3.5, "−0.5"))
+        preregistration.PrimaryClaim("attention", "stpa_table1e", "STPA", "Uniform attention", "RGB", +1, 4.0, "+2.1"),
+        preregistration.PrimaryClaim("scale4", "stpa_table1b", "4 scales", "3 scales", "Flow", -1, 3.5, "−0.5"),
+    )
     assert prereg.claim("scale4").cell == ("4 scales", "Flow")
     assert prereg.claim("scale4").reference == ("3 scales", "Flow")
     # The digest is SHA-256 of the space-joined flags (first 16 hex digits), computed independently here.
@@ -75,8 +83,10 @@ def test_fewer_seeds_a_changed_margin_and_other_deviations_are_named(tmp_path):
     prereg = preregistration.load(_write(tmp_path))
     actual = _actual(prereg)
     actual["seeds"] = [0, 1, 2]
-    actual["claims"] = [dataclasses.replace(prereg.claims[0], margin=3.0),
-                        preregistration.PrimaryClaim("new", "stpa_table1c", "mul", "sum", "RGB", +1, 4.0)]
+    actual["claims"] = [
+        dataclasses.replace(prereg.claims[0], margin=3.0),
+        preregistration.PrimaryClaim("new", "stpa_table1c", "mul", "sum", "RGB", +1, 4.0),
+    ]
     actual["benchmark_digest"] = "0123456789abcdef"
     del actual["schedule"]
     assert preregistration.deviations(prereg, actual) == [
@@ -88,12 +98,17 @@ def test_fewer_seeds_a_changed_margin_and_other_deviations_are_named(tmp_path):
         "not in the run.",
         "claim new: in the run (stpa_table1c: mul − sum (RGB), paper: higher, margin ±4), not pre-registered.",
     ]
-    flipped = dict(_actual(prereg), claims=[prereg.claims[0], dataclasses.replace(prereg.claims[1], sign=+1)],
-                   alpha=0.1, seeds=list(range(11)))
+    flipped = dict(
+        _actual(prereg),
+        claims=[prereg.claims[0], dataclasses.replace(prereg.claims[1], sign=+1)],
+        alpha=0.1,
+        seeds=list(range(11)),
+    )
     assert preregistration.deviations(prereg, flipped) == [
         "seeds: pre-registered 0-9 (10), the run used 0-10 (11): extra 10.",
         "alpha: pre-registered 0.05, the run used 0.1.",
-        "claim scale4: direction pre-registered lower, the run used higher."]
+        "claim scale4: direction pre-registered lower, the run used higher.",
+    ]
 
 
 def test_seed_lists_and_bad_files_fail_in_one_line(tmp_path):

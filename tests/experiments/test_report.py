@@ -45,11 +45,15 @@ def test_markdown_has_the_paper_layout_values_and_verdicts():
     assert "| Baseline | 10.0 ± 0.0 (3) | 85.2 | 52.0 ± 2.0 (3) | — |" in lines
     # Attention / Flow: 48 and 51 -> mean 49.5, sd sqrt(4.5) = 2.1; one seed failed.
     assert "| Attention | 14.0 ± 1.0 (3) | 88.2 | 49.5 ± 2.1 (2), 1 without result | 86.5 |" in lines
-    assert ("| Attention / RGB | Baseline / RGB | higher: the layer helps RGB (+3.0) | +4.0 [+1.5, +6.5] (3) | "
-            f"{statistics.AS_PAPER} |") in lines
+    assert (
+        "| Attention / RGB | Baseline / RGB | higher: the layer helps RGB (+3.0) | +4.0 [+1.5, +6.5] (3) | "
+        f"{statistics.AS_PAPER} |"
+    ) in lines
     # -1.5 ± 12.706 * sqrt(0.5) / sqrt(2) = -1.5 ± 6.3530.
-    assert ("| Attention / Flow | Baseline / Flow | higher: the layer helps flow | -1.5 [-7.9, +4.9] (2) | "
-            f"{statistics.WITHIN_NOISE} |") in lines
+    assert (
+        "| Attention / Flow | Baseline / Flow | higher: the layer helps flow | -1.5 [-7.9, +4.9] (2) | "
+        f"{statistics.WITHIN_NOISE} |"
+    ) in lines
     assert "the paper's result on its real dataset" in text and "A note." in lines
     assert statistics.VERDICT_RULES in lines and "![fixture](fixture.png)" in lines
 
@@ -79,8 +83,9 @@ def test_files_figure_and_summary(tmp_path):
     with open(report.write_report(lines_study, RESULTS, str(tmp_path), seeds=(0, 1, 2))["figure"], "rb") as f:
         assert f.read(4) == b"\x89PNG"
     summary = report.summary_table([(STUDY, RESULTS)]).splitlines()
-    assert summary[2] == (f"| fixture | Attention / RGB | Baseline / RGB | higher | +4.0 [+1.5, +6.5] | "
-                          f"{statistics.AS_PAPER} |")
+    assert summary[2] == (
+        f"| fixture | Attention / RGB | Baseline / RGB | higher | +4.0 [+1.5, +6.5] | {statistics.AS_PAPER} |"
+    )
     assert len(summary) == 4
 
 
@@ -94,7 +99,7 @@ def test_every_study_renders_with_empty_results():
 
 def test_read_flagfile(tmp_path):
     path = tmp_path / "a.cfg"
-    path.write_text("# comment\n--model=stpa\n--eval_split=\n--model_options=\"a=(1,2)\",b=3\n")
+    path.write_text('# comment\n--model=stpa\n--eval_split=\n--model_options="a=(1,2)",b=3\n')
     assert report.read_flagfile(str(path)) == {"model": "stpa", "eval_split": "", "model_options": '"a=(1,2)",b=3'}
 
 
@@ -127,9 +132,12 @@ def _records(correct):
     return [(f"v{j}", LABELS[j], LABELS[j] if c else (LABELS[j] + 1) % 3) for j, c in enumerate(correct)]
 
 
-PER_VIDEO = {("Attention", "RGB"): {s: _records(TOY_A[s]) for s in range(3)},
-             ("Baseline", "RGB"): {s: _records(TOY_B[s]) for s in range(3)},
-             ("Attention", "Flow"): {}, ("Baseline", "Flow"): {}}
+PER_VIDEO = {
+    ("Attention", "RGB"): {s: _records(TOY_A[s]) for s in range(3)},
+    ("Baseline", "RGB"): {s: _records(TOY_B[s]) for s in range(3)},
+    ("Attention", "Flow"): {},
+    ("Baseline", "Flow"): {},
+}
 PREREG_TEXT = """# Fixture pre-registration
 
 ```prereg
@@ -162,46 +170,77 @@ def test_primary_claims_are_decided_from_the_per_video_results_and_re_derive_fro
     assert rgb.p_difference == pytest.approx(p) and rgb.p_difference_adjusted == pytest.approx(min(1.0, 2 * p))
     assert rgb.verdict == statistics.INCONCLUSIVE  # SE about 23 points with 3 seeds x 4 videos
     deviations = ["seeds: pre-registered 0-2 (3), the run used 0-1 (2): missing 2."]
-    accuracy = {("Attention", "RGB"): {0: {"train_top1": 90.0, "val_top1": None, "test_top1": 75.0}},
-                ("Baseline", "RGB"): {0: {"train_top1": None, "val_top1": None, "test_top1": 25.0}}}
-    paths = report.write_report(STUDY, RESULTS, str(tmp_path / "reports"), seeds=(0, 1, 2), per_video=PER_VIDEO,
-                                accuracy=accuracy, prereg=prereg, decisions=decisions, deviations=deviations)
+    accuracy = {
+        ("Attention", "RGB"): {0: {"train_top1": 90.0, "val_top1": None, "test_top1": 75.0}},
+        ("Baseline", "RGB"): {0: {"train_top1": None, "val_top1": None, "test_top1": 25.0}},
+    }
+    paths = report.write_report(
+        STUDY,
+        RESULTS,
+        str(tmp_path / "reports"),
+        seeds=(0, 1, 2),
+        per_video=PER_VIDEO,
+        accuracy=accuracy,
+        prereg=prereg,
+        decisions=decisions,
+        deviations=deviations,
+    )
     with open(paths["report"]) as f:
         text = f.read()
     lines = text.splitlines()
-    assert f"Pre-registration: [prereg.md]({os.path.relpath(str(path), str(tmp_path / 'reports' / 'fixture'))}). "\
+    assert (
+        f"Pre-registration: [prereg.md]({os.path.relpath(str(path), str(tmp_path / 'reports' / 'fixture'))}). "
         "Deviations from it:" in lines
+    )
     assert "- " + deviations[0] in lines and statistics.DECISION_RULES in lines
     mde = (statistics.t_quantile(1 - 0.05 / 4, 2) + statistics.t_quantile(0.8, 2)) * expected.se
-    assert (f"| rgb | Attention − Baseline (RGB) | higher | 3 × 4 | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "
-            f"| {expected.se:.1f} | {p:.2g} | {min(1, 2 * p):.2g} | ±4 | {rgb.p_tost_adjusted:.2g} | {mde:.1f} | "
-            "inconclusive |") in lines
-    assert "| flow | Attention − Baseline (Flow) | higher | 0 | no paired seed | — | 1 | 1 | ±5 | 1 | — | " \
+    assert (
+        f"| rgb | Attention − Baseline (RGB) | higher | 3 × 4 | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "
+        f"| {expected.se:.1f} | {p:.2g} | {min(1, 2 * p):.2g} | ±4 | {rgb.p_tost_adjusted:.2g} | {mde:.1f} | "
+        "inconclusive |"
+    ) in lines
+    assert (
+        "| flow | Attention − Baseline (Flow) | higher | 0 | no paired seed | — | 1 | 1 | ±5 | 1 | — | "
         "inconclusive |" in lines
+    )
     # The direction table adds the bootstrap column: RGB has it, Flow (no per-video results) not.
-    assert (f"| +4.0 [+1.5, +6.5] (3) | {statistics.AS_PAPER} | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "
-            f"({expected.se:.1f}) |") in text
+    assert (
+        f"| +4.0 [+1.5, +6.5] (3) | {statistics.AS_PAPER} | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "
+        f"({expected.se:.1f}) |"
+    ) in text
     assert f"| -1.5 [-7.9, +4.9] (2) | {statistics.WITHIN_NOISE} | — |" in text
     # per_video.csv.gz: the rows as written, and the same estimate re-derived from the file alone.
     with gzip.open(paths["per_video"], "rt") as f:
         rows = f.read().splitlines()
     assert rows[0] == "row,column,seed,video_id,label,predicted,correct" and len(rows) == 1 + 2 * 3 * 4
     # Cells in the study's order (Baseline / RGB first); seed 0 of B is correct on v1 only.
-    assert rows[1:5] == ["Baseline,RGB,0,v0,2,0,0", "Baseline,RGB,0,v1,0,0,1", "Baseline,RGB,0,v2,1,2,0",
-                         "Baseline,RGB,0,v3,2,0,0"]
-    assert rows[13:17] == ["Attention,RGB,0,v0,2,2,1", "Attention,RGB,0,v1,0,0,1", "Attention,RGB,0,v2,1,2,0",
-                           "Attention,RGB,0,v3,2,2,1"]
+    assert rows[1:5] == [
+        "Baseline,RGB,0,v0,2,0,0",
+        "Baseline,RGB,0,v1,0,0,1",
+        "Baseline,RGB,0,v2,1,2,0",
+        "Baseline,RGB,0,v3,2,0,0",
+    ]
+    assert rows[13:17] == [
+        "Attention,RGB,0,v0,2,2,1",
+        "Attention,RGB,0,v1,0,0,1",
+        "Attention,RGB,0,v2,1,2,0",
+        "Attention,RGB,0,v3,2,2,1",
+    ]
     back = report.read_per_video(paths["per_video"])
     assert back == {k: v for k, v in PER_VIDEO.items() if v}
     assert report.primary_decisions(prereg, {"fixture": back}) == decisions
     with open(paths["per_video"], "rb") as f:
         assert f.read() == report.per_video_csv_gz(STUDY, PER_VIDEO)  # byte for byte: no gzip timestamp
     with open(paths["accuracy"]) as f:
-        assert f.read().splitlines() == ["row,column,seed,train_top1,val_top1,test_top1",
-                                         "Baseline,RGB,0,,,25.0000", "Attention,RGB,0,90.0000,,75.0000"]
+        assert f.read().splitlines() == [
+            "row,column,seed,train_top1,val_top1,test_top1",
+            "Baseline,RGB,0,,,25.0000",
+            "Attention,RGB,0,90.0000,,75.0000",
+        ]
     # No deviation: "none".
-    again = report.render_markdown(STUDY, RESULTS, seeds=(0, 1, 2), per_video=PER_VIDEO, prereg=prereg,
-                                   decisions=decisions, deviations=[])
+    again = report.render_markdown(
+        STUDY, RESULTS, seeds=(0, 1, 2), per_video=PER_VIDEO, prereg=prereg, decisions=decisions, deviations=[]
+    )
     assert "Pre-registration: [prereg.md](" in again and "Deviations from it: none." in again
 
 
@@ -214,8 +253,14 @@ def test_figure_draws_the_differences_and_the_margin_bands(tmp_path):
     assert diffs == [
         report.Difference("Attention / RGB − Baseline / RGB", 25.0, expected.low, expected.high, 4.0),
         # No per-video results for Flow: the seed-only t interval -1.5 ± 6.3530 (test_markdown_has_...).
-        report.Difference("Attention / Flow − Baseline / Flow", -1.5, pytest.approx(-1.5 - 6.353, abs=1e-3),
-                          pytest.approx(-1.5 + 6.353, abs=1e-3), 5.0)]
+        report.Difference(
+            "Attention / Flow − Baseline / Flow",
+            -1.5,
+            pytest.approx(-1.5 - 6.353, abs=1e-3),
+            pytest.approx(-1.5 + 6.353, abs=1e-3),
+            5.0,
+        ),
+    ]
     fig = report.figure(STUDY, RESULTS, diffs)
     values, right = fig.axes
     assert [bar.get_height() for bar in values.patches[:2]] == [10.0, 14.0]  # the RGB bars, drawn first
@@ -227,7 +272,9 @@ def test_figure_draws_the_differences_and_the_margin_bands(tmp_path):
     assert (flow.get_x(), flow.get_width(), flow.get_y(), flow.get_height()) == (-5.0, 10.0, pytest.approx(-0.4), 0.8)
     points = [line for line in right.get_lines() if len(line.get_xdata()) == 1 and line.get_marker() == "o"]
     assert sorted((float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in points) == [
-        (-1.5, 0.0), (25.0, 1.0)]
+        (-1.5, 0.0),
+        (25.0, 1.0),
+    ]
     low, high = right.get_xlim()
     assert low <= -5.0 and high >= expected.high and not math.isnan(low)
     # Without a pre-registration: the same points, no band.

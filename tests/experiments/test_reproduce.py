@@ -8,8 +8,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, "-m", "experiments.reproduce", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "experiments.reproduce", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_list_and_bad_study():
@@ -21,8 +22,7 @@ def test_list_and_bad_study():
 
 def test_report_only_writes_every_report_without_running(tmp_path):
     out = str(tmp_path / "studies")
-    done = _run("--study=stpa_table1c,st_attn_table5", "--quick", f"--out_dir={out}", "--report_only",
-                "--nohparams")
+    done = _run("--study=stpa_table1c,st_attn_table5", "--quick", f"--out_dir={out}", "--report_only", "--nohparams")
     assert done.returncode == 0, done.stderr
     with open(os.path.join(out, "reports", "stpa_table1c", "report.md")) as f:
         assert "| Element-wise Multiplication | no result (0/1) | 87.3 |" in f.read()
@@ -40,8 +40,7 @@ def test_cue_variant_is_recorded_and_named_in_the_reports(tmp_path):
     import json
 
     out = str(tmp_path / "motion")
-    done = _run("--study=st_attn_table4", "--quick", "--cue=motion", f"--out_dir={out}", "--report_only",
-                "--nohparams")
+    done = _run("--study=st_attn_table4", "--quick", "--cue=motion", f"--out_dir={out}", "--report_only", "--nohparams")
     assert done.returncode == 0, done.stderr
     with open(os.path.join(out, "reproduce.json")) as f:
         assert json.load(f)["benchmark_flags"] == ["--cue=motion"]
@@ -72,23 +71,33 @@ def test_preregistration_is_linked_decided_and_its_deviations_listed(tmp_path):
     path = tmp_path / "prereg.md"
     path.write_text(PREREG.format(digest=preregistration.benchmark_digest(["--preset=study"])))
     out = str(tmp_path / "studies")
-    done = _run("--study=stpa_table1c", "--quick", f"--out_dir={out}", "--report_only", "--nohparams",
-                f"--preregistration={path}")
+    done = _run(
+        "--study=stpa_table1c",
+        "--quick",
+        f"--out_dir={out}",
+        "--report_only",
+        "--nohparams",
+        f"--preregistration={path}",
+    )
     assert done.returncode == 0, done.stderr
     with open(os.path.join(out, "reports", "summary.md")) as f:
         summary = f.read().splitlines()
     assert "## Pre-registered primary claims" in summary
     # The run: one seed (--quick), no per-video results yet, only Table 1(c) run; the digest matches.
-    assert summary[summary.index("## Pre-registered primary claims") + 2:][:6] == [
+    assert summary[summary.index("## Pre-registered primary claims") + 2 :][:6] == [
         f"Pre-registration: [prereg.md]({os.path.relpath(str(path), os.path.join(out, 'reports'))}). Deviations "
-        "from it:", "",
+        "from it:",
+        "",
         "- seeds: pre-registered 0-9 (10), the run used 0 (1): missing 1-9.",
         "- test_videos: pre-registered 300, the run does not record it.",
         "- claim elsewhere: pre-registered (stpa_table1b: 3 scales − 1 scale (RGB), paper: higher, margin ±4), not "
         "in the run.",
-        "- schedule: --quick (shorter schedules, one seed) instead of the full schedules."]
-    assert ("| mul-max | stpa_table1c | Element-wise Multiplication − Element-wise Maximum (RGB) | higher | 0 | "
-            "no paired seed | — | 1 | 1 | ±4 | 1 | — | inconclusive |") in summary
+        "- schedule: --quick (shorter schedules, one seed) instead of the full schedules.",
+    ]
+    assert (
+        "| mul-max | stpa_table1c | Element-wise Multiplication − Element-wise Maximum (RGB) | higher | 0 | "
+        "no paired seed | — | 1 | 1 | ±4 | 1 | — | inconclusive |"
+    ) in summary
     with open(os.path.join(out, "reports", "stpa_table1c", "report.md")) as f:
         text = f.read()
     assert "| mul-max | Element-wise Multiplication − Element-wise Maximum (RGB) |" in text

@@ -24,8 +24,12 @@ def test_execute_order_skips_failures_and_resumes(tmp_path):
     a, b, c, d = (str(tmp_path / n) for n in ("a.txt", "b.txt", "c.txt", "d.txt"))
     tasks = [
         runner.Task("t/a", _write(a, "open(OUT, 'w').write('1')"), output=a),
-        runner.Task("t/b", _write(b, "import os; assert os.path.exists(OUT[:-5] + 'a.txt'); open(OUT, 'w').write('2')"),
-                    deps=("t/a",), output=b),
+        runner.Task(
+            "t/b",
+            _write(b, "import os; assert os.path.exists(OUT[:-5] + 'a.txt'); open(OUT, 'w').write('2')"),
+            deps=("t/a",),
+            output=b,
+        ),
         runner.Task("t/c", _write(c, "raise SystemExit('diverged at step 3')"), deps=("t/a",), output=c),
         runner.Task("t/d", _write(d, "open(OUT, 'w').write('4')"), deps=("t/c",), output=d),
     ]
@@ -60,8 +64,9 @@ def test_graph_shares_runs_between_studies_and_orders_dependencies(tmp_path):
     assert keys.count("train/study_stpa_scales3_rgb/seed0") == 1
     trains = {k.split("/")[1] for k in keys if k.startswith("train/")}
     assert trains == {f"study_stpa_scales{n}_{m}" for n in (1, 2, 3, 4) for m in ("rgb", "flow")} | {
-        "study_stpa_fusion_max_rgb", "study_stpa_fusion_sum_rgb"} | {
-        f"study_stpa_loss_{v}_{m}" for v in ("inter", "attn", "both") for m in ("rgb", "flow")}
+        "study_stpa_fusion_max_rgb",
+        "study_stpa_fusion_sum_rgb",
+    } | {f"study_stpa_loss_{v}_{m}" for v in ("inter", "attn", "both") for m in ("rgb", "flow")}
     position = {k: i for i, k in enumerate(keys)}
     for task in graph.tasks.values():
         assert all(position[d] < position[task.key] for d in task.deps)
@@ -72,8 +77,9 @@ def test_graph_shares_runs_between_studies_and_orders_dependencies(tmp_path):
     # The fused per-video scores are kept next to the metrics (per_video.csv.gz of the fused cells).
     fusion_dir = layout.fusion_dir("study_stpa_scales3_rgb", "study_stpa_scales3_flow", 0)
     assert f"--output={os.path.join(fusion_dir, 'tuned.npz')}" in tuned.command
-    assert runner.scores_path(studies.Measure("fused_tuned", ("study_stpa_scales3_rgb", "study_stpa_scales3_flow")),
-                              0, layout) == os.path.join(fusion_dir, "tuned.npz")
+    assert runner.scores_path(
+        studies.Measure("fused_tuned", ("study_stpa_scales3_rgb", "study_stpa_scales3_flow")), 0, layout
+    ) == os.path.join(fusion_dir, "tuned.npz")
     # No train / validation evaluations unless asked for.
     assert not any(k.endswith(("/train_K25", "/val_K25")) and "scales1" in k for k in keys)
     assert "data/val/prepare" in {d for dep in tuned.deps for d in graph.tasks[dep].deps}
@@ -88,8 +94,13 @@ def test_train_and_validation_accuracy_tasks_are_optional(tmp_path):
     graph = runner.TaskGraph(layout, runner.Options(seeds=(0,), train_accuracy_videos=50, val_accuracy=True))
     graph.add_studies([studies.STPA_TABLE1C])
     train = graph.tasks["evaluate/study_stpa_fusion_max_rgb/seed0/train_K25"]
-    assert {"--split=train", "--max_videos=50", f"--records_dir={layout.records}", "--test_frames=25",
-            f"--output={layout.eval_json('study_stpa_fusion_max_rgb', 0, 25, 'train')[:-5]}.npz"} <= set(train.command)
+    assert {
+        "--split=train",
+        "--max_videos=50",
+        f"--records_dir={layout.records}",
+        "--test_frames=25",
+        f"--output={layout.eval_json('study_stpa_fusion_max_rgb', 0, 25, 'train')[:-5]}.npz",
+    } <= set(train.command)
     assert train.deps == ("train/study_stpa_fusion_max_rgb/seed0",)
     val = graph.tasks["evaluate/study_stpa_fusion_max_rgb/seed0/val_K25"]
     assert {"--split=test", f"--records_dir={layout.val_records}"} <= set(val.command)
@@ -155,8 +166,10 @@ MICRO = studies.Study(
     paper_source="none",
     rows=("TSN", "STPA"),
     columns=("RGB",),
-    cells=(studies.Cell("TSN", "RGB", studies.Measure("top1", ("micro_tsn",), test_frames=2), 80.0),
-           studies.Cell("STPA", "RGB", studies.Measure("top1", ("micro_stpa",), test_frames=2), 83.0)),
+    cells=(
+        studies.Cell("TSN", "RGB", studies.Measure("top1", ("micro_tsn",), test_frames=2), 80.0),
+        studies.Cell("STPA", "RGB", studies.Measure("top1", ("micro_stpa",), test_frames=2), 83.0),
+    ),
     claims=(studies.Claim(("STPA", "RGB"), ("TSN", "RGB"), +1, "attention helps"),),
 )
 
@@ -168,8 +181,13 @@ def test_localisation_studies_use_the_fine_tune_features_attention_chain(tmp_pat
     graph = runner.TaskGraph(layout, runner.Options(seeds=(0,)))
     graph.add_studies([studies.ST_ATTN_TABLE5, studies.ST_ATTN_TABLE6])
     keys = [t.key for t in graph.ordered()]
-    chain = ["data/benchmark/prepare", "train/study_stpa_tsn_rgb/seed0", "features/study_stpa_tsn_rgb/seed0",
-             "train/study_st_attn_chain/seed0", "localize/study_st_attn_chain/seed0"]
+    chain = [
+        "data/benchmark/prepare",
+        "train/study_stpa_tsn_rgb/seed0",
+        "features/study_stpa_tsn_rgb/seed0",
+        "train/study_st_attn_chain/seed0",
+        "localize/study_st_attn_chain/seed0",
+    ]
     assert [k for k in keys if k in chain] == chain and len(keys) == len(set(keys))
     features_dir = layout.features_dir("study_stpa_tsn_rgb", 0)
     extract = graph.tasks["features/study_stpa_tsn_rgb/seed0"]
@@ -203,7 +221,8 @@ def test_micro_study_end_to_end(tmp_path):
     assert [t.key for t in tasks][:2] == ["data/benchmark/generate", "data/benchmark/prepare"]
     states = runner.execute(tasks, layout, progress=False)
     assert {k: s["status"] for k, s in states.items()} == {t.key: "done" for t in tasks}, {
-        k: s.get("log_tail") for k, s in states.items() if s["status"] != "done"}
+        k: s.get("log_tail") for k, s in states.items() if s["status"] != "done"
+    }
 
     # The per-run metrics as the commands wrote them (stpa.evaluate's JSON), read here independently.
     known = {}
@@ -214,8 +233,10 @@ def test_micro_study_end_to_end(tmp_path):
             assert metrics["num_videos"] == 6 and metrics["test_frames"] == 2
             known[(row, seed)] = 100.0 * metrics["top1"]
     results = runner.collect(MICRO, layout, (0, 1))
-    assert results == {("TSN", "RGB"): {0: known[("TSN", 0)], 1: known[("TSN", 1)]},
-                       ("STPA", "RGB"): {0: known[("STPA", 0)], 1: known[("STPA", 1)]}}
+    assert results == {
+        ("TSN", "RGB"): {0: known[("TSN", 0)], 1: known[("TSN", 1)]},
+        ("STPA", "RGB"): {0: known[("STPA", 0)], 1: known[("STPA", 1)]},
+    }
     # Per-video predictions: the same 6 test videos for every run, and their mean correctness is the JSON's top-1.
     per_video = runner.collect_per_video(MICRO, layout, (0, 1))
     ids = None
@@ -228,13 +249,16 @@ def test_micro_study_end_to_end(tmp_path):
             assert sorted(v for v, _, _ in records) == ids
     # Train accuracy on the first 3 train videos, as stpa.evaluate wrote it.
     accuracy = runner.collect_accuracy(MICRO, layout, (0, 1))
-    for (row, stem) in (("TSN", "micro_tsn"), ("STPA", "micro_stpa")):
+    for row, stem in (("TSN", "micro_tsn"), ("STPA", "micro_stpa")):
         for seed in (0, 1):
             with open(os.path.join(layout.out_dir, "runs", stem, f"seed{seed}", "eval", "train_K2.json")) as f:
                 train_metrics = json.load(f)
             assert train_metrics["num_videos"] == 3 and train_metrics["split"] == "train"
-            assert accuracy[(row, "RGB")][seed] == {"train_top1": 100.0 * train_metrics["top1"], "val_top1": None,
-                                                    "test_top1": known[(row, seed)]}
+            assert accuracy[(row, "RGB")][seed] == {
+                "train_top1": 100.0 * train_metrics["top1"],
+                "val_top1": None,
+                "test_top1": known[(row, seed)],
+            }
     # Aggregates from the known values, float64 by hand: mean, sample std, paired interval with t(1) = 12.706.
     for row in ("TSN", "STPA"):
         values = np.array([known[(row, 0)], known[(row, 1)]], np.float64)
@@ -246,13 +270,19 @@ def test_micro_study_end_to_end(tmp_path):
     assert comparison.mean == pytest.approx(d.mean())
     assert (comparison.low, comparison.high) == (pytest.approx(d.mean() - half), pytest.approx(d.mean() + half))
     low, high = d.mean() - half, d.mean() + half
-    expected_verdict = (statistics.AS_PAPER if low > 0 else statistics.OPPOSITE if high < 0
-                        else statistics.WITHIN_NOISE)
+    expected_verdict = statistics.AS_PAPER if low > 0 else statistics.OPPOSITE if high < 0 else statistics.WITHIN_NOISE
     assert comparison.verdict == expected_verdict
     flag_settings = {s: report.read_flagfile(str(flagfiles / f"{s}.cfg")) for s in ("micro_tsn", "micro_stpa")}
-    paths = report.write_report(MICRO, results, str(tmp_path / "reports"), seeds=(0, 1),
-                                hparams_dir=str(tmp_path / "tb"), flag_settings=flag_settings, per_video=per_video,
-                                accuracy=accuracy)
+    paths = report.write_report(
+        MICRO,
+        results,
+        str(tmp_path / "reports"),
+        seeds=(0, 1),
+        hparams_dir=str(tmp_path / "tb"),
+        flag_settings=flag_settings,
+        per_video=per_video,
+        accuracy=accuracy,
+    )
     assert report.read_per_video(paths["per_video"]) == per_video
     with open(paths["accuracy"]) as f:
         assert len(f.read().splitlines()) == 1 + 2 * 2
@@ -264,8 +294,12 @@ def test_micro_study_end_to_end(tmp_path):
     import tensorflow as tf
 
     sessions = sorted(glob.glob(str(tmp_path / "tb" / "micro" / "*")))
-    assert [os.path.basename(s) for s in sessions] == ["STPA_RGB_seed0", "STPA_RGB_seed1", "TSN_RGB_seed0",
-                                                       "TSN_RGB_seed1"]
+    assert [os.path.basename(s) for s in sessions] == [
+        "STPA_RGB_seed0",
+        "STPA_RGB_seed1",
+        "TSN_RGB_seed0",
+        "TSN_RGB_seed1",
+    ]
     plugins, values = set(), []
     for event_file in glob.glob(os.path.join(sessions[2], "events.*")):
         for event in tf.compat.v1.train.summary_iterator(event_file):
@@ -287,12 +321,12 @@ def test_study_failures_name_the_failed_commands_a_study_needs(tmp_path):
     layout = runner.Layout(str(tmp_path))
     graph = runner.TaskGraph(layout, runner.Options(seeds=(0,)))
     graph.add_studies([studies.STPA_TABLE1C])
-    files.write_json(layout.state("train/study_stpa_fusion_max_rgb/seed0"),
-                     {"status": "failed", "log": "logs/x.log"})
+    files.write_json(layout.state("train/study_stpa_fusion_max_rgb/seed0"), {"status": "failed", "log": "logs/x.log"})
     files.write_json(layout.state("train/study_stpa_scales3_rgb/seed0"), {"status": "done"})
     files.write_json(layout.state("train/study_stpa_tsn_rgb/seed0"), {"status": "failed"})  # not in Table 1(c)
     assert runner.study_failures(studies.STPA_TABLE1C, graph, layout, (0,)) == [
-        "`train/study_stpa_fusion_max_rgb/seed0` (failed): logs/x.log"]
+        "`train/study_stpa_fusion_max_rgb/seed0` (failed): logs/x.log"
+    ]
 
 
 def test_study_constants_match_the_benchmark_preset():

@@ -83,8 +83,13 @@ def _exact_bootstrap(a, b):
     """Every one of the 3^3 x 4^4 = 6912 equally likely (seed draw, video draw) pairs, brute force."""
     d = 100.0 * (a - b)
     n, m = d.shape
-    return np.array([d[np.ix_(s, v)].mean() for s in itertools.product(range(n), repeat=n)
-                     for v in itertools.product(range(m), repeat=m)])
+    return np.array(
+        [
+            d[np.ix_(s, v)].mean()
+            for s in itertools.product(range(n), repeat=n)
+            for v in itertools.product(range(m), repeat=m)
+        ]
+    )
 
 
 def test_resampled_differences_equal_brute_force_and_the_closed_form_variance():
@@ -112,8 +117,10 @@ def test_paired_bootstrap_estimate_interval_and_reproducibility():
     assert (estimate.low, estimate.high) == (-25.0, 75.0)  # the exact 2.5 / 97.5 % quantiles: atoms -25 and 75
     assert tuple(np.quantile(exact, [0.025, 0.975])) == (-25.0, 75.0)
     # Seed-only t interval: per-seed differences 50, 25, 0: sd 25, half 4.302653 * 25 / sqrt(3) = 62.103443.
-    assert (estimate.t_low, estimate.t_high) == (pytest.approx(25 - 62.103443, abs=1e-5),
-                                                 pytest.approx(25 + 62.103443, abs=1e-5))
+    assert (estimate.t_low, estimate.t_high) == (
+        pytest.approx(25 - 62.103443, abs=1e-5),
+        pytest.approx(25 + 62.103443, abs=1e-5),
+    )
     assert statistics.paired_bootstrap(TOY_A, TOY_B, resamples=20000, rng_seed=0) == estimate
     assert statistics.paired_bootstrap(TOY_A, TOY_B, resamples=20000, rng_seed=1).se != estimate.se
     with pytest.raises(ValueError, match="same shape"):
@@ -156,9 +163,19 @@ def test_holm_textbook_example():
 
 
 def _estimate(mean, se, n_seeds=10):
-    return statistics.PairedEstimate(mean=mean, se=se, low=mean - 2 * se, high=mean + 2 * se, level=0.95,
-                                     n_seeds=n_seeds, n_videos=300, t_low=None, t_high=None, resamples=10000,
-                                     rng_seed=0)
+    return statistics.PairedEstimate(
+        mean=mean,
+        se=se,
+        low=mean - 2 * se,
+        high=mean + 2 * se,
+        level=0.95,
+        n_seeds=n_seeds,
+        n_videos=300,
+        t_low=None,
+        t_high=None,
+        resamples=10000,
+        rng_seed=0,
+    )
 
 
 def test_tost_p_values_against_scipy():
@@ -210,8 +227,12 @@ def test_holm_family_recomputes_the_verdicts_and_the_mde():
     expected = statistics.holm(raw)
     assert [f.p_difference_adjusted for f in family] == pytest.approx(expected)
     assert family[0].p_difference_adjusted == pytest.approx(3 * raw[0])  # rank 2 of 4: x 3 = 0.1017
-    assert [f.verdict for f in family] == [statistics.INCONCLUSIVE, statistics.AS_PAPER, statistics.EQUIVALENT,
-                                           statistics.INCONCLUSIVE]
+    assert [f.verdict for f in family] == [
+        statistics.INCONCLUSIVE,
+        statistics.AS_PAPER,
+        statistics.EQUIVALENT,
+        statistics.INCONCLUSIVE,
+    ]
     tost = [max(stats.t.sf((d + 4) / 1, 9), stats.t.cdf((d - 4) / 1, 9)) for d in (2.5, 6.0, 0.0)] + [1.0]
     assert [f.p_tost_adjusted for f in family] == pytest.approx(statistics.holm(tost))
     # MDE at alpha / 4 (Holm's strictest step), 80 % power, t with 9 df: (3.110935 + 0.883404) * SE.

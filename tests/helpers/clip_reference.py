@@ -23,4 +23,4 @@ def reference_clip(video, test_frames, size, flow_length=None):
     if (new_h, new_w) != (height, width):
         frames = tf.image.resize(frames, [new_h, new_w], method="bilinear").numpy()
     top, left = (new_h - size) // 2, (new_w - size) // 2
-    return frames[:, top:top + size, left:left + size], offsets
+    return frames[:, top : top + size, left : left + size], offsets

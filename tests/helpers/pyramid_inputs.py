@@ -7,9 +7,7 @@ SIZES = [(13, 2), (11, 4), (7, 5), (3, 6)]  # (spatial size, channels)
 
 
 def make_inputs(rng, num_scales, frames, batch=2, sizes=SIZES):
-    return [
-        rng.normal(scale=0.5, size=(batch, frames, s, s, c)).astype(np.float32) for s, c in sizes[-num_scales:]
-    ]
+    return [rng.normal(scale=0.5, size=(batch, frames, s, s, c)).astype(np.float32) for s, c in sizes[-num_scales:]]
 
 
 def randomise(layer, rng):

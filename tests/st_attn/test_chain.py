@@ -32,8 +32,9 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    completed = subprocess.run([sys.executable, "-m", *args], capture_output=True, text=True, env=ENV, cwd=ROOT,
-                               timeout=300)
+    completed = subprocess.run(
+        [sys.executable, "-m", *args], capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300
+    )
     assert completed.returncode == 0, completed.stderr[-3000:]
     return completed
 
@@ -42,8 +43,10 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 def records_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("chain_records")
     for split, count in (("train", 6), ("test", 4)):
-        examples = [records_helper.video(f"{split}{i}", i % 2, num_frames=10 + i, seed=i + 10 * (split == "test"))
-                    for i in range(count)]
+        examples = [
+            records_helper.video(f"{split}{i}", i % 2, num_frames=10 + i, seed=i + 10 * (split == "test"))
+            for i in range(count)
+        ]
         records_helper.write_split(str(root / split), examples)
     return str(root)
 
@@ -56,8 +59,15 @@ def _trunk_features(run_dir: str, split_dir: str) -> tuple[dict[str, np.ndarray]
     # The layer is shared by the backbone's own graph and the TSN graph: take its call inside the TSN graph (last).
     folded = tsn.get_layer(feature_layer)._inbound_nodes[-1].outputs[0]
     trunk = keras.Model(tsn.input, folded)  # frames (B, K, ...) -> (B*K, h, w, C)
-    dataset = pipeline.build_dataset(split_dir, training=False, num_frames=FRAMES, batch_size=8, input_size=SIZE,
-                                     preprocess=preprocess_for("tiny", "rgb"), with_metadata=True)
+    dataset = pipeline.build_dataset(
+        split_dir,
+        training=False,
+        num_frames=FRAMES,
+        batch_size=8,
+        input_size=SIZE,
+        preprocess=preprocess_for("tiny", "rgb"),
+        with_metadata=True,
+    )
     frames, _, metadata = next(iter(dataset))
     maps = trunk(frames, training=False).numpy()
     maps = maps.reshape(frames.shape[0], FRAMES, *maps.shape[1:])  # (B, K, h, w, C)
@@ -67,13 +77,34 @@ def _trunk_features(run_dir: str, split_dir: str) -> tuple[dict[str, np.ndarray]
 @pytest.mark.slow
 def test_fine_tune_features_attention_localize_chain(records_dir, tmp_path):
     tsn_dir = str(tmp_path / "tsn")
-    _run("stpa.train", "--model=tsn", "--backbone=tiny", f"--input_size={SIZE}", f"--records_dir={records_dir}",
-         f"--model_dir={tsn_dir}", "--train_frames=2", "--batch_size=2", "--learning_rate=0.05", "--max_steps=3",
-         "--eval_every=0", "--eval_split=", "--progress=false")
+    _run(
+        "stpa.train",
+        "--model=tsn",
+        "--backbone=tiny",
+        f"--input_size={SIZE}",
+        f"--records_dir={records_dir}",
+        f"--model_dir={tsn_dir}",
+        "--train_frames=2",
+        "--batch_size=2",
+        "--learning_rate=0.05",
+        "--max_steps=3",
+        "--eval_every=0",
+        "--eval_split=",
+        "--progress=false",
+    )
 
     features_dir = str(tmp_path / "features")
-    _run("st_attn.features", f"--records_dir={records_dir}", f"--out_dir={features_dir}", "--splits=train,test",
-         "--backbone=tiny", f"--weights={tsn_dir}", f"--num_frames={FRAMES}", "--batch_size=2", "--dtype=float32")
+    _run(
+        "st_attn.features",
+        f"--records_dir={records_dir}",
+        f"--out_dir={features_dir}",
+        "--splits=train,test",
+        "--backbone=tiny",
+        f"--weights={tsn_dir}",
+        f"--num_frames={FRAMES}",
+        "--batch_size=2",
+        "--dtype=float32",
+    )
     manifest = features.read_feature_manifest(os.path.join(features_dir, "test"))
     assert manifest["extractor"]["weights"] == "run" and manifest["extractor"]["run_dir"] == os.path.abspath(tsn_dir)
     assert manifest["extractor"]["input_size"] == SIZE  # Taken from the run's config.json.
@@ -81,8 +112,9 @@ def test_fine_tune_features_attention_localize_chain(records_dir, tmp_path):
     # The cached features are the fine-tuned trunk's outputs on the same frames, not those of a fresh trunk.
     expected, frames = _trunk_features(tsn_dir, os.path.join(records_dir, "test"))
     seen = 0
-    for feats, _, meta in features.feature_dataset(os.path.join(features_dir, "test"), training=False, batch_size=2,
-                                                   with_metadata=True):
+    for feats, _, meta in features.feature_dataset(
+        os.path.join(features_dir, "test"), training=False, batch_size=2, with_metadata=True
+    ):
         for i, vid in enumerate(meta["video_id"].numpy()):
             np.testing.assert_allclose(feats[i].numpy(), expected[vid.decode()], rtol=1e-4, atol=1e-5)
             seen += 1
@@ -96,14 +128,32 @@ def test_fine_tune_features_attention_localize_chain(records_dir, tmp_path):
     assert np.abs(np.sort(fresh_maps.ravel()) - np.sort(tuned_maps.ravel())).max() > 1e-3
 
     attention_dir = str(tmp_path / "st_attn")
-    _run("stpa.train", "--model=st_attn", "--backbone=tiny", f"--features_dir={features_dir}",
-         f"--model_dir={attention_dir}", "--train_frames=3", f"--eval_frames={FRAMES}", "--batch_size=2",
-         "--max_steps=2", "--eval_every=0", "--eval_split=", "--progress=false",
-         '--model_options="mask_filters=(8,8)",lstm_units=8,init_filters=8,attention_units=8')
+    _run(
+        "stpa.train",
+        "--model=st_attn",
+        "--backbone=tiny",
+        f"--features_dir={features_dir}",
+        f"--model_dir={attention_dir}",
+        "--train_frames=3",
+        f"--eval_frames={FRAMES}",
+        "--batch_size=2",
+        "--max_steps=2",
+        "--eval_every=0",
+        "--eval_split=",
+        "--progress=false",
+        '--model_options="mask_filters=(8,8)",lstm_units=8,init_filters=8,attention_units=8',
+    )
 
     output = str(tmp_path / "localization.json")
-    _run("st_attn.localize", f"--model_dir={attention_dir}", f"--features_dir={features_dir}",
-         f"--records_dir={records_dir}", "--split=test", f"--num_frames={FRAMES}", f"--output={output}")
+    _run(
+        "st_attn.localize",
+        f"--model_dir={attention_dir}",
+        f"--features_dir={features_dir}",
+        f"--records_dir={records_dir}",
+        "--split=test",
+        f"--num_frames={FRAMES}",
+        f"--output={output}",
+    )
     with open(output) as f:
         result = json.load(f)
     assert result["classification"]["videos"] == 4

@@ -128,6 +128,7 @@ def test_mixed_precision_matches_float32_within_stated_tolerances(policy):
     np.testing.assert_allclose(
         actual["logits"].numpy().astype(np.float32), expected["logits"].numpy(), atol=logits_rtol * scale
     )
-    np.testing.assert_allclose(actual["temporal_weights"].numpy(), expected["temporal_weights"].numpy(),
-                               atol=weights_atol)
+    np.testing.assert_allclose(
+        actual["temporal_weights"].numpy(), expected["temporal_weights"].numpy(), atol=weights_atol
+    )
     np.testing.assert_allclose(actual["mask"].numpy().astype(np.float32), expected["mask"].numpy(), atol=mask_atol)

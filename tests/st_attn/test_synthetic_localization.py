@@ -85,8 +85,11 @@ def test_weakly_supervised_masks_beat_the_centred_box(tmp_path):
     @tf.function
     def train_step(x, y):
         with tf.GradientTape() as tape:
-            terms = family_lib.total_loss(ST_ATTN.loss_terms(ST_ATTN.make_config({}), probe(x, training=True), y, model,
-                                                            multi_label=False, weight_decay=0.0))
+            terms = family_lib.total_loss(
+                ST_ATTN.loss_terms(
+                    ST_ATTN.make_config({}), probe(x, training=True), y, model, multi_label=False, weight_decay=0.0
+                )
+            )
         gradients = tape.gradient(terms["total"], model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         return terms

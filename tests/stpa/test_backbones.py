@@ -55,8 +55,13 @@ def test_vgg16_taps_keep_fc6_fc7():
 @pytest.mark.parametrize("name, stage_blocks", [("resnet50", (3, 4, 6, 3)), ("resnet101", (3, 4, 23, 3))])
 def test_resnet_taps_are_the_last_block_of_each_stage(name, stage_blocks):
     resnet = backbones.build_backbone(name, input_size=64)
-    assert tap_shapes(resnet) == {"S": (16, 16, 256), "A": (8, 8, 512), "B": (4, 4, 1024), "C": (2, 2, 2048),
-                                  "fc": (2048,)}
+    assert tap_shapes(resnet) == {
+        "S": (16, 16, 256),
+        "A": (8, 8, 512),
+        "B": (4, 4, 1024),
+        "C": (2, 2, 2048),
+        "fc": (2048,),
+    }
     for level, stage, blocks in zip("SABC", (2, 3, 4, 5), stage_blocks):
         assert resnet.taps[level]._keras_history.operation.name == f"conv{stage}_block{blocks}_add"
     assert tuple(resnet.feature_map.shape[1:]) == (2, 2, 2048)  # The 7x7x2048 last block of ST-attn at 224.
@@ -64,8 +69,7 @@ def test_resnet_taps_are_the_last_block_of_each_stage(name, stage_blocks):
 
 def test_tiny_taps_and_size():
     tiny = backbones.build_backbone("tiny")
-    assert tap_shapes(tiny) == {"S": (32, 32, 16), "A": (16, 16, 32), "B": (8, 8, 64), "C": (4, 4, 128),
-                                "fc": (128,)}
+    assert tap_shapes(tiny) == {"S": (32, 32, 16), "A": (16, 16, 32), "B": (8, 8, 64), "C": (4, 4, 128), "fc": (128,)}
     assert 100_000 < tiny.trunk.count_params() < 200_000
 
 
@@ -102,8 +106,9 @@ def test_flow_trunk_from_rgb_weights_file(tmp_path):
     flow.trunk.get_layer("s_conv1").kernel.assign(np.arange(3 * 3 * 10 * 16, dtype=np.float32).reshape(3, 3, 10, 16))
     flow.trunk.save_weights(flow_path)
     again = backbones.build_backbone("tiny", input_size=32, modality="flow", flow_length=5, weights=flow_path)
-    np.testing.assert_array_equal(again.trunk.get_layer("s_conv1").kernel.numpy(),
-                                  flow.trunk.get_layer("s_conv1").kernel.numpy())
+    np.testing.assert_array_equal(
+        again.trunk.get_layer("s_conv1").kernel.numpy(), flow.trunk.get_layer("s_conv1").kernel.numpy()
+    )
 
 
 def test_feature_extractor_is_the_trunk_up_to_its_last_feature_map(tmp_path):

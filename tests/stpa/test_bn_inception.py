@@ -27,9 +27,16 @@ PUBLISHED_MODULES = [
 ]
 # Output (size, channels) of every module at 224 x 224 (Fig. 5).
 PUBLISHED_OUTPUTS = {
-    "inception_3a": (28, 256), "inception_3b": (28, 320), "inception_3c": (14, 576),
-    "inception_4a": (14, 576), "inception_4b": (14, 576), "inception_4c": (14, 608), "inception_4d": (14, 608),
-    "inception_4e": (7, 1056), "inception_5a": (7, 1024), "inception_5b": (7, 1024),
+    "inception_3a": (28, 256),
+    "inception_3b": (28, 320),
+    "inception_3c": (14, 576),
+    "inception_4a": (14, 576),
+    "inception_4b": (14, 576),
+    "inception_4c": (14, 608),
+    "inception_4d": (14, 608),
+    "inception_4e": (7, 1056),
+    "inception_5a": (7, 1024),
+    "inception_5b": (7, 1024),
 }
 
 
@@ -41,8 +48,11 @@ def published_convolutions(in_channels=3):
         if c1:
             convs.append((f"{name}_1x1", channels, c1, 1))
         convs += [(f"{name}_3x3_reduce", channels, r3, 1), (f"{name}_3x3", r3, c3, 3)]
-        convs += [(f"{name}_double_3x3_reduce", channels, rd, 1), (f"{name}_double_3x3_1", rd, cd, 3),
-                  (f"{name}_double_3x3_2", cd, cd, 3)]
+        convs += [
+            (f"{name}_double_3x3_reduce", channels, rd, 1),
+            (f"{name}_double_3x3_1", rd, cd, 3),
+            (f"{name}_double_3x3_2", cd, cd, 3),
+        ]
         if proj:
             convs.append((f"{name}_pool_proj", channels, proj, 1))
         channels = c1 + c3 + cd + (proj if proj else channels)

@@ -60,8 +60,14 @@ def converted(tmp_path_factory):
 def test_converted_convolutions_match_a_numpy_conv(converted):
     state, trunk = converted
     frames = np.random.default_rng(0).normal(size=(1, SIZE, SIZE, 3)).astype(np.float32)
-    names = ["conv1_7x7_s2", "conv1_relu_7x7", "pool1_3x3_s2", "inception_3c_3x3_reduce",
-             "inception_3c_relu_3x3_reduce", "inception_3c_3x3"]
+    names = [
+        "conv1_7x7_s2",
+        "conv1_relu_7x7",
+        "pool1_3x3_s2",
+        "inception_3c_3x3_reduce",
+        "inception_3c_relu_3x3_reduce",
+        "inception_3c_3x3",
+    ]
     probe = keras.Model(trunk.input, [trunk.get_layer(name).output for name in names])
     conv1, relu1, pool1, reduce_conv, reduce_relu, conv_s2 = [y.numpy()[0] for y in probe(frames)]
 
@@ -73,11 +79,13 @@ def test_converted_convolutions_match_a_numpy_conv(converted):
     np.testing.assert_allclose(pool1, torch_max_pool_ceil(expected), rtol=1e-4, atol=1e-4)
     # A 1x1 and a stride-2 3x3 convolution inside an inception module (padding 1 on every side).
     inputs = keras.Model(trunk.input, trunk.get_layer("inception_3c_3x3_reduce").input)(frames)[0].numpy()
-    expected = torch_conv2d(inputs, state["inception_3c_3x3_reduce.weight"], state["inception_3c_3x3_reduce.bias"],
-                            stride=1, padding=0)
+    expected = torch_conv2d(
+        inputs, state["inception_3c_3x3_reduce.weight"], state["inception_3c_3x3_reduce.bias"], stride=1, padding=0
+    )
     np.testing.assert_allclose(reduce_conv, expected, rtol=1e-4, atol=1e-4)
-    expected = torch_conv2d(reduce_relu, state["inception_3c_3x3.weight"], state["inception_3c_3x3.bias"],
-                            stride=2, padding=1)
+    expected = torch_conv2d(
+        reduce_relu, state["inception_3c_3x3.weight"], state["inception_3c_3x3.bias"], stride=2, padding=1
+    )
     np.testing.assert_allclose(conv_s2, expected, rtol=1e-4, atol=1e-4)
 
 
@@ -100,11 +108,14 @@ def test_flow_checkpoint_with_tsn_prefixes(tmp_path):
     np.savez(npz, **state)
     output = str(tmp_path / "flow.weights.h5")
     convert_weights.convert(npz, output)
-    trunk = backbones.build_backbone("bn_inception", input_size=SIZE, modality="flow", flow_length=5,
-                                     weights=output).trunk
+    trunk = backbones.build_backbone(
+        "bn_inception", input_size=SIZE, modality="flow", flow_length=5, weights=output
+    ).trunk
     # Loaded as a flow network, not re-derived from RGB by cross-modality averaging.
-    np.testing.assert_array_equal(trunk.get_layer("conv1_7x7_s2").kernel.numpy(),
-                                  state["module.base_model.conv1_7x7_s2.weight"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(
+        trunk.get_layer("conv1_7x7_s2").kernel.numpy(),
+        state["module.base_model.conv1_7x7_s2.weight"].transpose(2, 3, 1, 0),
+    )
 
 
 def test_missing_keys_and_shape_mismatches_are_reported(tmp_path):
@@ -156,7 +167,10 @@ def test_command_line(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     result = subprocess.run(
         [sys.executable, "-m", "stpa.convert_weights", f"--input={npz}", f"--output={output}"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert os.path.isfile(output) and "Not converted (2 keys): fc.bias, fc.weight" in result.stdout

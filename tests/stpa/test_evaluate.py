@@ -34,8 +34,15 @@ def _expected_scores(model_dir, records, test_frames, crops):
     """The model's logits on the test clips, computed here: the crops are run one by one and averaged."""
     model = checkpoints.load_model(model_dir, "best")
     preprocess = models.preprocess_for("tiny", "rgb")
-    dataset = pipeline.build_dataset(os.path.join(records, "test"), training=False, num_frames=test_frames,
-                                     batch_size=3, input_size=32, crops=crops, with_metadata=True)
+    dataset = pipeline.build_dataset(
+        os.path.join(records, "test"),
+        training=False,
+        num_frames=test_frames,
+        batch_size=3,
+        input_size=32,
+        crops=crops,
+        with_metadata=True,
+    )
     scores, labels, ids = [], [], []
     for frames, batch_labels, metadata in dataset:
         frames = frames.numpy()
@@ -59,8 +66,9 @@ def _numpy_metrics(scores, labels):
 @pytest.mark.parametrize("crops", [1, 3])
 def test_evaluate_scores_and_metrics(records, run_dir, tmp_path, crops):
     output = str(tmp_path / f"scores_{crops}.npz")
-    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=4, crops=crops, batch_size=4,
-                                 output=output, progress=False)
+    report = evaluation.evaluate(
+        records_dir=records, model_dir=run_dir, test_frames=4, crops=crops, batch_size=4, output=output, progress=False
+    )
     expected, labels, ids = _expected_scores(run_dir, records, 4, crops)
     saved = score_files.load_scores(output)
     np.testing.assert_array_equal(saved.video_ids, ids)
@@ -93,8 +101,15 @@ def _check_single_label_figures(report, scores, labels):
 def test_evaluate_under_xla_equals_the_graph(records, run_dir, tmp_path):
     # XLA (--jit_compile) reorders float32 arithmetic, nothing else: the same scores to rounding, the same metrics.
     expected, labels, ids = _expected_scores(run_dir, records, 4, 1)
-    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=4, batch_size=4,
-                                 output=str(tmp_path / "xla.npz"), progress=False, jit_compile=True)
+    report = evaluation.evaluate(
+        records_dir=records,
+        model_dir=run_dir,
+        test_frames=4,
+        batch_size=4,
+        output=str(tmp_path / "xla.npz"),
+        progress=False,
+        jit_compile=True,
+    )
     saved = score_files.load_scores(report["scores_file"])
     np.testing.assert_array_equal(saved.video_ids, ids)
     np.testing.assert_allclose(saved.scores, expected, rtol=1e-4, atol=1e-5)
@@ -104,8 +119,14 @@ def test_evaluate_under_xla_equals_the_graph(records, run_dir, tmp_path):
 
 
 def test_evaluate_max_videos_and_bad_split(records, run_dir, tmp_path):
-    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=2, max_videos=4,
-                                 output=str(tmp_path / "s.npz"), progress=False)
+    report = evaluation.evaluate(
+        records_dir=records,
+        model_dir=run_dir,
+        test_frames=2,
+        max_videos=4,
+        output=str(tmp_path / "s.npz"),
+        progress=False,
+    )
     assert report["num_videos"] == 4
     with pytest.raises(ValueError, match="no prepared split"):
         evaluation.evaluate(records_dir=records, model_dir=run_dir, split="validation", progress=False)
@@ -119,24 +140,35 @@ def test_evaluate_command_line(records, run_dir, tmp_path):
         for step in (1, 2, 3):
             tf.summary.scalar("loss/total", 3.0 / step, step=step)
             tf.summary.scalar("learning_rate", 0.01, step=step)
-    command = [sys.executable, "-m", "stpa.evaluate", f"--model_dir={run}", f"--records_dir={records}",
-               "--test_frames=3"]
-    out = subprocess.run(command + [f"--output={tmp_path}/cli.npz"], capture_output=True, text=True, env=ENV,
-                         timeout=180)
+    command = [
+        sys.executable,
+        "-m",
+        "stpa.evaluate",
+        f"--model_dir={run}",
+        f"--records_dir={records}",
+        "--test_frames=3",
+    ]
+    out = subprocess.run(
+        command + [f"--output={tmp_path}/cli.npz"], capture_output=True, text=True, env=ENV, timeout=180
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "6 videos, K=3, crops=1: top1" in out.stdout
     printed = dict(line.split(": ", 1) for line in out.stdout.splitlines()[1:])
-    assert printed == {"scores": f"{tmp_path}/cli.npz", "metrics": f"{tmp_path}/cli.json",
-                       "confusion matrix": f"{tmp_path}/cli_confusion.png",
-                       "per-class figure": f"{tmp_path}/cli_per_class.png",
-                       "per-class table": f"{tmp_path}/cli_per_class.csv",
-                       "training curves": f"{run}/training_curves.png"}
+    assert printed == {
+        "scores": f"{tmp_path}/cli.npz",
+        "metrics": f"{tmp_path}/cli.json",
+        "confusion matrix": f"{tmp_path}/cli_confusion.png",
+        "per-class figure": f"{tmp_path}/cli_per_class.png",
+        "per-class table": f"{tmp_path}/cli_per_class.csv",
+        "training curves": f"{run}/training_curves.png",
+    }
     assert all(os.path.getsize(path) > 0 for path in printed.values())
     assert cv2.imread(printed["training curves"]).astype(np.float64).std() > 20
 
     (tmp_path / "blocked").write_text("a file where the output folder should be")
-    out = subprocess.run(command + [f"--output={tmp_path}/blocked/cli.npz"], capture_output=True, text=True,
-                         env=ENV, timeout=180)
+    out = subprocess.run(
+        command + [f"--output={tmp_path}/blocked/cli.npz"], capture_output=True, text=True, env=ENV, timeout=180
+    )
     assert out.returncode != 0 and "scores:" not in out.stdout
     assert f"could not write {tmp_path}/blocked/cli.npz" in out.stderr and "Traceback" not in out.stderr
 
@@ -152,21 +184,35 @@ def _average_precision_loop(confidences, positives):
 
 
 def test_evaluate_multi_label_reports_charades_map_and_wap(tmp_path_factory, tmp_path):
-    records = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records_multilabel"),
-                                 train_per_class=1, test_per_class=2, multi_label=True)
+    records = write_tiny_records(
+        str(tmp_path_factory.getbasetemp() / "stpa_cli_records_multilabel"),
+        train_per_class=1,
+        test_per_class=2,
+        multi_label=True,
+    )
     run_dir = make_run_dir(str(tmp_path / "run"), seed=5, multi_label=True)
-    report = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=3, output=str(tmp_path / "m.npz"),
-                                 progress=False)
+    report = evaluation.evaluate(
+        records_dir=records, model_dir=run_dir, test_frames=3, output=str(tmp_path / "m.npz"), progress=False
+    )
     saved = score_files.load_scores(report["scores_file"])
     assert saved.multi_label and saved.labels.shape == (6, NUM_CLASSES)
     assert saved.labels.sum() == 6 + 3  # the odd videos carry a second label
     model = checkpoints.load_model(run_dir)
-    dataset = pipeline.build_dataset(os.path.join(records, "test"), training=False, num_frames=3, batch_size=6,
-                                     input_size=32, preprocess=models.preprocess_for("tiny", "rgb"), multi_label=True)
+    dataset = pipeline.build_dataset(
+        os.path.join(records, "test"),
+        training=False,
+        num_frames=3,
+        batch_size=6,
+        input_size=32,
+        preprocess=models.preprocess_for("tiny", "rgb"),
+        multi_label=True,
+    )
     frames, _ = next(iter(dataset))
     np.testing.assert_allclose(saved.scores, model(frames, training=False).numpy(), rtol=1e-4, atol=1e-5)
-    aps = [_average_precision_loop(saved.scores[:, c].astype(np.float64), saved.labels[:, c] > 0)
-           for c in range(NUM_CLASSES)]
+    aps = [
+        _average_precision_loop(saved.scores[:, c].astype(np.float64), saved.labels[:, c] > 0)
+        for c in range(NUM_CLASSES)
+    ]
     positives = saved.labels.sum(axis=0)
     assert report["mAP"] == pytest.approx(np.mean(aps))
     assert report["wAP"] == pytest.approx(np.sum(np.array(aps) * positives) / positives.sum())

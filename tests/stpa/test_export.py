@@ -19,7 +19,7 @@ from tests.stpa.cli_fixtures import make_run_dir, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 
-RELOAD_SCRIPT = r'''
+RELOAD_SCRIPT = r"""
 import sys
 import numpy as np
 import tensorflow as tf
@@ -37,15 +37,20 @@ for key in inputs.files:
     for name, value in out.items():
         results[f"{key}/{name}"] = value.numpy()
 np.savez(outputs_path, **results)
-'''
+"""
 
 
 def _reload_in_fresh_process(export_dir, inputs, tmp_path):
     np.savez(tmp_path / "inputs.npz", **inputs)
     script = tmp_path / "reload.py"
     script.write_text(RELOAD_SCRIPT)
-    out = subprocess.run([sys.executable, str(script), export_dir, str(tmp_path / "inputs.npz"),
-                          str(tmp_path / "outputs.npz")], capture_output=True, text=True, env=ENV, timeout=180)
+    out = subprocess.run(
+        [sys.executable, str(script), export_dir, str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     return dict(np.load(tmp_path / "outputs.npz"))
 
@@ -91,19 +96,30 @@ def test_evaluate_saved_model_equals_run_dir(tmp_path_factory, tmp_path):
     records = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
     run_dir = make_run_dir(str(tmp_path / "run"), seed=1)
     export_dir = serving.export_run(run_dir, str(tmp_path / "saved"))
-    a = evaluation.evaluate(records_dir=records, model_dir=run_dir, test_frames=3, output=str(tmp_path / "a.npz"),
-                            progress=False)
-    b = evaluation.evaluate(records_dir=records, saved_model=export_dir, test_frames=3,
-                            output=str(tmp_path / "b.npz"), progress=False)
-    np.testing.assert_allclose(score_files.load_scores(b["scores_file"]).scores,
-                               score_files.load_scores(a["scores_file"]).scores, rtol=1e-4, atol=1e-5)
+    a = evaluation.evaluate(
+        records_dir=records, model_dir=run_dir, test_frames=3, output=str(tmp_path / "a.npz"), progress=False
+    )
+    b = evaluation.evaluate(
+        records_dir=records, saved_model=export_dir, test_frames=3, output=str(tmp_path / "b.npz"), progress=False
+    )
+    np.testing.assert_allclose(
+        score_files.load_scores(b["scores_file"]).scores,
+        score_files.load_scores(a["scores_file"]).scores,
+        rtol=1e-4,
+        atol=1e-5,
+    )
     assert a["top1"] == b["top1"]
 
 
 def test_export_command_line(tmp_path):
     run_dir = make_run_dir(str(tmp_path / "run"))
-    out = subprocess.run([sys.executable, "-m", "stpa.export", f"--model_dir={run_dir}", "--test_frames=7"],
-                         capture_output=True, text=True, env=ENV, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-m", "stpa.export", f"--model_dir={run_dir}", "--test_frames=7"],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert os.path.exists(os.path.join(run_dir, "saved_model", "saved_model.pb"))
     assert json.loads(open(os.path.join(run_dir, "saved_model", serving.EXPORT_CONFIG)).read())["test_frames"] == 7

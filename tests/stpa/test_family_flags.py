@@ -40,12 +40,19 @@ def test_own_and_shared_options_are_read(flag_values):
 
 def test_an_old_flat_flags_txt_with_every_option_at_its_default_still_parses(flag_values):
     # flags.txt before the families had their own flags (commit 59a130b) held every option for every run.
-    old_st_attn = ["--model=st_attn", "--scales=3", "--top=C", "--fusion=mul", "--beta=0.0001", "--gamma=0.0001",
-                   "--lambda_tv=1e-05", "--backbone=tiny"]
+    old_st_attn = [
+        "--model=st_attn",
+        "--scales=3",
+        "--top=C",
+        "--fusion=mul",
+        "--beta=0.0001",
+        "--gamma=0.0001",
+        "--lambda_tv=1e-05",
+        "--backbone=tiny",
+    ]
     config = _parse(flag_values, *old_st_attn)
     assert config.family.lambda_tv == 1e-5 and not hasattr(config.family, "scales")
-    old_stpa = ["--model=stpa", "--scales=2", "--lambda_tv=1e-05", "--lambda_contrast=0.0001",
-                "--lambda_unimodal=1.0"]
+    old_stpa = ["--model=stpa", "--scales=2", "--lambda_tv=1e-05", "--lambda_contrast=0.0001", "--lambda_unimodal=1.0"]
     assert _parse(flag_values, *old_stpa).family.scales == 2
     with pytest.raises(ValueError, match="--beta is an option of --model=stpa, tsn"):
         _parse(flag_values, "--model=st_attn", "--beta=0.5")

@@ -12,8 +12,16 @@ import tensorflow as tf
 
 from stpa.engine import figures, metrics
 
-UCF_LIKE = ["ApplyEyeMakeup", "ApplyLipstick", "Archery", "BabyCrawling", "BalanceBeam", "BandMarching",
-            "BaseballPitch", "Basketball"]
+UCF_LIKE = [
+    "ApplyEyeMakeup",
+    "ApplyLipstick",
+    "Archery",
+    "BabyCrawling",
+    "BalanceBeam",
+    "BandMarching",
+    "BaseballPitch",
+    "Basketball",
+]
 
 
 def _matrix(num_classes, seed=0, per_class=6):
@@ -94,8 +102,10 @@ def test_confusion_figure_stays_legible_for_many_classes(tmp_path, num_classes):
     x_boxes = [t.get_window_extent(renderer) for t in axes.get_xticklabels()]
     assert not _overlaps(y_boxes, 1) and not _overlaps(x_boxes, 0)
     canvas = figure.bbox
-    assert all(canvas.x0 - 1 <= b.x0 and b.x1 <= canvas.x1 + 1 and canvas.y0 - 1 <= b.y0 and b.y1 <= canvas.y1 + 1
-               for b in y_boxes + x_boxes)  # no name cut off by the figure edge
+    assert all(
+        canvas.x0 - 1 <= b.x0 and b.x1 <= canvas.x1 + 1 and canvas.y0 - 1 <= b.y0 and b.y1 <= canvas.y1 + 1
+        for b in y_boxes + x_boxes
+    )  # no name cut off by the figure edge
     assert min(t.get_fontsize() for t in axes.get_yticklabels()) >= 6
     path = figures.write_confusion_matrix(str(tmp_path / f"cm{num_classes}.png"), _matrix(num_classes), names)
     _, spread = _decoded_variance(path)
@@ -109,7 +119,9 @@ def test_confusion_figure_pdf_and_wrong_names(tmp_path):
     with pytest.raises(ValueError, match="2 class names for 3 classes"):
         figures.confusion_figure(_matrix(3), ["a", "b"])
     assert [t.get_text() for t in figures.confusion_figure(_matrix(2)).axes[0].get_yticklabels()] == [
-        "class 0", "class 1"]
+        "class 0",
+        "class 1",
+    ]
 
 
 def test_per_class_accuracy_hand_computed():
@@ -132,13 +144,18 @@ def test_per_class_figure_sorted_with_names_and_table(tmp_path):
     path = figures.save_figure(figure, str(tmp_path / "per_class.png"))
     assert _decoded_variance(path)[1] > 20
     _assert_png_is_the_figure(path, figures.per_class_figure(values, names))
-    table = figures.write_per_class_table(str(tmp_path / "per_class.csv"), values, names, np.array([4, 0, 8, 2]),
-                                          np.array([3, 0, 4, 2]))
+    table = figures.write_per_class_table(
+        str(tmp_path / "per_class.csv"), values, names, np.array([4, 0, 8, 2]), np.array([3, 0, 4, 2])
+    )
     with open(table, newline="") as f:
         rows = list(csv.reader(f))
-    assert rows == [["class_index", "class_name", "videos", "correct", "accuracy"],
-                    ["0", "Archery", "4", "3", "0.750000"], ["1", "Bowling", "0", "0", ""],
-                    ["2", "Diving", "8", "4", "0.500000"], ["3", "Fencing", "2", "2", "1.000000"]]
+    assert rows == [
+        ["class_index", "class_name", "videos", "correct", "accuracy"],
+        ["0", "Archery", "4", "3", "0.750000"],
+        ["1", "Bowling", "0", "0", ""],
+        ["2", "Diving", "8", "4", "0.500000"],
+        ["3", "Fencing", "2", "2", "1.000000"],
+    ]
 
 
 def _write_scalars(log_dir, points):
@@ -151,11 +168,23 @@ def _write_scalars(log_dir, points):
 
 
 def _fake_run(model_dir):
-    train = [(step, {"loss/total": 2.0 / step, "loss/classification": 1.5 / step, "top1": 0.1 * step,
-                     "learning_rate": 0.01 if step < 3 else 0.001, "clips_per_second": 40.0 + step})
-             for step in (1, 2, 3, 4)]
-    validation = [(2, {"loss/total": 1.2, "top1": 0.25, "top5": 0.8, "mean_class_accuracy": 0.2}),
-                  (4, {"loss/total": 0.9, "top1": 0.5, "top5": 1.0, "mean_class_accuracy": 0.45})]
+    train = [
+        (
+            step,
+            {
+                "loss/total": 2.0 / step,
+                "loss/classification": 1.5 / step,
+                "top1": 0.1 * step,
+                "learning_rate": 0.01 if step < 3 else 0.001,
+                "clips_per_second": 40.0 + step,
+            },
+        )
+        for step in (1, 2, 3, 4)
+    ]
+    validation = [
+        (2, {"loss/total": 1.2, "top1": 0.25, "top5": 0.8, "mean_class_accuracy": 0.2}),
+        (4, {"loss/total": 0.9, "top1": 0.5, "top5": 1.0, "mean_class_accuracy": 0.45}),
+    ]
     _write_scalars(os.path.join(model_dir, "train"), train)
     _write_scalars(os.path.join(model_dir, "validation"), validation)
 
@@ -186,7 +215,10 @@ def test_training_curves_figure_and_file(tmp_path):
     assert titles == ["Loss", "Accuracy", "Learning rate", "Throughput"]
     loss, accuracy, rate, _ = figure.axes
     assert [line.get_label() for line in loss.get_lines()] == [
-        "train loss/classification", "train loss/total", "validation loss/total"]
+        "train loss/classification",
+        "train loss/total",
+        "validation loss/total",
+    ]
     validation_top1 = [line for line in accuracy.get_lines() if line.get_label() == "validation top1"][0]
     np.testing.assert_allclose(validation_top1.get_ydata(), [0.25, 0.5])
     assert rate.get_yscale() == "linear"  # 0.01 / 0.001 = 10: not more than a decade

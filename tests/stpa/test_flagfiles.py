@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 EXPERIMENTS = os.path.join(REPO, "experiments")
 COMMAND = re.compile(r"^#\s*command:\s*python\s+-m\s+([\w.]+)")
 
-PARSE_SCRIPT = r'''
+PARSE_SCRIPT = r"""
 import importlib, json, sys
 from absl import flags
 
@@ -41,7 +41,7 @@ for path in paths:
     except Exception as error:  # noqa: BLE001 - reported per file
         results[path] = f"{type(error).__name__}: {error}"
 print("RESULTS " + json.dumps(results))
-'''
+"""
 
 
 def flagfiles():
@@ -67,10 +67,15 @@ def test_there_is_a_flagfile_for_every_stpa_table_row():
     assert {f"table1b_scales{n}_{s}" for n in (1, 2, 3, 4) for s in ("rgb", "flow")} <= names
     assert {f"table1c_fusion_{f}_rgb" for f in ("max", "sum", "mul")} <= names
     assert {f"table1d_loss_{k}_{s}" for k in ("inter", "attn", "no_loss") for s in ("rgb", "flow")} <= names
-    assert {f"table1e_{n}_{m}_{s}" for n in ("vgg16", "bninception", "irv2") for m in ("tsn", "3scales")
-            for s in ("rgb", "flow")} <= names
-    assert {f"table2a_{d}_{n}_{s}" for d in ("ucf101", "hmdb51") for n in ("bninception", "irv2")
-            for s in ("rgb", "flow")} <= names
+    assert {
+        f"table1e_{n}_{m}_{s}"
+        for n in ("vgg16", "bninception", "irv2")
+        for m in ("tsn", "3scales")
+        for s in ("rgb", "flow")
+    } <= names
+    assert {
+        f"table2a_{d}_{n}_{s}" for d in ("ucf101", "hmdb51") for n in ("bninception", "irv2") for s in ("rgb", "flow")
+    } <= names
     assert any(name.startswith("table2b_charades") for name in names)
     assert any(p.startswith(os.path.join(EXPERIMENTS, "synthetic")) for p in flagfiles())
 
@@ -83,11 +88,17 @@ def test_every_flagfile_parses_and_is_valid():
     assert by_command
     failures = {}
     for module, paths in sorted(by_command.items()):
-        out = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, module, *paths], capture_output=True, text=True,
-                             cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=240)
+        out = subprocess.run(
+            [sys.executable, "-c", PARSE_SCRIPT, module, *paths],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+            timeout=240,
+        )
         line = [x for x in out.stdout.splitlines() if x.startswith("RESULTS ")]
         assert line, f"{module}: {out.stderr[-2000:]}"
-        for path, result in json.loads(line[0][len("RESULTS "):]).items():
+        for path, result in json.loads(line[0][len("RESULTS ") :]).items():
             if result != "ok":
                 failures[os.path.relpath(path, REPO)] = result
     assert not failures, json.dumps(failures, indent=1)
@@ -98,9 +109,14 @@ def test_a_bad_flagfile_is_reported(tmp_path):
     bad.write_text("--model=stpa\n--backbone=tiny\n--top=Q\n")
     unknown = tmp_path / "unknown.cfg"
     unknown.write_text("--no_such_flag=1\n")
-    out = subprocess.run([sys.executable, "-c", PARSE_SCRIPT, "stpa.train", str(bad), str(unknown)],
-                         capture_output=True, text=True, cwd=REPO, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-                         timeout=240)
-    results = json.loads([x for x in out.stdout.splitlines() if x.startswith("RESULTS ")][0][len("RESULTS "):])
+    out = subprocess.run(
+        [sys.executable, "-c", PARSE_SCRIPT, "stpa.train", str(bad), str(unknown)],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        timeout=240,
+    )
+    results = json.loads([x for x in out.stdout.splitlines() if x.startswith("RESULTS ")][0][len("RESULTS ") :])
     assert "top='Q'" in results[str(bad)] and "allowed" in results[str(bad)]
     assert "no_such_flag" in results[str(unknown)]

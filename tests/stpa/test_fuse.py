@@ -35,9 +35,11 @@ def test_weighted_average_arithmetic():
 def test_softmax_normalisation():
     rgb, flow = _sets()
     fused = fusion.fuse_scores([rgb, flow], normalize="softmax")
+
     def softmax(x):
         e = np.exp(x - x.max(1, keepdims=True))
         return e / e.sum(1, keepdims=True)
+
     np.testing.assert_allclose(fused.scores, (softmax(rgb.scores) + softmax(flow.scores)) / 2, rtol=1e-6)
 
 
@@ -58,7 +60,13 @@ def test_alignment_by_video_id():
 def test_simplex_grid():
     grid = fusion.simplex_grid(3, 0.5)
     assert {tuple(row) for row in grid} == {
-        (0, 0, 1), (0, 0.5, 0.5), (0, 1, 0), (0.5, 0, 0.5), (0.5, 0.5, 0), (1, 0, 0)}
+        (0, 0, 1),
+        (0, 0.5, 0.5),
+        (0, 1, 0),
+        (0.5, 0, 0.5),
+        (0.5, 0.5, 0),
+        (1, 0, 0),
+    }
     assert len(fusion.simplex_grid(2, 0.05)) == 21
     np.testing.assert_allclose(fusion.simplex_grid(4, 0.1).sum(1), 1.0)
 
@@ -95,18 +103,36 @@ def test_fuse_command_line(tmp_path):
     b = score_files.save_scores(str(tmp_path / "flow.npz"), flow)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     out = subprocess.run(
-        [sys.executable, "-m", "stpa.fuse", f"--scores={a},{b}", "--weights=1,1", f"--output={tmp_path}/fused.npz",
-         f"--metrics_output={tmp_path}/fused.json"], capture_output=True, text=True, env=env, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "stpa.fuse",
+            f"--scores={a},{b}",
+            "--weights=1,1",
+            f"--output={tmp_path}/fused.npz",
+            f"--metrics_output={tmp_path}/fused.json",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert "100.00%" in out.stdout
     assert f"wrote {tmp_path}/fused.npz" in out.stdout and f"wrote {tmp_path}/fused.json" in out.stdout
     result = json.loads((tmp_path / "fused.json").read_text())
     assert result["fused"]["top1"] == 1.0 and result["streams"][0]["top1"] == 0.5
-    np.testing.assert_allclose(score_files.load_scores(str(tmp_path / "fused.npz")).scores,
-                               (rgb.scores + flow.scores) / 2, rtol=1e-6)
+    np.testing.assert_allclose(
+        score_files.load_scores(str(tmp_path / "fused.npz")).scores, (rgb.scores + flow.scores) / 2, rtol=1e-6
+    )
     # --tune_on searches on validation files; a wrong count of files fails with a clear message.
-    out = subprocess.run([sys.executable, "-m", "stpa.fuse", f"--scores={a},{b}", f"--tune_on={a}"],
-                         capture_output=True, text=True, env=env, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "stpa.fuse", f"--scores={a},{b}", f"--tune_on={a}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert out.returncode != 0 and "one file per --scores file" in out.stderr
 
 
@@ -121,8 +147,12 @@ def test_score_and_metrics_writers_fail_naming_the_path(tmp_path):
     b = score_files.save_scores(str(tmp_path / "flow.npz"), flow)
     with pytest.raises(files.WriteError, match=r"blocked/fused\.json"):
         fusion.run_fusion([a, b], metrics_output=str(tmp_path / "blocked" / "fused.json"))
-    out = subprocess.run([sys.executable, "-m", "stpa.fuse", f"--scores={a},{b}",
-                          f"--metrics_output={tmp_path}/blocked/fused.json"], capture_output=True, text=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"), timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "stpa.fuse", f"--scores={a},{b}", f"--metrics_output={tmp_path}/blocked/fused.json"],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
+        timeout=120,
+    )
     assert out.returncode != 0 and "wrote" not in out.stdout
     assert f"could not write {tmp_path}/blocked/fused.json" in out.stderr and "Traceback" not in out.stderr

@@ -321,8 +321,11 @@ def test_uniform_attention_mixed_float16_averages_in_float32():
 
 @pytest.mark.parametrize(
     "shapes, message",
-    [([], "UniformAttention needs a non-empty"), ([(2, 7, 7, 4)], "rank 5"),
-     ([(2, 3, 7, 7, 4), (2, 5, 3, 3, 6)], "number of frames K")],
+    [
+        ([], "UniformAttention needs a non-empty"),
+        ([(2, 7, 7, 4)], "rank 5"),
+        ([(2, 3, 7, 7, 4), (2, 5, 3, 3, 6)], "number of frames K"),
+    ],
 )
 def test_uniform_attention_bad_inputs_raise_value_error(shapes, message):
     with pytest.raises(ValueError, match=message):

@@ -121,8 +121,9 @@ def test_interaction_loss_variants_match_reference(gradient, normalization):
     rng = np.random.default_rng(30)
     attention = _random_attention(rng, (3, 4, 12))  # (B, d, n)
     values = rng.normal(size=(3, 12, 7)) * 3.0  # (B, n, C)
-    got = interaction_loss(attention.astype(np.float32), values.astype(np.float32), gradient=gradient,
-                           normalization=normalization).numpy()
+    got = interaction_loss(
+        attention.astype(np.float32), values.astype(np.float32), gradient=gradient, normalization=normalization
+    ).numpy()
     np.testing.assert_allclose(got, _interaction_reference(attention, values, normalization), rtol=1e-5)
 
 
@@ -130,8 +131,9 @@ def test_interaction_loss_known_values_covariance():
     # The known-value case above with C = 2: the captured energy 8.88 is halved.
     attention = np.array([[[1.0, 0.0, 0.0], [0.0, 0.6, 0.8]]], np.float32)
     values = np.array([[[1.0, 2.0], [3.0, 0.0], [0.0, 1.0]]], np.float32)
-    np.testing.assert_allclose(interaction_loss(attention, values, normalization="covariance").numpy(), -4.44,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        interaction_loss(attention, values, normalization="covariance").numpy(), -4.44, rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize("normalization", ["none", "covariance"])

@@ -90,8 +90,12 @@ def uniform_attention_model(**kwargs):
     for layer in model.layers:  # Non-trivial batch-norm statistics, so the tail's BN matters.
         if isinstance(layer, keras.layers.BatchNormalization):
             rng = np.random.default_rng(len(layer.name))
-            layer.set_weights([rng.uniform(0.5, 1.5, w.shape) if i in (0, 3) else rng.normal(0, 0.2, w.shape)
-                               for i, w in enumerate(layer.get_weights())])
+            layer.set_weights(
+                [
+                    rng.uniform(0.5, 1.5, w.shape) if i in (0, 3) else rng.normal(0, 0.2, w.shape)
+                    for i, w in enumerate(layer.get_weights())
+                ]
+            )
     return model
 
 
@@ -124,10 +128,12 @@ def test_uniform_attention_feeds_the_rest_of_the_backbone_unchanged():
     x = keras.Model(model.input, attention_layer.input[-1])(clip, training=False).numpy()  # (B, K, 4, 4, 64)
     aggregated = x.sum(axis=(1, 2, 3)) / math.sqrt(4 * 4 * 4)  # (B, 64)
     m_prime = np.broadcast_to(aggregated[:, None, None, :], (2, 4, 4, 64)).astype(np.float32)
-    tail = keras.Sequential([model.get_layer(name) for name in ("b_out", "c_conv1", "c_bn1", "c_out", "avg_pool",
-                                                                  "classifier")])
-    np.testing.assert_allclose(model(clip, training=False).numpy(), tail(m_prime, training=False).numpy(),
-                               rtol=1e-4, atol=1e-5)
+    tail = keras.Sequential(
+        [model.get_layer(name) for name in ("b_out", "c_conv1", "c_bn1", "c_out", "avg_pool", "classifier")]
+    )
+    np.testing.assert_allclose(
+        model(clip, training=False).numpy(), tail(m_prime, training=False).numpy(), rtol=1e-4, atol=1e-5
+    )
 
 
 def test_fc_top_reads_the_pooled_vector_as_positions_of_one_channel():
@@ -204,8 +210,9 @@ def test_keras_round_trip_keeps_outputs_and_attention(stpa_tiny, tmp_path):
     loaded = keras.models.load_model(path)
     for frames in (2, 5):
         clip = make_clip(2, frames, seed=frames)
-        np.testing.assert_allclose(loaded(clip, training=False).numpy(), stpa_tiny(clip, training=False).numpy(),
-                                   rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(
+            loaded(clip, training=False).numpy(), stpa_tiny(clip, training=False).numpy(), rtol=1e-6, atol=1e-6
+        )
     expected = models.attention_outputs_model(stpa_tiny)(make_clip(1, 3), training=False)
     actual = models.attention_outputs_model(loaded)(make_clip(1, 3), training=False)
     assert sorted(actual) == ["attention", "logits", "scale_logits", "values"]
@@ -220,8 +227,9 @@ def test_saved_model_export_serves_any_k(stpa_tiny, tmp_path):
     served = tf.saved_model.load(path)
     for frames in (3, 25):
         clip = make_clip(1, frames, seed=frames)
-        np.testing.assert_allclose(served.serve(clip).numpy(), stpa_tiny(clip, training=False).numpy(),
-                                   rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(
+            served.serve(clip).numpy(), stpa_tiny(clip, training=False).numpy(), rtol=1e-5, atol=1e-5
+        )
 
 
 # ---------------------------------------------------------------------------------------------------- Eq. 9 terms
@@ -238,8 +246,9 @@ def test_loss_terms_are_eq9_each_term_switchable(stpa_tiny):
     terms = {k: v.numpy() for k, v in models.loss_terms(outputs, labels, stpa_tiny).items()}
     assert sorted(terms) == ["attention", "classification", "interaction", "total", "weight_decay"]
     assert all(np.isfinite(v) for v in terms.values())
-    np.testing.assert_allclose(terms["classification"], numpy_cross_entropy(outputs["logits"].numpy(), labels),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        terms["classification"], numpy_cross_entropy(outputs["logits"].numpy(), labels), rtol=1e-5
+    )
     kernels = [w.numpy().astype(np.float64) for w in stpa_tiny.trainable_weights if w.ndim >= 2]
     assert len(kernels) == 7 + 3 + 1  # tiny's convolutions, the 3 W_attn_j, the classifier.
     np.testing.assert_allclose(terms["weight_decay"], 4e-5 * sum((k**2).sum() for k in kernels), rtol=1e-5)
@@ -250,14 +259,16 @@ def test_loss_terms_are_eq9_each_term_switchable(stpa_tiny):
     captured = np.sum(captured**2, axis=(1, 2))  # (B,)
     gram = np.einsum("bdn,ben->bde", a, a)
     off_diagonal = np.sum(gram**2, axis=(1, 2)) - np.sum(np.diagonal(gram, axis1=1, axis2=2) ** 2, axis=1)
-    np.testing.assert_allclose(terms["interaction"], 1e-4 * np.mean(-captured / x.shape[-1] + off_diagonal),
-                               rtol=1e-4)
-    printed = models.loss_terms(outputs, labels, stpa_tiny, interaction_gradient="both",
-                                interaction_normalization="none")["interaction"].numpy()
+    np.testing.assert_allclose(terms["interaction"], 1e-4 * np.mean(-captured / x.shape[-1] + off_diagonal), rtol=1e-4)
+    printed = models.loss_terms(
+        outputs, labels, stpa_tiny, interaction_gradient="both", interaction_normalization="none"
+    )["interaction"].numpy()
     np.testing.assert_allclose(printed, 1e-4 * np.mean(-captured + off_diagonal), rtol=1e-4)
     np.testing.assert_allclose(
-        terms["attention"], 1e-4 * losses.attention_loss(outputs["attention"], outputs["scale_logits"]).numpy(),
-        rtol=1e-5)
+        terms["attention"],
+        1e-4 * losses.attention_loss(outputs["attention"], outputs["scale_logits"]).numpy(),
+        rtol=1e-5,
+    )
     np.testing.assert_allclose(terms["total"], sum(v for k, v in terms.items() if k != "total"), rtol=1e-6)
 
     assert "interaction" not in models.loss_terms(outputs, labels, stpa_tiny, beta=0.0)
@@ -298,21 +309,20 @@ def test_st_attn_is_built_on_the_backbone_feature_map():
     from st_attn.family import ST_ATTN
     from stpa.engine import config as config_lib
 
-    config = config_lib.from_values(dict(model_dir="x", model="st_attn", backbone="tiny", input_size=32,
-                                         model_options=ST_ATTN_SMALL))
+    config = config_lib.from_values(
+        dict(model_dir="x", model="st_attn", backbone="tiny", input_size=32, model_options=ST_ATTN_SMALL)
+    )
     model = ST_ATTN.build(config.family, 3, config.data)
     clip = make_clip(2, 4)
     assert model(clip, training=False).shape == (2, 3)
     outputs = ST_ATTN.outputs_model(model)(clip, training=False)
     assert outputs["mask"].shape == (2, 4, 2, 2, 1)  # tiny's last feature map at 32 px is 2 x 2.
     assert outputs["temporal_weights"].shape[0] == 2 and outputs["temporal_weights"].shape[-1] == 4
-    terms = ST_ATTN.loss_terms(config.family, outputs, np.array([0, 2]), model, multi_label=False,
-                               weight_decay=4e-5)
+    terms = ST_ATTN.loss_terms(config.family, outputs, np.array([0, 2]), model, multi_label=False, weight_decay=4e-5)
     assert {"tv", "contrast", "unimodal", "weight_decay", "classification"} <= set(terms)
     assert all(np.isfinite(v.numpy()) for v in terms.values())
     no_tv = dataclasses.replace(config.family, lambda_tv=0.0)
-    assert "tv" not in ST_ATTN.loss_terms(no_tv, outputs, np.array([0, 2]), model, multi_label=False,
-                                          weight_decay=4e-5)
+    assert "tv" not in ST_ATTN.loss_terms(no_tv, outputs, np.array([0, 2]), model, multi_label=False, weight_decay=4e-5)
     with pytest.raises(ValueError, match="lambda_tv"):  # an unknown option lists the allowed ones
         config_lib.from_values({"model_dir": "x", "model": "st_attn", "model_options": {"lambda_tvv": 1.0}})
     cached = ST_ATTN.build(config.family, 3, config.data, feature_shape=(7, 7, 16))
@@ -391,8 +401,9 @@ def test_uniform_model_pools_the_top_tap_over_frames_and_positions(uniform_tiny,
     n = frames * 2 * 2
     pooled = x.mean(axis=(1, 2, 3)) * math.sqrt(n)  # (B, 128)
     kernel, bias = [w.numpy().astype(np.float64) for w in uniform_tiny.get_layer("classifier").weights]
-    np.testing.assert_allclose(uniform_tiny(clip, training=False).numpy(), np.maximum(pooled, 0.0) @ kernel + bias,
-                               rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        uniform_tiny(clip, training=False).numpy(), np.maximum(pooled, 0.0) @ kernel + bias, rtol=1e-4, atol=1e-5
+    )
     outputs = models.attention_outputs_model(uniform_tiny)(clip, training=False)
     np.testing.assert_allclose(outputs["attention"].numpy(), np.full((2, 4, n), 1 / math.sqrt(n)), rtol=1e-6)
     assert len(outputs["scale_logits"]) == 3 and not any(np.any(y.numpy()) for y in outputs["scale_logits"])
@@ -461,8 +472,9 @@ def test_uniform_loss_terms_are_the_closed_forms_and_train_like_beta_gamma_zero(
 
     def gradients(beta, gamma):
         with tf.GradientTape() as tape:
-            total = models.loss_terms(probe(clip, training=False), labels, uniform_tiny, beta=beta,
-                                      gamma=gamma)["total"]
+            total = models.loss_terms(probe(clip, training=False), labels, uniform_tiny, beta=beta, gamma=gamma)[
+                "total"
+            ]
         grads = tape.gradient(total, uniform_tiny.trainable_variables)
         return [np.zeros(v.shape) if g is None else g.numpy() for v, g in zip(uniform_tiny.trainable_variables, grads)]
 

@@ -33,11 +33,27 @@ def _config(model_dir, records_dir):
 
     from stpa.engine import config as config_lib
 
-    return config_lib.from_values(dict(
-        model_dir=str(model_dir), records_dir=records_dir, backbone="tiny", input_size=32, train_frames=2,
-        batch_size=GLOBAL_BATCH, learning_rate=0.05, max_steps=STEPS, eval_split=None, log_every=STEPS,
-        checkpoint_every=STEPS, progress=False, summary_images=False, deterministic=True, seed=3, dropout=0.0,
-        model_options={"frozen_bn": True}))
+    return config_lib.from_values(
+        dict(
+            model_dir=str(model_dir),
+            records_dir=records_dir,
+            backbone="tiny",
+            input_size=32,
+            train_frames=2,
+            batch_size=GLOBAL_BATCH,
+            learning_rate=0.05,
+            max_steps=STEPS,
+            eval_split=None,
+            log_every=STEPS,
+            checkpoint_every=STEPS,
+            progress=False,
+            summary_images=False,
+            deterministic=True,
+            seed=3,
+            dropout=0.0,
+            model_options={"frozen_bn": True},
+        )
+    )
 
 
 def _worker(out_path, model_dir, records_dir):
@@ -60,9 +76,16 @@ def _worker(out_path, model_dir, records_dir):
         video_ids.append(local_ids.numpy().astype(str))
     result = run.train()
     final = run.model.get_weights()
-    np.savez(out_path, frames=np.stack(frames), labels=np.stack(labels), video_ids=np.stack(video_ids),
-             step=result.step, input_clips=int(run.input_clips.numpy()),
-             **{f"initial_{i}": w for i, w in enumerate(initial)}, **{f"final_{i}": w for i, w in enumerate(final)})
+    np.savez(
+        out_path,
+        frames=np.stack(frames),
+        labels=np.stack(labels),
+        video_ids=np.stack(video_ids),
+        step=result.step,
+        input_clips=int(run.input_clips.numpy()),
+        **{f"initial_{i}": w for i, w in enumerate(initial)},
+        **{f"final_{i}": w for i, w in enumerate(final)},
+    )
 
 
 def _free_ports(count):
@@ -106,8 +129,9 @@ def test_frozen_bn_makes_each_clip_independent_of_the_batch():
         np.testing.assert_allclose(alone[0], together[index], rtol=1e-5, atol=1e-6)
     unfrozen = models.build_model("stpa", "tiny", num_classes=3, scales=3, input_size=32, dropout=0.0)
     unfrozen.set_weights(model.get_weights())
-    assert not np.allclose(unfrozen(clips[:1], training=True).numpy()[0], unfrozen(clips, training=True).numpy()[0],
-                           atol=1e-4)  # batch statistics: the same clip scores differently in another batch
+    assert not np.allclose(
+        unfrozen(clips[:1], training=True).numpy()[0], unfrozen(clips, training=True).numpy()[0], atol=1e-4
+    )  # batch statistics: the same clip scores differently in another batch
     from stpa.engine import config as config_lib
 
     with pytest.raises(ValueError, match="frozen_bn"):  # not an option of ST-attn (its own layers have batch norm)
@@ -126,9 +150,16 @@ def test_two_workers_equal_each_other_and_one_device_on_the_same_global_batch(re
     processes = []
     for index in range(2):
         env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen(
-            [sys.executable, "-m", "tests.stpa.test_multi_worker", outputs[index], str(model_dir), records],
-            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.stpa.test_multi_worker", outputs[index], str(model_dir), records],
+                env=env,
+                cwd=REPO,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     logs = []
     try:
         for process in processes:
@@ -163,8 +194,13 @@ def test_two_workers_equal_each_other_and_one_device_on_the_same_global_batch(re
     shards = record_format.record_files(os.path.join(records, "train"))
     assert len(shards) == 2
     for index, shard in enumerate(shards):
-        shard_ids = {tf.train.SequenceExample.FromString(r.numpy()).context.feature[record_format.VIDEO_ID]
-                     .bytes_list.value[0].decode() for r in tf.data.TFRecordDataset(shard)}
+        shard_ids = {
+            tf.train.SequenceExample.FromString(r.numpy())
+            .context.feature[record_format.VIDEO_ID]
+            .bytes_list.value[0]
+            .decode()
+            for r in tf.data.TFRecordDataset(shard)
+        }
         assert set(ids[index].ravel()) <= shard_ids, index
     assert not set(ids[0].ravel()) & set(ids[1].ravel())  # disjoint parts of each global batch
 

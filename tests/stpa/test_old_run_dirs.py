@@ -22,26 +22,77 @@ from stpa.engine import family as family_lib
 from tests.stpa.cli_fixtures import write_tiny_records
 
 CLASSES = ["MoveRight", "MoveLeft", "MoveUp"]
-COMMON = {"backbone": "tiny", "class_names": CLASSES, "flow_length": 5, "input": "frames", "input_size": 32,
-          "modality": "rgb", "multi_label": False, "train_frames": 3}
+COMMON = {
+    "backbone": "tiny",
+    "class_names": CLASSES,
+    "flow_length": 5,
+    "input": "frames",
+    "input_size": 32,
+    "modality": "rgb",
+    "multi_label": False,
+    "train_frames": 3,
+}
 OLD_CONFIGS = {
-    "stpa": {**COMMON, "model": "stpa", "build": {
-        "backbone": "tiny", "dropout": 0.0, "flow_length": 5, "fusion": "mul", "input_size": 32, "modality": "rgb",
-        "model": "stpa", "num_classes": 3, "partial_bn": False, "scales": 3, "top": "C", "weights": None}},
-    "st_attn": {**COMMON, "model": "st_attn", "build": {
-        "attention_units": 16, "backbone": "tiny", "dropout": 0.0, "flow_length": 5, "fusion": "mul",
-        "init_filters": 32, "initial_mask": 0.2, "input_size": 32, "lstm_units": 32, "mask_filters": [32, 16],
-        "modality": "rgb", "model": "st_attn", "num_classes": 3, "partial_bn": False, "scales": 3, "top": "C",
-        "weights": None}},
+    "stpa": {
+        **COMMON,
+        "model": "stpa",
+        "build": {
+            "backbone": "tiny",
+            "dropout": 0.0,
+            "flow_length": 5,
+            "fusion": "mul",
+            "input_size": 32,
+            "modality": "rgb",
+            "model": "stpa",
+            "num_classes": 3,
+            "partial_bn": False,
+            "scales": 3,
+            "top": "C",
+            "weights": None,
+        },
+    },
+    "st_attn": {
+        **COMMON,
+        "model": "st_attn",
+        "build": {
+            "attention_units": 16,
+            "backbone": "tiny",
+            "dropout": 0.0,
+            "flow_length": 5,
+            "fusion": "mul",
+            "init_filters": 32,
+            "initial_mask": 0.2,
+            "input_size": 32,
+            "lstm_units": 32,
+            "mask_filters": [32, 16],
+            "modality": "rgb",
+            "model": "st_attn",
+            "num_classes": 3,
+            "partial_bn": False,
+            "scales": 3,
+            "top": "C",
+            "weights": None,
+        },
+    },
 }
 # (number of weights, parameters) the previous version built from each config.json.
 PREVIOUS_NETWORK = {"stpa": (43, 148287), "st_attn": (75, 468596)}
 # The flags that resume each run with today's command line (its old flags.txt, as far as the network goes).
 RESUME_FLAGS = {
     "stpa": dict(model="stpa", backbone="tiny", input_size=32, dropout=0.0),
-    "st_attn": dict(model="st_attn", backbone="tiny", input_size=32, dropout=0.0,
-                    model_options=["mask_filters=(32,16)", "lstm_units=32", "init_filters=32", "attention_units=16",
-                                   "initial_mask=0.2"]),
+    "st_attn": dict(
+        model="st_attn",
+        backbone="tiny",
+        input_size=32,
+        dropout=0.0,
+        model_options=[
+            "mask_filters=(32,16)",
+            "lstm_units=32",
+            "init_filters=32",
+            "attention_units=16",
+            "initial_mask=0.2",
+        ],
+    ),
 }
 
 
@@ -58,8 +109,11 @@ def _old_run_dir(root, model: str) -> str:
         json.dump(OLD_CONFIGS[model], f)
     keras.utils.set_random_seed(7)
     network = checkpoints.build_from_config(OLD_CONFIGS[model])
-    tf.train.CheckpointManager(checkpoints.weights_checkpoint(network, step=tf.Variable(1, dtype=tf.int64)),
-                               os.path.join(model_dir, checkpoints.CHECKPOINT_DIR), max_to_keep=1).save(1)
+    tf.train.CheckpointManager(
+        checkpoints.weights_checkpoint(network, step=tf.Variable(1, dtype=tf.int64)),
+        os.path.join(model_dir, checkpoints.CHECKPOINT_DIR),
+        max_to_keep=1,
+    ).save(1)
     return model_dir
 
 
@@ -79,15 +133,29 @@ def test_an_old_run_directory_rebuilds_evaluates_and_exports(model, records, tmp
         checkpoints.check_same_architecture(model_dir, {"build": {**new_build, "input_size": 64}})
 
     # Evaluate: the score file holds the model's logits on the test clips (recomputed here), top-1 from them.
-    report = evaluation.evaluate(records_dir=records, model_dir=model_dir, test_frames=3, batch_size=3,
-                                 output=str(tmp_path / f"{model}.npz"), progress=False)
+    report = evaluation.evaluate(
+        records_dir=records,
+        model_dir=model_dir,
+        test_frames=3,
+        batch_size=3,
+        output=str(tmp_path / f"{model}.npz"),
+        progress=False,
+    )
     scores = np.load(report["scores_file"])
     preprocess = family.input_spec(family.make_config(OLD_CONFIGS[model]["build"]), run.data).preprocess
     from data import pipeline
 
-    dataset = pipeline.build_dataset(os.path.join(records, "test"), training=False, num_frames=3, batch_size=3,
-                                     modality="rgb", flow_length=5, input_size=32, preprocess=preprocess,
-                                     with_metadata=True)
+    dataset = pipeline.build_dataset(
+        os.path.join(records, "test"),
+        training=False,
+        num_frames=3,
+        batch_size=3,
+        modality="rgb",
+        flow_length=5,
+        input_size=32,
+        preprocess=preprocess,
+        with_metadata=True,
+    )
     logits = np.concatenate([network(frames, training=False).numpy() for frames, _, _ in dataset])
     np.testing.assert_allclose(scores["scores"], logits, rtol=1e-5, atol=1e-6)
     assert report["top1"] == pytest.approx(np.mean(np.argmax(logits, axis=1) == scores["labels"]))

@@ -18,10 +18,14 @@ def test_inception_resnet_v2_and_tiny_map_to_minus_one_one():
         np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
-@pytest.mark.parametrize("backbone, application", [
-    ("vgg16", keras.applications.vgg16), ("resnet50", keras.applications.resnet50),
-    ("resnet152", keras.applications.resnet),
-])
+@pytest.mark.parametrize(
+    "backbone, application",
+    [
+        ("vgg16", keras.applications.vgg16),
+        ("resnet50", keras.applications.resnet50),
+        ("resnet152", keras.applications.resnet),
+    ],
+)
 def test_caffe_style_backbones_match_keras(backbone, application):
     out = preprocess_for(backbone, "rgb")(tf.constant(RGB)).numpy()
     np.testing.assert_allclose(out, application.preprocess_input(RGB.copy()), rtol=1e-5, atol=1e-4)

@@ -33,8 +33,14 @@ class _Toy(family_lib.ModelFamily):
 
 def test_a_third_familys_weights_is_not_set_to_none_on_rebuild():
     toy = _Toy()
-    build = {"model": toy.name, "num_classes": 2, "modality": "rgb", "flow_length": 5, "input_size": 8,
-             "weights": "balanced"}
+    build = {
+        "model": toy.name,
+        "num_classes": 2,
+        "modality": "rgb",
+        "flow_length": 5,
+        "input_size": 8,
+        "weights": "balanced",
+    }
     toy.from_build_kwargs(build)
     assert toy.built_with == ["balanced"]
     assert toy.rebuild_overrides() == {}
@@ -61,8 +67,13 @@ def test_another_initial_weights_is_the_same_network_but_another_backbone_is_not
 
 def test_the_shared_backbone_options_carry_the_engines_flag_metadata():
     for field in dataclasses.fields(BackboneOptions):
-        made = config_lib.option(field.default, field.metadata["help"], kind=field.metadata["kind"],
-                                 lower=field.metadata["lower"], upper=field.metadata["upper"])
+        made = config_lib.option(
+            field.default,
+            field.metadata["help"],
+            kind=field.metadata["kind"],
+            lower=field.metadata["lower"],
+            upper=field.metadata["upper"],
+        )
         assert dict(field.metadata) == dict(made.metadata), field.name
     shared = {f.name for f in dataclasses.fields(BackboneOptions)}
     assert shared == {"backbone", "dropout", "weights", "partial_bn"}

@@ -24,9 +24,20 @@ from tests.stpa.cli_fixtures import write_tiny_records_with_offsets
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
 # Dropout stays at the RGB default (0.5), so the checkpointed SeedGenerator state matters.
-RUN_FLAGS = ["--backbone=tiny", "--input_size=32", "--train_frames=2", "--batch_size=4", "--learning_rate=0.01",
-             "--noprogress", "--eval_split=", "--deterministic", "--seed=3", "--log_every=4", "--checkpoint_every=4",
-             "--keep_checkpoints=20"]
+RUN_FLAGS = [
+    "--backbone=tiny",
+    "--input_size=32",
+    "--train_frames=2",
+    "--batch_size=4",
+    "--learning_rate=0.01",
+    "--noprogress",
+    "--eval_split=",
+    "--deterministic",
+    "--seed=3",
+    "--log_every=4",
+    "--checkpoint_every=4",
+    "--keep_checkpoints=20",
+]
 MAX_STEPS = 24
 
 
@@ -37,19 +48,28 @@ def records(tmp_path_factory):
 
 
 def _train_command(model_dir, records_dir):
-    return [sys.executable, "-m", "stpa.train", f"--model_dir={model_dir}", f"--records_dir={records_dir}",
-            *RUN_FLAGS, f"--max_steps={MAX_STEPS}"]
+    return [
+        sys.executable,
+        "-m",
+        "stpa.train",
+        f"--model_dir={model_dir}",
+        f"--records_dir={records_dir}",
+        *RUN_FLAGS,
+        f"--max_steps={MAX_STEPS}",
+    ]
 
 
 def _checkpoint_values(path):
     reader = tf.train.load_checkpoint(path)
-    return {name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path)
-            if name.endswith("VARIABLE_VALUE")}
+    return {
+        name: reader.get_tensor(name) for name, _ in tf.train.list_variables(path) if name.endswith("VARIABLE_VALUE")
+    }
 
 
 def _steps(model_dir):
-    return sorted(int(path.rsplit("-", 1)[1].split(".")[0])
-                  for path in glob.glob(os.path.join(model_dir, "ckpt", "ckpt-*.index")))
+    return sorted(
+        int(path.rsplit("-", 1)[1].split(".")[0]) for path in glob.glob(os.path.join(model_dir, "ckpt", "ckpt-*.index"))
+    )
 
 
 def _logged_losses(event_file):
@@ -68,9 +88,20 @@ def _logged_losses(event_file):
 def test_skip_continues_the_stream_of_each_input_pipeline(records, reader):
     def stream(skip, context=None, clips_per_video=1):
         return pipeline.build_dataset(
-            os.path.join(records, "train"), training=True, num_frames=2, batch_size=4, input_size=32, seed=3,
-            deterministic=True, frames_dtype="uint8", reader=reader, skip=skip, input_context=context,
-            clips_per_video=clips_per_video, with_metadata=True)
+            os.path.join(records, "train"),
+            training=True,
+            num_frames=2,
+            batch_size=4,
+            input_size=32,
+            seed=3,
+            deterministic=True,
+            frames_dtype="uint8",
+            reader=reader,
+            skip=skip,
+            input_context=context,
+            clips_per_video=clips_per_video,
+            with_metadata=True,
+        )
 
     for context, clips_per_video in ((None, 1), (tf.distribute.InputContext(2, 1, 2), 1), (None, 3)):
         per_batch = 4 if context is None else 2
@@ -91,12 +122,14 @@ def test_skip_continues_the_stream_of_each_input_pipeline(records, reader):
 @pytest.mark.slow
 def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(records, tmp_path):
     whole_dir, killed_dir = str(tmp_path / "whole"), str(tmp_path / "killed")
-    done = subprocess.run(_train_command(whole_dir, records), env=ENV, cwd=REPO, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        _train_command(whole_dir, records), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
-    process = subprocess.Popen(_train_command(killed_dir, records), env=ENV, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        _train_command(killed_dir, records), env=ENV, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 240
     try:
         while checkpoints.latest_checkpoint(killed_dir) is None:
@@ -113,8 +146,9 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(records, 
     assert resume_step < MAX_STEPS, "the run finished before the kill; nothing was resumed"
     events_before = set(glob.glob(os.path.join(killed_dir, "train", "events.out.tfevents.*")))
 
-    again = subprocess.run(_train_command(killed_dir, records), env=ENV, cwd=REPO, capture_output=True, text=True,
-                           timeout=300)
+    again = subprocess.run(
+        _train_command(killed_dir, records), env=ENV, cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     output = again.stdout + again.stderr
     assert f"steps {resume_step} -> {MAX_STEPS}" in output  # stpa.train's summary: it resumed at the checkpoint
@@ -148,10 +182,25 @@ def test_resume_after_sigkill_is_bit_identical_to_an_uninterrupted_run(records, 
 def _config(model_dir, records_dir, max_steps):
     from stpa.engine import config as config_lib
 
-    return config_lib.from_values(dict(
-        model_dir=str(model_dir), records_dir=records_dir, backbone="tiny", input_size=32, train_frames=2,
-        batch_size=4, learning_rate=0.01, max_steps=max_steps, eval_split=None, log_every=2, checkpoint_every=2,
-        progress=False, summary_images=False, deterministic=True, seed=3))
+    return config_lib.from_values(
+        dict(
+            model_dir=str(model_dir),
+            records_dir=records_dir,
+            backbone="tiny",
+            input_size=32,
+            train_frames=2,
+            batch_size=4,
+            learning_rate=0.01,
+            max_steps=max_steps,
+            eval_split=None,
+            log_every=2,
+            checkpoint_every=2,
+            progress=False,
+            summary_images=False,
+            deterministic=True,
+            seed=3,
+        )
+    )
 
 
 @pytest.mark.slow
@@ -160,8 +209,9 @@ def test_checkpoint_without_resume_state_resumes_with_a_warning(records, tmp_pat
     run = trainer.Trainer(_config(model_dir, records, 2))
     run.train()
     # Rewrite the last checkpoint with only the objects earlier versions saved (no input position, no RNG state).
-    old_layout = checkpoints.weights_checkpoint(run.model, optimizer=run.optimizer, step=run.step,
-                                                best_metric=run.best_metric)
+    old_layout = checkpoints.weights_checkpoint(
+        run.model, optimizer=run.optimizer, step=run.step, best_metric=run.best_metric
+    )
     for path in glob.glob(os.path.join(model_dir, "ckpt", "*")):
         os.remove(path)
     tf.train.CheckpointManager(old_layout, os.path.join(model_dir, "ckpt"), max_to_keep=1).save(checkpoint_number=2)

@@ -54,8 +54,11 @@ class ToyFamily(family_lib.ModelFamily):
 
     def add_signatures(self, archive, outputs_model, run_config) -> None:  # noqa: D102
         size = int(run_config["input_size"])
-        archive.add_endpoint("serve_clip_mean", lambda frames: {"mean": tf.reduce_mean(frames, axis=[1, 2, 3])},
-                             input_signature=[tf.TensorSpec([None, None, size, size, 3], tf.float32, name="frames")])
+        archive.add_endpoint(
+            "serve_clip_mean",
+            lambda frames: {"mean": tf.reduce_mean(frames, axis=[1, 2, 3])},
+            input_signature=[tf.TensorSpec([None, None, size, size, 3], tf.float32, name="frames")],
+        )
 
 
 def register() -> None:
@@ -68,8 +71,9 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", STPA_F
 
 
 def _run(module: str, *args: str, env=ENV) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=REPO,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=300
+    )
 
 
 def _reference_logits(frames: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
@@ -94,26 +98,56 @@ def test_a_registered_toy_family_trains_evaluates_and_exports_through_the_comman
     records = write_tiny_records(str(tmp_path / "records"))
     run_dir, export_dir = str(tmp_path / "run"), str(tmp_path / "saved_model")
 
-    refused = _run("stpa.train", "--model=toy_gap", f"--model_dir={run_dir}", f"--records_dir={records}",
-                   env={k: v for k, v in ENV.items() if k != "STPA_FAMILY_MODULES"})
+    refused = _run(
+        "stpa.train",
+        "--model=toy_gap",
+        f"--model_dir={run_dir}",
+        f"--records_dir={records}",
+        env={k: v for k, v in ENV.items() if k != "STPA_FAMILY_MODULES"},
+    )
     assert refused.returncode != 0
     assert "unknown --model 'toy_gap'; registered model families: ['stpa', 'tsn', 'st_attn']" in refused.stderr
 
-    trained = _run("stpa.train", "--model=toy_gap", "--toy_width=6", f"--model_dir={run_dir}",
-                   f"--records_dir={records}", "--train_frames=2", "--eval_frames=3", "--batch_size=4",
-                   "--eval_batch_size=6", "--optimizer=adam", "--learning_rate=0.01", "--weight_decay=0",
-                   "--max_steps=6", "--eval_every=0", "--log_every=2", "--noprogress")
+    trained = _run(
+        "stpa.train",
+        "--model=toy_gap",
+        "--toy_width=6",
+        f"--model_dir={run_dir}",
+        f"--records_dir={records}",
+        "--train_frames=2",
+        "--eval_frames=3",
+        "--batch_size=4",
+        "--eval_batch_size=6",
+        "--optimizer=adam",
+        "--learning_rate=0.01",
+        "--weight_decay=0",
+        "--max_steps=6",
+        "--eval_every=0",
+        "--log_every=2",
+        "--noprogress",
+    )
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert f"{run_dir}: steps 0 -> 6" in trained.stdout
     flags_txt = open(os.path.join(run_dir, "flags.txt")).read().splitlines()
     assert "--model=toy_gap" in flags_txt and "--toy_width=6" in flags_txt and "--input_size=16" not in flags_txt
     config = json.load(open(os.path.join(run_dir, "config.json")))
-    assert config["build"] == {"model": "toy_gap", "num_classes": NUM_CLASSES, "modality": "rgb", "flow_length": 5,
-                               "input_size": 16, "toy_width": 6}
+    assert config["build"] == {
+        "model": "toy_gap",
+        "num_classes": NUM_CLASSES,
+        "modality": "rgb",
+        "flow_length": 5,
+        "input_size": 16,
+        "toy_width": 6,
+    }
 
     scores_file = str(tmp_path / "eval" / "scores.npz")
-    evaluated = _run("stpa.evaluate", f"--model_dir={run_dir}", f"--records_dir={records}", "--test_frames=3",
-                     f"--output={scores_file}")
+    evaluated = _run(
+        "stpa.evaluate",
+        f"--model_dir={run_dir}",
+        f"--records_dir={records}",
+        "--test_frames=3",
+        f"--output={scores_file}",
+    )
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     report = json.load(open(scores_file.replace(".npz", ".json")))
     scores = np.load(scores_file)

@@ -23,8 +23,16 @@ from stpa.engine import config as config_lib
 from tests.stpa.cli_fixtures import NUM_CLASSES, write_tiny_records
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
-TINY_FLAGS = ["--backbone=tiny", "--input_size=32", "--train_frames=2", "--eval_frames=3", "--batch_size=4",
-              "--eval_batch_size=6", "--learning_rate=0.01", "--noprogress"]
+TINY_FLAGS = [
+    "--backbone=tiny",
+    "--input_size=32",
+    "--train_frames=2",
+    "--eval_frames=3",
+    "--batch_size=4",
+    "--eval_batch_size=6",
+    "--learning_rate=0.01",
+    "--noprogress",
+]
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +41,35 @@ def records(tmp_path_factory):
 
 
 def _config(model_dir, records_dir, **overrides):
-    values = dict(model_dir=str(model_dir), records_dir=records_dir, backbone="tiny", input_size=32, train_frames=2,
-                  batch_size=4, learning_rate=0.01, max_steps=4, eval_every=0, eval_frames=3, eval_batch_size=6,
-                  log_every=2, progress=False, summary_images=False)
+    values = dict(
+        model_dir=str(model_dir),
+        records_dir=records_dir,
+        backbone="tiny",
+        input_size=32,
+        train_frames=2,
+        batch_size=4,
+        learning_rate=0.01,
+        max_steps=4,
+        eval_every=0,
+        eval_frames=3,
+        eval_batch_size=6,
+        log_every=2,
+        progress=False,
+        summary_images=False,
+    )
     values.update(overrides)
     return config_lib.from_values(values)
 
 
 def _run_cli(args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "stpa.train", *args], capture_output=True, text=True, env=ENV,
-                          timeout=timeout, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    return subprocess.run(
+        [sys.executable, "-m", "stpa.train", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=timeout,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))),
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- schedules
@@ -84,8 +111,9 @@ def test_bad_config_fails_fast_with_allowed_values(records, tmp_path):
 
 
 def test_cli_rejects_bad_flags_before_any_work(records, tmp_path):
-    out = _run_cli([f"--model_dir={tmp_path}/run", f"--records_dir={records}", "--backbone=tiny", "--top=Q"],
-                   timeout=120)
+    out = _run_cli(
+        [f"--model_dir={tmp_path}/run", f"--records_dir={records}", "--backbone=tiny", "--top=Q"], timeout=120
+    )
     assert out.returncode != 0
     assert "top='Q'" in out.stderr and "allowed" in out.stderr
     assert not os.path.exists(tmp_path / "run")  # nothing was written
@@ -97,10 +125,23 @@ def test_flags_file_reproduces_the_config(tmp_path):
     from stpa import train as train_cli
     from stpa.engine import flags as stpa_flags
 
-    config = config_lib.from_values(dict(
-        model_dir=str(tmp_path / "run"), records_dir="data/x", eval_split=None, model="st_attn", backbone="tiny",
-        modality="flow", dropout=0.0, model_options={"mask_filters": (8, 8), "spatial_attention": False},
-        lr_boundaries=(10, 20), lr_values=(1.0, 0.1, 0.01), max_steps=30, lambda_tv=0.5, jit_compile=True))
+    config = config_lib.from_values(
+        dict(
+            model_dir=str(tmp_path / "run"),
+            records_dir="data/x",
+            eval_split=None,
+            model="st_attn",
+            backbone="tiny",
+            modality="flow",
+            dropout=0.0,
+            model_options={"mask_filters": (8, 8), "spatial_attention": False},
+            lr_boundaries=(10, 20),
+            lr_values=(1.0, 0.1, 0.01),
+            max_steps=30,
+            lambda_tv=0.5,
+            jit_compile=True,
+        )
+    )
     path = checkpoints.write_flags_file(config.model_dir, config_lib.flag_lines(config))
     flag_values = absl_flags.FlagValues()
     stpa_flags.define_train_flags(flag_values)
@@ -112,8 +153,7 @@ def test_flags_file_reproduces_the_config(tmp_path):
 def test_loss_decreases_on_a_repeated_batch(records, tmp_path):
     run = trainer.Trainer(_config(tmp_path / "run", records, learning_rate=0.05, beta=0.0, dropout=0.0))
     frames, labels = next(iter(run.eval_dataset(2, 6)))[:2]  # 6 videos (2 per class), preprocessed
-    fixed = run.strategy.experimental_distribute_dataset(
-        tf.data.Dataset.from_tensors((frames, labels)).repeat())
+    fixed = run.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((frames, labels)).repeat())
     iterator = iter(fixed)
     step_fn = run.make_train_step()
     losses = [float(step_fn(iterator)["classification"]) for _ in range(15)]
@@ -142,8 +182,10 @@ def test_mirrored_two_replicas_matches_single_device(records, tmp_path):
         weights = {v.path: v.numpy() for v in single.model.trainable_variables}
         halves.append((terms, weights))
 
-    mirrored = trainer.Trainer(_config(tmp_path / "mirrored", records, beta=1e-4, gamma=1e-4, dropout=0.0),
-                               tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
+    mirrored = trainer.Trainer(
+        _config(tmp_path / "mirrored", records, beta=1e-4, gamma=1e-4, dropout=0.0),
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]),
+    )
     assert mirrored.strategy.num_replicas_in_sync == 2
     mirrored.model.set_weights(initial)
     terms = mirrored.first_step_terms(frames, labels)
@@ -175,8 +217,9 @@ def _weights_after_steps(config, *, policy: str = "float32", steps: int = 2) -> 
         run = trainer.Trainer(config)
         frames, labels = next(iter(run.eval_dataset(2, 6)))[:2]  # 6 videos, preprocessed float32
         initial = {v.path: np.asarray(v.numpy(), np.float64) for v in run.model.trainable_variables}
-        iterator = iter(run.strategy.experimental_distribute_dataset(
-            tf.data.Dataset.from_tensors((frames, labels)).repeat()))
+        iterator = iter(
+            run.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((frames, labels)).repeat())
+        )
         step_fn = run.make_train_step()
         for _ in range(steps):
             step_fn(iterator)
@@ -217,9 +260,12 @@ def test_mixed_float16_two_steps_match_float32(records, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="measured: XLA's updates differ from the uncompiled float32 ones by 4.9 % of "
-                   "the norm after one step and 19 % after two (a repeat of the uncompiled run: 0.0), far above "
-                   "float32 rounding; under investigation (issue 18.5)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="measured: XLA's updates differ from the uncompiled float32 ones by 4.9 % of "
+    "the norm after one step and 19 % after two (a repeat of the uncompiled run: 0.0), far above "
+    "float32 rounding; under investigation (issue 18.5)",
+)
 def test_xla_compiled_two_steps_match_the_uncompiled_steps(records, tmp_path):
     overrides = dict(max_steps=2, dropout=0.0)
     reference = _weights_after_steps(_config(tmp_path / "plain", records, **overrides))[:2]
@@ -241,8 +287,18 @@ def _scalar_tags(directory):
 @pytest.mark.slow
 def test_streams_cli_trains_both_streams_writes_run_dirs_and_fuses(records, tmp_path):
     model_dir = tmp_path / "two_stream"
-    out = _run_cli([f"--model_dir={model_dir}", f"--records_dir={records}", *TINY_FLAGS, "--flow_length=2",
-                    "--streams=rgb,flow", "--max_steps=4", "--eval_every=2", "--log_every=2"])
+    out = _run_cli(
+        [
+            f"--model_dir={model_dir}",
+            f"--records_dir={records}",
+            *TINY_FLAGS,
+            "--flow_length=2",
+            "--streams=rgb,flow",
+            "--max_steps=4",
+            "--eval_every=2",
+            "--log_every=2",
+        ]
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     for stream in ("rgb", "flow"):
         run = model_dir / stream
@@ -251,8 +307,16 @@ def test_streams_cli_trains_both_streams_writes_run_dirs_and_fuses(records, tmp_
         assert tf.train.latest_checkpoint(str(run / "ckpt")).endswith("ckpt-4")
         assert json.loads((run / "config.json").read_text())["modality"] == stream
         train_tags = _scalar_tags(str(run / "train"))
-        assert {"loss/total", "loss/classification", "loss/weight_decay", "loss/interaction", "loss/attention",
-                "learning_rate", "top1", "clips_per_second"} <= train_tags
+        assert {
+            "loss/total",
+            "loss/classification",
+            "loss/weight_decay",
+            "loss/interaction",
+            "loss/attention",
+            "learning_rate",
+            "top1",
+            "clips_per_second",
+        } <= train_tags
         validation_tags = _scalar_tags(str(run / "validation"))
         assert {"loss/total", "top1", "top5", "mean_class_accuracy"} <= validation_tags
         assert any(tag.startswith("attention/") for tag in validation_tags)  # Sec. 4.4 images
@@ -278,10 +342,22 @@ def test_streams_cli_trains_both_streams_writes_run_dirs_and_fuses(records, tmp_
 @pytest.mark.slow
 def test_resume_after_kill_continues_from_the_saved_step(records, tmp_path):
     model_dir = tmp_path / "run"
-    args = [f"--model_dir={model_dir}", f"--records_dir={records}", *TINY_FLAGS, "--eval_split=",
-            "--max_steps=100000", "--checkpoint_every=3", "--keep_checkpoints=2"]
-    process = subprocess.Popen([sys.executable, "-m", "stpa.train", *args], env=ENV, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.PIPE, text=True)
+    args = [
+        f"--model_dir={model_dir}",
+        f"--records_dir={records}",
+        *TINY_FLAGS,
+        "--eval_split=",
+        "--max_steps=100000",
+        "--checkpoint_every=3",
+        "--keep_checkpoints=2",
+    ]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stpa.train", *args],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 180
     try:
         while time.time() < deadline:
@@ -337,13 +413,27 @@ def test_multi_worker_two_local_processes(records, tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     model_dir = tmp_path / "mw"
-    args = [f"--model_dir={model_dir}", f"--records_dir={records}", *TINY_FLAGS, "--eval_split=", "--max_steps=3",
-            "--strategy=multi_worker", "--checkpoint_every=3"]
+    args = [
+        f"--model_dir={model_dir}",
+        f"--records_dir={records}",
+        *TINY_FLAGS,
+        "--eval_split=",
+        "--max_steps=3",
+        "--strategy=multi_worker",
+        "--checkpoint_every=3",
+    ]
     processes = []
     for index in range(2):
         env = dict(ENV, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        processes.append(subprocess.Popen([sys.executable, "-m", "stpa.train", *args], env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "stpa.train", *args],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = []
     try:
         for process in processes:
@@ -372,19 +462,34 @@ def test_st_attn_cached_feature_mode_trains_and_evaluates(records, tmp_path):
 
     extractor = backbones.feature_extractor("tiny", input_size=32)
     for split in ("train", "test"):
-        features.extract_features(os.path.join(records, split), str(tmp_path / "features" / split), extractor,
-                                  num_frames=5, input_size=32, preprocess=models.preprocess_for("tiny", "rgb"),
-                                  progress=False)
+        features.extract_features(
+            os.path.join(records, split),
+            str(tmp_path / "features" / split),
+            extractor,
+            num_frames=5,
+            input_size=32,
+            preprocess=models.preprocess_for("tiny", "rgb"),
+            progress=False,
+        )
     options = {"mask_filters": (8, 8), "lstm_units": 8, "init_filters": 8, "attention_units": 8}
-    config = _config(tmp_path / "run", None, features_dir=str(tmp_path / "features"), model="st_attn",
-                     train_frames=4, eval_frames=5, eval_every=2, model_options=options)
+    config = _config(
+        tmp_path / "run",
+        None,
+        features_dir=str(tmp_path / "features"),
+        model="st_attn",
+        train_frames=4,
+        eval_frames=5,
+        eval_every=2,
+        model_options=options,
+    )
     result = trainer.train(config)
     assert result.step == 4
     assert {"loss/tv", "loss/contrast", "loss/unimodal"} <= set(result.train_metrics)  # ST-attn's regularisers
     run_config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert run_config["input"] == "features" and run_config["build"]["feature_shape"] == [2, 2, 128]
-    report = evaluation.evaluate(records_dir=str(tmp_path / "features"), model_dir=config.model_dir, test_frames=5,
-                                 progress=False)
+    report = evaluation.evaluate(
+        records_dir=str(tmp_path / "features"), model_dir=config.model_dir, test_frames=5, progress=False
+    )
     assert report["num_videos"] == 2 * NUM_CLASSES
     assert report["top1"] == pytest.approx(result.validation[-1][1]["top1"])
 

@@ -31,8 +31,9 @@ def test_salient_positions_follow_the_flatten_order_and_threshold():
     attention = _attention()
     np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.5, 0), [[0, 1, 0], [1, 0, 1]])
     np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.7, 0), [[1, 0, 1]])  # Fig. 5's 0.7
-    np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.5, None),
-                                  [[0, 1, 0], [1, 0, 1], [1, 1, 1]])
+    np.testing.assert_array_equal(
+        saliency.salient_positions(attention, 2, 0.5, None), [[0, 1, 0], [1, 0, 1], [1, 1, 1]]
+    )
     np.testing.assert_array_equal(saliency.salient_positions(attention, 2, 0.5, [3]), [[1, 1, 1]])
     assert saliency.salient_positions(attention, 2, 0.9, 0).shape == (0, 3)  # strictly greater
     with pytest.raises(ValueError, match="columns"):
@@ -92,10 +93,24 @@ def test_flow_frames_are_displayable_and_summary_images_are_made():
 def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
     records = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
     runs = [make_run_dir(str(tmp_path / f"s{scales}"), scales=scales, seed=scales) for scales in (1, 2, 3)]
-    out = subprocess.run([sys.executable, "-m", "stpa.visualize", f"--model_dirs={','.join(runs)}",
-                          f"--records_dir={records}", "--num_videos=2", "--frames=3", "--threshold=0.2",
-                          f"--out_dir={tmp_path}/fig", f"--tensorboard_dir={tmp_path}/tb"],
-                         capture_output=True, text=True, env=ENV, timeout=180)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stpa.visualize",
+            f"--model_dirs={','.join(runs)}",
+            f"--records_dir={records}",
+            "--num_videos=2",
+            "--frames=3",
+            "--threshold=0.2",
+            f"--out_dir={tmp_path}/fig",
+            f"--tensorboard_dir={tmp_path}/tb",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     paths = out.stdout.split()
     assert len(paths) == 2 and all(p.endswith("_fig4.png") for p in paths)
@@ -113,15 +128,28 @@ def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
         assert os.path.basename(path) == f"{video_id}_fig4.png"
         pictures = engine_pictures.enlarge(engine_pictures.displayable(frames))
         expected = saliency.render_salient_fields(
-            pictures, visualization.attention_maps(probes, preprocess, frames), threshold=0.2, positions=0)
+            pictures, visualization.attention_maps(probes, preprocess, frames), threshold=0.2, positions=0
+        )
         np.testing.assert_array_equal(cv2.imread(path)[..., ::-1], expected)  # BGR on disk -> RGB
     assert os.listdir(tmp_path / "tb")
-    out = subprocess.run([sys.executable, "-m", "stpa.visualize", f"--model_dirs={runs[-1]}",
-                          f"--records_dir={records}", "--figure=5", "--positions=0,3", f"--out_dir={tmp_path}/fig5"],
-                         capture_output=True, text=True, env=ENV, timeout=180)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stpa.visualize",
+            f"--model_dirs={runs[-1]}",
+            f"--records_dir={records}",
+            "--figure=5",
+            "--positions=0,3",
+            f"--out_dir={tmp_path}/fig5",
+        ],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=180,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert cv2.imread(out.stdout.split()[0]).shape == (128, 2 * 128 + 2, 3)
-
 
 
 def _ucf_layout_records(root, source):
@@ -142,10 +170,18 @@ def test_visualize_writes_into_the_class_subfolder_of_a_ucf101_id(tmp_path_facto
     source = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
     ucf = _ucf_layout_records(str(tmp_path / "ucf"), source)
     run = make_run_dir(str(tmp_path / "run"), scales=2, seed=4)
-    command = [sys.executable, "-m", "stpa.visualize", f"--model_dirs={run}", f"--records_dir={ucf}", "--frames=3",
-               "--threshold=0.0"]
-    out = subprocess.run(command + [f"--out_dir={tmp_path}/figures"], capture_output=True, text=True, env=ENV,
-                         timeout=180)
+    command = [
+        sys.executable,
+        "-m",
+        "stpa.visualize",
+        f"--model_dirs={run}",
+        f"--records_dir={ucf}",
+        "--frames=3",
+        "--threshold=0.0",
+    ]
+    out = subprocess.run(
+        command + [f"--out_dir={tmp_path}/figures"], capture_output=True, text=True, env=ENV, timeout=180
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     expected = os.path.abspath(tmp_path / "figures" / "MoveRight" / "v_MoveRight_g01_c01_fig4.png")
     assert out.stdout.split() == [expected]
@@ -154,8 +190,9 @@ def test_visualize_writes_into_the_class_subfolder_of_a_ucf101_id(tmp_path_facto
 
     (tmp_path / "blocked").mkdir()
     (tmp_path / "blocked" / "MoveRight").write_text("a file where the class folder should be")
-    out = subprocess.run(command + [f"--out_dir={tmp_path}/blocked"], capture_output=True, text=True, env=ENV,
-                         timeout=180)
+    out = subprocess.run(
+        command + [f"--out_dir={tmp_path}/blocked"], capture_output=True, text=True, env=ENV, timeout=180
+    )
     assert out.returncode != 0 and out.stdout.strip() == ""  # nothing reported as written
     assert "could not write" in out.stderr and "MoveRight/v_MoveRight_g01_c01_fig4.png" in out.stderr
     assert "Traceback" not in out.stderr
@@ -163,7 +200,8 @@ def test_visualize_writes_into_the_class_subfolder_of_a_ucf101_id(tmp_path_facto
 
 def test_figure_path_keeps_the_class_folder_inside_out_dir():
     assert visualization.figure_path("figs", "MoveRight/v_MoveRight_g01_c01", 5) == os.path.join(
-        "figs", "MoveRight", "v_MoveRight_g01_c01_fig5.png")
+        "figs", "MoveRight", "v_MoveRight_g01_c01_fig5.png"
+    )
     with pytest.raises(ValueError, match="outside --out_dir"):
         visualization.figure_path("figs", "../../etc/v", 4)
     with pytest.raises(ValueError, match="outside --out_dir"):

@@ -346,6 +346,7 @@ def feature_extractor(
     Raises:
       As `build_backbone`.
     """
-    built = build_backbone(name, input_size=input_size, modality=modality, flow_length=flow_length, weights=weights,
-                           partial_bn=partial_bn)
+    built = build_backbone(
+        name, input_size=input_size, modality=modality, flow_length=flow_length, weights=weights, partial_bn=partial_bn
+    )
     return keras.Model(built.trunk.input, built.feature_map, name=f"{name}_features")

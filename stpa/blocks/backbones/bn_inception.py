@@ -123,9 +123,7 @@ def _inception_block(x, block: InceptionBlock):
     branch = _conv_bn_relu(
         x, block.reduce_double, 1, f"{name}_double_3x3_reduce", relu_name=f"{name}_relu_double_3x3_reduce"
     )
-    branch = _conv_bn_relu(
-        branch, block.conv_double, 3, f"{name}_double_3x3_1", relu_name=f"{name}_relu_double_3x3_1"
-    )
+    branch = _conv_bn_relu(branch, block.conv_double, 3, f"{name}_double_3x3_1", relu_name=f"{name}_relu_double_3x3_1")
     branches.append(
         _conv_bn_relu(
             branch,
