@@ -32,7 +32,7 @@ setuptools.setup(
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "pytest-xdist", "ruff", "scikit-video", "apache-beam>=2.65"],
+        "test": ["pytest", "pytest-xdist", "ruff==0.17.6", "scikit-video", "apache-beam>=2.65"],
         "gpu": ["tensorflow[and-cuda]>=2.16"],
         # python -m data.beam_prepare: the DirectRunner (local processes), Flink, Spark ...
         "beam": ["apache-beam>=2.65"],
