@@ -22,6 +22,8 @@ PUBLISHED_MODULES = [
     ("inception_5a", 352, 192, 320, 160, 224, 128, 1),
     ("inception_5b", 352, 192, 320, 192, 224, 128, 1),
 ]
+
+
 def published_convolutions(in_channels=3):
     """[(TSN module name, in channels, out channels, kernel size)] of every convolution, in network order."""
     convs = [("conv1_7x7_s2", in_channels, 64, 7), ("conv2_3x3_reduce", 64, 64, 1), ("conv2_3x3", 64, 192, 3)]
