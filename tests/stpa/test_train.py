@@ -211,19 +211,25 @@ def test_nan_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(recor
         assert latest is None
 
 
-def _weights_after_steps(config, *, policy: str = "float32", steps: int = 2) -> tuple[dict, dict, trainer.Trainer]:
-    """Initial and after-`steps` trainable weights {path: float64 array} on one fixed preprocessed batch."""
+def _weights_after_steps(
+    config, *, policy: str = "float32", steps: int = 2, variables: str = "trainable"
+) -> tuple[dict, dict, trainer.Trainer]:
+    """Initial and after-`steps` weights {path: float64 array} on one fixed preprocessed batch.
+
+    `variables`: "trainable", or "all" (also the BN moving statistics).
+    """
     with trainer.precision_policy(policy):
         run = trainer.Trainer(config)
         frames, labels = next(iter(run.eval_dataset(2, 6)))[:2]  # 6 videos, preprocessed float32
-        initial = {v.path: np.asarray(v.numpy(), np.float64) for v in run.model.trainable_variables}
+        chosen = run.model.trainable_variables if variables == "trainable" else run.model.variables
+        initial = {v.path: np.asarray(v.numpy(), np.float64) for v in chosen}
         iterator = iter(
             run.strategy.experimental_distribute_dataset(tf.data.Dataset.from_tensors((frames, labels)).repeat())
         )
         step_fn = run.make_train_step()
         for _ in range(steps):
             step_fn(iterator)
-        after = {v.path: np.asarray(v.numpy(), np.float64) for v in run.model.trainable_variables}
+        after = {v.path: np.asarray(v.numpy(), np.float64) for v in chosen}
     return initial, after, run
 
 
@@ -260,18 +266,25 @@ def test_mixed_float16_two_steps_match_float32(records, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="measured: XLA's updates differ from the uncompiled float32 ones by 4.9 % of "
-    "the norm after one step and 19 % after two (a repeat of the uncompiled run: 0.0), far above "
-    "float32 rounding; under investigation (issue 18.5)",
-)
 def test_xla_compiled_two_steps_match_the_uncompiled_steps(records, tmp_path):
-    overrides = dict(max_steps=2, dropout=0.0)
-    reference = _weights_after_steps(_config(tmp_path / "plain", records, **overrides))[:2]
-    compiled = _weights_after_steps(_config(tmp_path / "xla", records, jit_compile=True, **overrides))[:2]
-    # XLA fuses ops and reorders float32 reductions (eps 1.2e-7): after two steps the updates differ by ~1e-5
-    # relative at most; 1e-3 of the update's norm is far above that and far below any real difference.
+    """XLA's two steps update every variable (weights and BN moving statistics) as the uncompiled steps do.
+
+    Seed 2, not the default 0 (issue 18): with seed 0 this batch puts one input of the ReLU after the attention
+    (M'[2, 1, 0, 82] = A X, eight products up to 0.69 whose float64 sum is -4.7e-7) within float32 rounding of the
+    kink. Uncompiled it is -4.6e-7, under XLA (another summation order) +5.7e-7: that element's gradient goes from 0
+    to -0.0039, 2.3 % of dL/dM', and the attention kernels' first update differs by 4.9 % (forward pass, loss and
+    classifier update agree to 3e-6); the second step, taken from already different weights, 19 %. A legitimate
+    float32 effect of a non-smooth op, not a compiler or trainer bug. Measured worst relative difference over all
+    variables after two steps with seeds 1, 2, 3, 42: 5.3e-4, 6.3e-5, 3.9e-4, 5.6e-5.
+    """
+    overrides = dict(max_steps=2, dropout=0.0, seed=2)
+    reference = _weights_after_steps(_config(tmp_path / "plain", records, **overrides), variables="all")[:2]
+    compiled = _weights_after_steps(
+        _config(tmp_path / "xla", records, jit_compile=True, **overrides), variables="all"
+    )[:2]
+    # 1e-3 of each variable's change: 16 x the measured 6.3e-5 for this seed, far below a lost or doubled update, a
+    # wrong BN training flag or moving-statistics update, or different random numbers (all >= 10 %). A failure
+    # confined to a few variables at a few % can be a ReLU input within rounding of 0 again (see above).
     _assert_same_updates(reference, compiled, tolerance=1e-3)
 
 
@@ -455,14 +468,14 @@ def test_multi_worker_two_local_processes(records, tmp_path):
 
 @pytest.mark.slow
 def test_st_attn_cached_feature_mode_trains_and_evaluates(records, tmp_path):
-    from st_attn import features
+    from st_attn import feature_cache
     from stpa import models
     from stpa.blocks import backbones
     from stpa.engine import evaluation
 
     extractor = backbones.feature_extractor("tiny", input_size=32)
     for split in ("train", "test"):
-        features.extract_features(
+        feature_cache.extract_features(
             os.path.join(records, split),
             str(tmp_path / "features" / split),
             extractor,
@@ -493,11 +506,11 @@ def test_st_attn_cached_feature_mode_trains_and_evaluates(records, tmp_path):
     assert report["num_videos"] == 2 * NUM_CLASSES
     assert report["top1"] == pytest.approx(result.validation[-1][1]["top1"])
 
-    # The localisation / picture commands read the same run through st_attn.localize's loaders.
-    from st_attn import localize
+    # The localisation / picture commands read the same run through st_attn.attention_runs' loaders.
+    from st_attn import attention_runs
 
-    probe, build = localize.load_trained(config.model_dir, None)
-    dataset, input_size = localize.attention_dataset(
+    probe, build = attention_runs.load_trained(config.model_dir, None)
+    dataset, input_size = attention_runs.attention_dataset(
         build, records_split=None, features_split=str(tmp_path / "features" / "test"), num_frames=5, batch_size=2
     )
     inputs, _, metadata = next(iter(dataset))
