@@ -279,9 +279,9 @@ def test_xla_compiled_two_steps_match_the_uncompiled_steps(records, tmp_path):
     """
     overrides = dict(max_steps=2, dropout=0.0, seed=2)
     reference = _weights_after_steps(_config(tmp_path / "plain", records, **overrides), variables="all")[:2]
-    compiled = _weights_after_steps(
-        _config(tmp_path / "xla", records, jit_compile=True, **overrides), variables="all"
-    )[:2]
+    compiled = _weights_after_steps(_config(tmp_path / "xla", records, jit_compile=True, **overrides), variables="all")[
+        :2
+    ]
     # 1e-3 of each variable's change: 16 x the measured 6.3e-5 for this seed, far below a lost or doubled update, a
     # wrong BN training flag or moving-statistics update, or different random numbers (all >= 10 %). A failure
     # confined to a few variables at a few % can be a ReLU input within rounding of 0 again (see above).
