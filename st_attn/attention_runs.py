@@ -120,6 +120,7 @@ def load_trained(model_dir: str | None, model_path: str | None, *, backbone=None
     build.setdefault("feature_shape", None)
     from st_attn import models
 
+    models.require_attention(model)
     return models.attention_model(model), build
 
 

@@ -36,6 +36,12 @@ class StAttnConfig(BackboneOptions):
     The backbone options (backbone, dropout, weights, partial_bn) are `stpa.blocks.backbone_options.BackboneOptions`'s.
     """
 
+    pooling: str = option(
+        "attention",
+        "ST-attn: how frame features become the clip vector: attention (the model) or average (Table 2's "
+        "w/o attention baseline: mean over frames and positions, then the same classifier; no attention losses).",
+        choices=st_models.POOLINGS,
+    )
     spatial_attention: bool = option(True, "ST-attn: the spatial mask (False: Table 2's w/o spatial attention).")
     temporal_attention: bool = option(
         True, "ST-attn: the temporal attention (False: Table 2's w/o temporal attention)."
@@ -184,19 +190,25 @@ class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
         """Eq. 6 of Meng et al.: CE + lambda_tv L_TV + lambda_contrast L_contrast + lambda_unimodal L_unimodal.
 
         L_TV is Eq. 7, L_contrast Eq. 8, L_unimodal Eq. 9, plus lambda sum w^2; the mask terms exist only with spatial
-        attention, and a 0 weight drops its term.
+        attention, the unimodal term only with temporal weights (none for pooling="average"), and a 0 weight drops
+        its term.
         """
         terms = super().loss_terms(config, outputs, labels, model, multi_label=multi_label, weight_decay=weight_decay)
         if "mask" in outputs and config.lambda_tv:
             terms["tv"] = config.lambda_tv * st_losses.total_variation_loss(outputs["mask"])
         if "mask" in outputs and config.lambda_contrast:
             terms["contrast"] = config.lambda_contrast * st_losses.contrast_loss(outputs["mask"])
-        if config.lambda_unimodal:
+        if "temporal_weights" in outputs and config.lambda_unimodal:
             terms["unimodal"] = config.lambda_unimodal * st_losses.unimodality_loss(outputs["temporal_weights"])
         return terms
 
     def summary_images(self, outputs: Mapping[str, np.ndarray], frames: np.ndarray) -> dict[str, np.ndarray]:
-        """Fig. 4 of Meng et al.: frames, the mask over each as a heat map, the temporal weights as grey tiles."""
+        """Fig. 4 of Meng et al.: frames, the mask over each as a heat map, the temporal weights as grey tiles.
+
+        None for the average-pooling baseline (no attention outputs).
+        """
+        if not any(name in outputs for name in self.attention_outputs):
+            return {}
         from st_attn import visualize
 
         return visualize.attention_images(outputs, frames)

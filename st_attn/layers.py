@@ -161,6 +161,25 @@ class ApplySpatialMask(keras.layers.Layer):
         return tuple(input_shape[0])
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FrameAndPositionAveragePooling(keras.layers.Layer):
+    """The "w/o attention" baseline of Meng et al. (Table 2, last row): the mean of X over frames and positions.
+
+    `X (B, n, h, w, C)` -> `(1 / (n h w)) sum_{i, y, x} X_iyx` `(B, C)`. n, h and w may be unknown (None): the mean is
+    one reduction over axes 1-3, so no per-frame layer is involved.
+    """
+
+    def call(self, inputs):
+        """Returns `(B, C)`: the mean of `inputs` `(B, n, h, w, C)` over n, h and w."""
+        return tf.reduce_mean(inputs, axis=[1, 2, 3])  # (B, C)
+
+    def compute_output_shape(self, input_shape):
+        """Returns `(B, C)`; raises for an input that is not `(B, n, h, w, C)`."""
+        if len(input_shape) != 5:
+            raise ValueError(f"FrameAndPositionAveragePooling expects (B, n, h, w, C) features; got {input_shape}.")
+        return (input_shape[0], input_shape[-1])
+
+
 def temporal_context(weights, masked_features):
     """Eq. 4 of Meng et al.: the ConvLSTM input `Y_t = (1/n) Σ_i w_ti X~_i`.
 

@@ -23,6 +23,12 @@ from stpa.blocks.video_ops import FoldTime, UnfoldTime
 
 MASK_LAYER = "spatial_attention_mask"
 TEMPORAL_LAYER = "temporal_attention"
+AVERAGE_LAYER = "frame_and_position_average"
+POOLINGS = ("attention", "average")
+NO_ATTENTION_ERROR = (
+    'this is the average-pooling baseline (--pooling=average, Meng et al. Table 2 "w/o attention"): '
+    "it has no attention to localise or visualise."
+)
 
 
 def build_st_attn_network(
@@ -42,6 +48,7 @@ def build_st_attn_network(
     name: str = "st_attn",
     project_frames: bool = True,
     parallel_iterations: int = 1,
+    pooling: str = "attention",
 ) -> keras.Model:
     """Builds the spatio-temporal attention network of Meng et al. (Sec. 3, Fig. 1).
 
@@ -65,6 +72,8 @@ def build_st_attn_network(
       name: the model's name.
       project_frames: the ConvLSTM's input convolution once over all frames (see `TemporalAttentionConvLSTM`).
       parallel_iterations: the ConvLSTM loop's parallel iterations (see `TemporalAttentionConvLSTM`).
+      pooling: "attention" (the model above) or "average": Table 2's "w/o attention" baseline, X (B, n, h, w, C) ->
+        mean over n, h, w (B, C) -> dropout -> dense logits; no mask, no ConvLSTM, the attention options unused.
 
     Returns:
       A functional `keras.Model` with n = None: `(B, n, ...)` -> logits `(B, num_classes)`.
@@ -83,6 +92,11 @@ def build_st_attn_network(
         inputs = keras.Input((None, *feature_shape), name="features")
         features = inputs
 
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}; got {pooling!r}.")
+    if pooling == "average":
+        pooled = st_layers.FrameAndPositionAveragePooling(name=AVERAGE_LAYER)(features)  # (B, C)
+        return _classifier(inputs, pooled, num_classes, dropout, name)
     if spatial_attention:
         mask = st_layers.SpatialAttentionMask(filters=mask_filters, initial_mask=initial_mask, name=MASK_LAYER)(
             features
@@ -100,11 +114,22 @@ def build_st_attn_network(
         parallel_iterations=parallel_iterations,
         name=TEMPORAL_LAYER,
     )(masked)
-    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(mean_hidden)
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(mean_hidden)  # (B, units)
+    return _classifier(inputs, pooled, num_classes, dropout, name)
+
+
+def _classifier(inputs, pooled, num_classes: int, dropout: float | None, name: str) -> keras.Model:
+    """`pooled (B, C)` -> dropout (if any) -> Dense "logits" `(B, num_classes)`; the model from `inputs`."""
     if dropout:
         pooled = keras.layers.Dropout(dropout, name="dropout")(pooled)
     logits = keras.layers.Dense(num_classes, name="logits")(pooled)
     return keras.Model(inputs, logits, name=name)
+
+
+def require_attention(model: keras.Model) -> None:
+    """Raises the one-line `NO_ATTENTION_ERROR` for the average-pooling baseline (it has nothing to localise)."""
+    if AVERAGE_LAYER in {layer.name for layer in model.layers}:
+        raise ValueError(NO_ATTENTION_ERROR)
 
 
 def attention_endpoints(model: keras.Model) -> dict[str, keras.KerasTensor]:
@@ -114,10 +139,13 @@ def attention_endpoints(model: keras.Model) -> dict[str, keras.KerasTensor]:
       model: a model from `build_st_attn_network` (possibly nested in or reloaded from `.keras`).
 
     Returns:
-      {"mask": (B, n, h, w, 1) if the model has spatial attention, "temporal_weights": (B, n_steps, n)}.
+      {"mask": (B, n, h, w, 1) if the model has spatial attention, "temporal_weights": (B, n_steps, n)}; {} for the
+      average-pooling baseline (`pooling="average"`), which has no attention.
     """
     endpoints = {}
     names = {layer.name for layer in model.layers}
+    if AVERAGE_LAYER in names:
+        return endpoints
     if MASK_LAYER in names:
         endpoints["mask"] = model.get_layer(MASK_LAYER).output
     if TEMPORAL_LAYER not in names:
