@@ -90,17 +90,56 @@ def test_wrong_class_costs_class_aware_map_only(split):
     assert result["spatial"]["rows"]["ST-attn, class-agnostic AP"] == [1.0] * 4
 
 
+@pytest.fixture(scope="module")
+def one_class_split(tmp_path_factory):
+    """Four videos of class 1 (of 2) with the off-centre box on frames 3..6, i.e. the segment [0.3, 0.7) s."""
+    examples = [
+        records_helper.video(f"w{i}", 1, num_frames=12, height=H, width=W, box=OFF_CENTRE_BOX, first=3, last=6, seed=i)
+        for i in range(4)
+    ]
+    return records_helper.write_split(str(tmp_path_factory.mktemp("one_class") / "test"), examples)
+
+
+def _assign(layer: keras.Layer, values: dict[str, np.ndarray]) -> None:
+    """Sets the weights of `layer` whose paths end with a key of `values` (e.g. "conv3/bias")."""
+    assigned = set()
+    for variable in layer.weights:
+        for suffix, value in values.items():
+            if variable.path.endswith(suffix):
+                variable.assign(np.broadcast_to(value, variable.shape).astype(variable.dtype))
+                assigned.add(suffix)
+    assert assigned == set(values), (sorted(assigned), [v.path for v in layer.weights])
+
+
+def _box_iou(a, b) -> float:
+    width = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
+    height = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - width * height
+    return width * height / union
+
+
 @pytest.mark.slow
-def test_command_line_on_a_saved_model(split, tmp_path):
+def test_command_line_on_a_saved_model_of_known_attention(one_class_split, tmp_path):
+    """A saved model whose outputs are fixed by hand: every mask entry 0.8, uniform temporal attention, class 1.
+
+    The mask is the constant sigmoid of the last mask convolution's bias (its kernel zeroed), the temporal attention
+    is softmax of zero energies (v = 0), the logits are the classifier's bias (its kernel zeroed). So each annotated
+    frame's box is the whole test crop, and each video's one segment is the whole clip; their IoUs with the ground
+    truth, computed here, decide every AP: all detections have the same IoU, so each AP is 1 (all true positives)
+    or 0 (none).
+    """
     frames = keras.Input((S, S, 3))
     extractor = keras.Model(frames, keras.layers.Conv2D(8, 3, strides=4, padding="same")(frames))
     model = models.build_st_attn_network(
         2, feature_extractor=extractor, mask_filters=(4, 4), lstm_units=4, init_filters=4, attention_units=4
     )
+    _assign(model.get_layer(models.MASK_LAYER), {"conv3/kernel": 0.0, "conv3/bias": np.log(0.8 / 0.2)})
+    _assign(model.get_layer(models.TEMPORAL_LAYER), {"v/kernel": 0.0})
+    _assign(model.get_layer("logits"), {"logits/kernel": 0.0, "logits/bias": np.array([0.0, 3.0])})
     model_path = str(tmp_path / "model.keras")
     model.save(model_path)
     output = str(tmp_path / "new" / "result.json")  # the folder is created
-    records_dir = os.path.dirname(split)
+    records_dir = os.path.dirname(one_class_split)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     completed = subprocess.run(
         [
@@ -124,7 +163,29 @@ def test_command_line_on_a_saved_model(split, tmp_path):
     assert "Table 5" in completed.stdout and "Table 6" in completed.stdout
     with open(output) as f:
         result = json.load(f)
-    assert result["classification"]["videos"] == 4
-    for table in (result["spatial"], result["temporal"]):
-        for values in table["rows"].values():
-            assert all(0.0 <= v <= 1.0 for v in values)
+    assert result["classification"] == {"videos": 4, "top1": 1.0}
+
+    # The test crop, by hand: the short side 40 is resized to 16 * 256 // 224 = 18, so 40x48 -> 18x22
+    # (48 * 18 / 40 = 21.6 -> 22); the centre 16x16 starts at row 1, column 3.
+    crop = (3 / 22, 1 / 18, 19 / 22, 17 / 18)
+    box_iou = _box_iou(crop, OFF_CENTRE_BOX)
+    assert box_iou == pytest.approx(0.10422, abs=1e-5)  # (0.3125 - 3/22) * 0.4 / (16/22 * 16/18 + 0.1 - that)
+    spatial = result["spatial"]
+    assert spatial["thresholds"] == [0.05, 0.1, 0.2, 0.3]
+    assert spatial["frames"] == 4 * 2  # sampled frames 1, 3, ..., 11; frames 3 and 5 carry a box
+    expected = [float(box_iou >= alpha) for alpha in spatial["thresholds"]]
+    assert expected == [1.0, 1.0, 0.0, 0.0]
+    assert spatial["rows"]["ST-attn (ours)"] == expected
+    assert spatial["rows"]["ST-attn, class-agnostic AP"] == expected  # one class: the same detections count
+    # The centred box of the average GT size (0.25 x 0.4) is [0.375, 0.625] wide: no overlap with [0.0625, 0.3125].
+    assert spatial["rows"]["Centred box of average GT size"] == [0.0] * 4
+    assert spatial["rows"]["Centred box, class-agnostic AP"] == [0.0] * 4
+
+    # Uniform attention selects all six frames: the segment [0, 12 / 10) s; the truth is [0.3, 0.7) s.
+    segment_iou = (0.7 - 0.3) / 1.2
+    temporal = result["temporal"]
+    assert temporal["thresholds"] == [0.1, 0.2, 0.3, 0.4, 0.5] and temporal["videos"] == 4
+    expected = [float(segment_iou >= alpha) for alpha in temporal["thresholds"]]
+    assert expected == [1.0, 1.0, 1.0, 0.0, 0.0]
+    for method in temporal["rows"]:  # ours, the whole clip, and both class-agnostic: the same segment everywhere
+        assert temporal["rows"][method] == expected, method
