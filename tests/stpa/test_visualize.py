@@ -149,7 +149,17 @@ def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
         timeout=180,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    assert cv2.imread(out.stdout.split()[0]).shape == (128, 2 * 128 + 2, 3)
+    (path,) = out.stdout.split()
+    # Fig. 5 of the last model on frame 0 of the first clip (default --frames=5, --threshold=0.7): the renderer's
+    # picture of the same clip and weights, pixel for pixel (PNG is lossless).
+    (video_id, frames), *_ = visualization.load_clips(config, records_dir=records, num_videos=1, num_frames=5)
+    assert os.path.basename(path) == f"{video_id}_fig5.png"
+    pictures = engine_pictures.enlarge(engine_pictures.displayable(frames))
+    expected = saliency.render_positions(
+        pictures[0], visualization.attention_maps(probes[-1:], preprocess, frames)[0], 0, [0, 3], num_frames=5
+    )
+    assert expected.shape == (128, 2 * 128 + 2, 3)
+    np.testing.assert_array_equal(cv2.imread(path)[..., ::-1], expected)
 
 
 def _ucf_layout_records(root, source):
@@ -185,8 +195,22 @@ def test_visualize_writes_into_the_class_subfolder_of_a_ucf101_id(tmp_path_facto
     assert out.returncode == 0, out.stderr[-3000:]
     expected = os.path.abspath(tmp_path / "figures" / "MoveRight" / "v_MoveRight_g01_c01_fig4.png")
     assert out.stdout.split() == [expected]
-    image = cv2.imread(expected)
-    assert image.shape == (128, 3 * 128 + 2 * 2, 3) and image.astype(np.float64).std() > 10
+    # The renderer's Fig. 4 of the same clip and weights (one model, threshold 0), pixel for pixel.
+    from stpa import models
+    from stpa.engine import checkpoints
+
+    config = checkpoints.load_run_config(run)
+    ((video_id, frames),) = visualization.load_clips(config, records_dir=ucf, num_videos=1, num_frames=3)
+    assert video_id == "MoveRight/v_MoveRight_g01_c01"
+    probe = models.attention_outputs_model(checkpoints.load_model(run, "last"))
+    attention = visualization.attention_maps(
+        [probe], models.preprocess_for(config["backbone"], config["modality"]), frames
+    )
+    rendered = saliency.render_salient_fields(
+        engine_pictures.enlarge(engine_pictures.displayable(frames)), attention, threshold=0.0, positions=0
+    )
+    assert rendered.shape == (128, 3 * 128 + 2 * 2, 3)
+    np.testing.assert_array_equal(cv2.imread(expected)[..., ::-1], rendered)  # BGR on disk -> RGB
 
     (tmp_path / "blocked").mkdir()
     (tmp_path / "blocked" / "MoveRight").write_text("a file where the class folder should be")
