@@ -4,12 +4,13 @@ import os
 import subprocess
 import sys
 
+import cv2
 import keras
 import numpy as np
 import pytest
 from PIL import Image
 
-from data import files
+from data import files, records
 from st_attn import models, visualize
 from st_attn.family import ST_ATTN
 from stpa.engine import pictures
@@ -81,8 +82,31 @@ def test_png_and_gif_writers_fail_naming_the_path(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["pictures"]
 
 
+def _assign(layer: keras.Layer, values: dict[str, np.ndarray]) -> None:
+    """Sets the weights of `layer` whose paths end with a key of `values` (e.g. "conv2/bias")."""
+    assigned = set()
+    for variable in layer.weights:
+        for suffix, value in values.items():
+            if variable.path.endswith(suffix):
+                variable.assign(np.broadcast_to(value, variable.shape).astype(variable.dtype))
+                assigned.add(suffix)
+    assert assigned == set(values), (sorted(assigned), [v.path for v in layer.weights])
+
+
+def _read_rgb(path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
 @pytest.mark.slow
-def test_command_line_writes_pictures(tmp_path):
+def test_command_line_writes_the_renderers_pictures(tmp_path):
+    """The written PNGs are the in-process renderers' pictures of the same clip and attention, pixel for pixel.
+
+    The saved model's attention is fixed by hand (every mask entry 0.75: the last mask convolution's kernel zeroed,
+    its bias logit(0.75); uniform temporal weights: v = 0), so the expected pictures need only the clip, cut here from
+    the record's JPEGs: 10 frames, 5 TSN samples at frames 1, 3, 5, 7, 9; the 40x48 frame is resized to 18x22 for a
+    16 px input (16 * 256 // 224 = 18), whose centre 16x16 is rows 2..37, columns 7..40 of the stored frame.
+    """
     examples = [records_helper.video(f"v{i}", i % 2, num_frames=10, seed=i) for i in range(2)]
     records_helper.write_split(str(tmp_path / "records" / "test"), examples)
     frames = keras.Input((16, 16, 3))
@@ -90,6 +114,8 @@ def test_command_line_writes_pictures(tmp_path):
     model = models.build_st_attn_network(
         2, feature_extractor=extractor, mask_filters=(4,), lstm_units=4, init_filters=4, attention_units=4
     )
+    _assign(model.get_layer(models.MASK_LAYER), {"conv2/kernel": 0.0, "conv2/bias": np.log(0.75 / 0.25)})
+    _assign(model.get_layer(models.TEMPORAL_LAYER), {"v/kernel": 0.0})
     model.save(str(tmp_path / "model.keras"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     completed = subprocess.run(
@@ -111,6 +137,42 @@ def test_command_line_writes_pictures(tmp_path):
         timeout=120,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    assert sorted(os.listdir(tmp_path / "pictures")) == ["v1_attention.gif", "v1_attention.png", "v1_boxes.png"]
-    with Image.open(tmp_path / "pictures" / "v1_attention.gif") as image:
+    out = tmp_path / "pictures"
+    assert sorted(os.listdir(out)) == ["v1_attention.gif", "v1_attention.png", "v1_boxes.png"]
+
+    jpegs = records.example_to_dict(examples[1], with_frames=True)["frames"]
+    clip = np.stack(
+        [
+            cv2.resize(
+                cv2.imdecode(np.frombuffer(jpegs[t], np.uint8), cv2.IMREAD_COLOR)[2:38, 7:41, ::-1],
+                (16, 16),
+                interpolation=cv2.INTER_LINEAR,
+            )
+            for t in (1, 3, 5, 7, 9)
+        ]
+    )
+    shown = visualize.displayable(clip)  # (5, 96, 96, 3): enlarged 6x
+    mask = np.full((5, 4, 4), 0.75)  # a 4x4 map: the stride-4 extractor on 16 px
+    weights = np.full((5, 5), 0.2)
+    whole_crop = np.array([0.0, 0.0, 1.0, 1.0])  # every mask entry above 0.5
+    # The box (0.5, 0.25, 0.875, 0.75) of frames 3..8 in the crop (3/22, 1/18, 19/22, 17/18), clipped at 1.
+    in_crop = np.array([[0.5, 3.5 / 16, 1.0, 12.5 / 16]])
+    truth = [np.zeros((0, 4)), in_crop, in_crop, in_crop, np.zeros((0, 4))]
+
+    strip = _read_rgb(out / "v1_attention.png")
+    np.testing.assert_array_equal(strip, visualize.attention_strip(shown, mask, weights, max_frames=10))
+    assert strip.shape == (96 + 2 + 96 + 2 + 32, 5 * 96 + 4 * 2, 3)
+    np.testing.assert_array_equal(strip[-32:, :96], np.full((32, 96, 3), 255))  # uniform attention: all bright
+    boxes = _read_rgb(out / "v1_boxes.png")
+    np.testing.assert_array_equal(boxes, visualize.box_strip(shown, [whole_crop] * 5, truth))
+    np.testing.assert_array_equal(boxes[0, 0], visualize.PREDICTED_COLOUR)  # the whole-crop box's corner
+    np.testing.assert_array_equal(boxes[int(3.5 / 16 * 96), 98 + 60], visualize.GROUND_TRUTH_COLOUR)  # its top edge
+    # The GIF holds the same animation, up to its 256-colour palette.
+    expected = visualize.animation_frames(shown, mask, weights, [whole_crop] * 5, truth)
+    with Image.open(out / "v1_attention.gif") as image:
         assert image.n_frames == 5
+        for t, picture in enumerate(expected):
+            image.seek(t)
+            decoded = np.asarray(image.convert("RGB"), np.float64)
+            assert decoded.shape == picture.shape
+            assert np.abs(decoded - picture).mean() < 2.0, t
