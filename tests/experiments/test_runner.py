@@ -204,6 +204,7 @@ def test_localisation_studies_use_the_fine_tune_features_attention_chain(tmp_pat
     assert f"--records_dir={layout.records}" in graph.tasks["train/study_stpa_tsn_rgb/seed0"].command
 
 
+@pytest.mark.slow
 def test_micro_study_end_to_end(tmp_path):
     flagfiles = tmp_path / "flagfiles"
     flagfiles.mkdir()

@@ -134,6 +134,7 @@ def test_evaluate_max_videos_and_bad_split(records, run_dir, tmp_path):
         evaluation.evaluate(records_dir=records, model_dir=str(tmp_path), progress=False)
 
 
+@pytest.mark.slow
 def test_evaluate_command_line(records, run_dir, tmp_path):
     run = shutil.copytree(run_dir, tmp_path / "run")
     with tf.summary.create_file_writer(str(run / "train")).as_default():

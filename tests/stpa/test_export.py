@@ -55,6 +55,7 @@ def _reload_in_fresh_process(export_dir, inputs, tmp_path):
     return dict(np.load(tmp_path / "outputs.npz"))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modality", ["rgb", "flow"])
 def test_saved_model_matches_keras_in_a_fresh_process(tmp_path, modality):
     run_dir = make_run_dir(str(tmp_path / "run"), modality=modality, flow_length=2, seed=7)
@@ -111,6 +112,7 @@ def test_evaluate_saved_model_equals_run_dir(tmp_path_factory, tmp_path):
     assert a["top1"] == b["top1"]
 
 
+@pytest.mark.slow
 def test_export_command_line(tmp_path):
     run_dir = make_run_dir(str(tmp_path / "run"))
     out = subprocess.run(

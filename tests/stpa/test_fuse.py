@@ -97,6 +97,7 @@ def test_score_file_round_trip(tmp_path):
         score_files.load_scores(str(tmp_path / "missing.npz"))
 
 
+@pytest.mark.slow
 def test_fuse_command_line(tmp_path):
     rgb, flow = _sets()
     a = score_files.save_scores(str(tmp_path / "rgb.npz"), rgb)

@@ -90,6 +90,7 @@ def test_flow_frames_are_displayable_and_summary_images_are_made():
     assert TSN.summary_images({"attention": attention}, flow.astype(np.float32)) == {}  # TSN has no attention
 
 
+@pytest.mark.slow
 def test_visualize_command_line_side_by_side(tmp_path_factory, tmp_path):
     records = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
     runs = [make_run_dir(str(tmp_path / f"s{scales}"), scales=scales, seed=scales) for scales in (1, 2, 3)]
@@ -175,6 +176,7 @@ def _ucf_layout_records(root, source):
     return root
 
 
+@pytest.mark.slow
 def test_visualize_writes_into_the_class_subfolder_of_a_ucf101_id(tmp_path_factory, tmp_path):
     """Issue 12.3: the id "MoveRight/v_MoveRight_g01_c01" printed a path under figures/MoveRight/ but wrote nothing."""
     source = write_tiny_records(str(tmp_path_factory.getbasetemp() / "stpa_cli_records"))
