@@ -14,7 +14,8 @@ detectable effect, four-class verdict), with a link to the pre-registration and 
 
 Files per study (`write_report`): report.md, <study>.png, values.csv; with per-video results also per_video.csv.gz
 (row, column, seed, video_id, label, predicted, correct; gzip without a timestamp, so the bytes re-derive) and with
-accuracies accuracy.csv (row, column, seed, train_top1, val_top1, test_top1). `read_per_video` reads the first back,
+accuracies accuracy.csv (row, column, seed, train_top1, val_top1, test_top1, train_running_top1: the end of
+training's logged top-1 on augmented clips). `read_per_video` reads the first back,
 so every bootstrap interval re-derives from the committed files.
 """
 
@@ -37,7 +38,7 @@ Results = Mapping[tuple[str, str], Mapping[int, float | None]]
 PerVideo = Mapping[tuple[str, str], Mapping[int, Sequence[tuple[str, int, int]]]]
 Accuracy = Mapping[tuple[str, str], Mapping[int, Mapping[str, float | None]]]
 PER_VIDEO_COLUMNS = ("row", "column", "seed", "video_id", "label", "predicted", "correct")
-ACCURACY_COLUMNS = ("row", "column", "seed", "train_top1", "val_top1", "test_top1")
+ACCURACY_COLUMNS = ("row", "column", "seed", "train_top1", "val_top1", "test_top1", "train_running_top1")
 
 
 def format_cell(values: Mapping[int, float | None]) -> str:

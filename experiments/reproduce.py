@@ -37,10 +37,9 @@ from collections.abc import Sequence
 
 from absl import app, flags
 
-from data import files
 from experiments import preregistration as prereg_lib
-from experiments import report as report_lib
-from experiments import runner, statistics
+from experiments import protocol as protocol_lib
+from experiments import runner, study_reports
 from experiments import studies as studies_lib
 
 _STUDY = flags.DEFINE_string("study", None, f"Comma-separated studies, or 'all': {', '.join(studies_lib.STUDIES)}.")
@@ -89,6 +88,20 @@ _TRAIN_ACCURACY_VIDEOS = flags.DEFINE_integer(
     "train_top1; about N / test videos of a test evaluation's time).",
     lower_bound=1,
 )
+_PART = flags.DEFINE_enum(
+    "part",
+    None,
+    list(protocol_lib.PART_CHOICES),
+    "Run a named part of the pre-registered protocol (needs --preregistration; its seeds, benchmark and schedule "
+    "come from the file): each part resumes and is planned to finish within 60 min with --jobs=2; 'all' runs them in "
+    "order; 'report' writes every report and the protocol summary from what has finished (experiments.protocol).",
+)
+_RESULTS_DIR = flags.DEFINE_string(
+    "results_dir",
+    None,
+    "With --part: also copy the committed subset (reports, values.csv, per_video.csv.gz, accuracy.csv, figures, "
+    "summaries, timings) here, e.g. experiments/results/protocol.",
+)
 _VAL_ACCURACY = flags.DEFINE_boolean(
     "val_accuracy", False, "Also evaluate every top-1 run on the validation set (accuracy.csv's val_top1)."
 )
@@ -104,142 +117,48 @@ def list_studies() -> str:
     return "\n".join(lines)
 
 
-def _has_cell(study: studies_lib.Study, row_column: tuple[str, str]) -> bool:
-    return any((cell.row, cell.column) == tuple(row_column) for cell in study.cells)
+def protocol_conflicts(flag_values) -> list[str]:
+    """The flags given with --part that the pre-registration decides instead (each a UsageError line)."""
+    conflicts = []
+    for name in ("study", "seeds", "cue", "quick", "train_accuracy_videos", "val_accuracy", "deterministic"):
+        if flag_values[name].present:
+            conflicts.append(f"--{name}")
+    return conflicts
 
 
-def actual_settings(
-    prereg: prereg_lib.Preregistration,
-    chosen: Sequence[studies_lib.Study],
-    options: runner.Options,
-    per_video_by_study: dict,
-    benchmark_flags: Sequence[str],
-) -> dict:
-    """What this run used, in the keys of `preregistration.deviations`.
-
-    The claims are the pre-registered ones whose study was run and has both cells; test_videos is the number of
-    test videos in the per-video results (absent when there are none); the decision settings are the
-    pre-registration's own (the report uses them).
-    """
-    by_name = {study.name: study for study in chosen}
-    claims = [
-        c
-        for c in prereg.claims
-        if c.study in by_name and _has_cell(by_name[c.study], c.cell) and _has_cell(by_name[c.study], c.reference)
-    ]
-    actual = {
-        "seeds": list(options.seeds),
-        "alpha": prereg.alpha,
-        "power": prereg.power,
-        "level": prereg.level,
-        "bootstrap_resamples": prereg.bootstrap_resamples,
-        "bootstrap_seed": prereg.bootstrap_seed,
-        "benchmark": " ".join(benchmark_flags),
-        "benchmark_digest": prereg_lib.benchmark_digest(benchmark_flags),
-        "claims": claims,
-    }
-    counts = sorted(
-        {
-            len(records)
-            for per_video in per_video_by_study.values()
-            for by_seed in per_video.values()
-            for records in by_seed.values()
-        }
-    )
-    if len(counts) == 1:
-        actual["test_videos"] = counts[0]
-    elif counts:
-        actual["test_videos"] = f"{counts[0]}-{counts[-1]} (differs between runs)"
-    return actual
-
-
-def write_reports(
-    chosen: Sequence[studies_lib.Study],
-    layout: runner.Layout,
-    options: runner.Options,
-    graph: runner.TaskGraph,
-    *,
-    hparams: bool = True,
-    prereg: prereg_lib.Preregistration | None = None,
-) -> list[str]:
-    """Collects every study's values (and per-video results, accuracies) and writes its report.
-
-    With `prereg`, its primary claims are decided as one family and the deviations listed. Returns the printed
-    lines.
-    """
-    reports_dir = os.path.join(layout.out_dir, "reports")
-    flag_settings = {}
-    for study in chosen:
-        for stem in study.flagfiles():
-            path = os.path.join(options.flagfile_dir, stem + ".cfg")
-            flag_settings[stem] = {
-                **report_lib.read_flagfile(path),
-                **dict(o[2:].split("=", 1) for o in runner.schedule_overrides(stem, options.quick)),
-            }
-    lines, summary_rows = [], []
-    benchmark_flags = ["--preset=study", *options.benchmark_flags]
-    benchmark = " ".join(benchmark_flags)
-    per_video_by_study = {study.name: runner.collect_per_video(study, layout, options.seeds) for study in chosen}
-    decisions, deviations = [], None
-    if prereg is not None:
-        decisions = report_lib.primary_decisions(prereg, per_video_by_study)
-        deviations = prereg_lib.deviations(
-            prereg, actual_settings(prereg, chosen, options, per_video_by_study, benchmark_flags)
+def run_protocol(part: str) -> None:
+    """--part: runs a part (or all, or only the reports) of the pre-registered protocol."""
+    protocol = protocol_lib
+    if not _PREREGISTRATION.value:
+        raise app.UsageError("--part needs --preregistration=FILE (the protocol's seeds, benchmark and schedule).")
+    conflicts = protocol_conflicts(flags.FLAGS)
+    if conflicts:
+        raise app.UsageError(
+            f"--part takes its settings from the pre-registration; drop {', '.join(conflicts)} (or run without --part)."
         )
-        if options.quick:
-            deviations.append("schedule: --quick (shorter schedules, one seed) instead of the full schedules.")
-    for study in chosen:
-        results = runner.collect(study, layout, options.seeds)
-        summary_rows.append((study, results))
-        paths = report_lib.write_report(
-            study,
-            results,
-            reports_dir,
-            seeds=options.seeds,
-            quick=options.quick,
-            hparams_dir=os.path.join(reports_dir, "tensorboard") if hparams else None,
-            flag_settings=flag_settings,
-            failures=runner.study_failures(study, graph, layout, options.seeds),
-            benchmark=benchmark,
-            per_video=per_video_by_study[study.name],
-            accuracy=runner.collect_accuracy(study, layout, options.seeds),
-            prereg=prereg,
-            decisions=[(c, d) for c, d in decisions if c.study == study.name],
-            deviations=deviations,
-        )
-        lines.append(f"{study.name}: {paths['report']}")
-    baseline = report_lib.format_cell(
-        {seed: runner.read_value(studies_lib.TSN_BASELINE, seed, layout) for seed in options.seeds}
-    )
-    header = (
-        f"# What reproduces\n\nBenchmark: `data.synthetic {benchmark}`; seeds {list(options.seeds)}"
-        f"{' (--quick)' if options.quick else ''}. TSN RGB baseline (`study_stpa_tsn_rgb`, K = 25): "
-        f"{baseline} % top-1 (chance {100 / studies_lib.STUDY_CLASSES:.1f} %).\n\n"
-    )
-    primary = ""
-    if prereg is not None:
-        primary = "\n".join(
-            [
-                "## Pre-registered primary claims",
-                "",
-                *report_lib.preregistration_lines(prereg.path, deviations, reports_dir),
-                report_lib.primary_table(decisions),
-                "",
-                statistics.DECISION_RULES,
-                "",
-                "## Every claim (seed-only t intervals)",
-                "",
-                "",
-            ]
-        )
-    summary = files.write_text(
-        os.path.join(reports_dir, "summary.md"), header + primary + report_lib.summary_table(summary_rows) + "\n"
-    )
-    lines.append(f"TSN RGB baseline: {baseline} % top-1")
-    lines.append(f"summary: {summary}")
-    if hparams:
-        lines.append(f"TensorBoard HParams: tensorboard --logdir={os.path.join(reports_dir, 'tensorboard')}")
-    return lines
+    try:
+        prereg = prereg_lib.load(_PREREGISTRATION.value)
+        if part == "report" or _REPORT_ONLY.value:
+            names = []
+        else:
+            names = list(protocol.PARTS) if part == "all" else [part]
+        for name in names:
+            protocol.part_graph(prereg, protocol.PARTS[name], _OUT_DIR.value)  # refuses a bad file before any run
+    except (ValueError, FileNotFoundError, KeyError) as error:
+        raise app.UsageError(str(error)) from error
+    for name in names:
+        try:
+            lines = protocol.run_part(
+                prereg, name, _OUT_DIR.value, jobs=_JOBS.value, retry_failed=_RETRY.value, progress=_PROGRESS.value
+            )
+        except ValueError as error:  # a directory made with other settings
+            raise app.UsageError(str(error)) from error
+        print("\n".join(lines))
+    print("\n".join(protocol.write_protocol_report(prereg, _OUT_DIR.value, hparams=_HPARAMS.value)))
+    if _RESULTS_DIR.value:
+        copied = protocol.copy_results(_OUT_DIR.value, _RESULTS_DIR.value)
+        print(f"copied {len(copied)} files to {_RESULTS_DIR.value}")
+    sys.stdout.flush()
 
 
 def main(argv: Sequence[str]) -> None:
@@ -247,6 +166,9 @@ def main(argv: Sequence[str]) -> None:
     del argv
     if _LIST.value:
         print(list_studies())
+        return
+    if _PART.value:
+        run_protocol(_PART.value)
         return
     if not _STUDY.value:
         raise app.UsageError(f"--study is required: one of {', '.join(studies_lib.STUDIES)}, or 'all'.")
@@ -285,7 +207,8 @@ def main(argv: Sequence[str]) -> None:
         for key in failed:
             state = states[key]
             print(f"  {state['status']}: {key}" + (f" (log: {state['log']})" if "log" in state else ""))
-    for line in write_reports(chosen, layout, options, graph, hparams=_HPARAMS.value, prereg=prereg):
+    lines, _ = study_reports.write_reports(chosen, layout, options, graph, hparams=_HPARAMS.value, prereg=prereg)
+    for line in lines:
         print(line)
     sys.stdout.flush()
 

@@ -29,12 +29,13 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import glob
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from data import files
 from experiments import studies as studies_lib
@@ -136,7 +137,13 @@ class Options:
       train_accuracy_videos: None (default): no train accuracy; N: every top-1 run is also evaluated on its first N
         train videos (`accuracy.csv`'s train_top1).
       val_accuracy: every top-1 run is also evaluated on the validation set (`accuracy.csv`'s val_top1; the tuned
-        fusion rows evaluate their streams there anyway).
+        fusion rows evaluate their streams there anyway). Rows trained on cached features are not: their features
+        exist for the benchmark only.
+      generation_seed: `data.synthetic --seed` of the benchmark (another value: another instance of it).
+      validation_seed: `data.synthetic --seed` of the validation set.
+      validation_flags: extra `data.synthetic` flags of the validation set only (e.g. a smaller --test_per_class).
+      steps: the full schedule's steps by row kind ({"stpa": N, "st_attn": M}; the learning rate drops 10x at 75 %
+        of them), instead of the flagfiles' own; None: the flagfiles' (--quick has its own, `QUICK_STEPS`).
     """
 
     seeds: Sequence[int] = (0, 1, 2)
@@ -149,18 +156,31 @@ class Options:
     python: str = sys.executable
     train_accuracy_videos: int | None = None
     val_accuracy: bool = False
+    generation_seed: int = 0
+    validation_seed: int = VALIDATION_SEED
+    validation_flags: Sequence[str] = ()
+    steps: Mapping[str, int] | None = None
 
 
 def _module(*args: str, python: str) -> tuple[str, ...]:
     return (python, "-m", *args)
 
 
-def schedule_overrides(stem: str, quick: bool) -> list[str]:
-    """`stpa.train` flags that shorten a row's schedule for --quick (none for the full schedule)."""
-    if not quick:
+def row_kind(stem: str) -> str:
+    """The schedule a row follows: "st_attn" for the ST-attn heads, "stpa" for the STPA and TSN rows."""
+    return "st_attn" if "st_attn" in stem else "stpa"
+
+
+def schedule_overrides(stem: str, quick: bool, steps: Mapping[str, int] | None = None) -> list[str]:
+    """`stpa.train` flags of a row's schedule: --quick's (`QUICK_STEPS`), `steps`' or none (the flagfile's).
+
+    Either way the learning rate drops 10x at 75 % of the steps, as in the flagfiles.
+    """
+    table = QUICK_STEPS if quick else steps
+    if not table:
         return []
-    steps = QUICK_STEPS["st_attn" if "st_attn" in stem else "stpa"]
-    return [f"--max_steps={steps}", f"--lr_boundaries={int(0.75 * steps)}"]
+    count = int(table[row_kind(stem)])
+    return [f"--max_steps={count}", f"--lr_boundaries={int(0.75 * count)}"]
 
 
 class TaskGraph:
@@ -183,7 +203,10 @@ class TaskGraph:
         lay, opt = self.layout, self.options
         raw, records = (lay.val_raw, lay.val_records) if validation else (lay.raw, lay.records)
         name = "val" if validation else "benchmark"
-        extra = [f"--seed={VALIDATION_SEED}", "--train_per_class=1"] if validation else ["--seed=0"]
+        if validation:
+            extra = [f"--seed={opt.validation_seed}", "--train_per_class=1", *opt.validation_flags]
+        else:
+            extra = [f"--seed={opt.generation_seed}"]
         generate = self._add(
             Task(
                 f"data/{name}/generate",
@@ -235,7 +258,7 @@ class TaskGraph:
             f"--model_dir={lay.run_dir(stem, seed)}",
             f"--seed={seed}",
             "--progress=false",
-            *schedule_overrides(stem, opt.quick),
+            *schedule_overrides(stem, opt.quick, opt.steps),
             *(["--deterministic"] if opt.deterministic else []),
             *opt.train_overrides,
         )
@@ -248,6 +271,11 @@ class TaskGraph:
         """
         lay = self.layout
         records, deps = (lay.val_records, (self.data(validation=True),)) if split == "val" else (lay.records, ())
+        trunk = studies_lib.FEATURE_TRUNKS.get(stem)
+        if trunk is not None:  # a head trained on cached features is evaluated on the same features
+            if split == "val":
+                raise ValueError(f"{stem} is trained on cached features of the benchmark only: no validation set.")
+            records = lay.features_dir(trunk, seed)
         output = lay.eval_json(stem, seed, test_frames, split)
         extra = []
         if split == "train":
@@ -319,19 +347,23 @@ class TaskGraph:
         if measure.kind == "top1":
             if self.options.train_accuracy_videos:
                 self.evaluate(measure.runs[0], seed, measure.test_frames, "train")
-            if self.options.val_accuracy:
+            if self.options.val_accuracy and measure.runs[0] not in studies_lib.FEATURE_TRUNKS:
                 self.evaluate(measure.runs[0], seed, measure.test_frames, "val")
             return self.evaluate(measure.runs[0], seed, measure.test_frames)
         if measure.kind in ("fused", "fused_tuned"):
             return self.fuse(*measure.runs, seed, tuned=measure.kind == "fused_tuned")
         return self.localize(measure.runs[0], seed)
 
-    def add_studies(self, chosen: Sequence[studies_lib.Study]) -> None:
-        """Every task of the studies at every seed (rows first, seed by seed: early seeds complete first)."""
+    def add_studies(self, chosen: Sequence[studies_lib.Study], columns: Sequence[str] | None = None) -> None:
+        """Every task of the studies at every seed (rows first, seed by seed: early seeds complete first).
+
+        With `columns`, only the cells of those columns (a part of a protocol, e.g. the RGB column).
+        """
         for seed in self.options.seeds:
             for study in chosen:
                 for cell in study.cells:
-                    self.measure(cell.measure, seed)
+                    if columns is None or cell.column in columns:
+                        self.measure(cell.measure, seed)
 
     def ordered(self) -> list[Task]:
         """The tasks in an order where every task comes after its dependencies."""
@@ -539,9 +571,10 @@ def collect_per_video(
 def collect_accuracy(
     study: studies_lib.Study, layout: Layout, seeds: Sequence[int]
 ) -> dict[tuple[str, str], dict[int, dict[str, float | None]]]:
-    """(row, column) -> {seed: {"train_top1", "val_top1", "test_top1"}} (%, None: not measured) of top-1 cells.
+    """(row, column) -> {seed: {"train_top1", "val_top1", "test_top1", "train_running_top1"}} (%, None: not measured).
 
-    Train: the first `Options.train_accuracy_videos` train videos; val: the validation set.
+    Of the top-1 cells. Train: the first `Options.train_accuracy_videos` train videos; val: the validation set;
+    train_running: `train_running_top1` of the run's TensorBoard events.
     """
     accuracy = {}
     for cell in study.cells:
@@ -554,9 +587,49 @@ def collect_accuracy(
             for split in ("train", "val", "test"):
                 report = _read_json(layout.eval_json(stem, seed, k, split))
                 values[f"{split}_top1"] = None if report is None else 100.0 * report["top1"]
+            running = train_running_top1(layout.run_dir(stem, seed))
+            values["train_running_top1"] = None if running is None else 100.0 * running
             by_seed[seed] = values
         accuracy[(cell.row, cell.column)] = by_seed
     return accuracy
+
+
+def train_running_top1(run_dir: str, last: int = 10) -> float | None:
+    """The training top-1 of the end of a run: the mean of its last `last` logged `top1` scalars (fraction).
+
+    `stpa.train` logs `top1` (hits over clips since the previous log, training mode: augmented clips, dropout) every
+    --log_every steps to `<run_dir>/train/`; None when the run has no such events.
+    """
+    event_files = sorted(glob.glob(os.path.join(run_dir, "train", "events.out.tfevents.*")))
+    if not event_files:
+        return None
+    import tensorflow as tf
+
+    values: list[tuple[int, float]] = []
+    for path in event_files:
+        for record in tf.data.TFRecordDataset(path):
+            event = tf.compat.v1.Event.FromString(record.numpy())
+            for value in event.summary.value:
+                if value.tag == "top1":
+                    number = tf.make_ndarray(value.tensor) if value.HasField("tensor") else value.simple_value
+                    values.append((event.step, float(number)))
+    if not values:
+        return None
+    tail = [number for _, number in sorted(values)[-last:]]
+    return sum(tail) / len(tail)
+
+
+def write_timings(tasks: Sequence[Task], layout: Layout, path: str) -> str:
+    """A CSV of every task's recorded status and wall time (key, kind, status, seconds); returns its path."""
+    lines = ["key,kind,status,seconds"]
+    for task in tasks:
+        state = read_state(layout, task.key) or {}
+        seconds = state.get("seconds")
+        lines.append(
+            f"{task.key},{task.key.split('/', 1)[0]},{state.get('status', 'not run')},"
+            f"{'' if seconds is None else seconds}"
+        )
+    return files.write_text(path, "\n".join(lines) + "\n")
 
 
 def check_schedule(layout: Layout, options: Options) -> None:
@@ -578,6 +651,14 @@ def check_schedule(layout: Layout, options: Options) -> None:
         schedule["train_accuracy_videos"] = int(options.train_accuracy_videos)
     if options.val_accuracy:
         schedule["val_accuracy"] = True
+    if options.generation_seed:
+        schedule["generation_seed"] = int(options.generation_seed)
+    if options.validation_seed != VALIDATION_SEED:
+        schedule["validation_seed"] = int(options.validation_seed)
+    if options.validation_flags:
+        schedule["validation_flags"] = list(options.validation_flags)
+    if options.steps:
+        schedule["steps"] = {kind: int(count) for kind, count in sorted(options.steps.items())}
     existing = _read_json(path)
     if existing is not None:
         existing = {"deterministic": False, **existing}

@@ -205,6 +205,19 @@ def test_localisation_studies_use_the_fine_tune_features_attention_chain(tmp_pat
 
 
 @pytest.mark.slow
+def _logged_top1(run_dir):
+    """The mean of the last 10 `top1` scalars of a run's training events, read with TF's own event iterator."""
+    import tensorflow as tf
+
+    logged = []
+    for path in glob.glob(os.path.join(run_dir, "train", "events.*")):
+        for event in tf.compat.v1.train.summary_iterator(path):
+            logged += [(event.step, float(tf.make_ndarray(v.tensor))) for v in event.summary.value if v.tag == "top1"]
+    assert logged, f"no top1 events in {run_dir}"
+    tail = [value for _, value in sorted(logged)[-10:]]
+    return sum(tail) / len(tail)
+
+
 def test_micro_study_end_to_end(tmp_path):
     flagfiles = tmp_path / "flagfiles"
     flagfiles.mkdir()
@@ -259,6 +272,7 @@ def test_micro_study_end_to_end(tmp_path):
                 "train_top1": 100.0 * train_metrics["top1"],
                 "val_top1": None,
                 "test_top1": known[(row, seed)],
+                "train_running_top1": pytest.approx(100.0 * _logged_top1(layout.run_dir(stem, seed))),
             }
     # Aggregates from the known values, float64 by hand: mean, sample std, paired interval with t(1) = 12.706.
     for row in ("TSN", "STPA"):

@@ -1,0 +1,501 @@
+"""The powered protocol of `experiments/preregistration.md` (issue 17): benchmark instances, named parts, reports.
+
+    python -m experiments.reproduce --preregistration=experiments/preregistration.md --part=stpa_rgb --jobs=2
+    python -m experiments.reproduce --preregistration=experiments/preregistration.md --part=report \
+        --results_dir=experiments/results/protocol
+
+The pre-registration fixes the benchmark, the seeds, the schedule and the claims; this module turns it into work.
+A `Part` is a resumable slice of the protocol planned to finish within 60 minutes on 2 cores (`--jobs=2`): some
+studies of `experiments.studies` (optionally only some of their cells) at one of the pre-registration's seed lists,
+on one benchmark `Instance`. Parts of one instance share its directory, so a run trained by one part (a seed's TSN
+RGB run, the trunk of the ST-attn chain) is reused by the next. `--part=report` writes every report from whatever
+has finished:
+
+  <out_dir>/<instance>/                 an `experiments.runner.Layout` (data, runs, state, logs, reproduce.json)
+  <out_dir>/main/reports/               the primary claims decided as one Holm family, every study's report
+  <out_dir>/<replication>/reports/      each replication's claims as their own Holm family
+  <out_dir>/summary.md                  the primary table, the replication table (where a verdict changes), the
+                                        benchmark-validity check, the parts' measured times
+  <out_dir>/parts.json                  each part's measured wall time (summed over resumed runs) and status
+  <out_dir>/<instance>/timings.csv      every task's status and seconds
+
+`copy_results` copies the committed subset (reports, values.csv, per_video.csv.gz, accuracy.csv, figures, summaries,
+timings) into a results directory such as `experiments/results/protocol/`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+
+from data import files
+from experiments import preregistration as prereg_lib
+from experiments import report as report_lib
+from experiments import runner, statistics, study_reports
+from experiments import studies as studies_lib
+
+VALIDATION_PER_CLASS = 20  # validation-set videos per class (descriptive train/validation accuracy only)
+LEARNS_ABOVE_CHANCE = 20.0  # points above chance a row's mean test top-1 needs to "learn" (pre-registered)
+BASELINE_BAND = (45.0, 80.0)  # TSN RGB / flow mean test top-1 of a valid benchmark (pre-registered)
+
+
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    """One benchmark instance: the pre-registered `data.synthetic` flags at a generation seed, plus extra flags.
+
+    Attributes:
+      name: the instance's directory under the protocol's out_dir.
+      generation_seed: `data.synthetic --seed` of the benchmark.
+      validation_seed: `data.synthetic --seed` of its validation set.
+      extra_flags: flags after the pre-registered benchmark's (the --cue=motion variant).
+      claims: the primary claims decided on it (None: all of the pre-registration's; the main instance).
+      description: what it is, for the reports.
+    """
+
+    name: str
+    generation_seed: int
+    validation_seed: int
+    extra_flags: tuple[str, ...] = ()
+    claims: tuple[str, ...] | None = None
+    description: str = ""
+
+
+INSTANCES: dict[str, Instance] = {
+    i.name: i
+    for i in (
+        Instance("main", 0, 1, description="the pre-registered benchmark (generation seed 0)"),
+        Instance(
+            "seed2",
+            2,
+            3,
+            claims=("stpa_rgb", "attention_rgb", "st_attn_attention"),
+            description="replication: a second instance of the benchmark (generation seed 2, same settings)",
+        ),
+        Instance(
+            "motion",
+            0,
+            1,
+            extra_flags=("--cue=motion",),
+            claims=("stpa_flow", "attention_flow"),
+            description="replication: the --cue=motion variant (colour and shape random, the class only in the motion)",
+        ),
+    )
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """A named, resumable slice of the protocol.
+
+    Attributes:
+      name: `--part=` value.
+      instance: the `Instance` it runs on.
+      studies: the studies whose cells it trains and evaluates.
+      seeds_key: the pre-registration key of its seed list ("seeds", "dose_seeds" or "replication_seeds").
+      columns: only the cells of these columns (None: every column); ignored when the instance names its claims,
+        which then select exactly the cells they compare.
+      planned_minutes: the pre-registration's time plan.
+    """
+
+    name: str
+    instance: str
+    studies: tuple[str, ...]
+    seeds_key: str
+    columns: tuple[str, ...] | None = None
+    planned_minutes: float = 60.0
+
+
+PARTS: dict[str, Part] = {
+    p.name: p
+    for p in (
+        Part("stpa_rgb", "main", ("protocol_stpa",), "seeds", ("RGB",), 48),
+        Part("stpa_flow", "main", ("protocol_stpa",), "seeds", ("Flow", "Late fusion"), 48),
+        Part("st_attn", "main", ("protocol_st_attn", "st_attn_table5", "st_attn_table6"), "seeds", None, 40),
+        Part("dose", "main", ("protocol_dose",), "dose_seeds", None, 29),
+        Part("replicate_seed", "seed2", ("protocol_stpa", "protocol_st_attn"), "replication_seeds", None, 40),
+        Part("replicate_motion", "motion", ("protocol_stpa",), "replication_seeds", None, 27),
+    )
+}
+PART_CHOICES = (*PARTS, "all", "report")
+
+
+# ------------------------------------------------------------------------------------------ settings from the file
+def parse_schedule(text: str) -> dict[str, int]:
+    """The pre-registration's `schedule:` ("stpa=1500, st_attn=1000") as {"stpa": 1500, "st_attn": 1000}."""
+    steps = {}
+    for item in (part.strip() for part in text.split(",") if part.strip()):
+        kind, equals, count = item.partition("=")
+        kind = kind.strip()
+        if not equals or kind not in ("stpa", "st_attn") or not count.strip().isdigit() or kind in steps:
+            raise ValueError(f"schedule {text!r}: write the steps per row kind, e.g. 'stpa=1500, st_attn=1000'.")
+        steps[kind] = int(count)
+    if set(steps) != {"stpa", "st_attn"}:
+        raise ValueError(f"schedule {text!r} needs both stpa= and st_attn= steps.")
+    return steps
+
+
+def format_schedule(steps: Mapping[str, int]) -> str:
+    """{"stpa": 1500, "st_attn": 1000} -> "stpa=1500, st_attn=1000" (the pre-registration's spelling)."""
+    return ", ".join(f"{kind}={steps[kind]}" for kind in ("stpa", "st_attn"))
+
+
+def _required(prereg: prereg_lib.Preregistration, key: str) -> str:
+    if key not in prereg.settings:
+        raise ValueError(f"{prereg.path}: the prereg block needs '{key}:' to run the protocol.")
+    return prereg.settings[key]
+
+
+def part_seeds(prereg: prereg_lib.Preregistration, part: Part) -> tuple[int, ...]:
+    """The seeds a part trains (the pre-registration's list named by `part.seeds_key`)."""
+    if part.seeds_key == "seeds":
+        return prereg.seeds
+    return prereg_lib.parse_seeds(_required(prereg, part.seeds_key))
+
+
+def benchmark_flags(prereg: prereg_lib.Preregistration, instance: Instance) -> list[str]:
+    """The instance's `data.synthetic` flags: the pre-registered benchmark's, then the instance's extra flags."""
+    flags = _required(prereg, "benchmark").split()
+    if flags[:1] != ["--preset=study"]:
+        raise ValueError(f"{prereg.path}: the benchmark must start with --preset=study; got {flags[:1]}.")
+    return [*flags, *instance.extra_flags]
+
+
+def instance_options(prereg: prereg_lib.Preregistration, instance: Instance, seeds: Sequence[int]) -> runner.Options:
+    """The runner options of an instance at some seeds (everything else from the pre-registration)."""
+    return runner.Options(
+        seeds=tuple(seeds),
+        benchmark_flags=benchmark_flags(prereg, instance)[1:],  # the runner adds --preset=study itself
+        generation_seed=instance.generation_seed,
+        validation_seed=instance.validation_seed,
+        validation_flags=(f"--test_per_class={VALIDATION_PER_CLASS}",),
+        steps=parse_schedule(_required(prereg, "schedule")),
+        val_accuracy=True,
+    )
+
+
+def instance_claims(prereg: prereg_lib.Preregistration, instance: Instance) -> tuple[prereg_lib.PrimaryClaim, ...]:
+    """The pre-registered claims decided on an instance, in the file's order."""
+    if instance.claims is None:
+        return prereg.claims
+    return tuple(prereg.claim(claim_id) for claim_id in instance.claims)
+
+
+def part_cells(prereg: prereg_lib.Preregistration, part: Part) -> dict[str, list[studies_lib.Cell]]:
+    """Study name -> the cells a part trains and evaluates."""
+    instance = INSTANCES[part.instance]
+    chosen: dict[str, list[studies_lib.Cell]] = {}
+    for name in part.studies:
+        study = studies_lib.STUDIES[name]
+        if instance.claims is not None:
+            wanted = {
+                key for claim in instance_claims(prereg, instance) if claim.study == name for key in claim_cells(claim)
+            }
+            cells = [cell for cell in study.cells if (cell.row, cell.column) in wanted]
+        else:
+            cells = [cell for cell in study.cells if part.columns is None or cell.column in part.columns]
+        chosen[name] = cells
+    return chosen
+
+
+def claim_cells(claim: prereg_lib.PrimaryClaim) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The two cells a claim compares."""
+    return claim.cell, claim.reference
+
+
+def layout(out_dir: str, instance: Instance) -> runner.Layout:
+    """The runner layout of an instance under the protocol's directory."""
+    return runner.Layout(os.path.join(os.path.abspath(out_dir), instance.name))
+
+
+def part_graph(prereg: prereg_lib.Preregistration, part: Part, out_dir: str) -> tuple[runner.TaskGraph, list]:
+    """The task graph of a part and its tasks in dependency order."""
+    instance = INSTANCES[part.instance]
+    graph = runner.TaskGraph(layout(out_dir, instance), instance_options(prereg, instance, part_seeds(prereg, part)))
+    for seed in graph.options.seeds:
+        for cells in part_cells(prereg, part).values():
+            for cell in cells:
+                graph.measure(cell.measure, seed)
+    return graph, graph.ordered()
+
+
+# ------------------------------------------------------------------------------------------------------ running
+def _parts_path(out_dir: str) -> str:
+    return os.path.join(os.path.abspath(out_dir), "parts.json")
+
+
+def read_parts(out_dir: str) -> dict:
+    """parts.json: part -> {"minutes": wall time summed over its runs, "runs": n, "tasks", "not_done"}."""
+    path = _parts_path(out_dir)
+    if not os.path.isfile(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
+
+
+def run_part(
+    prereg: prereg_lib.Preregistration,
+    name: str,
+    out_dir: str,
+    *,
+    jobs: int = 2,
+    retry_failed: bool = False,
+    progress: bool = True,
+) -> list[str]:
+    """Runs one part (resuming what is done) and records its wall time; returns the printed lines."""
+    part = PARTS[name]
+    graph, tasks = part_graph(prereg, part, out_dir)
+    runner.check_schedule(graph.layout, graph.options)
+    start = time.perf_counter()
+    states = runner.execute(tasks, graph.layout, jobs=jobs, retry_failed=retry_failed, progress=progress)
+    minutes = (time.perf_counter() - start) / 60
+    not_done = sorted(key for key, state in states.items() if state["status"] != "done")
+    parts = read_parts(out_dir)
+    entry = parts.get(name, {"minutes": 0.0, "runs": 0})
+    parts[name] = {
+        "minutes": round(entry["minutes"] + minutes, 2),
+        "runs": entry["runs"] + 1,
+        "tasks": len(tasks),
+        "not_done": not_done,
+        "planned_minutes": part.planned_minutes,
+        "jobs": jobs,
+    }
+    files.write_json(_parts_path(out_dir), parts)
+    runner.write_timings(tasks, graph.layout, os.path.join(graph.layout.out_dir, "timings.csv"))
+    lines = [f"part {name}: {len(tasks)} tasks, {len(not_done)} not done, {minutes:.1f} min (this run)"]
+    for key in not_done:
+        state = states[key]
+        lines.append(f"  {state['status']}: {key}" + (f" (log: {state['log']})" if "log" in state else ""))
+    return lines
+
+
+# ------------------------------------------------------------------------------------------------------ reports
+def instance_prereg(prereg: prereg_lib.Preregistration, instance: Instance) -> prereg_lib.Preregistration:
+    """What the pre-registration expects of an instance: for a replication, its seeds, benchmark and claims."""
+    if instance.claims is None:
+        return prereg
+    bench = benchmark_flags(prereg, instance)
+    settings = {
+        **prereg.settings,
+        "seeds": _required(prereg, "replication_seeds"),
+        "benchmark": " ".join(bench),
+        "benchmark_digest": prereg_lib.benchmark_digest(bench),
+    }
+    for key in ("dose_seeds", "descriptive"):
+        settings.pop(key, None)
+    return dataclasses.replace(
+        prereg,
+        seeds=prereg_lib.parse_seeds(settings["seeds"]),
+        claims=instance_claims(prereg, instance),
+        benchmark=settings["benchmark"],
+        benchmark_digest=settings["benchmark_digest"],
+        descriptive=(),
+        settings=settings,
+    )
+
+
+def instance_studies(instance: Instance) -> list[studies_lib.Study]:
+    """The studies reported on an instance (those of its parts, in part order)."""
+    names: list[str] = []
+    for part in PARTS.values():
+        if part.instance == instance.name:
+            names.extend(n for n in part.studies if n not in names)
+    return [studies_lib.STUDIES[n] for n in names]
+
+
+def seeds_by_study(prereg: prereg_lib.Preregistration, instance: Instance) -> dict[str, tuple[int, ...]]:
+    """Study name -> the seeds its report reads on an instance (the dose rows have their own list)."""
+    seeds: dict[str, tuple[int, ...]] = {}
+    for part in PARTS.values():
+        if part.instance == instance.name:
+            for name in part.studies:
+                seeds.setdefault(name, part_seeds(prereg, part))
+    return seeds
+
+
+def write_instance_reports(
+    prereg: prereg_lib.Preregistration, instance: Instance, out_dir: str, *, hparams: bool = False
+) -> tuple[list[str], list[tuple[prereg_lib.PrimaryClaim, statistics.Decision]]]:
+    """Writes an instance's reports (its claims as one Holm family); returns the lines and the decisions."""
+    expected = instance_prereg(prereg, instance)
+    study_seeds = seeds_by_study(prereg, instance)
+    options = instance_options(prereg, instance, expected.seeds)
+    where = layout(out_dir, instance)
+    graph = runner.TaskGraph(where, options)
+    chosen = instance_studies(instance)
+    for study in chosen:
+        for seed in study_seeds[study.name]:
+            for cell in study.cells:
+                graph.measure(cell.measure, seed)
+    extra = {"schedule": format_schedule(options.steps)}
+    if instance.claims is None:
+        extra["replication_seeds"] = prereg.settings.get("replication_seeds")
+        dose = [study_seeds[s.name] for s in chosen if s.name == "protocol_dose"]
+        if dose:
+            extra["dose_seeds"] = prereg_lib.format_seeds(dose[0])
+        extra["descriptive"] = [s.name for s in chosen if s.name in prereg.descriptive]
+    lines, decisions = study_reports.write_reports(
+        chosen,
+        where,
+        options,
+        graph,
+        hparams=hparams,
+        prereg=expected,
+        seeds_by_study=study_seeds,
+        extra_settings=extra,
+    )
+    return lines, decisions
+
+
+def _verdict_cell(decision: statistics.Decision | None) -> str:
+    if decision is None:
+        return "not run"
+    if decision.estimate is None:
+        return decision.verdict
+    e = decision.estimate
+    mde = "—" if decision.mde is None else f"{decision.mde:.1f}"
+    return f"{decision.verdict}: {e.mean:+.1f} [{e.low:+.1f}, {e.high:+.1f}], MDE {mde}"
+
+
+def replication_table(
+    claims: Sequence[prereg_lib.PrimaryClaim],
+    decisions_by_instance: Mapping[str, Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]]],
+) -> str:
+    """Markdown: per claim, the verdict on each instance (d [interval], MDE) and whether a replication changed it."""
+    names = list(decisions_by_instance)
+    header = ["Claim", *(f"{n}: {INSTANCES[n].description}" for n in names), "Verdict changes"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for claim in claims:
+        by_instance = {n: dict((c.id, d) for c, d in decisions_by_instance[n]).get(claim.id) for n in names}
+        verdicts = {d.verdict for d in by_instance.values() if d is not None}
+        tested = [n for n, d in by_instance.items() if d is not None]
+        if len(tested) < 2:
+            change = "not replicated"
+        else:
+            change = "no" if len(verdicts) == 1 else "yes"
+        rows.append("| " + " | ".join([claim.id, *(_verdict_cell(by_instance[n]) for n in names), change]) + " |")
+    return "\n".join(rows)
+
+
+def validity_lines(where: runner.Layout, seeds: Sequence[int]) -> list[str]:
+    """The pre-registered benchmark-validity check: TSN RGB / flow in the band, ST-attn 'Ours' learns."""
+    chance = 100.0 / studies_lib.STUDY_CLASSES
+    checks = (
+        ("TSN RGB", studies_lib.PROTOCOL_STPA.cell("TSN", "RGB").measure, "band"),
+        ("TSN flow", studies_lib.PROTOCOL_STPA.cell("TSN", "Flow").measure, "band"),
+        ("ST-attn 'Ours' (chain)", studies_lib.PROTOCOL_ST_ATTN.cell("Ours", "top-1").measure, "learns"),
+    )
+    lines = []
+    for label, measure, rule in checks:
+        values = [v for v in (runner.read_value(measure, s, where) for s in seeds) if v is not None]
+        if not values:
+            lines.append(f"- {label}: not run yet.")
+            continue
+        mean = sum(values) / len(values)
+        if rule == "band":
+            ok = BASELINE_BAND[0] <= mean <= BASELINE_BAND[1]
+            rule_text = f"in [{BASELINE_BAND[0]:g}, {BASELINE_BAND[1]:g}] %"
+        else:
+            ok = mean >= chance + LEARNS_ABOVE_CHANCE
+            rule_text = f"≥ {chance + LEARNS_ABOVE_CHANCE:.1f} % (chance + {LEARNS_ABOVE_CHANCE:g})"
+        lines.append(
+            f"- {label}: mean test top-1 {mean:.1f} % over {len(values)} seeds; needs {rule_text}: "
+            f"{'yes' if ok else 'NO'}."
+        )
+    return lines
+
+
+def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, hparams: bool = False) -> list[str]:
+    """Every instance's reports and `<out_dir>/summary.md`; returns the printed lines."""
+    lines, decisions_by_instance = [], {}
+    for instance in INSTANCES.values():
+        if not os.path.isdir(layout(out_dir, instance).out_dir):
+            continue
+        instance_lines, decisions = write_instance_reports(prereg, instance, out_dir, hparams=hparams)
+        lines += [f"[{instance.name}] {line}" for line in instance_lines]
+        decisions_by_instance[instance.name] = decisions
+        parts = [p for p in PARTS.values() if p.instance == instance.name]
+        graph = runner.TaskGraph(layout(out_dir, instance), instance_options(prereg, instance, ()))
+        tasks: list = []
+        for part in parts:
+            _, part_tasks = part_graph(prereg, part, out_dir)
+            tasks.extend(t for t in part_tasks if t.key not in {k.key for k in tasks})
+        runner.write_timings(tasks, graph.layout, os.path.join(graph.layout.out_dir, "timings.csv"))
+    main = decisions_by_instance.get("main", [])
+    parts = read_parts(out_dir)
+    text = [
+        "# The powered protocol: results",
+        "",
+        f"Pre-registration: `{prereg.path}` (committed before any run). Benchmark: `data.synthetic "
+        f"{_required(prereg, 'benchmark')}`; schedule {_required(prereg, 'schedule')} steps; the instances' reports "
+        "are under `<instance>/reports/` (each lists its deviations from the pre-registration).",
+        "",
+        "## Benchmark validity (pre-registered)",
+        "",
+        *validity_lines(layout(out_dir, INSTANCES["main"]), prereg.seeds),
+        "",
+        "## Primary claims (main instance, one Holm family)",
+        "",
+        report_lib.primary_table(main) if main else "Not run yet.",
+        "",
+        "## Replications (each its own Holm family)",
+        "",
+        replication_table(prereg.claims, decisions_by_instance) if decisions_by_instance else "Not run yet.",
+        "",
+        statistics.DECISION_RULES,
+        "",
+        "## Parts: measured wall time (2 cores)",
+        "",
+        "| Part | Instance | Planned (min) | Measured (min) | Runs | Tasks | Not done |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {p.name} | {p.instance} | {p.planned_minutes:g} | "
+            + (
+                f"{parts[p.name]['minutes']:.1f} | {parts[p.name]['runs']} | {parts[p.name]['tasks']} | "
+                f"{len(parts[p.name]['not_done'])} |"
+                if p.name in parts
+                else "not run | 0 | — | — |"
+            )
+            for p in PARTS.values()
+        ),
+        "",
+    ]
+    summary = files.write_text(os.path.join(os.path.abspath(out_dir), "summary.md"), "\n".join(text))
+    lines.append(f"protocol summary: {summary}")
+    return lines
+
+
+COMMITTED = ("report.md", "values.csv", "per_video.csv.gz", "accuracy.csv", ".png")
+
+
+def copy_results(out_dir: str, results_dir: str) -> list[str]:
+    """Copies what is committed of a protocol run into `results_dir` (same layout); returns the files copied."""
+    out_dir = os.path.abspath(out_dir)
+    copied = []
+    for name in ("summary.md", "parts.json"):
+        if os.path.isfile(os.path.join(out_dir, name)):
+            copied.append(name)
+    for instance in INSTANCES:
+        base = os.path.join(out_dir, instance)
+        for name in ("timings.csv", "reproduce.json", os.path.join("reports", "summary.md")):
+            if os.path.isfile(os.path.join(base, name)):
+                copied.append(os.path.join(instance, name))
+        reports = os.path.join(base, "reports")
+        if not os.path.isdir(reports):
+            continue
+        for study in sorted(os.listdir(reports)):
+            folder = os.path.join(reports, study)
+            if os.path.isdir(folder) and study != "tensorboard":
+                copied += [
+                    os.path.join(instance, "reports", study, f)
+                    for f in sorted(os.listdir(folder))
+                    if f.endswith(COMMITTED)
+                ]
+    for relative in copied:
+        target = os.path.join(results_dir, relative)
+        files.make_parent(target)
+        shutil.copyfile(os.path.join(out_dir, relative), target)
+    return copied
