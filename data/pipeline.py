@@ -383,6 +383,290 @@ def finish_dataset(
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
+def _validate_arguments(
+    *,
+    training: bool,
+    modality: str,
+    crops: int,
+    frames_dtype: tf.DType | str,
+    preprocess: Callable[[tf.Tensor], tf.Tensor] | None,
+    num_frames: int,
+    batch_size: int,
+    input_size: int,
+    flow_length: int,
+    clips_per_video: int,
+    skip: int,
+) -> tf.DType:
+    """Checks the arguments of `build_dataset` that need no records.
+
+    Args:
+      training: whether a training stream is built.
+      modality: "rgb" or "flow".
+      crops: test crops, 1, 3 or 10 (training: 1).
+      frames_dtype: requested dtype of the frames, float32 or uint8 (a `tf.DType` or its name).
+      preprocess: the normalisation applied to float32 frames, or None.
+      num_frames: K, segments per clip.
+      batch_size: the global batch size.
+      input_size: S, the square model input side.
+      flow_length: flow frames per stack.
+      clips_per_video: clips drawn per video read.
+      skip: consumed clips to drop (training only).
+
+    Returns:
+      ``frames_dtype`` as a `tf.DType` (float32 or uint8).
+
+    Raises:
+      ValueError: a bad argument (named, with the allowed values).
+    """
+    if modality not in MODALITIES:
+        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+    if crops not in (1, 3, 10):
+        raise ValueError(f"crops must be 1, 3 or 10, got {crops}")
+    if training and crops != 1:
+        raise ValueError("crops > 1 is a test-time option; training uses one random multi-scale crop.")
+    frames_dtype = tf.as_dtype(frames_dtype)
+    if frames_dtype not in (tf.float32, tf.uint8):
+        raise ValueError(f"frames_dtype must be float32 or uint8, got {frames_dtype.name}")
+    if frames_dtype == tf.uint8 and preprocess is not None:
+        raise ValueError("frames_dtype=uint8 yields raw [0, 255] clips: apply `preprocess` in the model instead.")
+    if num_frames < 1 or batch_size < 1 or input_size < 1 or flow_length < 1 or clips_per_video < 1:
+        raise ValueError("num_frames, batch_size, input_size, flow_length and clips_per_video must be >= 1.")
+    if skip < 0 or (skip and not training):
+        raise ValueError(f"skip={skip}: skipping consumed clips is for training streams, and must be >= 0.")
+    return frames_dtype
+
+
+def _resolve_split(
+    records: str | list[str],
+    *,
+    training: bool,
+    modality: str,
+    multi_label: bool,
+    num_classes: int | None,
+    flip: bool,
+    flip_label_map: str | Mapping[str, str | None],
+) -> tuple[list[str], int | None, np.ndarray | None]:
+    """The shard files, number of classes and training flip targets of a split.
+
+    Args:
+      records: a split directory, a glob, or a list of shard files (as `build_dataset`).
+      training: whether a training stream is built (flip targets are only resolved for training).
+      modality: "rgb" or "flow" (flow needs records prepared with flow).
+      multi_label: multi-hot labels requested.
+      num_classes: classes given by the caller, or None (then the manifest's).
+      flip: training flips requested.
+      flip_label_map: the flip label map (`build_dataset`).
+
+    Returns:
+      ``(files, num_classes, flip_targets)``: the shard paths (the split's order); the classes (None without a
+      manifest or an explicit value); int32 (num_classes,) class of each mirrored class, or None (identity map,
+      no flips or testing).
+
+    Raises:
+      ValueError: flow of a split prepared without flow; multi-hot labels without a class count; a bad flip map.
+      FileNotFoundError: no shards.
+    """
+    files = record_format.record_files(records)
+    split_dir = record_format.split_dir_of(records)
+    manifest = read_manifest(split_dir) if split_dir else None
+    if manifest is not None:
+        if modality == "flow" and not manifest.get("has_flow", True):
+            raise ValueError(
+                f"{split_dir} was prepared without flow (--flow=none): re-run data.prepare with --flow=tvl1 (or dis, "
+                "farneback) to train the flow stream."
+            )
+        if num_classes is None:
+            num_classes = int(manifest["num_classes"])
+        if bool(manifest.get("multi_label")) and not multi_label:
+            logging.warning("%s is multi-label; using each video's first label (pass multi_label=True).", split_dir)
+    if multi_label and not num_classes:
+        raise ValueError("multi_label=True needs num_classes (no manifest.json next to the records).")
+    targets = training_flip_targets(manifest, flip_label_map) if training and flip else None
+    return files, num_classes, targets
+
+
+def _video_stream(
+    files: list[str],
+    *,
+    reader: str,
+    training: bool,
+    seed: int | None,
+    ordered: bool,
+    input_context: tf.distribute.InputContext | None,
+    shuffle_buffer: int,
+    repeat: int | None,
+    skip: int,
+    clips_per_video: int,
+) -> tuple[tf.data.Dataset, str]:
+    """The per-video element stream, with consumed videos skipped when each video gives one clip.
+
+    Args:
+      files: the shard files.
+      reader: "auto", "offsets" or "records" (resolved by `choose_reader`).
+      training: whether a training stream is built.
+      seed: seed of the file order, shuffles and per-element seeds.
+      ordered: deterministic element order.
+      input_context: the per-replica input context, or None.
+      shuffle_buffer: records in the record shuffle buffer.
+      repeat: passes over the data (None: forever for training, once for testing).
+      skip: consumed clips of this pipeline's stream (dropped here only when ``clips_per_video == 1``).
+      clips_per_video: clips drawn per video read.
+
+    Returns:
+      ``(dataset, reader)``: elements (serialized record or ``.offsets`` entry string (), shard path string (),
+      int64 (2,) seed), and the resolved reader, "offsets" or "records".
+    """
+    reader = choose_reader(files, reader)
+    sources = [frame_offsets.offsets_path(f) for f in files] if reader == "offsets" else files
+    dataset = record_stream(
+        files, training=training, seed=seed, ordered=ordered, input_context=input_context,
+        shuffle_buffer=shuffle_buffer, repeat=repeat, sources=sources,
+    )  # fmt: skip
+    # (serialized record or .offsets entry, shard path, seed)
+    dataset = dataset.map(lambda item, seed: (*item, seed))
+    if skip and clips_per_video == 1:
+        # (.offsets entry or record, shard, seed) elements: nothing is read from the frames or decoded yet.
+        dataset = dataset.skip(skip)
+    return dataset, reader
+
+
+def _repeated_clips(
+    dataset: tf.data.Dataset, *, clips_per_video: int, shuffle_buffer: int, seed: int | None, skip: int
+) -> tf.data.Dataset:
+    """``clips_per_video`` clips of each video element, shuffled among other videos' clips, consumed ones skipped.
+
+    Args:
+      dataset: elements (..., int64 (2,) seed), one per video.
+      clips_per_video: copies of each element, each with its own seed split from the video's (> 1).
+      shuffle_buffer: clips in the shuffle buffer.
+      seed: the shuffle's seed.
+      skip: consumed clips to drop (before any frame is read or decoded).
+
+    Returns:
+      Elements of the same structure as ``dataset``'s, ``clips_per_video`` per video.
+    """
+    dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
+    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    return dataset.skip(skip) if skip else dataset
+
+
+def _offsets_training_batches(
+    dataset: tf.data.Dataset,
+    *,
+    clip_settings: dict,
+    frames_dtype: tf.DType,
+    batch_size: int,
+    drop_remainder: bool,
+    ordered: bool,
+    clips_per_video: int,
+    shuffle_buffer: int,
+    seed: int | None,
+    skip: int,
+) -> tf.data.Dataset:
+    """Training batches of the offsets reader: parse, sample, read, decode and augment a whole batch per call.
+
+    Args:
+      dataset: elements (``.offsets`` entry string (), shard path string (), int64 (2,) seed), one per video.
+      clip_settings: keyword arguments of `_make_training_batch_fn` shared with the per-clip function.
+      frames_dtype: float32 or uint8.
+      batch_size: B, this input pipeline's batch size.
+      drop_remainder: drop a last partial batch.
+      ordered: deterministic element order.
+      clips_per_video: clips drawn per video.
+      shuffle_buffer: clips in the shuffle buffer (``clips_per_video > 1``).
+      seed: the shuffle's seed.
+      skip: consumed clips to drop (``clips_per_video > 1``; otherwise already dropped per video).
+
+    Returns:
+      Batches (frames ``frames_dtype`` (B, K, S, S, C), labels[, metadata]).
+    """
+    if clips_per_video > 1:
+        dataset = _repeated_clips(
+            dataset, clips_per_video=clips_per_video, shuffle_buffer=shuffle_buffer, seed=seed, skip=skip
+        )
+    batch_fn = _make_training_batch_fn(**clip_settings, dtype=frames_dtype.as_numpy_dtype)
+    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
+    return dataset.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+
+
+def _per_clip_batches(
+    dataset: tf.data.Dataset,
+    *,
+    clip_settings: dict,
+    training: bool,
+    reader: str,
+    crops: int,
+    frames_dtype: tf.DType,
+    batch_size: int,
+    drop_remainder: bool,
+    ordered: bool,
+    clips_per_video: int,
+    shuffle_buffer: int,
+    seed: int | None,
+    skip: int,
+) -> tf.data.Dataset:
+    """Batches of clips made one at a time: testing (both readers) and training with ``reader="records"``.
+
+    Args:
+      dataset: elements (serialized record or ``.offsets`` entry string (), shard path string (), int64 (2,)
+        seed), one per video.
+      clip_settings: keyword arguments of `_make_clip_fn` shared with the batch function.
+      training: whether a training stream is built.
+      reader: "offsets" or "records".
+      crops: test crops, 1, 3 or 10.
+      frames_dtype: float32 or uint8.
+      batch_size: B, this input pipeline's batch size.
+      drop_remainder: drop a last partial batch.
+      ordered: deterministic element order.
+      clips_per_video: clips drawn per parsed video (training).
+      shuffle_buffer: clips in the shuffle buffer (training, ``clips_per_video > 1``).
+      seed: the shuffle's seed.
+      skip: consumed clips to drop (``clips_per_video > 1``; otherwise already dropped per video).
+
+    Returns:
+      Batches (frames ``frames_dtype`` (B, K, S, S, C) or (B, crops, K, S, S, C) for 3 or 10 test crops,
+      labels[, metadata]).
+    """
+    parse_fn = _parse_fn(clip_settings["modality"], reader)
+    dataset = dataset.map(parse_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    if training and clips_per_video > 1:  # parse once, draw several clips
+        dataset = _repeated_clips(  # parsed, not decoded
+            dataset, clips_per_video=clips_per_video, shuffle_buffer=shuffle_buffer, seed=seed, skip=skip
+        )
+    clip_fn = _make_clip_fn(**clip_settings, training=training, reader=reader, crops=crops, frames_dtype=frames_dtype)
+    dataset = dataset.map(clip_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    return dataset.batch(
+        batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered
+    )
+
+
+def _preprocess_and_finish(
+    dataset: tf.data.Dataset,
+    *,
+    preprocess: Callable[[tf.Tensor], tf.Tensor] | None,
+    ordered: bool,
+    input_context: tf.distribute.InputContext | None,
+) -> tf.data.Dataset:
+    """Applies ``preprocess`` to the frames of each batch, then the options and prefetch of `finish_dataset`.
+
+    Args:
+      dataset: batches (frames (B, ...), labels[, metadata]).
+      preprocess: maps float32 frames in [0, 255] to the model's input range; None leaves them.
+      ordered: deterministic element order.
+      input_context: the per-replica input context, or None.
+
+    Returns:
+      The batches, frames preprocessed, with the same structure.
+    """
+    if preprocess is not None:
+
+        def apply_preprocess(frames, *rest):
+            return (preprocess(frames), *rest)
+
+        dataset = dataset.map(apply_preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    return finish_dataset(dataset, ordered=ordered, input_context=input_context)
+
+
 def build_dataset(
     records: str | list[str],
     *,
@@ -470,53 +754,21 @@ def build_dataset(
       ValueError: bad arguments (named, with the allowed values).
       FileNotFoundError: no shards; ``reader="offsets"`` without current ``.offsets`` indices.
     """
-    if modality not in MODALITIES:
-        raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
-    if crops not in (1, 3, 10):
-        raise ValueError(f"crops must be 1, 3 or 10, got {crops}")
-    if training and crops != 1:
-        raise ValueError("crops > 1 is a test-time option; training uses one random multi-scale crop.")
-    frames_dtype = tf.as_dtype(frames_dtype)
-    if frames_dtype not in (tf.float32, tf.uint8):
-        raise ValueError(f"frames_dtype must be float32 or uint8, got {frames_dtype.name}")
-    if frames_dtype == tf.uint8 and preprocess is not None:
-        raise ValueError("frames_dtype=uint8 yields raw [0, 255] clips: apply `preprocess` in the model instead.")
-    if num_frames < 1 or batch_size < 1 or input_size < 1 or flow_length < 1 or clips_per_video < 1:
-        raise ValueError("num_frames, batch_size, input_size, flow_length and clips_per_video must be >= 1.")
-    if skip < 0 or (skip and not training):
-        raise ValueError(f"skip={skip}: skipping consumed clips is for training streams, and must be >= 0.")
-
-    files = record_format.record_files(records)
-    split_dir = record_format.split_dir_of(records)
-    manifest = read_manifest(split_dir) if split_dir else None
-    if manifest is not None:
-        if modality == "flow" and not manifest.get("has_flow", True):
-            raise ValueError(
-                f"{split_dir} was prepared without flow (--flow=none): re-run data.prepare with --flow=tvl1 (or dis, "
-                "farneback) to train the flow stream."
-            )
-        if num_classes is None:
-            num_classes = int(manifest["num_classes"])
-        if bool(manifest.get("multi_label")) and not multi_label:
-            logging.warning("%s is multi-label; using each video's first label (pass multi_label=True).", split_dir)
-    if multi_label and not num_classes:
-        raise ValueError("multi_label=True needs num_classes (no manifest.json next to the records).")
-    targets = training_flip_targets(manifest, flip_label_map) if training and flip else None
-
+    frames_dtype = _validate_arguments(
+        training=training, modality=modality, crops=crops, frames_dtype=frames_dtype, preprocess=preprocess,
+        num_frames=num_frames, batch_size=batch_size, input_size=input_size, flow_length=flow_length,
+        clips_per_video=clips_per_video, skip=skip,
+    )  # fmt: skip
+    files, num_classes, targets = _resolve_split(
+        records, training=training, modality=modality, multi_label=multi_label, num_classes=num_classes,
+        flip=flip, flip_label_map=flip_label_map,
+    )  # fmt: skip
     per_replica_batch = per_replica_batch_size(batch_size, input_context)
     ordered = deterministic or not training
-    reader = choose_reader(files, reader)
-    sources = [frame_offsets.offsets_path(f) for f in files] if reader == "offsets" else files
-    dataset = record_stream(
-        files, training=training, seed=seed, ordered=ordered, input_context=input_context,
-        shuffle_buffer=shuffle_buffer, repeat=repeat, sources=sources,
+    dataset, reader = _video_stream(
+        files, reader=reader, training=training, seed=seed, ordered=ordered, input_context=input_context,
+        shuffle_buffer=shuffle_buffer, repeat=repeat, skip=skip, clips_per_video=clips_per_video,
     )  # fmt: skip
-    # (serialized record or .offsets entry, shard path, seed)
-    dataset = dataset.map(lambda item, seed: (*item, seed))
-    if skip and clips_per_video == 1:
-        # (.offsets entry or record, shard, seed) elements: nothing is read from the frames or decoded yet.
-        dataset = dataset.skip(skip)
-    drop = training if drop_remainder is None else drop_remainder
     clip_settings = dict(
         num_frames=num_frames,
         modality=modality,
@@ -531,32 +783,19 @@ def build_dataset(
         flip=training and flip,
         flip_targets=targets,
     )
+    batching = dict(
+        clip_settings=clip_settings,
+        frames_dtype=frames_dtype,
+        batch_size=per_replica_batch,
+        drop_remainder=training if drop_remainder is None else drop_remainder,
+        ordered=ordered,
+        clips_per_video=clips_per_video,
+        shuffle_buffer=shuffle_buffer,
+        seed=seed,
+        skip=skip,
+    )
     if training and reader == "offsets":
-        # Parse, sample, read, decode and augment a whole batch at once: one Python call per batch.
-        if clips_per_video > 1:
-            dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
-            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-            dataset = dataset.skip(skip) if skip else dataset
-        batch_fn = _make_training_batch_fn(**clip_settings, dtype=frames_dtype.as_numpy_dtype)
-        dataset = dataset.batch(per_replica_batch, drop_remainder=drop)
-        dataset = dataset.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+        dataset = _offsets_training_batches(dataset, **batching)
     else:
-        dataset = dataset.map(_parse_fn(modality, reader), num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-        if training and clips_per_video > 1:  # parse once, draw several clips
-            dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
-            dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-            dataset = dataset.skip(skip) if skip else dataset  # parsed, not decoded
-        clip_fn = _make_clip_fn(
-            **clip_settings, training=training, reader=reader, crops=crops, frames_dtype=frames_dtype
-        )
-        dataset = dataset.map(clip_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-        dataset = dataset.batch(
-            per_replica_batch, drop_remainder=drop, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered
-        )
-    if preprocess is not None:
-
-        def apply_preprocess(frames, *rest):
-            return (preprocess(frames), *rest)
-
-        dataset = dataset.map(apply_preprocess, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    return finish_dataset(dataset, ordered=ordered, input_context=input_context)
+        dataset = _per_clip_batches(dataset, **batching, training=training, reader=reader, crops=crops)
+    return _preprocess_and_finish(dataset, preprocess=preprocess, ordered=ordered, input_context=input_context)
