@@ -363,22 +363,64 @@ def _decoy_pose(decoy: dict, t: int, config: SyntheticConfig) -> tuple[np.ndarra
     return decoy["anchor"] + np.array([dx, dy]), scale, angle
 
 
-def generate_video(
-    class_index: int, rng: np.random.Generator, config: SyntheticConfig, *, masks: bool = False
-) -> GeneratedVideo:
-    """Renders one video of class ``class_index``.
+@dataclasses.dataclass
+class _VideoPlan:
+    """Everything about one video drawn before its first frame: the camera, the actor and the distractors."""
 
-    Random numbers beyond the first version's are drawn only for settings away from their defaults, so a default
-    config renders exactly the videos it always did.
+    motion: str  # the actor's motion (CLASSES)
+    shape: str  # the actor's shape (SHAPES)
+    colour: tuple[int, int, int]  # the actor's RGB colour during its action
+    margin: int  # pixels of background beyond each side of the frame, for the camera drift
+    background: np.ndarray  # float32 (H + 2 margin, W + 2 margin, 3)
+    drift: np.ndarray  # float64 (2,): camera drift (x, y), pixels per frame
+    start: int  # first action frame (0-based)
+    length: int  # action frames
+    radius: float  # the actor's radius, pixels
+    centre: tuple[float, float]  # (cx0, cy0): the actor's centre where its motion starts, pixels
+    idle_grey: float  # the actor's grey level while idle
+    base_angle: float  # the actor's rotation, radians
+    distractors: list[dict]  # per distractor: its look, position and velocity (the frame loop moves them)
+
+
+def _sample_distractor(rng: np.random.Generator, config: SyntheticConfig, actor_motion: str) -> dict:
+    """One distractor's look, position and velocity (a decoy's motion window too, with ``decoy_probability``).
+
+    Args:
+      rng: the video's generator.
+      config: the settings.
+      actor_motion: the actor's motion (a decoy performs another one).
+
+    Returns:
+      {"shape", "pos" float64 (2,), "vel" float64 (2,), "radius", "grey", "tint" float64 (3,)}, plus "colour" and
+      "angle" for class-part looks and "decoy" for decoys.
+    """
+    width, height = config.width, config.height
+    distractor = {
+        "shape": SHAPES[rng.integers(len(SHAPES))],
+        "pos": rng.uniform([8, 8], [width - 8, height - 8]),
+        "vel": rng.normal(0, 0.5, size=2),
+        "radius": rng.uniform(*config.distractor_radius),
+        "grey": rng.uniform(60, 200),
+        "tint": rng.uniform(0.9, 1.1, size=3),
+    }
+    if config.distractor_look == "class_parts":
+        distractor["shape"], distractor["colour"] = _class_parts(rng, config.num_classes)
+        distractor["angle"] = rng.uniform(0, np.pi / 6)
+    if config.decoy_probability and rng.random() < config.decoy_probability:
+        _make_decoy(rng, config, distractor, actor_motion)
+    return distractor
+
+
+def _sample_plan(class_index: int, rng: np.random.Generator, config: SyntheticConfig) -> _VideoPlan:
+    """Draws one video's background, camera drift, actor (look, action window, place) and distractors.
 
     Args:
       class_index: the class (index into CLASSES).
-      rng: the video's generator.
+      rng: the video's generator (the draws are the first ones of `generate_video`, in its order).
       config: the settings.
-      masks: also return the actor's pixels per frame (for tests of the ground truth).
 
     Returns:
-      The frames (T, H, W, 3), the actor's boxes over its action and the action's frame range.
+      The video's plan; the frames then draw only the distractors' steps and the pixel noise.
     """
     _, motion, shape, colour = CLASSES[class_index]
     num_frames, height, width = config.num_frames, config.height, config.width
@@ -397,7 +439,6 @@ def generate_video(
     length = int(round(rng.uniform(*config.action_fraction) * num_frames))
     start = int(round(rng.uniform(0.15, 0.9 * (num_frames - length) / num_frames) * num_frames))
     start = int(np.clip(start, 1, num_frames - length - 1))
-    end = start + length
     radius = config.actor_radius if config.actor_radius_range is None else rng.uniform(*config.actor_radius_range)
     reach = radius * 1.7
     min_dx, min_dy, max_dx, max_dy = _excursion(motion, config)
@@ -405,73 +446,146 @@ def generate_video(
     cy0 = rng.uniform(reach - min_dy, height - reach - max_dy)
     idle_grey = rng.uniform(100, 170)
     base_angle = rng.uniform(0, np.pi / 6) if shape != "circle" else 0.0
+    distractors = [_sample_distractor(rng, config, motion) for _ in range(config.num_distractors)]
+    return _VideoPlan(
+        motion=motion, shape=shape, colour=colour, margin=margin, background=background, drift=drift,
+        start=start, length=length, radius=radius, centre=(cx0, cy0), idle_grey=idle_grey,
+        base_angle=base_angle, distractors=distractors,
+    )  # fmt: skip
 
-    distractors = []
-    for _ in range(config.num_distractors):
-        distractor = {
-            "shape": SHAPES[rng.integers(len(SHAPES))],
-            "pos": rng.uniform([8, 8], [width - 8, height - 8]),
-            "vel": rng.normal(0, 0.5, size=2),
-            "radius": rng.uniform(*config.distractor_radius),
-            "grey": rng.uniform(60, 200),
-            "tint": rng.uniform(0.9, 1.1, size=3),
-        }
-        if config.distractor_look == "class_parts":
-            distractor["shape"], distractor["colour"] = _class_parts(rng, config.num_classes)
-            distractor["angle"] = rng.uniform(0, np.pi / 6)
-        if config.decoy_probability and rng.random() < config.decoy_probability:
-            _make_decoy(rng, config, distractor, motion)
-        distractors.append(distractor)
 
+def _step_and_draw_distractor(
+    image: np.ndarray, distractor: dict, t: int, rng: np.random.Generator, config: SyntheticConfig
+) -> None:
+    """Moves a distractor one frame (a random-walk step, bounced off the borders) and paints it into ``image``.
+
+    Args:
+      image: float32 (H, W, 3) frame, painted in place.
+      distractor: a `_sample_distractor` dict; its "pos" and "vel" are updated in place.
+      t: the frame index (0-based), for a decoy's pose.
+      rng: the video's generator (two normal draws, for decoys too).
+      config: the settings.
+    """
+    d, width, height = distractor, config.width, config.height
+    d["vel"] = np.clip(0.85 * d["vel"] + rng.normal(0, 0.25, size=2), -0.9, 0.9)  # drawn for decoys too
+    d["pos"] = d["pos"] + d["vel"]
+    for axis, limit in ((0, width), (1, height)):
+        if not 6 <= d["pos"][axis] <= limit - 6:
+            d["vel"][axis] = -d["vel"][axis]
+            d["pos"][axis] = np.clip(d["pos"][axis], 6, limit - 6)
+    pos, radius_scale, turn = d["pos"], 1.0, 0.0
+    if "decoy" in d:
+        pos, radius_scale, turn = _decoy_pose(d["decoy"], t, config)
+    if "colour" in d:
+        _draw(
+            image,
+            _polygon(d["shape"], *pos, d["radius"] * radius_scale, d["angle"] + turn),
+            d["colour"],
+            ACTOR_OUTLINE,
+        )
+    else:
+        grey = tuple(float(np.clip(d["grey"] * k, 0, 255)) for k in d["tint"])
+        _draw(image, _polygon(d["shape"], *pos, d["radius"] * radius_scale, turn), grey)
+
+
+def _draw_actor(image: np.ndarray, plan: _VideoPlan, t: int, config: SyntheticConfig) -> tuple[np.ndarray, bool]:
+    """Paints the actor into frame ``t``: its class colour and motion during its action, grey and still otherwise.
+
+    Args:
+      image: float32 (H, W, 3) frame, painted in place.
+      plan: the video's plan.
+      t: the frame index (0-based).
+      config: the settings.
+
+    Returns:
+      ``(polygon, acting)``: the actor's outline float (n, 2) (x, y) pixels, and whether ``t`` is an action frame.
+    """
+    (cx0, cy0), start, length = plan.centre, plan.start, plan.length
+    acting = start <= t < start + length
+    if acting:
+        phase = (t - start) / max(length - 1, 1)
+        colour = plan.colour
+    else:
+        # Idle: grey and still, where the action starts (before) or ends (after).
+        phase = 0.0 if t < start else 1.0
+        colour = (plan.idle_grey,) * 3
+    dx, dy, scale, angle = _actor_motion(plan.motion, phase, length, config)
+    polygon = _polygon(plan.shape, cx0 + dx, cy0 + dy, plan.radius * scale, plan.base_angle + angle)
+    _draw(image, polygon, colour, outline=ACTOR_OUTLINE)
+    return polygon, acting
+
+
+def _render_frame(
+    plan: _VideoPlan, t: int, rng: np.random.Generator, config: SyntheticConfig, *, masks: bool
+) -> tuple[np.ndarray, tuple | None, np.ndarray | None]:
+    """Renders frame ``t``: the drifted background, the distractors (moved one step), the actor and pixel noise.
+
+    Args:
+      plan: the video's plan (its distractors move, in place).
+      t: the frame index (0-based); frames must be rendered in order.
+      rng: the video's generator (the distractors' steps, then the noise).
+      config: the settings.
+      masks: also return the actor's pixels.
+
+    Returns:
+      ``(frame, box, mask)``: uint8 (H, W, 3) RGB; (t + 1, x1, y1, x2, y2) of the actor in pixels on an action
+      frame, else None; bool (H, W) actor pixels (at least half covered) with ``masks``, else None.
+    """
+    width, height, margin, drift = config.width, config.height, plan.margin, plan.drift
+    matrix = np.float32([[1, 0, -margin + drift[0] * t], [0, 1, -margin + drift[1] * t]])
+    image = cv2.warpAffine(
+        plan.background, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+    )
+    for distractor in plan.distractors:
+        _step_and_draw_distractor(image, distractor, t, rng, config)
+    polygon, acting = _draw_actor(image, plan, t, config)
+    box = None
+    if acting:
+        x1, y1 = np.clip(polygon.min(0), 0, [width - 1, height - 1])
+        x2, y2 = np.clip(polygon.max(0), 0, [width - 1, height - 1])
+        box = (t + 1, x1, y1, x2, y2)
+    mask = None
+    if masks:
+        canvas = np.zeros((height, width, 3), np.float32)
+        _draw(canvas, polygon, (255.0,) * 3, outline=255.0)
+        mask = canvas[..., 0] > 127  # at least half covered
+    image += rng.normal(0, config.noise_sigma, size=image.shape).astype(np.float32)
+    return np.clip(image, 0, 255).astype(np.uint8), box, mask
+
+
+def generate_video(
+    class_index: int, rng: np.random.Generator, config: SyntheticConfig, *, masks: bool = False
+) -> GeneratedVideo:
+    """Renders one video of class ``class_index``.
+
+    Random numbers beyond the first version's are drawn only for settings away from their defaults, so a default
+    config renders exactly the videos it always did.
+
+    Args:
+      class_index: the class (index into CLASSES).
+      rng: the video's generator.
+      config: the settings.
+      masks: also return the actor's pixels per frame (for tests of the ground truth).
+
+    Returns:
+      The frames (T, H, W, 3), the actor's boxes over its action and the action's frame range.
+    """
+    plan = _sample_plan(class_index, rng, config)
+    num_frames, height, width = config.num_frames, config.height, config.width
     frames = np.zeros((num_frames, height, width, 3), np.uint8)
     actor_masks = np.zeros((num_frames, height, width), bool) if masks else None
     boxes = []
     for t in range(num_frames):
-        matrix = np.float32([[1, 0, -margin + drift[0] * t], [0, 1, -margin + drift[1] * t]])
-        image = cv2.warpAffine(
-            background, matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
-        )
-        for d in distractors:
-            d["vel"] = np.clip(0.85 * d["vel"] + rng.normal(0, 0.25, size=2), -0.9, 0.9)  # drawn for decoys too
-            d["pos"] = d["pos"] + d["vel"]
-            for axis, limit in ((0, width), (1, height)):
-                if not 6 <= d["pos"][axis] <= limit - 6:
-                    d["vel"][axis] = -d["vel"][axis]
-                    d["pos"][axis] = np.clip(d["pos"][axis], 6, limit - 6)
-            pos, radius_scale, turn = d["pos"], 1.0, 0.0
-            if "decoy" in d:
-                pos, radius_scale, turn = _decoy_pose(d["decoy"], t, config)
-            if "colour" in d:
-                _draw(
-                    image,
-                    _polygon(d["shape"], *pos, d["radius"] * radius_scale, d["angle"] + turn),
-                    d["colour"],
-                    ACTOR_OUTLINE,
-                )
-            else:
-                grey = tuple(float(np.clip(d["grey"] * k, 0, 255)) for k in d["tint"])
-                _draw(image, _polygon(d["shape"], *pos, d["radius"] * radius_scale, turn), grey)
-        if start <= t < end:
-            dx, dy, scale, angle = _actor_motion(motion, (t - start) / max(length - 1, 1), length, config)
-            polygon = _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle)
-            _draw(image, polygon, colour, outline=ACTOR_OUTLINE)
-            x1, y1 = np.clip(polygon.min(0), 0, [width - 1, height - 1])
-            x2, y2 = np.clip(polygon.max(0), 0, [width - 1, height - 1])
-            boxes.append((t + 1, x1, y1, x2, y2))
-        else:
-            # Idle: grey and still, where the action starts (before) or ends (after).
-            phase = 0.0 if t < start else 1.0
-            dx, dy, scale, angle = _actor_motion(motion, phase, length, config)
-            polygon = _polygon(shape, cx0 + dx, cy0 + dy, radius * scale, base_angle + angle)
-            _draw(image, polygon, (idle_grey,) * 3, outline=ACTOR_OUTLINE)
+        frames[t], box, mask = _render_frame(plan, t, rng, config, masks=masks)
+        if box is not None:
+            boxes.append(box)
         if actor_masks is not None:
-            canvas = np.zeros((height, width, 3), np.float32)
-            _draw(canvas, polygon, (255.0,) * 3, outline=255.0)
-            actor_masks[t] = canvas[..., 0] > 127  # at least half covered
-        image += rng.normal(0, config.noise_sigma, size=image.shape).astype(np.float32)
-        frames[t] = np.clip(image, 0, 255).astype(np.uint8)
+            actor_masks[t] = mask
     return GeneratedVideo(
-        frames=frames, boxes=np.asarray(boxes, np.float32), action=(start, end), actor_masks=actor_masks
+        frames=frames,
+        boxes=np.asarray(boxes, np.float32),
+        action=(plan.start, plan.start + plan.length),
+        actor_masks=actor_masks,
     )
 
 
