@@ -26,6 +26,7 @@ timings) into a results directory such as `experiments/results/protocol/`.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import json
 import os
 import shutil
@@ -469,33 +470,98 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
 
 
 COMMITTED = ("report.md", "values.csv", "per_video.csv.gz", "accuracy.csv", ".png")
+RESUME = "resume"  # <results_dir>/<instance>/resume/: what a later session needs to continue without retraining
+
+
+def _resume_files(base: str) -> list[str]:
+    """Paths (relative to an instance directory) a later part needs from the finished ones.
+
+    The finished tasks' states (not the data tasks': the benchmark is regenerated, bit for bit, from its seed) and
+    the outputs later tasks read: every run's config.json, evaluation JSON + score file and localisation, and the
+    fusions. Checkpoints are not kept: a part that needs a run's weights (features, a new evaluation) must run in
+    the session that trained it.
+    """
+    relative = []
+    state = os.path.join(base, "state")
+    if os.path.isdir(state):
+        relative += [os.path.join("state", n) for n in sorted(os.listdir(state)) if not n.startswith("data__")]
+    for pattern in (
+        ("runs", "*", "seed*", "config.json"),
+        ("runs", "*", "seed*", "localization.json"),
+        ("runs", "*", "seed*", "eval", "*.json"),
+        ("runs", "*", "seed*", "eval", "*.npz"),
+        ("fusion", "*", "seed*", "*.json"),
+        ("fusion", "*", "seed*", "*.npz"),
+    ):
+        relative += sorted(os.path.relpath(p, base) for p in glob.glob(os.path.join(base, *pattern)))
+    return relative
 
 
 def copy_results(out_dir: str, results_dir: str) -> list[str]:
-    """Copies what is committed of a protocol run into `results_dir` (same layout); returns the files copied."""
+    """Copies what is committed of a protocol run into `results_dir` (same layout); returns the files copied.
+
+    Reports, figures, summaries and timings, plus `<instance>/resume/` (`_resume_files`, and each run's
+    `train_running_top1.json`) from which `restore_results` lets a later session continue the protocol.
+    """
     out_dir = os.path.abspath(out_dir)
     copied = []
     for name in ("summary.md", "parts.json"):
         if os.path.isfile(os.path.join(out_dir, name)):
-            copied.append(name)
+            copied.append((name, name))
     for instance in INSTANCES:
         base = os.path.join(out_dir, instance)
         for name in ("timings.csv", "reproduce.json", os.path.join("reports", "summary.md")):
             if os.path.isfile(os.path.join(base, name)):
-                copied.append(os.path.join(instance, name))
+                copied.append((os.path.join(instance, name),) * 2)
         reports = os.path.join(base, "reports")
-        if not os.path.isdir(reports):
+        if os.path.isdir(reports):
+            for study in sorted(os.listdir(reports)):
+                folder = os.path.join(reports, study)
+                if os.path.isdir(folder) and study != "tensorboard":
+                    copied += [
+                        (os.path.join(instance, "reports", study, f),) * 2
+                        for f in sorted(os.listdir(folder))
+                        if f.endswith(COMMITTED)
+                    ]
+        for relative in _resume_files(base):
+            copied.append((os.path.join(instance, relative), os.path.join(instance, RESUME, relative)))
+        for run_dir in sorted(glob.glob(os.path.join(base, "runs", "*", "seed*"))):
+            running = runner.train_running_top1(run_dir)
+            if running is not None:
+                run = os.path.relpath(run_dir, base)
+                target = os.path.join(results_dir, instance, RESUME, run, runner.RUNNING_FILE)
+                files.write_json(target, {"train_running_top1": running})
+                copied.append((None, os.path.relpath(target, results_dir)))
+    for source, relative in copied:
+        if source is None:
             continue
-        for study in sorted(os.listdir(reports)):
-            folder = os.path.join(reports, study)
-            if os.path.isdir(folder) and study != "tensorboard":
-                copied += [
-                    os.path.join(instance, "reports", study, f)
-                    for f in sorted(os.listdir(folder))
-                    if f.endswith(COMMITTED)
-                ]
-    for relative in copied:
         target = os.path.join(results_dir, relative)
         files.make_parent(target)
-        shutil.copyfile(os.path.join(out_dir, relative), target)
-    return copied
+        shutil.copyfile(os.path.join(out_dir, source), target)
+    return [relative for _, relative in copied]
+
+
+def restore_results(results_dir: str, out_dir: str) -> list[str]:
+    """Copies `<results_dir>/<instance>/resume/` and parts.json back into a new `out_dir` (files it lacks).
+
+    The finished tasks then read as done and their outputs exist, so the remaining parts continue from there (the
+    data tasks regenerate the benchmark). Returns the files restored.
+    """
+    out_dir = os.path.abspath(out_dir)
+    restored = []
+    sources = [("parts.json", "parts.json")]
+    for instance in INSTANCES:
+        resume = os.path.join(results_dir, instance, RESUME)
+        if os.path.isfile(os.path.join(results_dir, instance, "reproduce.json")):
+            sources.append((os.path.join(instance, "reproduce.json"),) * 2)
+        for folder, _, names in os.walk(resume):
+            for name in names:
+                relative = os.path.relpath(os.path.join(folder, name), resume)
+                sources.append((os.path.join(instance, RESUME, relative), os.path.join(instance, relative)))
+    for source, relative in sources:
+        path, target = os.path.join(results_dir, source), os.path.join(out_dir, relative)
+        if os.path.isfile(path) and not os.path.exists(target):
+            files.make_parent(target)
+            shutil.copyfile(path, target)
+            restored.append(relative)
+    return restored

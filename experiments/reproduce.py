@@ -102,6 +102,12 @@ _RESULTS_DIR = flags.DEFINE_string(
     "With --part: also copy the committed subset (reports, values.csv, per_video.csv.gz, accuracy.csv, figures, "
     "summaries, timings) here, e.g. experiments/results/protocol.",
 )
+_RESTORE_FROM = flags.DEFINE_string(
+    "restore_from",
+    None,
+    "With --part: first copy the finished tasks of an earlier session's --results_dir (its <instance>/resume/) into "
+    "--out_dir, so the remaining parts continue without retraining them.",
+)
 _VAL_ACCURACY = flags.DEFINE_boolean(
     "val_accuracy", False, "Also evaluate every top-1 run on the validation set (accuracy.csv's val_top1)."
 )
@@ -146,6 +152,9 @@ def run_protocol(part: str) -> None:
             protocol.part_graph(prereg, protocol.PARTS[name], _OUT_DIR.value)  # refuses a bad file before any run
     except (ValueError, FileNotFoundError, KeyError) as error:
         raise app.UsageError(str(error)) from error
+    if _RESTORE_FROM.value:
+        restored = protocol.restore_results(_RESTORE_FROM.value, _OUT_DIR.value)
+        print(f"restored {len(restored)} files from {_RESTORE_FROM.value} into {_OUT_DIR.value}")
     for name in names:
         try:
             lines = protocol.run_part(

@@ -44,6 +44,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILE_DIR = os.path.join(REPO, "experiments", "synthetic")
 # --quick: shorter schedules (the learning rate still drops at 75 % of the steps), one seed.
 QUICK_STEPS = {"stpa": 200, "st_attn": 150}
+RUNNING_FILE = "train_running_top1.json"  # `train_running_top1` kept where the events are not
 VALIDATION_SEED = 1  # generation seed of the validation set (the benchmark itself is seed 0)
 
 
@@ -598,11 +599,13 @@ def train_running_top1(run_dir: str, last: int = 10) -> float | None:
     """The training top-1 of the end of a run: the mean of its last `last` logged `top1` scalars (fraction).
 
     `stpa.train` logs `top1` (hits over clips since the previous log, training mode: augmented clips, dropout) every
-    --log_every steps to `<run_dir>/train/`; None when the run has no such events.
+    --log_every steps to `<run_dir>/train/`; without events, the value saved in `<run_dir>/RUNNING_FILE`; None
+    when there is neither.
     """
     event_files = sorted(glob.glob(os.path.join(run_dir, "train", "events.out.tfevents.*")))
-    if not event_files:
-        return None
+    if not event_files:  # a run restored from committed results (experiments.protocol.restore_results)
+        saved = _read_json(os.path.join(run_dir, RUNNING_FILE))
+        return None if saved is None else float(saved["train_running_top1"])
     import tensorflow as tf
 
     values: list[tuple[int, float]] = []

@@ -214,6 +214,28 @@ def test_toy_st_attn_part_end_to_end_and_its_deviations(tmp_path):
     assert "train/study_st_attn_chain_average/seed0,train,done," in "\n".join(timings)
     parts = protocol.read_parts(out)
     assert parts["st_attn"]["runs"] == 1 and parts["st_attn"]["not_done"] == [] and parts["st_attn"]["tasks"] == 13
-    copied = protocol.copy_results(out, str(tmp_path / "results"))
+    results = str(tmp_path / "results")
+    copied = protocol.copy_results(out, results)
     assert "main/reports/protocol_st_attn/per_video.csv.gz" in copied and "summary.md" in copied
     assert os.path.isfile(tmp_path / "results" / "main" / "timings.csv")
+    assert "main/resume/runs/study_st_attn_chain/seed0/eval/test_K6.npz" in copied
+    assert not [c for c in copied if "/ckpt" in c or "resume/state/data__" in c]  # no weights, data regenerated
+
+    # A later session: restore into a new directory; the part then trains nothing again, the reports are the same.
+    again = str(tmp_path / "again")
+    restored = protocol.restore_results(results, again)
+    assert "main/state/train__study_st_attn_chain_average__seed0.json" in restored
+    assert protocol.run_part(prereg, "st_attn", again, jobs=2, progress=False)[0].startswith(
+        "part st_attn: 13 tasks, 0 not done"
+    )
+    assert sorted(os.listdir(os.path.join(again, "main", "logs"))) == [
+        "data__benchmark__generate.log",
+        "data__benchmark__prepare.log",
+    ]
+    protocol.write_protocol_report(prereg, again)
+    for name in ("accuracy.csv", "values.csv"):
+        with (
+            open(os.path.join(main, "reports", "protocol_st_attn", name)) as f,
+            open(os.path.join(again, "main", "reports", "protocol_st_attn", name)) as g,
+        ):
+            assert f.read() == g.read()
