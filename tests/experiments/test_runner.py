@@ -204,7 +204,6 @@ def test_localisation_studies_use_the_fine_tune_features_attention_chain(tmp_pat
     assert f"--records_dir={layout.records}" in graph.tasks["train/study_stpa_tsn_rgb/seed0"].command
 
 
-@pytest.mark.slow
 def _logged_top1(run_dir):
     """The mean of the last 10 `top1` scalars of a run's training events, read with TF's own event iterator."""
     import tensorflow as tf
@@ -218,6 +217,7 @@ def _logged_top1(run_dir):
     return sum(tail) / len(tail)
 
 
+@pytest.mark.slow
 def test_micro_study_end_to_end(tmp_path):
     flagfiles = tmp_path / "flagfiles"
     flagfiles.mkdir()
