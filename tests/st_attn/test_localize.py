@@ -5,15 +5,14 @@ import os
 import subprocess
 import sys
 
-import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from data import augment
 from data import records as record_format
-from st_attn import localize, models
-from tests.st_attn import records_helper
+from st_attn import localize
+from tests.st_attn import known_attention, records_helper
 
 H, W, S = 40, 48, 16
 OFF_CENTRE_BOX = (0.0625, 0.1, 0.3125, 0.5)
@@ -100,17 +99,6 @@ def one_class_split(tmp_path_factory):
     return records_helper.write_split(str(tmp_path_factory.mktemp("one_class") / "test"), examples)
 
 
-def _assign(layer: keras.Layer, values: dict[str, np.ndarray]) -> None:
-    """Sets the weights of `layer` whose paths end with a key of `values` (e.g. "conv3/bias")."""
-    assigned = set()
-    for variable in layer.weights:
-        for suffix, value in values.items():
-            if variable.path.endswith(suffix):
-                variable.assign(np.broadcast_to(value, variable.shape).astype(variable.dtype))
-                assigned.add(suffix)
-    assert assigned == set(values), (sorted(assigned), [v.path for v in layer.weights])
-
-
 def _box_iou(a, b) -> float:
     width = max(min(a[2], b[2]) - max(a[0], b[0]), 0.0)
     height = max(min(a[3], b[3]) - max(a[1], b[1]), 0.0)
@@ -128,14 +116,9 @@ def test_command_line_on_a_saved_model_of_known_attention(one_class_split, tmp_p
     truth, computed here, decide every AP: all detections have the same IoU, so each AP is 1 (all true positives)
     or 0 (none).
     """
-    frames = keras.Input((S, S, 3))
-    extractor = keras.Model(frames, keras.layers.Conv2D(8, 3, strides=4, padding="same")(frames))
-    model = models.build_st_attn_network(
-        2, feature_extractor=extractor, mask_filters=(4, 4), lstm_units=4, init_filters=4, attention_units=4
+    model = known_attention.known_attention_model(
+        input_size=S, feature_filters=8, mask_filters=(4, 4), mask_value=0.8, logits_bias=np.array([0.0, 3.0])
     )
-    _assign(model.get_layer(models.MASK_LAYER), {"conv3/kernel": 0.0, "conv3/bias": np.log(0.8 / 0.2)})
-    _assign(model.get_layer(models.TEMPORAL_LAYER), {"v/kernel": 0.0})
-    _assign(model.get_layer("logits"), {"logits/kernel": 0.0, "logits/bias": np.array([0.0, 3.0])})
     model_path = str(tmp_path / "model.keras")
     model.save(model_path)
     output = str(tmp_path / "new" / "result.json")  # the folder is created

@@ -5,16 +5,15 @@ import subprocess
 import sys
 
 import cv2
-import keras
 import numpy as np
 import pytest
 from PIL import Image
 
 from data import files, records
-from st_attn import models, visualize
+from st_attn import visualize
 from st_attn.family import ST_ATTN
 from stpa.engine import pictures
-from tests.st_attn import records_helper
+from tests.st_attn import known_attention, records_helper
 
 
 def test_overlay_blends_the_jet_colour_of_the_mask():
@@ -82,17 +81,6 @@ def test_png_and_gif_writers_fail_naming_the_path(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["pictures"]
 
 
-def _assign(layer: keras.Layer, values: dict[str, np.ndarray]) -> None:
-    """Sets the weights of `layer` whose paths end with a key of `values` (e.g. "conv2/bias")."""
-    assigned = set()
-    for variable in layer.weights:
-        for suffix, value in values.items():
-            if variable.path.endswith(suffix):
-                variable.assign(np.broadcast_to(value, variable.shape).astype(variable.dtype))
-                assigned.add(suffix)
-    assert assigned == set(values), (sorted(assigned), [v.path for v in layer.weights])
-
-
 def _read_rgb(path) -> np.ndarray:
     with Image.open(path) as image:
         return np.asarray(image.convert("RGB"))
@@ -109,13 +97,7 @@ def test_command_line_writes_the_renderers_pictures(tmp_path):
     """
     examples = [records_helper.video(f"v{i}", i % 2, num_frames=10, seed=i) for i in range(2)]
     records_helper.write_split(str(tmp_path / "records" / "test"), examples)
-    frames = keras.Input((16, 16, 3))
-    extractor = keras.Model(frames, keras.layers.Conv2D(4, 3, strides=4, padding="same")(frames))
-    model = models.build_st_attn_network(
-        2, feature_extractor=extractor, mask_filters=(4,), lstm_units=4, init_filters=4, attention_units=4
-    )
-    _assign(model.get_layer(models.MASK_LAYER), {"conv2/kernel": 0.0, "conv2/bias": np.log(0.75 / 0.25)})
-    _assign(model.get_layer(models.TEMPORAL_LAYER), {"v/kernel": 0.0})
+    model = known_attention.known_attention_model(input_size=16, feature_filters=4, mask_filters=(4,), mask_value=0.75)
     model.save(str(tmp_path / "model.keras"))
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     completed = subprocess.run(
