@@ -19,6 +19,7 @@ always read in a fixed order (one pass, no shuffling), so their scores line up w
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -530,113 +531,95 @@ def _video_stream(
     return dataset, reader
 
 
-def _repeated_clips(
-    dataset: tf.data.Dataset, *, clips_per_video: int, shuffle_buffer: int, seed: int | None, skip: int
-) -> tf.data.Dataset:
-    """``clips_per_video`` clips of each video element, shuffled among other videos' clips, consumed ones skipped.
+@dataclasses.dataclass(frozen=True)
+class _Batching:
+    """How the clips of one input pipeline are drawn and batched; shared by both batch builders.
 
-    Args:
-      dataset: elements (..., int64 (2,) seed), one per video.
-      clips_per_video: copies of each element, each with its own seed split from the video's (> 1).
-      shuffle_buffer: clips in the shuffle buffer.
-      seed: the shuffle's seed.
-      skip: consumed clips to drop (before any frame is read or decoded).
-
-    Returns:
-      Elements of the same structure as ``dataset``'s, ``clips_per_video`` per video.
-    """
-    dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=clips_per_video))
-    dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    return dataset.skip(skip) if skip else dataset
-
-
-def _offsets_training_batches(
-    dataset: tf.data.Dataset,
-    *,
-    clip_settings: dict,
-    frames_dtype: tf.DType,
-    batch_size: int,
-    drop_remainder: bool,
-    ordered: bool,
-    clips_per_video: int,
-    shuffle_buffer: int,
-    seed: int | None,
-    skip: int,
-) -> tf.data.Dataset:
-    """Training batches of the offsets reader: parse, sample, read, decode and augment a whole batch per call.
-
-    Args:
-      dataset: elements (``.offsets`` entry string (), shard path string (), int64 (2,) seed), one per video.
-      clip_settings: keyword arguments of `_make_training_batch_fn` shared with the per-clip function.
+    Attributes:
+      clip_settings: keyword arguments shared by `_make_training_batch_fn` and `_make_clip_fn`.
       frames_dtype: float32 or uint8.
       batch_size: B, this input pipeline's batch size.
       drop_remainder: drop a last partial batch.
       ordered: deterministic element order.
-      clips_per_video: clips drawn per video.
-      shuffle_buffer: clips in the shuffle buffer (``clips_per_video > 1``).
+      clips_per_video: clips drawn per video (training).
+      shuffle_buffer: clips in the shuffle buffer (training, ``clips_per_video > 1``).
       seed: the shuffle's seed.
       skip: consumed clips to drop (``clips_per_video > 1``; otherwise already dropped per video).
+    """
+
+    clip_settings: dict
+    frames_dtype: tf.DType
+    batch_size: int
+    drop_remainder: bool
+    ordered: bool
+    clips_per_video: int
+    shuffle_buffer: int
+    seed: int | None
+    skip: int
+
+    def repeated_clips(self, dataset: tf.data.Dataset) -> tf.data.Dataset:
+        """``clips_per_video`` clips of each video element, shuffled among other videos' clips, consumed skipped.
+
+        Args:
+          dataset: elements (..., int64 (2,) seed), one per video; ``clips_per_video > 1``.
+
+        Returns:
+          Elements of the same structure as ``dataset``'s, ``clips_per_video`` per video, each with its own seed
+          split from the video's; ``skip`` of them dropped before any frame is read or decoded.
+        """
+        dataset = dataset.flat_map(functools.partial(_repeat_clips, clips=self.clips_per_video))
+        dataset = dataset.shuffle(self.shuffle_buffer, seed=self.seed, reshuffle_each_iteration=True)
+        return dataset.skip(self.skip) if self.skip else dataset
+
+
+def _offsets_training_batches(dataset: tf.data.Dataset, batching: _Batching) -> tf.data.Dataset:
+    """Training batches of the offsets reader: parse, sample, read, decode and augment a whole batch per call.
+
+    Args:
+      dataset: elements (``.offsets`` entry string (), shard path string (), int64 (2,) seed), one per video.
+      batching: batch size, order, clips per video and the clip settings.
 
     Returns:
       Batches (frames ``frames_dtype`` (B, K, S, S, C), labels[, metadata]).
     """
-    if clips_per_video > 1:
-        dataset = _repeated_clips(
-            dataset, clips_per_video=clips_per_video, shuffle_buffer=shuffle_buffer, seed=seed, skip=skip
-        )
-    batch_fn = _make_training_batch_fn(**clip_settings, dtype=frames_dtype.as_numpy_dtype)
-    dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
-    return dataset.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
+    if batching.clips_per_video > 1:
+        dataset = batching.repeated_clips(dataset)
+    batch_fn = _make_training_batch_fn(**batching.clip_settings, dtype=batching.frames_dtype.as_numpy_dtype)
+    dataset = dataset.batch(batching.batch_size, drop_remainder=batching.drop_remainder)
+    return dataset.map(batch_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=batching.ordered)
 
 
 def _per_clip_batches(
-    dataset: tf.data.Dataset,
-    *,
-    clip_settings: dict,
-    training: bool,
-    reader: str,
-    crops: int,
-    frames_dtype: tf.DType,
-    batch_size: int,
-    drop_remainder: bool,
-    ordered: bool,
-    clips_per_video: int,
-    shuffle_buffer: int,
-    seed: int | None,
-    skip: int,
+    dataset: tf.data.Dataset, batching: _Batching, *, training: bool, reader: str, crops: int
 ) -> tf.data.Dataset:
     """Batches of clips made one at a time: testing (both readers) and training with ``reader="records"``.
 
     Args:
       dataset: elements (serialized record or ``.offsets`` entry string (), shard path string (), int64 (2,)
         seed), one per video.
-      clip_settings: keyword arguments of `_make_clip_fn` shared with the batch function.
+      batching: batch size, order, clips per video and the clip settings.
       training: whether a training stream is built.
       reader: "offsets" or "records".
       crops: test crops, 1, 3 or 10.
-      frames_dtype: float32 or uint8.
-      batch_size: B, this input pipeline's batch size.
-      drop_remainder: drop a last partial batch.
-      ordered: deterministic element order.
-      clips_per_video: clips drawn per parsed video (training).
-      shuffle_buffer: clips in the shuffle buffer (training, ``clips_per_video > 1``).
-      seed: the shuffle's seed.
-      skip: consumed clips to drop (``clips_per_video > 1``; otherwise already dropped per video).
 
     Returns:
       Batches (frames ``frames_dtype`` (B, K, S, S, C) or (B, crops, K, S, S, C) for 3 or 10 test crops,
       labels[, metadata]).
     """
-    parse_fn = _parse_fn(clip_settings["modality"], reader)
+    ordered = batching.ordered
+    parse_fn = _parse_fn(batching.clip_settings["modality"], reader)
     dataset = dataset.map(parse_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
-    if training and clips_per_video > 1:  # parse once, draw several clips
-        dataset = _repeated_clips(  # parsed, not decoded
-            dataset, clips_per_video=clips_per_video, shuffle_buffer=shuffle_buffer, seed=seed, skip=skip
-        )
-    clip_fn = _make_clip_fn(**clip_settings, training=training, reader=reader, crops=crops, frames_dtype=frames_dtype)
+    if training and batching.clips_per_video > 1:  # parse once, draw several clips
+        dataset = batching.repeated_clips(dataset)  # parsed, not decoded
+    clip_fn = _make_clip_fn(
+        **batching.clip_settings, training=training, reader=reader, crops=crops, frames_dtype=batching.frames_dtype
+    )
     dataset = dataset.map(clip_fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered)
     return dataset.batch(
-        batch_size, drop_remainder=drop_remainder, num_parallel_calls=tf.data.AUTOTUNE, deterministic=ordered
+        batching.batch_size,
+        drop_remainder=batching.drop_remainder,
+        num_parallel_calls=tf.data.AUTOTUNE,
+        deterministic=ordered,
     )
 
 
@@ -783,7 +766,7 @@ def build_dataset(
         flip=training and flip,
         flip_targets=targets,
     )
-    batching = dict(
+    batching = _Batching(
         clip_settings=clip_settings,
         frames_dtype=frames_dtype,
         batch_size=per_replica_batch,
@@ -795,7 +778,7 @@ def build_dataset(
         skip=skip,
     )
     if training and reader == "offsets":
-        dataset = _offsets_training_batches(dataset, **batching)
+        dataset = _offsets_training_batches(dataset, batching)
     else:
-        dataset = _per_clip_batches(dataset, **batching, training=training, reader=reader, crops=crops)
+        dataset = _per_clip_batches(dataset, batching, training=training, reader=reader, crops=crops)
     return _preprocess_and_finish(dataset, preprocess=preprocess, ordered=ordered, input_context=input_context)
