@@ -16,6 +16,8 @@ Around the step:
   best.keras) and writing attention images;
 - TensorBoard scalars (model_dir/train, model_dir/validation): the total loss, each Eq. 9 term, learning rate,
   top-1, clips/s; a tqdm progress bar with ETA;
+- precise BN (`precise_bn_batches` > 0): at the last step the batch-norm moving statistics are re-estimated as plain
+  averages over that many training batches, before the final validation and checkpoint (`engine.precise_bn`);
 - a NaN/Inf loss stops the run with `NonFiniteLossError` naming the step; the last good checkpoint is kept.
 - mixed precision (Keras policy + `LossScaleOptimizer` for float16) and XLA (`jit_compile`).
 """
@@ -35,7 +37,7 @@ import tqdm
 from absl import logging
 
 from data import files
-from stpa.engine import checkpoints, distribute, inference, inputs, metrics, schedules, summaries
+from stpa.engine import checkpoints, distribute, inference, inputs, metrics, precise_bn, schedules, summaries
 from stpa.engine import config as config_lib
 from stpa.engine import family as family_lib
 
@@ -629,6 +631,8 @@ class Trainer:
                     and step < max_steps
                 ):
                     validation.append((step, self._validate_and_log(val_writer, step)))
+                if step == max_steps and config.loop.precise_bn_batches:
+                    self.recompute_bn_statistics(iterator, config.loop.precise_bn_batches)
                 if step % config.checkpoint_interval() == 0 or step == max_steps:
                     checkpoint_path = self.save() or checkpoint_path
         except KeyboardInterrupt:
@@ -642,6 +646,41 @@ class Trainer:
         finally:
             bar.close()
         return last_logged, checkpoint_path
+
+    def recompute_bn_statistics(self, iterator, num_batches: int) -> int:
+        """Precise BN: re-estimates the trainable BatchNormalization statistics over `num_batches` batches.
+
+        Each batch goes through the model in training mode under `strategy.run` (no gradient, no optimizer step,
+        no change of `step` or `input_clips`); `engine.precise_bn` averages the batches' statistics.
+
+        Args:
+          iterator: a (distributed) iterator of training batches (frames, labels[, metadata]), e.g. the stream the
+            step loop was reading.
+          num_batches: N >= 1.
+
+        Returns:
+          The number of BatchNormalization layers re-estimated (0: the model has none to re-estimate).
+        """
+        layers = precise_bn.batch_norm_layers(self.model)
+        if not layers:
+            return 0
+
+        def replica_forward(frames):
+            if frames.dtype == tf.uint8:
+                frames = self.preprocess(tf.cast(frames, tf.float32))
+            self.outputs_model(frames, training=True)
+
+        def make_forward():
+            @tf.function  # built after precise_bn sets momentum 0, so it is traced with it
+            def forward_fn(iterator):
+                frames = next(iterator)[0]
+                self.strategy.run(replica_forward, args=(frames,))
+
+            return lambda: forward_fn(iterator)
+
+        precise_bn.recompute_statistics(layers, make_forward, num_batches)
+        self._report(f"precise BN: re-estimated {len(layers)} batch-norm layers over {num_batches} training batches")
+        return len(layers)
 
     def _check_finite(self, step: int, values: dict[str, float]) -> None:
         """Raises NonFiniteLossError if a loss term of this step is NaN/Inf (the counters "hits"/"clips" aside)."""
