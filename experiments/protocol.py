@@ -497,11 +497,29 @@ def _resume_files(base: str) -> list[str]:
     return relative
 
 
-def copy_results(out_dir: str, results_dir: str) -> list[str]:
+def relink_preregistration(text: str, preregistration: str, folder: str) -> str:
+    """`text` with its "Pre-registration: [name](link)" lines linking `preregistration` relative to `folder`.
+
+    A report links the pre-registration relative to where it was written (under `--out_dir`); its committed copy
+    lives elsewhere, so the link is recomputed for the copy's folder.
+    """
+    link = os.path.relpath(os.path.abspath(preregistration), os.path.abspath(folder))
+    prefix = "Pre-registration: ["
+    lines = []
+    for line in text.split("\n"):
+        if line.startswith(prefix) and "](" in line:
+            name, rest = line[len(prefix) :].split("](", 1)
+            line = f"{prefix}{name}]({link}){rest.split(')', 1)[1]}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def copy_results(out_dir: str, results_dir: str, preregistration: str | None = None) -> list[str]:
     """Copies what is committed of a protocol run into `results_dir` (same layout); returns the files copied.
 
     Reports, figures, summaries and timings, plus `<instance>/resume/` (`_resume_files`, and each run's
-    `train_running_top1.json`) from which `restore_results` lets a later session continue the protocol.
+    `train_running_top1.json`) from which `restore_results` lets a later session continue the protocol. With
+    `preregistration` (its path), the copied markdown files link it relative to where they are copied.
     """
     out_dir = os.path.abspath(out_dir)
     copied = []
@@ -537,7 +555,12 @@ def copy_results(out_dir: str, results_dir: str) -> list[str]:
             continue
         target = os.path.join(results_dir, relative)
         files.make_parent(target)
-        shutil.copyfile(os.path.join(out_dir, source), target)
+        if preregistration and target.endswith(".md"):
+            with open(os.path.join(out_dir, source), encoding="utf-8") as f:
+                text = relink_preregistration(f.read(), preregistration, os.path.dirname(target))
+            files.write_text(target, text)
+        else:
+            shutil.copyfile(os.path.join(out_dir, source), target)
     return [relative for _, relative in copied]
 
 

@@ -165,7 +165,7 @@ def run_protocol(part: str) -> None:
         print("\n".join(lines))
     print("\n".join(protocol.write_protocol_report(prereg, _OUT_DIR.value, hparams=_HPARAMS.value)))
     if _RESULTS_DIR.value:
-        copied = protocol.copy_results(_OUT_DIR.value, _RESULTS_DIR.value)
+        copied = protocol.copy_results(_OUT_DIR.value, _RESULTS_DIR.value, _PREREGISTRATION.value)
         print(f"copied {len(copied)} files to {_RESULTS_DIR.value}")
     sys.stdout.flush()
 

@@ -178,6 +178,12 @@ def test_report_of_a_protocol_with_no_runs(tmp_path):
     assert "- TSN RGB: not run yet." in text and "| stpa_rgb | main | 48 | not run | 0 | — | — |" in text
 
 
+def test_relink_preregistration_rewrites_only_the_link():
+    text = "# R\n\nPre-registration: [p.md](../../old/p.md). Deviations from it: none.\n\n[other](x.md)\n"
+    relinked = protocol.relink_preregistration(text, "/repo/experiments/p.md", "/repo/experiments/results/a")
+    assert relinked == "# R\n\nPre-registration: [p.md](../../p.md). Deviations from it: none.\n\n[other](x.md)\n"
+
+
 @pytest.mark.slow
 def test_toy_st_attn_part_end_to_end_and_its_deviations(tmp_path):
     """The ST-attn part at toy size: the chain's four heads on one trunk's features, evaluated, localised, reported."""
@@ -215,11 +221,17 @@ def test_toy_st_attn_part_end_to_end_and_its_deviations(tmp_path):
     parts = protocol.read_parts(out)
     assert parts["st_attn"]["runs"] == 1 and parts["st_attn"]["not_done"] == [] and parts["st_attn"]["tasks"] == 13
     results = str(tmp_path / "results")
-    copied = protocol.copy_results(out, results)
+    copied = protocol.copy_results(out, results, str(tmp_path / "prereg.md"))
     assert "main/reports/protocol_st_attn/per_video.csv.gz" in copied and "summary.md" in copied
     assert os.path.isfile(tmp_path / "results" / "main" / "timings.csv")
     assert "main/resume/runs/study_st_attn_chain/seed0/eval/test_K6.npz" in copied
     assert not [c for c in copied if "/ckpt" in c or "resume/state/data__" in c]  # no weights, data regenerated
+    links = []  # the copies link the pre-registration from where they are copied, not from `out`
+    for path in (tmp_path / "results").rglob("*.md"):
+        for line in path.read_text().splitlines():
+            if line.startswith("Pre-registration: ["):
+                links.append(os.path.normpath(path.parent / line.split("](", 1)[1].split(")", 1)[0]))
+    assert len(links) >= 2 and set(links) == {str(tmp_path / "prereg.md")}
 
     # A later session: restore into a new directory; the part then trains nothing again, the reports are the same.
     again = str(tmp_path / "again")
