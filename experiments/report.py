@@ -475,6 +475,7 @@ def figure(study: Study, results: Results, diffs: Sequence[Difference] = ()):
             means, stds = zip(*(stats(row, c) for c in study.columns))
             ax.errorbar(x, means, yerr=stds, marker="o", capsize=3, label=row)
         ax.set_xticks(x, study.columns)
+        ax.set_xlabel(study.x_label, fontsize=8)
     else:
         width = 0.8 / len(study.columns)
         x = np.arange(len(study.rows))

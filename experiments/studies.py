@@ -79,6 +79,7 @@ class Study:
     claims: tuple[Claim, ...]
     figure: str = "bars"  # "bars" or "lines" (Fig. 3's K sweep, localisation thresholds)
     unit: str = "top-1 (%)"
+    x_label: str = ""  # the line figure's x axis (what the columns are)
     notes: str = ""
 
     def cell(self, row: str, column: str) -> Cell:
@@ -279,6 +280,7 @@ STPA_FIG3 = Study(
         _better(("train K = 3", "K = 30"), ("train K = 3", "K = 25"), "K = 30 is the best"),
     ),
     figure="lines",
+    x_label="test frames K (segments sampled per video)",
 )
 
 # --------------------------------------------------------------------------------------------------------- ST-attn
@@ -419,6 +421,7 @@ PROTOCOL_DOSE = Study(
     ),
     claims=(),
     figure="lines",
+    x_label="loss weight: β for the l_inter line, γ for the l_attn line",
     notes="Descriptive (experiments/preregistration.md): at the paper's 1e-4 the measured terms are < 1 % "
     "(β l_inter) and about 0.3 % (γ l_attn) of the cross-entropy; 1e-2 makes them comparable, 1 dominant. The 0 "
     "column is the STPA row of protocol_stpa.",
@@ -433,6 +436,7 @@ def _localization_study(
     title: str,
     source: str,
     baseline_row: str,
+    x_label: str,
 ) -> Study:
     columns = tuple(f"α = {a:g}" for a in thresholds)
     rows = ("ST-attn (ours)", baseline_row)
@@ -451,6 +455,7 @@ def _localization_study(
         claims=claims,
         figure="lines",
         unit="mAP (%)",
+        x_label=x_label,
         notes=f"The {baseline_row.lower()} is our baseline (not in the paper, which compares with other "
         "methods); the direction checked is that the attention localises better than it.",
     )
@@ -464,6 +469,7 @@ ST_ATTN_TABLE5 = _localization_study(
     "ST-attn Table 5: spatial localisation, frame mAP of the mask boxes at IoU α",
     "Meng et al. Table 5, UCF101-24, 'Ours'",
     "Centred box of average GT size",
+    "α: IoU threshold of a mask box with the ground-truth box",
 )
 ST_ATTN_TABLE6 = _localization_study(
     "st_attn_table6",
@@ -473,6 +479,7 @@ ST_ATTN_TABLE6 = _localization_study(
     "ST-attn Table 6: temporal localisation, segment mAP of the attention's segments at tIoU α",
     "Meng et al. Table 6, THUMOS14, 'Ours'",
     "Whole clip as one segment",
+    "α: temporal IoU threshold of a segment with the ground-truth segment",
 )
 
 # The benchmark's difficulty check: the TSN RGB baseline's top-1 (must be clearly below the ceiling, above chance).

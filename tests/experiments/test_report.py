@@ -115,10 +115,13 @@ def test_figure_bars_are_the_means_and_lines_follow_them():
     assert heights == {"RGB": [10.0, 14.0], "Flow": [52.0, 49.5]}
     chance = [line for line in ax.get_lines() if line.get_label() == "chance"]
     assert chance and list(chance[0].get_ydata()) == [100 / 6, 100 / 6]
-    lines_study = studies.Study(**{**STUDY.__dict__, "figure": "lines", "name": "lines"})
+    lines_study = studies.Study(**{**STUDY.__dict__, "figure": "lines", "name": "lines", "x_label": "stream"})
     ax = report.figure(lines_study, RESULTS).axes[0]
     by_row = {c.get_label(): list(c.lines[0].get_ydata()) for c in ax.containers if isinstance(c, ErrorbarContainer)}
     assert by_row == {"Baseline": [10.0, 52.0], "Attention": [14.0, 49.5]}
+    assert ax.get_xlabel() == "stream" and ax.get_ylabel() == "top-1 (%)"
+    for study in studies.STUDIES.values():  # every line figure of the repository says what its x axis is
+        assert study.figure == "bars" or study.x_label, study.name
 
 
 # Per-video correctness, 3 seeds x 4 videos (the statistics test's toy): Attention RGB (A) and Baseline RGB (B).
