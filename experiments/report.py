@@ -486,8 +486,14 @@ def figure(study: Study, results: Results, diffs: Sequence[Difference] = ()):
     if study.unit.startswith("top-1"):
         ax.axhline(100.0 / STUDY_CLASSES, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_ylabel(study.unit)
-    ax.set_title(study.title, fontsize=9)
-    ax.legend(fontsize=8)
+    if diffs:  # the title spans both panels (a long one would run off the left panel)
+        fig.suptitle(study.title, fontsize=9)
+    else:
+        ax.set_title(study.title, fontsize=9)
+    bottom, top = ax.get_ylim()
+    ax.set_ylim(bottom, top + 0.25 * (top - bottom))  # headroom: the legend sits above the data, not on it
+    entries = len(ax.get_legend_handles_labels()[1])
+    ax.legend(fontsize=8, loc="upper left", ncol=min(entries, 4))
     ax.grid(axis="y", alpha=0.3)
     if diffs:
         right = fig.add_subplot(1, 2, 2, gid="differences")
