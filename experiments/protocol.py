@@ -352,8 +352,8 @@ def write_instance_reports(
 
 
 def _verdict_cell(decision: statistics.Decision | None) -> str:
-    if decision is None:
-        return "not run"
+    if decision is None:  # the instance's family does not hold the claim
+        return "—"
     if decision.estimate is None:
         return decision.verdict
     e = decision.estimate
@@ -445,6 +445,10 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
         "## Replications (each its own Holm family)",
         "",
         replication_table(prereg.claims, decisions_by_instance) if decisions_by_instance else "Not run yet.",
+        "",
+        "—: the claim is not part of that instance's family (the pre-registration's \"Replication\" names the "
+        'claims each instance covers); "not replicated": only one instance covers it. An instance\'s verdict is '
+        "final when its part has run (the parts table below).",
         "",
         statistics.DECISION_RULES,
         "",

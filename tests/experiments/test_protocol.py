@@ -146,13 +146,12 @@ def test_replication_table_says_where_a_verdict_changes():
         },
     ).splitlines()
     assert table[2] == (
-        "| stpa_rgb | as the paper: +4.0 [+2.0, +6.0], MDE 2.5 | as the paper: +3.5 [+1.5, +5.5], MDE 2.5 | not run "
-        "| no |"
+        "| stpa_rgb | as the paper: +4.0 [+2.0, +6.0], MDE 2.5 | as the paper: +3.5 [+1.5, +5.5], MDE 2.5 | — | no |"
     )
     assert table[3] == (
-        "| stpa_flow | equivalent: +0.5 [-1.5, +2.5], MDE 2.5 | not run | opposite: -5.0 [-7.0, -3.0], MDE 2.5 | yes |"
+        "| stpa_flow | equivalent: +0.5 [-1.5, +2.5], MDE 2.5 | — | opposite: -5.0 [-7.0, -3.0], MDE 2.5 | yes |"
     )
-    assert table[4] == "| stpa_fusion | inconclusive | not run | not run | not replicated |"
+    assert table[4] == "| stpa_fusion | inconclusive | — | — | not replicated |"
 
 
 def _reproduce(*args):
