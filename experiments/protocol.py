@@ -354,8 +354,8 @@ def write_instance_reports(
 def _verdict_cell(decision: statistics.Decision | None) -> str:
     if decision is None:  # the instance's family does not hold the claim
         return "—"
-    if decision.estimate is None:
-        return decision.verdict
+    if decision.estimate is None:  # fewer than two paired seeds: the part has not run (far enough)
+        return f"{decision.verdict} (no paired seeds yet)"
     e = decision.estimate
     mde = "—" if decision.mde is None else f"{decision.mde:.1f}"
     return f"{decision.verdict}: {e.mean:+.1f} [{e.low:+.1f}, {e.high:+.1f}], MDE {mde}"
@@ -371,12 +371,13 @@ def replication_table(
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim in claims:
         by_instance = {n: dict((c.id, d) for c, d in decisions_by_instance[n]).get(claim.id) for n in names}
-        verdicts = {d.verdict for d in by_instance.values() if d is not None}
-        tested = [n for n, d in by_instance.items() if d is not None]
-        if len(tested) < 2:
+        covered = [d for d in by_instance.values() if d is not None]
+        if len(covered) < 2:
             change = "not replicated"
+        elif any(d.estimate is None for d in covered):
+            change = "pending"
         else:
-            change = "no" if len(verdicts) == 1 else "yes"
+            change = "no" if len({d.verdict for d in covered}) == 1 else "yes"
         rows.append("| " + " | ".join([claim.id, *(_verdict_cell(by_instance[n]) for n in names), change]) + " |")
     return "\n".join(rows)
 

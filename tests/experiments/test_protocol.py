@@ -151,7 +151,13 @@ def test_replication_table_says_where_a_verdict_changes():
     assert table[3] == (
         "| stpa_flow | equivalent: +0.5 [-1.5, +2.5], MDE 2.5 | — | opposite: -5.0 [-7.0, -3.0], MDE 2.5 | yes |"
     )
-    assert table[4] == "| stpa_fusion | inconclusive | — | — | not replicated |"
+    assert table[4] == "| stpa_fusion | inconclusive (no paired seeds yet) | — | — | not replicated |"
+    pending = protocol.replication_table(
+        [flow], {"main": [(flow, _decision("opposite", -5.0))], "motion": [(flow, _decision("inconclusive"))]}
+    ).splitlines()
+    assert pending[2] == (
+        "| stpa_flow | opposite: -5.0 [-7.0, -3.0], MDE 2.5 | inconclusive (no paired seeds yet) | pending |"
+    )
 
 
 def _reproduce(*args):
