@@ -448,8 +448,9 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
         replication_table(prereg.claims, decisions_by_instance) if decisions_by_instance else "Not run yet.",
         "",
         "—: the claim is not part of that instance's family (the pre-registration's \"Replication\" names the "
-        'claims each instance covers); "not replicated": only one instance covers it. An instance\'s verdict is '
-        "final when its part has run (the parts table below).",
+        'claims each instance covers); "not replicated": only one instance covers it; "pending": an instance that '
+        "covers it has no paired seeds yet. An instance's verdict is final when its part has run (the parts table "
+        "below).",
         "",
         statistics.DECISION_RULES,
         "",
