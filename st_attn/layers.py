@@ -163,7 +163,7 @@ class ApplySpatialMask(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package=_PACKAGE)
 class FrameAndPositionAveragePooling(keras.layers.Layer):
-    """The "w/o attention" baseline of Meng et al. (Table 2, last row): the mean of X over frames and positions.
+    """Meng et al.'s "w/o attention" (Table 2 "ResNet101-ImageNet", Table 4), cached-feature reading: mean over n, h, w.
 
     `X (B, n, h, w, C)` -> `(1 / (n h w)) sum_{i, y, x} X_iyx` `(B, C)`. n, h and w may be unknown (None): the mean is
     one reduction over axes 1-3, so no per-frame layer is involved.
