@@ -10,7 +10,8 @@ in a side column (labelled as the paper's result on its real dataset), and a dir
 paper as a paired difference over the seeds with its 95 % t interval and the verdict (`experiments.statistics`).
 Where per-video results exist, the direction table adds the seeds + videos bootstrap interval, and the
 pre-registered primary claims of the study get their decision (d, interval, p, Holm-adjusted p, TOST, minimum
-detectable effect, four-class verdict), with a link to the pre-registration and the run's deviations from it.
+detectable effect, four-class verdict; then the variance-components SE and verdict as a sensitivity analysis,
+marked † where the verdict differs), with a link to the pre-registration and the run's deviations from it.
 
 Files per study (`write_report`): report.md, <study>.png, values.csv; with per-video results also per_video.csv.gz
 (row, column, seed, video_id, label, predicted, correct; gzip without a timestamp, so the bytes re-derive) and with
@@ -103,6 +104,23 @@ def paired_estimate(
     return statistics.paired_bootstrap(a, b, level=level, resamples=resamples, rng_seed=rng_seed)
 
 
+def variance_components(
+    per_video: PerVideo, cell: tuple[str, str], reference: tuple[str, str]
+) -> statistics.VarianceComponents | None:
+    """`statistics.variance_components_se` of cell − reference (points) over their shared seeds and videos.
+
+    None without per-video results for both cells (e.g. a localisation cell) or with fewer than 2 paired seeds
+    or 2 videos (no ANOVA).
+    """
+    if not per_video.get(cell) or not per_video.get(reference):
+        return None
+    correct = correctness({key: per_video[key] for key in (cell, reference)})
+    a, b, seeds, videos = statistics.paired_arrays(correct[cell], correct[reference])
+    if len(seeds) < 2 or len(videos) < 2:
+        return None
+    return statistics.variance_components_se(100.0 * (a - b))
+
+
 def per_video_csv_gz(study: Study, per_video: PerVideo) -> bytes:
     """The per-video results of a study as gzip-compressed CSV (`PER_VIDEO_COLUMNS`).
 
@@ -159,6 +177,9 @@ def primary_decisions(
 ) -> list[tuple[prereg_lib.PrimaryClaim, statistics.Decision]]:
     """Every pre-registered primary claim decided as one Holm family (`statistics.DECISION_RULES`).
 
+    Each decision also carries the sensitivity analysis (`statistics.VARIANCE_COMPONENTS_RULES`): the same family
+    decided with the variance-components SE, in `Decision.variance_components`.
+
     Args:
       prereg: the pre-registration (its alpha, power, level, bootstrap_resamples, bootstrap_seed are used).
       per_video_by_study: study name -> its per-video results. A claim whose study or cells have none stays in
@@ -167,7 +188,7 @@ def primary_decisions(
     Returns:
       (claim, decision) in the pre-registration's order.
     """
-    estimates = []
+    estimates, components = [], []
     for claim in prereg.claims:
         per_video = per_video_by_study.get(claim.study, {})
         estimates.append(
@@ -180,18 +201,40 @@ def primary_decisions(
                 rng_seed=prereg.bootstrap_seed,
             )
         )
-    decisions = statistics.decide_family(
-        estimates,
-        [c.sign for c in prereg.claims],
-        [c.margin for c in prereg.claims],
-        alpha=prereg.alpha,
-        power=prereg.power,
+        components.append(variance_components(per_video, claim.cell, claim.reference))
+    signs, margins = [c.sign for c in prereg.claims], [c.margin for c in prereg.claims]
+    decisions = statistics.decide_family(estimates, signs, margins, alpha=prereg.alpha, power=prereg.power)
+    sensitivity = statistics.decide_family_variance_components(
+        components, signs, margins, alpha=prereg.alpha, power=prereg.power
     )
-    return list(zip(prereg.claims, decisions))
+    return [
+        (claim, dataclasses.replace(decision, variance_components=other))
+        for claim, decision, other in zip(prereg.claims, decisions, sensitivity)
+    ]
 
 
 def _p(value: float) -> str:
     return f"{value:.2g}" if value >= 0.001 else "< 0.001"
+
+
+DIFFERS = "†"
+SENSITIVITY_NOTE = (
+    "SE (var. comp.) and Verdict (var. comp.): a sensitivity analysis, not the registered decision: the same "
+    "tests, Holm family and verdict rules with a variance-components standard error (crossed seeds × videos, "
+    "Satterthwaite degrees of freedom; `experiments.statistics.VARIANCE_COMPONENTS_RULES`) in place of the "
+    f"bootstrap SE; — where the claim has no per-video top-1 to decompose. {DIFFERS}: the verdict with that SE "
+    "differs from the registered (bootstrap) verdict, so the claim's verdict depends on how its standard error is "
+    "estimated."
+)
+
+
+def _sensitivity_cells(decision: statistics.Decision) -> list[str]:
+    """The "SE (var. comp.)" and "Verdict (var. comp.)" cells; the verdict marked `DIFFERS` when it differs."""
+    other = decision.variance_components
+    if other is None or other.estimate is None:
+        return ["—", "—"]
+    mark = f" {DIFFERS}" if other.verdict != decision.verdict else ""
+    return [f"{other.estimate.se:.1f}", _verdict_text(other) + mark]
 
 
 def _verdict_text(decision: statistics.Decision) -> str:
@@ -205,7 +248,12 @@ def _verdict_text(decision: statistics.Decision) -> str:
 def primary_table(
     decisions: Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]], *, with_study: bool = True
 ) -> str:
-    """Markdown table of decided primary claims: d, interval, SE, p, Holm p, TOST p (Holm), MDE, verdict."""
+    """Markdown table of decided primary claims: d, interval, SE, p, Holm p, TOST p (Holm), MDE, verdict.
+
+    Then the sensitivity columns "SE (var. comp.)" and "Verdict (var. comp.)" (`Decision.variance_components`;
+    — when absent), the latter marked `DIFFERS` when it is not the registered verdict, and `SENSITIVITY_NOTE`
+    under the table (a blank line between).
+    """
     level = next((d.estimate.level for _, d in decisions if d.estimate is not None), 0.95)
     header = [
         "Claim",
@@ -221,6 +269,8 @@ def primary_table(
         "TOST p (Holm)",
         "MDE",
         "Verdict",
+        "SE (var. comp.)",
+        "Verdict (var. comp.)",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim, decision in decisions:
@@ -248,9 +298,10 @@ def primary_table(
             _p(decision.p_tost_adjusted),
             mde,
             _verdict_text(decision),
+            *_sensitivity_cells(decision),
         ]
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return "\n".join([*lines, "", SENSITIVITY_NOTE])
 
 
 def preregistration_lines(path: str | None, deviations: Sequence[str] | None, folder: str | None = None) -> list[str]:

@@ -11,6 +11,9 @@ cancels what a seed does to both). Two levels of evidence:
   video resample), then `decide` / `decide_family`: a two-sided difference test and an equivalence test (TOST with a
   margin), Holm-adjusted over the pre-registered family of primary claims, a four-class verdict (`DECISION_RULES`)
   and the minimum detectable effect.
+* A stated sensitivity analysis of the same decisions (`VARIANCE_COMPONENTS_RULES`): `variance_components_se`, the
+  standard error of d from a crossed seeds × videos random-effects model (two-way ANOVA, method of moments,
+  Satterthwaite degrees of freedom), decided by the same `decide_family` (`decide_family_variance_components`).
 
 Pure NumPy and the standard library (Student's t distribution from the regularised incomplete beta function).
 """
@@ -403,9 +406,13 @@ class Decision:
       verdict: one of `DECISION_VERDICTS`.
       inside_margin: the verdict is a direction and TOST rejects too (a significant difference smaller than the
         margin).
+      variance_components: the same claim decided with the variance-components SE and Satterthwaite df instead
+        (`decide_family_variance_components` over the same family; its `estimate` is a `VarianceComponents`, None
+        where there was no per-video top-1 to decompose); None where not computed. A sensitivity analysis: the
+        registered verdict is `verdict`.
     """
 
-    estimate: PairedEstimate | None
+    estimate: PairedEstimate | VarianceComponents | None
     expected_sign: int
     margin: float
     alpha: float
@@ -416,6 +423,7 @@ class Decision:
     mde: float | None
     verdict: str
     inside_margin: bool
+    variance_components: Decision | None = None
 
 
 def holm(p_values: Sequence[float]) -> list[float]:
@@ -436,11 +444,13 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return [float(x) for x in adjusted]
 
 
-def p_values(estimate: PairedEstimate, margin: float) -> tuple[float, float, float]:
+def p_values(estimate: PairedEstimate | VarianceComponents, margin: float) -> tuple[float, float, float]:
     """(p_difference, p_lower, p_upper): two-sided p of d = 0 and the TOST one-sided p values.
 
     p_lower tests H0 d <= −margin (small when d is well above −margin), p_upper tests H0 d >= +margin; t with
-    n_seeds − 1 degrees of freedom and the bootstrap SE. SE = 0 (identical per-video values) decides exactly.
+    the estimate's `df` and `se`: n_seeds − 1 and the bootstrap SE for a `PairedEstimate` (the registered rule),
+    the Satterthwaite df and the variance-components SE for a `VarianceComponents` (the sensitivity analysis).
+    df < 1 gives p = 1 (nothing to test). SE = 0 (identical per-video values) decides exactly.
     """
     if margin <= 0:
         raise ValueError(f"the equivalence margin must be > 0 points, got {margin}")
@@ -455,7 +465,7 @@ def p_values(estimate: PairedEstimate, margin: float) -> tuple[float, float, flo
     return p_difference, p_lower, p_upper
 
 
-def minimum_detectable_effect(se: float, df: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
+def minimum_detectable_effect(se: float, df: float, *, alpha: float = 0.05, power: float = 0.8) -> float:
     """(t_{1 − alpha/2, df} + t_{power, df}) · SE: the true |d| a two-sided test at `alpha` finds with `power`."""
     if df < 1:
         raise ValueError(f"the minimum detectable effect needs df >= 1 (two seeds), got {df}")
@@ -472,7 +482,7 @@ def verdict(d: float, expected_sign: int, p_difference: float, p_tost: float, al
 
 
 def decide_family(
-    estimates: Sequence[PairedEstimate | None],
+    estimates: Sequence[PairedEstimate | VarianceComponents | None],
     expected_signs: Sequence[int],
     margins: Sequence[float],
     *,
@@ -483,6 +493,8 @@ def decide_family(
 
     Args:
       estimates: one `paired_bootstrap` result per claim (None: no paired seed; it stays in the family with p = 1).
+        A `VarianceComponents` (`variance_components_se`) in its place tests with its SE and df instead: the
+        sensitivity analysis goes through this same code (`decide_family_variance_components`).
       expected_signs: +1 / −1 per claim (the paper's direction of A − B).
       margins: the equivalence margin per claim (points).
       alpha: the family-wise level.
@@ -542,3 +554,142 @@ def decide(
 ) -> Decision:
     """One claim decided on its own (a family of one: no Holm adjustment)."""
     return decide_family([estimate], [expected_sign], [margin], alpha=alpha, power=power)[0]
+
+
+# ------------------------------------------------- sensitivity analysis: a variance-components standard error
+VARIANCE_COMPONENTS_RULES = (
+    "Sensitivity analysis (not the registered decision): the same claims decided with another standard error. The "
+    "per-seed, per-video difference d_sv = 100 · (correct_A − correct_B) is modelled as mu + a_s + b_v + e_sv "
+    "(crossed seed, video and residual random effects); a two-way ANOVA without replication gives MS_seed, MS_video "
+    "and MS_resid, the components are estimated by the method of moments (sigma²_seed = (MS_seed − MS_resid) / "
+    "n_videos, sigma²_video = (MS_video − MS_resid) / n_seeds, each truncated at 0; sigma²_resid = MS_resid), and "
+    "SE(d) = √(sigma²_seed / n_seeds + sigma²_video / n_videos + sigma²_resid / (n_seeds · n_videos)) with "
+    "Satterthwaite's degrees of freedom for that combination of mean squares. Difference test, TOST, Holm over the "
+    "same family, verdict and MDE are the registered rules with this SE and df in place of the bootstrap SE and "
+    "n_seeds − 1."
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class VarianceComponents:
+    """d = mean of a crossed seeds × videos matrix of paired differences, and its variance-components SE.
+
+    All values in points (the differences) or points² (the components). The fields `mean`, `se` and `df` are what
+    `p_values` / `decide_family` read, as for a `PairedEstimate`.
+
+    Attributes:
+      mean: the grand mean of d_sv (equal to `PairedEstimate.mean` of the same arrays: no cell is missing).
+      sigma2_seed: the seed component, max(0, (MS_seed − MS_resid) / n_videos).
+      sigma2_video: the video component, max(0, (MS_video − MS_resid) / n_seeds).
+      sigma2_resid: the residual (seed × video interaction) component, MS_resid.
+      se: √(sigma2_seed / n_seeds + sigma2_video / n_videos + sigma2_resid / (n_seeds · n_videos)).
+      df: Satterthwaite's degrees of freedom of se² (`variance_components_se`); a float.
+      n_seeds, n_videos: the shape of the matrix.
+    """
+
+    mean: float
+    sigma2_seed: float
+    sigma2_video: float
+    sigma2_resid: float
+    se: float
+    df: float
+    n_seeds: int
+    n_videos: int
+
+
+def variance_components_se(diffs) -> VarianceComponents:
+    """The standard error of the grand mean of a crossed seeds × videos design (two-way ANOVA, no replication).
+
+    Model d_sv = mu + a_s + b_v + e_sv, with a_s ~ (0, sigma²_seed), b_v ~ (0, sigma²_video), e_sv ~ (0,
+    sigma²_resid) independent. With S seeds, V videos, row means d_s., column means d_.v and grand mean d_..:
+
+      MS_seed  = V · sum_s (d_s. − d_..)² / (S − 1)                       df_seed  = S − 1
+      MS_video = S · sum_v (d_.v − d_..)² / (V − 1)                       df_video = V − 1
+      MS_resid = sum_sv (d_sv − d_s. − d_.v + d_..)² / ((S − 1)(V − 1))   df_resid = (S − 1)(V − 1)
+
+    Method of moments (E MS_seed = sigma²_resid + V sigma²_seed, E MS_video = sigma²_resid + S sigma²_video):
+    sigma²_seed = max(0, (MS_seed − MS_resid) / V), sigma²_video = max(0, (MS_video − MS_resid) / S), sigma²_resid
+    = MS_resid, and Var(d_..) = sigma²_seed / S + sigma²_video / V + sigma²_resid / (S V).
+
+    Degrees of freedom (Satterthwaite): se² is a linear combination sum_k c_k MS_k of the three mean squares, with
+    c_seed = [sigma²_seed > 0] / (S V), c_video = [sigma²_video > 0] / (S V) and c_resid = (1 − [sigma²_seed > 0] −
+    [sigma²_video > 0]) / (S V) (with no truncation se² = (MS_seed + MS_video − MS_resid) / (S V); a truncated
+    component drops its mean square and its −MS_resid), and
+
+      df = (sum_k c_k MS_k)² / sum_k ((c_k MS_k)² / df_k).
+
+    When se² = 0 (every d_sv equal) the ratio is 0 / 0 and df is taken as df_resid (the tests then decide exactly).
+
+    Args:
+      diffs: (S, V) per-seed, per-video paired differences in points, 100 · (correct_A − correct_B); no missing
+        cell; S >= 2 and V >= 2.
+
+    Returns:
+      The `VarianceComponents`.
+
+    Raises:
+      ValueError: not a finite 2-D array with at least 2 seeds and 2 videos.
+    """
+    d = np.asarray(diffs, np.float64)
+    if d.ndim != 2 or d.shape[0] < 2 or d.shape[1] < 2:
+        raise ValueError(
+            f"variance_components_se needs an (n_seeds, n_videos) array with at least 2 seeds and 2 videos, got "
+            f"shape {d.shape}."
+        )
+    if not np.all(np.isfinite(d)):
+        raise ValueError("variance_components_se: every (seed, video) difference must be finite (no missing cell).")
+    s, v = d.shape
+    grand = float(d.mean())
+    seed_means, video_means = d.mean(axis=1), d.mean(axis=0)  # (S,), (V,)
+    df_seed, df_video, df_resid = s - 1, v - 1, (s - 1) * (v - 1)
+    ms_seed = v * float(np.sum((seed_means - grand) ** 2)) / df_seed
+    ms_video = s * float(np.sum((video_means - grand) ** 2)) / df_video
+    residuals = d - seed_means[:, None] - video_means[None, :] + grand
+    ms_resid = float(np.sum(residuals**2)) / df_resid
+    sigma2_seed = max(0.0, (ms_seed - ms_resid) / v)
+    sigma2_video = max(0.0, (ms_video - ms_resid) / s)
+    sigma2_resid = ms_resid
+    variance = sigma2_seed / s + sigma2_video / v + sigma2_resid / (s * v)
+    keep_seed, keep_video = float(sigma2_seed > 0), float(sigma2_video > 0)
+    terms = (  # (c_k MS_k, df_k)
+        (keep_seed * ms_seed / (s * v), df_seed),
+        (keep_video * ms_video / (s * v), df_video),
+        ((1.0 - keep_seed - keep_video) * ms_resid / (s * v), df_resid),
+    )
+    denominator = sum(term**2 / df for term, df in terms)
+    df = variance**2 / denominator if variance > 0 and denominator > 0 else float(df_resid)
+    return VarianceComponents(
+        mean=grand,
+        sigma2_seed=sigma2_seed,
+        sigma2_video=sigma2_video,
+        sigma2_resid=sigma2_resid,
+        se=math.sqrt(variance),
+        df=float(df),
+        n_seeds=s,
+        n_videos=v,
+    )
+
+
+def decide_family_variance_components(
+    components: Sequence[VarianceComponents | None],
+    expected_signs: Sequence[int],
+    margins: Sequence[float],
+    *,
+    alpha: float = 0.05,
+    power: float = 0.8,
+) -> list[Decision]:
+    """The family decided as `decide_family` does, with the variance-components SE and df (the sensitivity analysis).
+
+    The same code path as the registered decisions (`decide_family`, `p_values`, `holm`, `verdict`,
+    `minimum_detectable_effect`), so the verdict names, the Holm family and the precedence rules are identical;
+    only se and df differ (`VARIANCE_COMPONENTS_RULES`).
+
+    Args:
+      components: one `variance_components_se` result per claim of the family (None: nothing to decompose; it
+        stays in the family with p = 1, as a claim without paired seeds does in the registered decisions).
+      expected_signs, margins, alpha, power: as in `decide_family`.
+
+    Returns:
+      One `Decision` per claim, its `estimate` the `VarianceComponents`.
+    """
+    return decide_family(components, expected_signs, margins, alpha=alpha, power=power)

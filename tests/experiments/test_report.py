@@ -172,6 +172,13 @@ def test_primary_claims_are_decided_from_the_per_video_results_and_re_derive_fro
     p = 2 * statistics.t_cdf(-25.0 / expected.se, 2)
     assert rgb.p_difference == pytest.approx(p) and rgb.p_difference_adjusted == pytest.approx(min(1.0, 2 * p))
     assert rgb.verdict == statistics.INCONCLUSIVE  # SE about 23 points with 3 seeds x 4 videos
+    # The sensitivity analysis: the same family with the variance-components SE (both components truncated at 0
+    # here: SE^2 = MS_resid / 12, 6 df); Flow has nothing to decompose (p = 1 in that family too).
+    components = statistics.variance_components_se(100.0 * (TOY_A - TOY_B))
+    assert rgb.variance_components.estimate == components and components.df == 6.0
+    assert rgb.variance_components.p_difference == pytest.approx(2 * statistics.t_cdf(-25.0 / components.se, 6.0))
+    assert rgb.variance_components.verdict == statistics.INCONCLUSIVE
+    assert flow.variance_components.estimate is None
     deviations = ["seeds: pre-registered 0-2 (3), the run used 0-1 (2): missing 2."]
     accuracy = {
         ("Attention", "RGB"): {0: {"train_top1": 90.0, "val_top1": None, "test_top1": 75.0}},
@@ -200,12 +207,13 @@ def test_primary_claims_are_decided_from_the_per_video_results_and_re_derive_fro
     assert (
         f"| rgb | Attention − Baseline (RGB) | higher | 3 × 4 | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "
         f"| {expected.se:.1f} | {p:.2g} | {min(1, 2 * p):.2g} | ±4 | {rgb.p_tost_adjusted:.2g} | {mde:.1f} | "
-        "inconclusive |"
+        f"inconclusive | {components.se:.1f} | inconclusive |"
     ) in lines
     assert (
         "| flow | Attention − Baseline (Flow) | higher | 0 | no paired seed | — | 1 | 1 | ±5 | 1 | — | "
-        "inconclusive |" in lines
+        "inconclusive | — | — |" in lines
     )
+    assert report.SENSITIVITY_NOTE in lines
     # The direction table adds the bootstrap column: RGB has it, Flow (no per-video results) not.
     assert (
         f"| +4.0 [+1.5, +6.5] (3) | {statistics.AS_PAPER} | +25.0 [{expected.low:+.1f}, {expected.high:+.1f}] "

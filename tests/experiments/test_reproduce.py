@@ -96,7 +96,7 @@ def test_preregistration_is_linked_decided_and_its_deviations_listed(tmp_path):
     ]
     assert (
         "| mul-max | stpa_table1c | Element-wise Multiplication − Element-wise Maximum (RGB) | higher | 0 | "
-        "no paired seed | — | 1 | 1 | ±4 | 1 | — | inconclusive |"
+        "no paired seed | — | 1 | 1 | ±4 | 1 | — | inconclusive | — | — |"
     ) in summary
     with open(os.path.join(out, "reports", "stpa_table1c", "report.md")) as f:
         text = f.read()

@@ -1,6 +1,7 @@
 """Study statistics against hand-computed float64 values: t table, paired intervals, the per-video bootstrap
 (exact enumeration and closed form), TOST and the t distribution (against SciPy), Holm, the four verdicts, the MDE."""
 
+import dataclasses
 import itertools
 import math
 
@@ -239,3 +240,135 @@ def test_holm_family_recomputes_the_verdicts_and_the_mde():
     assert family[0].mde == pytest.approx(3.110935 + 0.883404, abs=1e-5)
     assert statistics.minimum_detectable_effect(2.0, 9) == pytest.approx(2.0 * (2.262157 + 0.883404), abs=1e-5)
     assert family[3].mde is None
+
+
+# ------------------------------------------------------------- sensitivity analysis: variance-components SE
+def _anova_by_sums_of_squares(d):
+    """An independent float64 computation: SS_resid from the total minus the two main effects' sums of squares."""
+    d = np.asarray(d, np.float64)
+    s, v = d.shape
+    total = float(np.sum((d - d.mean()) ** 2))
+    ss_seed = sum(v * (float(np.mean(row)) - d.mean()) ** 2 for row in d)
+    ss_video = sum(s * (float(np.mean(column)) - d.mean()) ** 2 for column in d.T)
+    ms_seed, ms_video = ss_seed / (s - 1), ss_video / (v - 1)
+    ms_resid = (total - ss_seed - ss_video) / ((s - 1) * (v - 1))
+    return ms_seed, ms_video, ms_resid
+
+
+def test_variance_components_se_by_hand():
+    # 3 seeds x 4 videos. Grand mean 32/12 = 8/3; seed means 3, 1, 4; video means 3, 0, 2, 17/3.
+    # SS_seed = 4 ((1/3)^2 + (5/3)^2 + (4/3)^2) = 56/3, MS_seed = 28/3; SS_video = 3 ((1/3)^2 + (8/3)^2 + (2/3)^2
+    # + 3^2) = 50, MS_video = 50/3; SS_total = 158 - 12 (8/3)^2 = 218/3, SS_resid = 218/3 - 56/3 - 50 = 4,
+    # MS_resid = 4/6 = 2/3. Components: (28/3 - 2/3)/4 = 13/6, (50/3 - 2/3)/3 = 16/3, 2/3.
+    # SE^2 = 13/18 + 16/12 + 2/36 = 19/9 (= (MS_seed + MS_video - MS_resid) / 12).
+    # Satterthwaite: (19/9)^2 / ((28/36)^2 / 2 + (50/36)^2 / 3 + (2/36)^2 / 6) = 2888/613 = 4.711256.
+    d = np.array([[3, 1, 2, 6], [1, -1, 0, 4], [5, 0, 4, 7]], np.float64)
+    result = statistics.variance_components_se(d)
+    assert (result.n_seeds, result.n_videos) == (3, 4)
+    assert result.mean == pytest.approx(8 / 3, abs=1e-12)
+    assert result.sigma2_seed == pytest.approx(13 / 6, abs=1e-12)
+    assert result.sigma2_video == pytest.approx(16 / 3, abs=1e-12)
+    assert result.sigma2_resid == pytest.approx(2 / 3, abs=1e-12)
+    assert result.se == pytest.approx(math.sqrt(19 / 9), abs=1e-12)  # 1.452966
+    assert result.df == pytest.approx(2888 / 613, abs=1e-12)
+    ms_seed, ms_video, ms_resid = _anova_by_sums_of_squares(d)
+    assert (ms_seed, ms_video, ms_resid) == pytest.approx((28 / 3, 50 / 3, 2 / 3), abs=1e-12)
+    assert result.se**2 == pytest.approx((ms_seed + ms_video - ms_resid) / 12, abs=1e-12)
+    terms = np.array([ms_seed, ms_video, -ms_resid]) / 12
+    assert result.df == pytest.approx(np.sum(terms) ** 2 / np.sum(terms**2 / np.array([2, 3, 6])), abs=1e-12)
+
+
+def test_variance_components_truncate_a_negative_component_at_zero():
+    # Every seed has mean 6: MS_seed = 0 < MS_resid, so sigma^2_seed = max(0, (0 - MS_resid) / 4) = 0.
+    # Video means 0, 4, 8, 12: SS_video = 3 (36 + 4 + 4 + 36) = 240, MS_video = 80. Residuals d_sv - d_.v (seed
+    # effects 0): [0, 0, 2, 0], [1, 1, -2, 0], [-1, -1, 0, 0]: SS_resid = 12, MS_resid = 2.
+    # sigma^2_video = (80 - 2)/3 = 26; SE^2 = 26/4 + 2/12 = 20/3 = MS_video / 12 (the seed term and its -MS_resid
+    # drop), so Satterthwaite's df is df_video = 3 exactly.
+    d = np.array([[0, 4, 8, 12], [1, 5, 6, 12], [-1, 3, 10, 12]], np.float64)
+    result = statistics.variance_components_se(d)
+    assert _anova_by_sums_of_squares(d) == pytest.approx((0.0, 80.0, 2.0), abs=1e-12)
+    assert (result.sigma2_seed, result.sigma2_video, result.sigma2_resid) == (
+        0.0,
+        pytest.approx(26.0, abs=1e-12),
+        pytest.approx(2.0, abs=1e-12),
+    )
+    assert result.mean == pytest.approx(6.0) and result.se == pytest.approx(math.sqrt(20 / 3), abs=1e-12)
+    assert result.df == pytest.approx(3.0, abs=1e-12)
+    # Both components truncated (pure noise around a seed- and video-free mean): SE^2 = MS_resid / 12, df = 6.
+    noise = np.array([[1, -1, 1, -1], [-1, 1, -1, 1], [0, 0, 0, 0]], np.float64)  # row and column means all 0
+    both = statistics.variance_components_se(noise + 5.0)
+    assert (both.sigma2_seed, both.sigma2_video) == (0.0, 0.0) and both.sigma2_resid == pytest.approx(8 / 6)
+    assert both.se == pytest.approx(math.sqrt(8 / 6 / 12)) and both.df == pytest.approx(6.0)
+    # Identical differences: SE 0, df taken as df_resid.
+    flat = statistics.variance_components_se(np.full((3, 4), 100.0))
+    assert (flat.mean, flat.se, flat.df) == (100.0, 0.0, 6.0)
+    with pytest.raises(ValueError, match="at least 2 seeds and 2 videos"):
+        statistics.variance_components_se(np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="finite"):
+        statistics.variance_components_se(np.array([[0.0, math.nan], [0.0, 1.0]]))
+
+
+def test_variance_components_have_the_bootstrap_mean_of_per_video_correctness():
+    result = statistics.variance_components_se(100.0 * (TOY_A - TOY_B))
+    assert result.mean == pytest.approx(statistics.paired_bootstrap(TOY_A, TOY_B, resamples=100).mean)
+    assert result.mean == pytest.approx(25.0)
+
+
+def _components(mean, se, df=9.0):
+    return statistics.VarianceComponents(mean, 1.0, 1.0, 1.0, se, df, 10, 300)
+
+
+def test_variance_components_decide_through_the_registered_rules():
+    stats = pytest.importorskip("scipy.stats")
+    components = [_components(2.5, 1.0, df=15.5), _components(6.0, 1.0), _components(0.0, 1.0), None]
+    family = statistics.decide_family_variance_components(components, [+1, +1, -1, +1], [4.0] * 4, alpha=0.05)
+    raw = [2 * stats.t.sf(2.5, 15.5), 2 * stats.t.sf(6.0, 9), 1.0, 1.0]  # t with the Satterthwaite df
+    assert [f.p_difference for f in family] == pytest.approx(raw, rel=1e-9)
+    assert [f.p_difference_adjusted for f in family] == pytest.approx(statistics.holm(raw), rel=1e-9)
+    assert [f.verdict for f in family] == [
+        statistics.INCONCLUSIVE,  # Holm: rank 2 of 4, 3 x 0.0241 = 0.072
+        statistics.AS_PAPER,
+        statistics.EQUIVALENT,
+        statistics.INCONCLUSIVE,
+    ]
+    assert family[1].mde == pytest.approx(
+        stats.t.ppf(1 - 0.05 / 8, 9) + stats.t.ppf(0.8, 9), rel=1e-6
+    )  # alpha / 4 two-sided
+    assert family == statistics.decide_family(components, [+1, +1, -1, +1], [4.0] * 4)  # the same code path
+    # The registered verdicts themselves are unchanged (no variance_components unless a report attaches them).
+    assert statistics.decide(_estimate(5.0, 1.0), expected_sign=+1, margin=4.0).variance_components is None
+
+
+def test_a_verdict_that_flips_with_the_variance_components_se_is_marked():
+    from experiments import preregistration, report
+
+    claims = [
+        preregistration.PrimaryClaim("flips", "s", "A", "B", "top-1", +1, 3.0),
+        preregistration.PrimaryClaim("stays", "s", "A", "C", "top-1", +1, 3.0),
+        preregistration.PrimaryClaim("map", "s", "A", "D", "mAP", +1, 3.0),
+    ]
+    # Bootstrap: d = 4, SE 2, 9 df: p = 2 P(T9 > 2) = 0.077, Holm x 2 (rank 2 of 3, after "stays") = 0.15:
+    # inconclusive. Variance components: SE 1: p = 2 P(T9 > 4) = 0.0031, Holm x 2 = 0.0062: as the paper. "map"
+    # has no per-video top-1 (no estimate either way: p = 1 in both families).
+    registered = statistics.decide_family(
+        [_estimate(4.0, 2.0), _estimate(10.0, 1.0), None], [+1, +1, +1], [3.0, 3.0, 3.0]
+    )
+    sensitivity = statistics.decide_family_variance_components(
+        [_components(4.0, 1.0), _components(10.0, 1.0), None], [+1, +1, +1], [3.0, 3.0, 3.0]
+    )
+    assert [d.verdict for d in registered] == [statistics.INCONCLUSIVE, statistics.AS_PAPER, statistics.INCONCLUSIVE]
+    assert [d.verdict for d in sensitivity[:2]] == [statistics.AS_PAPER, statistics.AS_PAPER]
+    decisions = [
+        (claims[0], dataclasses.replace(registered[0], variance_components=sensitivity[0])),
+        (claims[1], dataclasses.replace(registered[1], variance_components=sensitivity[1])),
+        (claims[2], dataclasses.replace(registered[2], variance_components=sensitivity[2])),  # nothing decomposed
+    ]
+    table = report.primary_table(decisions).splitlines()
+    assert table[0].endswith("| Verdict | SE (var. comp.) | Verdict (var. comp.) |")
+    assert table[2].startswith("| flips |") and table[2].endswith(
+        f"| inconclusive | 1.0 | as the paper {report.DIFFERS} |"
+    )
+    assert table[3].startswith("| stays |") and table[3].endswith("| as the paper | 1.0 | as the paper |")
+    assert table[4].startswith("| map |") and table[4].endswith("| inconclusive | — | — |")
+    assert table[5:] == ["", report.SENSITIVITY_NOTE]
+    assert report.DIFFERS in report.SENSITIVITY_NOTE
