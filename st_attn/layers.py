@@ -30,11 +30,12 @@ ENERGIES = ("tanh", "linear")
 BN_MOMENTUM = 0.9
 
 
-def _conv_bn_relu(filters: int, name: str) -> list[keras.layers.Layer]:
+def _conv_bn_relu(filters: int, name: str, dtype) -> list[keras.layers.Layer]:
+    """Conv 3x3 (no bias) + BN + ReLU, every sublayer with the owner's dtype policy `dtype`."""
     return [
-        keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv"),
-        keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn"),
-        keras.layers.ReLU(name=f"{name}_relu"),
+        keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv", dtype=dtype),
+        keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn", dtype=dtype),
+        keras.layers.ReLU(name=f"{name}_relu", dtype=dtype),
     ]
 
 
@@ -91,7 +92,7 @@ class SpatialAttentionMask(keras.layers.Layer):
         self._stack: list[keras.layers.Layer] = []
 
     def build(self, input_shape):
-        """Creates Table 1's convolutions and batch normalisations."""
+        """Creates Table 1's convolutions and batch normalisations, with this layer's dtype policy."""
         if len(input_shape) != 5:
             raise ValueError(
                 f"SpatialAttentionMask expects per-frame feature maps (B, n, h, w, C); got shape {input_shape}."
@@ -99,9 +100,16 @@ class SpatialAttentionMask(keras.layers.Layer):
         stack = []
         for index, width in enumerate(self.filters):
             stack += [
-                keras.layers.Conv2D(width, self.kernel_size, padding="same", use_bias=False, name=f"conv{index + 1}"),
-                keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{index + 1}"),
-                keras.layers.ReLU(name=f"relu{index + 1}"),
+                keras.layers.Conv2D(
+                    width,
+                    self.kernel_size,
+                    padding="same",
+                    use_bias=False,
+                    name=f"conv{index + 1}",
+                    dtype=self.dtype_policy,
+                ),
+                keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"bn{index + 1}", dtype=self.dtype_policy),
+                keras.layers.ReLU(name=f"relu{index + 1}", dtype=self.dtype_policy),
             ]
         stack += [
             keras.layers.Conv2D(
@@ -111,6 +119,7 @@ class SpatialAttentionMask(keras.layers.Layer):
                 activation="sigmoid",
                 bias_initializer=keras.initializers.Constant(math.log(self.initial_mask / (1.0 - self.initial_mask))),
                 name=f"conv{len(self.filters) + 1}",
+                dtype=self.dtype_policy,
             )
         ]
         _build_stack(stack, (None, *input_shape[2:]))
@@ -264,7 +273,10 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         self.temporal_attention = bool(temporal_attention)
 
     def build(self, input_shape):
-        """Creates g_c, g_h (Eq. 5), the ConvLSTM convolutions and Φ_X, Φ_H (Eq. 2)."""
+        """Creates g_c, g_h (Eq. 5), the ConvLSTM convolutions and Φ_X, Φ_H, v (Eq. 2), with this layer's dtype policy.
+
+        Under a mixed policy every sublayer computes in the same dtype as the layer, whatever the global policy.
+        """
         if len(input_shape) != 5 or input_shape[-1] is None:
             raise ValueError(
                 "TemporalAttentionConvLSTM expects masked frame features (B, n, h, w, C) with C known; "
@@ -274,13 +286,19 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
         frame_shape = (None, input_shape[2], input_shape[3], channels)
         state_shape = (None, input_shape[2], input_shape[3], self.units)
         # Eq. 5: g_c and g_h.
-        self.init_cell = _conv_bn_relu(self.init_filters, "g_c1") + _conv_bn_relu(self.units, "g_c2")
-        self.init_hidden = _conv_bn_relu(self.init_filters, "g_h1") + _conv_bn_relu(self.units, "g_h2")
+        dtype = self.dtype_policy
+        self.init_cell = _conv_bn_relu(self.init_filters, "g_c1", dtype) + _conv_bn_relu(self.units, "g_c2", dtype)
+        self.init_hidden = _conv_bn_relu(self.init_filters, "g_h1", dtype) + _conv_bn_relu(self.units, "g_h2", dtype)
         _build_stack(self.init_cell, frame_shape)
         _build_stack(self.init_hidden, frame_shape)
         # ConvLSTM cell: gates i, f, g, o; forget-gate bias initialised to 1 (Jozefowicz et al.).
         self.input_conv = keras.layers.Conv2D(
-            4 * self.units, self.kernel_size, padding="same", bias_initializer=UnitForgetBias(self.units), name="W_x"
+            4 * self.units,
+            self.kernel_size,
+            padding="same",
+            bias_initializer=UnitForgetBias(self.units),
+            name="W_x",
+            dtype=dtype,
         )
         self.recurrent_conv = keras.layers.Conv2D(
             4 * self.units,
@@ -289,17 +307,18 @@ class TemporalAttentionConvLSTM(keras.layers.Layer):
             use_bias=False,
             kernel_initializer="orthogonal",
             name="W_h",
+            dtype=dtype,
         )
         self.input_conv.build(frame_shape)
         self.recurrent_conv.build(state_shape)
         if self.temporal_attention:
             width = self.attention_units if self.energy == "tanh" else 1
-            self.phi_x = keras.layers.Dense(width, use_bias=False, name="phi_x")
-            self.phi_h = keras.layers.Dense(width, use_bias=False, name="phi_h")
+            self.phi_x = keras.layers.Dense(width, use_bias=False, name="phi_x", dtype=dtype)
+            self.phi_h = keras.layers.Dense(width, use_bias=False, name="phi_h", dtype=dtype)
             self.phi_x.build((None, None, channels))
             self.phi_h.build((None, self.units))
             if self.energy == "tanh":
-                self.energy_projection = keras.layers.Dense(1, use_bias=False, name="v")
+                self.energy_projection = keras.layers.Dense(1, use_bias=False, name="v", dtype=dtype)
                 self.energy_projection.build((None, None, width))
         self.built = True
 

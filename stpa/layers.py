@@ -324,7 +324,10 @@ class UniformAttention(keras.layers.Layer):
         """Checks the shapes (as `PyramidAttention` does); creates no weights."""
         if not input_shape:  # Keras passes None for an empty list.
             check_pyramid_shapes([], "UniformAttention")
-        is_list = isinstance(input_shape, list) and all(isinstance(shape, (list, tuple)) for shape in input_shape)
+        # A list or tuple of shapes (PyramidAttention's input), or one shape (the top tensor alone).
+        is_list = isinstance(input_shape, (list, tuple)) and all(
+            isinstance(shape, (list, tuple)) for shape in input_shape
+        )
         shapes = [tuple(shape) for shape in input_shape] if is_list else [tuple(input_shape)]
         check_pyramid_shapes(shapes, "UniformAttention")
         self.built = True
