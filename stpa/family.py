@@ -17,8 +17,8 @@ import numpy as np
 import tensorflow as tf
 from typing_extensions import override
 
+from stpa import attention_statistics, models, saliency
 from stpa import losses as stpa_losses
-from stpa import models, saliency
 from stpa.blocks.backbone_options import BackboneFamily, BackboneOptions
 from stpa.engine import family as family_lib
 from stpa.engine import pictures
@@ -44,6 +44,12 @@ class StpaConfig(BackboneOptions):
         "scores, 1/sqrt(n) per entry with n = K*H*W (the pooled-feature head without learned scores: the control "
         "between TSN and STPA).",
         choices=models.ATTENTIONS,
+    )
+    score_init: str = option(
+        "glorot_uniform",
+        "STPA: initialiser of the score kernels W_attn_j (Eq. 2). 'zeros' (with --fusion=sum or max) makes every "
+        "score 0 at step 0, so A starts exactly as --attention=uniform's; the paper does not say (Keras' default).",
+        choices=models.SCORE_INITS,
     )
     beta: float = option(
         1e-4, "beta of Eq. 9 (interaction-aware loss, Eq. 6); 0 switches it off.", lower=0.0, build=False
@@ -86,6 +92,7 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
             input_size=data.input_size,
             flow_length=data.flow_length,
             attention=config.attention,
+            score_init=config.score_init,
         )
 
     def build_kwargs(self, config: StpaConfig, num_classes: int, data: Any, *, feature_shape=None) -> dict:
@@ -109,6 +116,8 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
             build["frozen_bn"] = True
         if config.attention != "learned":  # config.json of a learned-attention run stays as it was (no key: learned)
             build["attention"] = config.attention
+        if config.score_init != models.SCORE_INITS[0]:  # likewise: no key, Keras' default initialiser
+            build["score_init"] = config.score_init
         return build
 
     @override
@@ -163,6 +172,21 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
             ),
         }
 
+    @override
+    def attention_scalars(self, outputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Each clip's mean normalised entropy and L1 mass over the rows of A (`stpa.attention_statistics`).
+
+        Args:
+          outputs: the outputs model's outputs; "attention" is A `(B, d, n)` of Eq. 3 (learned, or the uniform
+            control's, which gives entropy 1 and L1 mass sqrt(n)).
+
+        Returns:
+          {"entropy": float32 `(B,)`, "l1_mass": float32 `(B,)`}; {} without an "attention" output.
+        """
+        if "attention" not in outputs:
+            return {}
+        return attention_statistics.per_clip(outputs["attention"])
+
 
 class TsnFamily(StpaFamily):
     """TSN (the "without our layer" baseline of Table 1(e)): per-frame backbone, averaged frame scores."""
@@ -173,6 +197,11 @@ class TsnFamily(StpaFamily):
     @override
     def summary_images(self, outputs, frames):
         del outputs, frames
+        return {}
+
+    @override
+    def attention_scalars(self, outputs):
+        del outputs
         return {}
 
 

@@ -4,14 +4,16 @@ Used by `stpa.evaluate`, by validation inside `stpa.train`, and by `stpa.quickst
 `data.pipeline.build_dataset(..., training=False, with_metadata=True)`; frames are `(B, K, S, S, C)` for one crop or
 `(B, crops, K, S, S, C)`, and the scores of a video are its logits averaged over crops (TSN's test practice; a
 10-crop test reads its mirrored crops through the run's flip label map, `data.augment.unmirror_crop_scores`).
-`write_figures` draws the result figures of a score set with `stpa.engine.figures`.
+`write_figures` draws the result figures of a score set with `stpa.engine.figures`. The family's attention
+statistics (`ModelFamily.attention_scalars`) come from the same forward pass as the logits (`make_forward_fn`): each
+video's value is its crops' mean, and the metrics JSON holds their mean over the videos ("attention_statistics").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +33,61 @@ def fold_crops(frames: tf.Tensor) -> tuple[tf.Tensor, int]:
     return tf.reshape(frames, tf.concat([[shape[0] * shape[1]], shape[2:]], axis=0)), crops  # (B*crops, K, S, S, C)
 
 
+def average_crops(logits: tf.Tensor, crops: int, flip_targets: np.ndarray | None = None) -> tf.Tensor:
+    """`(B*crops, C)` logits -> float32 `(B, C)`, each video's mean over its crops (10 crops: mirrored ones unmirrored).
+
+    Args:
+      logits: `(B*crops, C)`, the crops of a video consecutive (`fold_crops`).
+      crops: 1, 3 or 10.
+      flip_targets: the run's flip label map (`data.augment.flip_targets`), read for 10 crops; None: plain average.
+    """
+    logits = tf.cast(logits, tf.float32)  # (B*crops, C)
+    if crops == 1:
+        return logits
+    logits = tf.reshape(logits, [-1, crops, logits.shape[-1]])  # (B, crops, C)
+    if crops == 10:
+        logits = augment.unmirror_crop_scores(logits, flip_targets)
+    return tf.reduce_mean(logits, axis=1)  # (B, C)
+
+
+def make_forward_fn(
+    outputs_model: Callable[..., Mapping[str, tf.Tensor]],
+    *,
+    statistics: Callable[[Mapping[str, tf.Tensor]], Mapping[str, tf.Tensor]] | None = None,
+    jit_compile: bool = False,
+    flip_targets: np.ndarray | None = None,
+) -> Callable[[tf.Tensor], tuple[tf.Tensor, dict[str, tf.Tensor]]]:
+    """A tf.function mapping test frames (one or several crops) to crop-averaged logits and per-video statistics.
+
+    One forward pass gives both: the statistics are read from the same outputs as the logits.
+
+    Args:
+      outputs_model: frames `(B, K, S, S, C)` -> {"logits": `(B, C)`, ...} (the family's `outputs_model`, or a
+        SavedModel's `serve_frames`).
+      statistics: outputs -> {name: `(B,)` per clip} (the family's `attention_scalars`); None: none.
+      jit_compile: compile the forward pass with XLA.
+      flip_targets: the run's flip label map (`data.augment.flip_targets`): 10-crop testing reads the mirrored crops'
+        logits through it (`data.augment.unmirror_crop_scores`); None: TSN's plain average.
+
+    Returns:
+      `forward_fn(frames) -> (logits, {name: (B,)})`: float32 `(B, C)` logits averaged over crops, and each
+      statistic as float32 `(B,)`, each video's mean over its crops.
+    """
+
+    @tf.function(reduce_retracing=True, jit_compile=jit_compile)
+    def forward_fn(frames: tf.Tensor) -> tuple[tf.Tensor, dict[str, tf.Tensor]]:
+        folded, crops = fold_crops(frames)
+        outputs = outputs_model(folded, training=False)
+        logits = average_crops(outputs["logits"], crops, flip_targets)  # (B, C)
+        per_video = {
+            name: tf.reduce_mean(tf.reshape(tf.cast(values, tf.float32), [-1, crops]), axis=1)  # (B,)
+            for name, values in (statistics(outputs) if statistics else {}).items()
+        }
+        return logits, per_video
+
+    return forward_fn
+
+
 def make_logits_fn(
     model: Callable[..., tf.Tensor], *, jit_compile: bool = False, flip_targets: np.ndarray | None = None
 ) -> Callable[[tf.Tensor], tf.Tensor]:
@@ -46,13 +103,7 @@ def make_logits_fn(
     @tf.function(reduce_retracing=True, jit_compile=jit_compile)
     def logits_fn(frames: tf.Tensor) -> tf.Tensor:
         folded, crops = fold_crops(frames)
-        logits = tf.cast(model(folded, training=False), tf.float32)  # (B*crops, C)
-        if crops == 1:
-            return logits
-        logits = tf.reshape(logits, [-1, crops, logits.shape[-1]])  # (B, crops, C)
-        if crops == 10:
-            logits = augment.unmirror_crop_scores(logits, flip_targets)
-        return tf.reduce_mean(logits, axis=1)  # (B, C)
+        return average_crops(model(folded, training=False), crops, flip_targets)  # (B, C)
 
     return logits_fn
 
@@ -88,8 +139,47 @@ def predict_scores(
     Returns:
       ScoreSet with scores (N, C), labels, video ids.
     """
+    scores, _ = predict_scores_and_statistics(
+        lambda frames: (logits_fn(frames), {}),
+        dataset,
+        max_videos=max_videos,
+        total=total,
+        progress=progress,
+        description=description,
+        class_names=class_names,
+        multi_label=multi_label,
+    )
+    return scores
+
+
+def predict_scores_and_statistics(
+    forward_fn: Callable[[tf.Tensor], tuple[tf.Tensor, Mapping[str, tf.Tensor]]],
+    dataset: tf.data.Dataset,
+    *,
+    max_videos: int | None = None,
+    total: int | None = None,
+    progress: bool = True,
+    description: str = "evaluate",
+    class_names: list[str] | None = None,
+    multi_label: bool = False,
+) -> tuple[ScoreSet, dict[str, float]]:
+    """`predict_scores` with per-video statistics from the same forward pass, averaged over the videos.
+
+    Args:
+      forward_fn: frames -> `(logits (B, C), {name: (B,)})` (see `make_forward_fn`).
+      dataset, max_videos, total, progress, description, class_names, multi_label: as for `predict_scores`.
+
+    Returns:
+      `(scores, statistics)`: the ScoreSet, and {name: the statistic's mean over the N videos} ({} without any).
+    """
+
+    def batch_fn(frames: tf.Tensor, labels: tf.Tensor) -> inference.BatchResult:
+        del labels
+        logits, per_video = forward_fn(frames)
+        return inference.BatchResult(logits.numpy(), per_video={k: v.numpy() for k, v in per_video.items()})
+
     result = inference.run_inference(
-        lambda frames, labels: inference.BatchResult(logits_fn(frames).numpy()),
+        batch_fn,
         dataset,
         max_videos=max_videos,
         total=total,
@@ -97,13 +187,16 @@ def predict_scores(
         description=description,
         empty_message="the test dataset is empty; check --records_dir and --split.",
     )
-    return ScoreSet(
+    scores = ScoreSet(
         scores=result.logits,
         labels=result.labels,
         video_ids=result.video_ids,
         class_names=np.asarray(class_names) if class_names is not None else None,
         multi_label=multi_label,
     )
+    # (N,) per statistic -> its mean over the videos (the max_videos cut already applied by run_inference).
+    statistics = {name: float(np.mean(values, dtype=np.float64)) for name, values in result.per_video.items()}
+    return scores, statistics
 
 
 def write_figures(stem: str, score_set: ScoreSet, class_names: list[str] | None = None) -> dict[str, str]:
@@ -182,18 +275,21 @@ class _EvaluatedRun:
         return cls(None, saved_model, which, serving.read_export_config(saved_model))
 
     def forward(
-        self, *, frames_on_device: bool, jit_compile: bool
-    ) -> tuple[Callable[[tf.Tensor], tf.Tensor], Callable[[tf.Tensor], tf.Tensor] | None]:
+        self, family: family_lib.ModelFamily, *, frames_on_device: bool, jit_compile: bool
+    ) -> tuple[Callable[[tf.Tensor], tuple[tf.Tensor, dict[str, tf.Tensor]]], Callable[[tf.Tensor], tf.Tensor] | None]:
         """Loads the model.
 
         Args:
+          family: the run's family (its `outputs_model` and `attention_scalars`).
           frames_on_device: the input source hands the model raw frames, to be preprocessed in the input pipeline.
           jit_compile: XLA-compile the forward pass (run directories only).
 
         Returns:
-          `(logits_fn, preprocess)`: `make_logits_fn`'s [B, K, H, W, C] (or crops-folded) -> [B, classes] logits,
-          with the run's flip label map; the input pipeline's preprocessing, or None (a SavedModel's
-          serve_frames normalises in-graph; a features source needs none).
+          `(forward_fn, preprocess)`: `make_forward_fn`'s [B, K, H, W, C] (or crops-folded) -> ([B, classes]
+          logits with the run's flip label map, {name: [B]} the family's attention statistics), one forward pass
+          of the family's outputs model (a SavedModel: `serve_frames`, which returns the attention outputs too);
+          the input pipeline's preprocessing, or None (a SavedModel's serve_frames normalises in-graph; a features
+          source needs none).
         """
         flip_targets = run_flip_targets(self.config)
         if self.model_dir is not None:
@@ -201,11 +297,18 @@ class _EvaluatedRun:
 
             model = checkpoints.load_model(self.model_dir, self.which)
             preprocess = inference.run_preprocess(self.config) if frames_on_device else None
-            return make_logits_fn(model, jit_compile=jit_compile, flip_targets=flip_targets), preprocess
+            forward_fn = make_forward_fn(
+                family.outputs_model(model),
+                statistics=family.attention_scalars,
+                jit_compile=jit_compile,
+                flip_targets=flip_targets,
+            )
+            return forward_fn, preprocess
         # The closure holds the loaded object itself: a signature alone does not keep its variables alive.
         loaded = tf.saved_model.load(self.saved_model)
-        return make_logits_fn(
-            lambda frames, training=False: loaded.signatures["serve_frames"](frames=frames)["logits"],
+        return make_forward_fn(
+            lambda frames, training=False: loaded.signatures["serve_frames"](frames=frames),
+            statistics=family.attention_scalars,
             flip_targets=flip_targets,
         ), None
 
@@ -243,7 +346,9 @@ def evaluate(
         exported).
 
     Returns:
-      The metrics dict (also written as JSON), with the paths it wrote: "scores_file", "metrics_file",
+      The metrics dict (also written as JSON); for a family with attention statistics (`ModelFamily.
+      attention_scalars`, e.g. STPA's), "attention_statistics": {name: mean over the test videos of each video's
+      crop-averaged value, ..., "test_frames": K}. With the paths it wrote: "scores_file", "metrics_file",
       "per_class_png", "per_class_csv", "confusion_png" (single-label only) and "training_curves_png" (`model_dir`
       runs with TensorBoard summaries; None otherwise).
     """
@@ -263,7 +368,7 @@ def evaluate(
         raise ValueError(f"--crops={crops}: this run's input ({source.name}) allows {list(source.crops)}.")
     source.check_splits([split], flags_hint="pass --split")
     manifest = source.read_manifest(split)
-    logits_fn, preprocess = run.forward(frames_on_device=source.frames_on_device, jit_compile=jit_compile)
+    forward_fn, preprocess = run.forward(family, frames_on_device=source.frames_on_device, jit_compile=jit_compile)
     multi_label = bool(config.get("multi_label", False))
     dataset = source.dataset(
         split,
@@ -277,8 +382,8 @@ def evaluate(
         crops=crops,
     )
     total = source.video_count(split)
-    scores = predict_scores(
-        logits_fn,
+    scores, statistics = predict_scores_and_statistics(
+        forward_fn,
         dataset,
         max_videos=max_videos,
         total=total,
@@ -302,6 +407,8 @@ def evaluate(
             "saved_model": saved_model,
         }
     )
+    if statistics:  # families with attention statistics: their means over the test videos, at this K
+        report["attention_statistics"] = {**statistics, "test_frames": test_frames}
     class_names = config.get("class_names") or manifest.get("class_names") or None
     report.update(write_figures(stem, scores, class_names))
     if run.model_dir is not None:

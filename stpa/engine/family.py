@@ -243,6 +243,22 @@ class ModelFamily(abc.ABC):
         del outputs
         return {}
 
+    def attention_scalars(self, outputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """Statistics of each clip's attention, from the outputs model's outputs (no extra forward pass).
+
+        The engine averages them: over the training batches of a logging window (TensorBoard `attention/<name>`
+        and `<model_dir>/attention_statistics.csv`), and over the test videos in `stpa.evaluate`'s metrics JSON
+        ("attention_statistics"). Runs inside the training step's graph (XLA included): TensorFlow ops only.
+
+        Args:
+          outputs: `outputs_model(model)`'s outputs for a batch of B clips ("logits" and `attention_outputs`).
+
+        Returns:
+          {name: float32 `(B,)`, one value per clip}, the same names for every batch. Default: none.
+        """
+        del outputs
+        return {}
+
     # ------------------------------------------------------------------------------------------- inputs, export
     def input_sources(self) -> dict[str, Callable[[str], Any]]:
         """Input sources the family provides besides frames from records. Default: none.

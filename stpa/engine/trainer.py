@@ -16,6 +16,10 @@ Around the step:
   best.keras) and writing attention images;
 - TensorBoard scalars (model_dir/train, model_dir/validation): the total loss, each Eq. 9 term, learning rate,
   top-1, clips/s; a tqdm progress bar with ETA;
+- the family's attention statistics (`ModelFamily.attention_scalars`, e.g. STPA's row entropy and L1 mass of A),
+  computed inside the step from the outputs it already has, averaged over the logging window: TensorBoard
+  `attention/<name>` (model_dir/train) and rows `step,<name>,...` of `model_dir/attention_statistics.csv`; a resumed
+  run first drops the rows after its checkpoint's step;
 - precise BN (`precise_bn_batches` > 0): at the last step the batch-norm moving statistics are re-estimated as plain
   averages over that many training batches, before the final validation and checkpoint (`engine.precise_bn`);
 - a NaN/Inf loss stops the run with `NonFiniteLossError` naming the step; the last good checkpoint is kept.
@@ -40,6 +44,9 @@ from data import files
 from stpa.engine import checkpoints, distribute, inference, inputs, metrics, precise_bn, schedules, summaries
 from stpa.engine import config as config_lib
 from stpa.engine import family as family_lib
+
+ATTENTION_CSV = "attention_statistics.csv"
+ATTENTION_PREFIX = "attention/"  # the step's results named so are attention statistics, not loss terms
 
 
 class NonFiniteLossError(RuntimeError):
@@ -392,7 +399,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------------------ the step
     def _replica_step(self, frames: tf.Tensor, labels: tf.Tensor) -> dict[str, tf.Tensor]:
-        """One replica's forward/backward pass; returns its (unscaled) loss terms and top-1 hits.
+        """One replica's forward/backward pass; returns its (unscaled) loss terms, attention statistics, top-1 hits.
 
         ``frames`` are preprocessed float clips, or uint8 [0, 255] clips (the training pipeline's), normalised here.
         """
@@ -409,6 +416,8 @@ class Trainer:
                 loss = self.optimizer.scale_loss(loss)
         gradients = tape.gradient(loss, variables)
         self.optimizer.apply_gradients([(g, v) for g, v in zip(gradients, variables) if g is not None])
+        for name, values in self.family.attention_scalars(outputs).items():  # (B,) each, from this forward pass
+            terms[ATTENTION_PREFIX + name] = tf.reduce_mean(tf.cast(tf.stop_gradient(values), tf.float32))
         terms["hits"] = top1_hits(tf.cast(outputs["logits"], tf.float32), labels)
         terms["clips"] = tf.cast(tf.shape(labels)[0], tf.float32)
         return terms
@@ -416,7 +425,8 @@ class Trainer:
     def make_train_step(self):
         """The distributed step: `step_fn(iterator) -> dict of global scalars` (a tf.function).
 
-        The scalars are the replicas' mean of each loss term and the sums of "hits" (top-1) and "clips".
+        The scalars are the replicas' mean of each loss term and attention statistic ("attention/<name>") and the
+        sums of "hits" (top-1) and "clips".
         """
         if self._distributed_step is None:
             replica_step = (
@@ -558,6 +568,7 @@ class Trainer:
         max_steps = self.schedule.max_steps
         start = int(self.step.numpy())
         train_writer, val_writer = self._writers()
+        self._truncate_attention_csv(start)
         validation, last_logged, checkpoint_path = [], {}, self.manager.latest_checkpoint
         if start >= max_steps:
             logging.info(
@@ -684,17 +695,18 @@ class Trainer:
 
     def _check_finite(self, step: int, values: dict[str, float]) -> None:
         """Raises NonFiniteLossError if a loss term of this step is NaN/Inf (the counters "hits"/"clips" aside)."""
-        if not all(math.isfinite(values[name]) for name in values if name not in ("hits", "clips")):
+        losses = {k: v for k, v in values.items() if k not in ("hits", "clips") and not k.startswith(ATTENTION_PREFIX)}
+        if not all(math.isfinite(value) for value in losses.values()):
             raise NonFiniteLossError(
                 f"the training loss became non-finite at step {step} ("
-                + ", ".join(f"{k}={v:.4g}" for k, v in values.items() if k not in ("hits", "clips"))
+                + ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
                 + f"). Stopped without saving; the last good checkpoint is {self.manager.latest_checkpoint}"
                 " . Lower --learning_rate, or try --mixed_precision=none."
             )
 
     @staticmethod
     def _accumulate(window: dict, values: dict[str, float], elapsed: float | None) -> None:
-        """Adds one step's loss terms, clips and hits to the logging window; `elapsed` (None: untimed) to clips/s."""
+        """Adds one step's loss terms, attention statistics, clips and hits to the window; `elapsed` to clips/s."""
         for name, value in values.items():
             if name not in ("hits", "clips"):
                 window["sums"][name] = window["sums"].get(name, 0.0) + value
@@ -726,7 +738,10 @@ class Trainer:
 
     def _log_train(self, writer, step: int, window: dict) -> dict[str, float]:
         steps = max(window["steps"], 1)
-        logged = {f"loss/{name}": value / steps for name, value in window["sums"].items()}
+        logged = {
+            name if name.startswith(ATTENTION_PREFIX) else f"loss/{name}": value / steps
+            for name, value in window["sums"].items()
+        }
         logged["top1"] = window["hits"] / max(window["clips"], 1.0)
         logged["learning_rate"] = self.schedule.value_at(step)
         if window["time"] > 0:
@@ -734,7 +749,51 @@ class Trainer:
         with writer.as_default(step=step):
             for name, value in logged.items():
                 tf.summary.scalar(name, value)
+        self._append_attention_row(step, logged)
         return logged
+
+    def _attention_csv(self) -> str:
+        return os.path.join(self.config.model_dir, ATTENTION_CSV)
+
+    def _append_attention_row(self, step: int, logged: dict[str, float]) -> None:
+        """Chief: appends `step,<statistic>,...` (the logged "attention/<name>" means) to attention_statistics.csv.
+
+        The header `step,<name>,...` (the family's names, in its order) comes first; nothing is written when the
+        family reports no attention statistics.
+        """
+        names = [name[len(ATTENTION_PREFIX) :] for name in logged if name.startswith(ATTENTION_PREFIX)]
+        if not names or not self.is_chief:
+            return
+        path = self._attention_csv()
+        lines = [] if tf.io.gfile.exists(path) else [",".join(["step", *names])]
+        lines.append(",".join([str(step)] + [repr(float(logged[ATTENTION_PREFIX + name])) for name in names]))
+        with tf.io.gfile.GFile(path, "a") as f:
+            f.write("".join(line + "\n" for line in lines))
+
+    def _truncate_attention_csv(self, step: int) -> None:
+        """Chief: keeps the header and the rows of attention_statistics.csv with step <= `step` (the restored step).
+
+        A run killed after its checkpoint at `step` had logged rows beyond it (and perhaps half a row); the resumed
+        run logs those steps again. The file is rewritten atomically (`data.files.write_text`: a temporary, then
+        renamed into place).
+        """
+        path = self._attention_csv()
+        if not self.is_chief or not tf.io.gfile.exists(path):
+            return
+        with tf.io.gfile.GFile(path, "r") as f:
+            lines = f.read().splitlines()
+        if not lines:
+            return
+        header, *rows = lines
+        columns = header.count(",")
+
+        def kept_row(row: str) -> bool:  # a row of the header's width at a step <= `step` (not a half-written one)
+            first = row.split(",", 1)[0]
+            return row.count(",") == columns and first.isdigit() and int(first) <= step
+
+        kept = [row for row in rows if kept_row(row)]
+        if len(kept) != len(rows):
+            files.write_text(path, "".join(line + "\n" for line in [header, *kept]))
 
     def _validate_and_log(self, writer, step: int) -> dict[str, float]:
         if not self.is_chief:
