@@ -589,6 +589,67 @@ def generate_video(
     )
 
 
+# The still-image task that stands in for ImageNet pretraining (`stpa.pretrain_backbone`): one frame of a video
+# during its action, labelled with the actor's shape and colour (len(SHAPES) x MAX_CLASSES labels), not its motion.
+# Colour and shape are drawn independently of the class (cue "motion"), the distractors are grey (the actor is the
+# one coloured, outlined object), and the frame is square.
+STILLS_FIELDS: dict = {
+    "num_classes": MAX_CLASSES,
+    "num_frames": 16,
+    "width": 72,
+    "height": 72,
+    "num_distractors": 2,
+    "distractor_look": "grey",
+    "distractor_radius": (3.0, 10.0),
+    "actor_radius_range": (7.0, 10.0),
+    "noise_sigma": 20.0,
+    "clutter": 6,
+    "camera_drift": 0.6,
+    "action_fraction": (0.25, 0.4),
+    "cue": "motion",
+}
+NUM_STILL_LABELS = len(SHAPES) * MAX_CLASSES
+
+
+def still_label(shape: str, colour: tuple[int, int, int]) -> int:
+    """The label of an actor's look: ``shape index * MAX_CLASSES + colour index`` (colours of `CLASSES`)."""
+    colours = [c[3] for c in CLASSES]
+    return SHAPES.index(shape) * MAX_CLASSES + colours.index(tuple(colour))
+
+
+def render_stills(seed: int, count: int, frames_per_video: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Still frames of the pretraining task (`STILLS_FIELDS`), deterministic in ``seed``.
+
+    Each video (generator ``np.random.default_rng([seed, video])``, a random motion class) gives
+    ``frames_per_video`` distinct frames from its action window, all with the video's label.
+
+    Args:
+      seed: the generation seed (use one no benchmark uses).
+      count: number of frames (a multiple of ``frames_per_video``).
+      frames_per_video: frames taken from each video.
+
+    Returns:
+      ``(frames, labels)``: uint8 (count, 72, 72, 3) RGB and int32 (count,) in [0, `NUM_STILL_LABELS`).
+    """
+    if count % frames_per_video:
+        raise ValueError(f"count={count} must be a multiple of frames_per_video={frames_per_video}.")
+    config = SyntheticConfig(seed=seed, **STILLS_FIELDS)
+    _validate(config)
+    frames = np.zeros((count, config.height, config.width, 3), np.uint8)
+    labels = np.zeros((count,), np.int32)
+    for video in range(count // frames_per_video):
+        rng = np.random.default_rng([seed, video])
+        plan = _sample_plan(int(rng.integers(config.num_classes)), rng, config)
+        chosen = set(rng.choice(plan.length, size=frames_per_video, replace=False) + plan.start)
+        taken = video * frames_per_video
+        for t in range(max(chosen) + 1):
+            image, _, _ = _render_frame(plan, t, rng, config, masks=False)
+            if t in chosen:
+                frames[taken], labels[taken] = image, still_label(plan.shape, plan.colour)
+                taken += 1
+    return frames, labels
+
+
 def _video_name(class_name: str, group: int) -> str:
     return f"v_{class_name}_g{group:02d}_c01"
 

@@ -28,6 +28,7 @@ from stpa.blocks.backbones import BACKBONES, MODALITIES
 _STYLE = {
     "inception_resnet_v2": "tf",
     "tiny": "tf",
+    "tiny_deep": "tf",
     "vgg16": "caffe",
     "resnet50": "caffe",
     "resnet101": "caffe",

@@ -167,6 +167,26 @@ BACKBONES: dict[str, BackboneSpec] = {
                 "fc": "avg_pool, 128",
             },
         ),
+        BackboneSpec(
+            name="tiny_deep",
+            build_fn=tiny.build_tiny_deep,
+            taps_fn=tiny.tiny_deep_taps,
+            default_input_size=64,
+            min_input_size=16,
+            fixed_input_size=False,
+            imagenet=False,
+            imagenet_hint=(
+                "tiny_deep has no ImageNet weights; its stand-in is `python -m stpa.pretrain_backbone` (supervised "
+                "pretraining on still frames of the synthetic generator): pass that file as weights=PATH."
+            ),
+            tap_table={
+                "S": "s_bn2 (stage S before ReLU), 32x32x16",
+                "A": "a_bn2 (stage A before ReLU), 16x16x32",
+                "B": "b_bn2 (stage B before ReLU), 8x8x64",
+                "C": "c_bn2 (stage C before ReLU; stage D follows: conv 3x3 128, conv 1x1 256), 4x4x128",
+                "fc": "avg_pool of stage D, 256",
+            },
+        ),
     )
 }
 
