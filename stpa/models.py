@@ -41,6 +41,9 @@ from stpa.layers import FUSIONS, PyramidAttention, UniformAttention
 
 MODELS = ("stpa", "tsn")
 ATTENTIONS = ("learned", "uniform")  # STPA's A: Eq. 1-3's learned scores, or the uniform control (no parameters).
+# Initialisers of W_attn_j (Eq. 2): Keras' default, or zeros (with zero biases every score y^j is 0 at step 0, so A
+# starts as the uniform control's; with fusion "mul" the product of zero scores has no gradient: use "sum").
+SCORE_INITS = ("glorot_uniform", "zeros")
 BACKBONES: Mapping[str, backbones_lib.BackboneSpec] = backbones_lib.BACKBONES
 TOPS: dict[str, tuple[str, ...]] = {name: TOP_LEVELS for name in BACKBONES}
 DEFAULT_DROPOUT = {"rgb": 0.5, "flow": 0.7}  # Sec. 3.4.
@@ -48,6 +51,7 @@ ATTENTION_LAYER = "pyramid_attention"
 
 __all__ = [
     "ATTENTIONS",
+    "SCORE_INITS",
     "ATTENTION_LAYER",
     "BACKBONES",
     "DEFAULT_DROPOUT",
@@ -95,6 +99,7 @@ def validate_config(
     input_size: int | None = None,
     flow_length: int | None = None,
     attention: str = "learned",
+    score_init: str = "glorot_uniform",
 ) -> None:
     """Fails fast on a network description `build_model` cannot build, listing the allowed values.
 
@@ -108,6 +113,7 @@ def validate_config(
       input_size: optional frame size to check against the backbone.
       flow_length: optional, >= 1.
       attention: one of `ATTENTIONS`; "uniform" for model="stpa" only.
+      score_init: one of `SCORE_INITS`; "zeros" for model="stpa" with learned attention and fusion "sum" or "max".
 
     Raises:
       ValueError: naming the bad argument and its allowed values.
@@ -123,6 +129,14 @@ def validate_config(
         raise ValueError(
             f"attention={attention!r} applies to model='stpa' only ({model!r} has no attention); use "
             "attention='learned' (the default)."
+        )
+    if score_init not in SCORE_INITS:
+        raise ValueError(f"Unknown score_init {score_init!r}; allowed: {list(SCORE_INITS)}.")
+    if score_init != SCORE_INITS[0] and (model != "stpa" or attention != "learned" or fusion == "mul"):
+        raise ValueError(
+            f"score_init={score_init!r} initialises STPA's learned scores: it needs model='stpa', "
+            "attention='learned' and fusion 'sum' or 'max' (a product of zero scores has no gradient, so with "
+            "'mul' the scores would never leave zero)."
         )
     spec = backbones_lib.get_spec(backbone)
     if modality not in MODALITIES:
@@ -188,6 +202,7 @@ def _stpa_head(
     fusion: str,
     dropout: float,
     attention: str = "learned",
+    score_init: str = "glorot_uniform",
 ) -> keras.KerasTensor:
     """Builds the STPA graph on `clip` (B, K, H, W, C); returns logits (B, num_classes).
 
@@ -206,7 +221,7 @@ def _stpa_head(
     if attention == "uniform":
         attention_layer = UniformAttention(name=ATTENTION_LAYER)
     else:
-        attention_layer = PyramidAttention(fusion=fusion, name=ATTENTION_LAYER)
+        attention_layer = PyramidAttention(fusion=fusion, kernel_initializer=score_init, name=ATTENTION_LAYER)
     attended, _, _ = attention_layer(pyramid, return_attention=True)
     # attended: M' (B, H, W, C) of the top tap's size.
     if top == "fc":
@@ -241,6 +256,7 @@ def build_model(
     partial_bn: bool = False,
     frozen_bn: bool = False,
     attention: str = "learned",
+    score_init: str = "glorot_uniform",
     **extra,
 ) -> keras.Model:
     """Builds one stream of an STPA or TSN two-stream network.
@@ -269,6 +285,9 @@ def build_model(
         at its uniform value under Eq. 3's normalisation, 1/sqrt(n) with n = K*H*W, so M' is sqrt(n) times the
         average of the top tap over frames and positions; no score parameters, the rest of the network unchanged;
         see `stpa.layers.UniformAttention`).
+      score_init: stpa with learned attention only, one of `SCORE_INITS`: the initialiser of W_attn_j (Eq. 2).
+        "zeros" with fusion="sum" starts A exactly at the uniform control's value, so training moves it away from
+        uniform only where that lowers the loss.
       **extra: not allowed (a clear error names them).
 
     Returns:
@@ -288,6 +307,7 @@ def build_model(
         input_size=input_size,
         flow_length=flow_length,
         attention=attention,
+        score_init=score_init,
     )
     if extra:
         raise ValueError(f"Unknown build_model arguments for model={model!r}: {sorted(extra)}.")
@@ -308,7 +328,8 @@ def build_model(
     frame_shape = tuple(built.trunk.input.shape[1:])
     clip = keras.Input((None, *frame_shape), name="frames")  # (B, K, H, W, C)
     if model == "stpa":
-        logits = _stpa_head(built, clip, num_classes, pyramid_levels(top, scales), fusion, dropout, attention)
+        levels = pyramid_levels(top, scales)
+        logits = _stpa_head(built, clip, num_classes, levels, fusion, dropout, attention, score_init)
     else:
         logits = _tsn_head(built, clip, num_classes, dropout)
     return keras.Model(clip, logits, name=f"{model}_{backbone}_{modality}")
