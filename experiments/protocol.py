@@ -121,7 +121,129 @@ PARTS: dict[str, Part] = {
         Part("replicate_motion", "motion", ("protocol_stpa",), "replication_seeds", None, 27),
     )
 }
-PART_CHOICES = (*PARTS, "all", "report")
+
+
+@dataclasses.dataclass(frozen=True)
+class Validity:
+    """A pre-registered validity check of the benchmark: a cell's mean over the seeds in a band or above chance.
+
+    Attributes:
+      label: what the report calls it.
+      study: the study of the cell.
+      row: the cell's row.
+      column: the cell's column.
+      rule: "band" (mean in `BASELINE_BAND`) or "learns" (mean at least chance + `LEARNS_ABOVE_CHANCE`).
+    """
+
+    label: str
+    study: str
+    row: str
+    column: str
+    rule: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Protocol:
+    """A pre-registration's work: its benchmark instances, its parts, its validity checks, its reports' title.
+
+    A pre-registration names its protocol with `protocol: <name>` in its prereg block (none: "powered", the first).
+
+    Attributes:
+      name: the `protocol:` value.
+      title: the summary's title.
+      instances: name -> `Instance`; "main" holds the primary claims.
+      parts: name -> `Part`, in the order `--part=all` runs them.
+      validity: the benchmark-validity checks of the summary.
+      val_accuracy: every top-1 run is also evaluated on the validation set (accuracy.csv's val_top1).
+    """
+
+    name: str
+    title: str
+    instances: Mapping[str, Instance]
+    parts: Mapping[str, Part]
+    validity: tuple[Validity, ...]
+    val_accuracy: bool = True
+
+
+POWERED = Protocol(
+    "powered",
+    "The powered protocol: results",
+    INSTANCES,
+    PARTS,
+    (
+        Validity("TSN RGB", "protocol_stpa", "TSN", "RGB", "band"),
+        Validity("TSN flow", "protocol_stpa", "TSN", "Flow", "band"),
+        Validity("ST-attn 'Ours' (chain)", "protocol_st_attn", "Ours", "top-1", "learns"),
+    ),
+)
+_FLOW = ("Flow", "Flow (K = 3)")
+_RGB_AND_FUSION = ("RGB", "RGB (K = 3)", "Late fusion", "Late fusion (softmax)")
+HOSTS = Protocol(
+    "hosts",
+    "The hosts protocol: results",
+    {"main": Instance("main", 0, 1, description="the first protocol's benchmark (generation seed 0)")},
+    {
+        p.name: p
+        for p in (
+            Part("host_flow_a", "main", ("hosts_stpa_pretrained",), "host_seeds_a", _FLOW, 50),
+            Part("host_flow_b", "main", ("hosts_stpa_pretrained",), "host_seeds_b", _FLOW, 50),
+            Part(
+                "host_rgb_a",
+                "main",
+                ("hosts_stpa_pretrained", "hosts_st_attn_pretrained"),
+                "host_seeds_a",
+                (*_RGB_AND_FUSION, "top-1"),
+                55,
+            ),
+            Part(
+                "host_rgb_b",
+                "main",
+                ("hosts_stpa_pretrained", "hosts_st_attn_pretrained"),
+                "host_seeds_b",
+                (*_RGB_AND_FUSION, "top-1"),
+                55,
+            ),
+            Part("tiny_flow", "main", ("hosts_stpa_tiny",), "tiny_seeds", _FLOW, 38),
+            Part(
+                "tiny_rgb",
+                "main",
+                ("hosts_stpa_tiny", "hosts_st_attn_tiny"),
+                "tiny_seeds",
+                (*_RGB_AND_FUSION, "top-1"),
+                45,
+            ),
+            Part("tiny_st_attn", "main", ("hosts_st_attn_tiny",), "tiny_trunk_seeds", None, 25),
+        )
+    },
+    (
+        Validity("TSN RGB, pretrained host", "hosts_stpa_pretrained", "TSN", "RGB", "learns"),
+        Validity("TSN flow, pretrained host", "hosts_stpa_pretrained", "TSN", "Flow", "learns"),
+        Validity("ST-attn 'Ours', pretrained host", "hosts_st_attn_pretrained", "Ours", "top-1", "learns"),
+        Validity("TSN RGB, tiny host", "hosts_stpa_tiny", "TSN", "RGB", "band"),
+        Validity("TSN flow, tiny host", "hosts_stpa_tiny", "TSN", "Flow", "band"),
+        Validity("ST-attn 'Ours', tiny host", "hosts_st_attn_tiny", "Ours", "top-1", "learns"),
+    ),
+    val_accuracy=False,
+)
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (POWERED, HOSTS)}
+PART_CHOICES = tuple(dict.fromkeys([name for p in PROTOCOLS.values() for name in p.parts] + ["all", "report"]))
+INSTANCE_NAMES = tuple(dict.fromkeys(name for p in PROTOCOLS.values() for name in p.instances))
+
+
+def protocol_of(prereg: prereg_lib.Preregistration) -> Protocol:
+    """The protocol a pre-registration names (`protocol:`; the first pre-registration names none: "powered")."""
+    name = prereg.settings.get("protocol", POWERED.name)
+    if name not in PROTOCOLS:
+        raise ValueError(f"{prereg.path}: unknown protocol {name!r}; choose one of {sorted(PROTOCOLS)}.")
+    return PROTOCOLS[name]
+
+
+def protocol_part(prereg: prereg_lib.Preregistration, name: str) -> Part:
+    """A part of the pre-registration's protocol; ValueError naming the protocol's parts otherwise."""
+    parts = protocol_of(prereg).parts
+    if name not in parts:
+        raise ValueError(f"{prereg.path}: its protocol has no part {name!r}; choose one of {list(parts)}.")
+    return parts[name]
 
 
 # ------------------------------------------------------------------------------------------ settings from the file
@@ -174,7 +296,7 @@ def instance_options(prereg: prereg_lib.Preregistration, instance: Instance, see
         validation_seed=instance.validation_seed,
         validation_flags=(f"--test_per_class={VALIDATION_PER_CLASS}",),
         steps=parse_schedule(_required(prereg, "schedule")),
-        val_accuracy=True,
+        val_accuracy=protocol_of(prereg).val_accuracy,
     )
 
 
@@ -187,7 +309,7 @@ def instance_claims(prereg: prereg_lib.Preregistration, instance: Instance) -> t
 
 def part_cells(prereg: prereg_lib.Preregistration, part: Part) -> dict[str, list[studies_lib.Cell]]:
     """Study name -> the cells a part trains and evaluates."""
-    instance = INSTANCES[part.instance]
+    instance = protocol_of(prereg).instances[part.instance]
     chosen: dict[str, list[studies_lib.Cell]] = {}
     for name in part.studies:
         study = studies_lib.STUDIES[name]
@@ -214,7 +336,7 @@ def layout(out_dir: str, instance: Instance) -> runner.Layout:
 
 def part_graph(prereg: prereg_lib.Preregistration, part: Part, out_dir: str) -> tuple[runner.TaskGraph, list]:
     """The task graph of a part and its tasks in dependency order."""
-    instance = INSTANCES[part.instance]
+    instance = protocol_of(prereg).instances[part.instance]
     graph = runner.TaskGraph(layout(out_dir, instance), instance_options(prereg, instance, part_seeds(prereg, part)))
     for seed in graph.options.seeds:
         for cells in part_cells(prereg, part).values():
@@ -247,7 +369,7 @@ def run_part(
     progress: bool = True,
 ) -> list[str]:
     """Runs one part (resuming what is done) and records its wall time; returns the printed lines."""
-    part = PARTS[name]
+    part = protocol_part(prereg, name)
     graph, tasks = part_graph(prereg, part, out_dir)
     runner.check_schedule(graph.layout, graph.options)
     start = time.perf_counter()
@@ -298,22 +420,22 @@ def instance_prereg(prereg: prereg_lib.Preregistration, instance: Instance) -> p
     )
 
 
-def instance_studies(instance: Instance) -> list[studies_lib.Study]:
+def instance_studies(instance: Instance, protocol: Protocol = POWERED) -> list[studies_lib.Study]:
     """The studies reported on an instance (those of its parts, in part order)."""
     names: list[str] = []
-    for part in PARTS.values():
+    for part in protocol.parts.values():
         if part.instance == instance.name:
             names.extend(n for n in part.studies if n not in names)
     return [studies_lib.STUDIES[n] for n in names]
 
 
 def seeds_by_study(prereg: prereg_lib.Preregistration, instance: Instance) -> dict[str, tuple[int, ...]]:
-    """Study name -> the seeds its report reads on an instance (the dose rows have their own list)."""
+    """Study name -> the seeds its report reads on an instance: the union of its parts' seed lists, in order."""
     seeds: dict[str, tuple[int, ...]] = {}
-    for part in PARTS.values():
+    for part in protocol_of(prereg).parts.values():
         if part.instance == instance.name:
             for name in part.studies:
-                seeds.setdefault(name, part_seeds(prereg, part))
+                seeds[name] = tuple(sorted({*seeds.get(name, ()), *part_seeds(prereg, part)}))
     return seeds
 
 
@@ -326,7 +448,7 @@ def write_instance_reports(
     options = instance_options(prereg, instance, expected.seeds)
     where = layout(out_dir, instance)
     graph = runner.TaskGraph(where, options)
-    chosen = instance_studies(instance)
+    chosen = instance_studies(instance, protocol_of(prereg))
     for study in chosen:
         for seed in study_seeds[study.name]:
             for cell in study.cells:
@@ -364,10 +486,11 @@ def _verdict_cell(decision: statistics.Decision | None) -> str:
 def replication_table(
     claims: Sequence[prereg_lib.PrimaryClaim],
     decisions_by_instance: Mapping[str, Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]]],
+    instances: Mapping[str, Instance] = INSTANCES,
 ) -> str:
     """Markdown: per claim, the verdict on each instance (d [interval], MDE) and whether a replication changed it."""
     names = list(decisions_by_instance)
-    header = ["Claim", *(f"{n}: {INSTANCES[n].description}" for n in names), "Verdict changes"]
+    header = ["Claim", *(f"{n}: {instances[n].description}" for n in names), "Verdict changes"]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for claim in claims:
         by_instance = {n: dict((c.id, d) for c, d in decisions_by_instance[n]).get(claim.id) for n in names}
@@ -382,29 +505,25 @@ def replication_table(
     return "\n".join(rows)
 
 
-def validity_lines(where: runner.Layout, seeds: Sequence[int]) -> list[str]:
-    """The pre-registered benchmark-validity check: TSN RGB / flow in the band, ST-attn 'Ours' learns."""
+def validity_lines(where: runner.Layout, seeds: Sequence[int], protocol: Protocol = POWERED) -> list[str]:
+    """The pre-registered benchmark-validity checks (`Protocol.validity`): a baseline in the band, a row learns."""
     chance = 100.0 / studies_lib.STUDY_CLASSES
-    checks = (
-        ("TSN RGB", studies_lib.PROTOCOL_STPA.cell("TSN", "RGB").measure, "band"),
-        ("TSN flow", studies_lib.PROTOCOL_STPA.cell("TSN", "Flow").measure, "band"),
-        ("ST-attn 'Ours' (chain)", studies_lib.PROTOCOL_ST_ATTN.cell("Ours", "top-1").measure, "learns"),
-    )
     lines = []
-    for label, measure, rule in checks:
+    for check in protocol.validity:
+        measure = studies_lib.STUDIES[check.study].cell(check.row, check.column).measure
         values = [v for v in (runner.read_value(measure, s, where) for s in seeds) if v is not None]
         if not values:
-            lines.append(f"- {label}: not run yet.")
+            lines.append(f"- {check.label}: not run yet.")
             continue
         mean = sum(values) / len(values)
-        if rule == "band":
+        if check.rule == "band":
             ok = BASELINE_BAND[0] <= mean <= BASELINE_BAND[1]
             rule_text = f"in [{BASELINE_BAND[0]:g}, {BASELINE_BAND[1]:g}] %"
         else:
             ok = mean >= chance + LEARNS_ABOVE_CHANCE
             rule_text = f"≥ {chance + LEARNS_ABOVE_CHANCE:.1f} % (chance + {LEARNS_ABOVE_CHANCE:g})"
         lines.append(
-            f"- {label}: mean test top-1 {mean:.1f} % over {len(values)} seeds; needs {rule_text}: "
+            f"- {check.label}: mean test top-1 {mean:.1f} % over {len(values)} seeds; needs {rule_text}: "
             f"{'yes' if ok else 'NO'}."
         )
     return lines
@@ -412,14 +531,15 @@ def validity_lines(where: runner.Layout, seeds: Sequence[int]) -> list[str]:
 
 def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, hparams: bool = False) -> list[str]:
     """Every instance's reports and `<out_dir>/summary.md`; returns the printed lines."""
+    protocol = protocol_of(prereg)
     lines, decisions_by_instance = [], {}
-    for instance in INSTANCES.values():
+    for instance in protocol.instances.values():
         if not os.path.isdir(layout(out_dir, instance).out_dir):
             continue
         instance_lines, decisions = write_instance_reports(prereg, instance, out_dir, hparams=hparams)
         lines += [f"[{instance.name}] {line}" for line in instance_lines]
         decisions_by_instance[instance.name] = decisions
-        parts = [p for p in PARTS.values() if p.instance == instance.name]
+        parts = [p for p in protocol.parts.values() if p.instance == instance.name]
         graph = runner.TaskGraph(layout(out_dir, instance), instance_options(prereg, instance, ()))
         tasks: list = []
         for part in parts:
@@ -429,7 +549,7 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
     main = decisions_by_instance.get("main", [])
     parts = read_parts(out_dir)
     text = [
-        "# The powered protocol: results",
+        f"# {protocol.title}",
         "",
         f"Pre-registration: `{prereg.path}` (committed before any run). Benchmark: `data.synthetic "
         f"{_required(prereg, 'benchmark')}`; schedule {_required(prereg, 'schedule')} steps; the instances' reports "
@@ -437,7 +557,7 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
         "",
         "## Benchmark validity (pre-registered)",
         "",
-        *validity_lines(layout(out_dir, INSTANCES["main"]), prereg.seeds),
+        *validity_lines(layout(out_dir, protocol.instances["main"]), prereg.seeds, protocol),
         "",
         "## Primary claims (main instance, one Holm family)",
         "",
@@ -445,7 +565,9 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
         "",
         "## Replications (each its own Holm family)",
         "",
-        replication_table(prereg.claims, decisions_by_instance) if decisions_by_instance else "Not run yet.",
+        replication_table(prereg.claims, decisions_by_instance, protocol.instances)
+        if decisions_by_instance
+        else "Not run yet.",
         "",
         "—: the claim is not part of that instance's family (the pre-registration's \"Replication\" names the "
         'claims each instance covers); "not replicated": only one instance covers it; "pending": an instance that '
@@ -466,7 +588,7 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
                 if p.name in parts
                 else "not run | 0 | — | — |"
             )
-            for p in PARTS.values()
+            for p in protocol.parts.values()
         ),
         "",
     ]
@@ -532,7 +654,7 @@ def copy_results(out_dir: str, results_dir: str, preregistration: str | None = N
     for name in ("summary.md", "parts.json"):
         if os.path.isfile(os.path.join(out_dir, name)):
             copied.append((name, name))
-    for instance in INSTANCES:
+    for instance in INSTANCE_NAMES:
         base = os.path.join(out_dir, instance)
         for name in ("timings.csv", "reproduce.json", os.path.join("reports", "summary.md")):
             if os.path.isfile(os.path.join(base, name)):
@@ -579,7 +701,7 @@ def restore_results(results_dir: str, out_dir: str) -> list[str]:
     out_dir = os.path.abspath(out_dir)
     restored = []
     sources = [("parts.json", "parts.json")]
-    for instance in INSTANCES:
+    for instance in INSTANCE_NAMES:
         resume = os.path.join(results_dir, instance, RESUME)
         if os.path.isfile(os.path.join(results_dir, instance, "reproduce.json")):
             sources.append((os.path.join(instance, "reproduce.json"),) * 2)

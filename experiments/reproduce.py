@@ -147,9 +147,9 @@ def run_protocol(part: str) -> None:
         if part == "report" or _REPORT_ONLY.value:
             names = []
         else:
-            names = list(protocol.PARTS) if part == "all" else [part]
+            names = list(protocol.protocol_of(prereg).parts) if part == "all" else [part]
         for name in names:
-            protocol.part_graph(prereg, protocol.PARTS[name], _OUT_DIR.value)  # refuses a bad file before any run
+            protocol.part_graph(prereg, protocol.protocol_part(prereg, name), _OUT_DIR.value)  # refuses a bad file
     except (ValueError, FileNotFoundError, KeyError) as error:
         raise app.UsageError(str(error)) from error
     if _RESTORE_FROM.value:

@@ -14,7 +14,8 @@ Layout of `out_dir`:
   runs/<flagfile stem>/seed<s>/       run directories (checkpoints, TensorBoard, eval/test_K<K>.json and .npz (the
                                       per-video scores), eval/val_*, eval/train_* (train accuracy, optional),
                                       localization.json)
-  fusion/<rgb>__<flow>/seed<s>/       equal.json, tuned.json (`stpa.fuse` metrics) and .npz (fused per-video scores)
+  fusion/<rgb>__<flow>/seed<s>/       equal.json, softmax.json, tuned.json (`stpa.fuse` metrics) and .npz (fused
+                                      per-video scores)
   state/, logs/                       one JSON / log per task
   reproduce.json                      the schedule (full or quick) the directory was started with
 
@@ -46,6 +47,8 @@ FLAGFILE_DIR = os.path.join(REPO, "experiments", "synthetic")
 QUICK_STEPS = {"stpa": 200, "st_attn": 150}
 RUNNING_FILE = "train_running_top1.json"  # `train_running_top1` kept where the events are not
 VALIDATION_SEED = 1  # generation seed of the validation set (the benchmark itself is seed 0)
+# A fused measure's file stem under fusion/<rgb>__<flow>/seed<s>/ and its `stpa.fuse --normalize`.
+FUSIONS = {"fused": ("equal", "none"), "fused_softmax": ("softmax", "softmax"), "fused_tuned": ("tuned", "none")}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +230,8 @@ class TaskGraph:
     def features(self, trunk: str, seed: int) -> str:
         """`st_attn.features` of the benchmark with the trunk of the TSN run `trunk` (Meng et al. Sec. 3.1)."""
         lay, opt = self.layout, self.options
-        flagfile = os.path.join(opt.flagfile_dir, "study_st_attn_features.cfg")
+        stem = studies_lib.FEATURE_FLAGFILES.get(trunk, studies_lib.FEATURES_FLAGFILE)
+        flagfile = os.path.join(opt.flagfile_dir, stem + ".cfg")
         command = self._py(
             "st_attn.features",
             f"--flagfile={flagfile}",
@@ -302,12 +306,16 @@ class TaskGraph:
             )
         )
 
-    def fuse(self, rgb: str, flow: str, seed: int, tuned: bool) -> str:
-        """`stpa.fuse` of an RGB and a flow run's test scores: equal weights, or `--tune_on` the validation set."""
+    def fuse(self, rgb: str, flow: str, seed: int, kind: str = "fused") -> str:
+        """`stpa.fuse` of an RGB and a flow run's test scores (`FUSIONS[kind]`).
+
+        "fused": equal weights on the raw scores (the paper's); "fused_softmax": equal weights on each stream's
+        soft-maxed scores; "fused_tuned": weights searched with `--tune_on` the validation set's scores.
+        """
         lay = self.layout
         scores = [lay.eval_json(s, seed, studies_lib.STPA_TEST_FRAMES)[:-5] + ".npz" for s in (rgb, flow)]
         deps = [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES) for s in (rgb, flow)]
-        name = "tuned" if tuned else "equal"
+        name, normalize = FUSIONS[kind]
         output = os.path.join(lay.fusion_dir(rgb, flow, seed), f"{name}.json")
         command = [
             "stpa.fuse",
@@ -315,7 +323,9 @@ class TaskGraph:
             f"--metrics_output={output}",
             f"--output={output[: -len('.json')]}.npz",
         ]
-        if tuned:
+        if normalize != "none":
+            command.append(f"--normalize={normalize}")
+        if kind == "fused_tuned":
             val = [lay.eval_json(s, seed, studies_lib.STPA_TEST_FRAMES, "val")[:-5] + ".npz" for s in (rgb, flow)]
             deps += [self.evaluate(s, seed, studies_lib.STPA_TEST_FRAMES, "val") for s in (rgb, flow)]
             command.append(f"--tune_on={','.join(val)}")
@@ -351,8 +361,8 @@ class TaskGraph:
             if self.options.val_accuracy and measure.runs[0] not in studies_lib.FEATURE_TRUNKS:
                 self.evaluate(measure.runs[0], seed, measure.test_frames, "val")
             return self.evaluate(measure.runs[0], seed, measure.test_frames)
-        if measure.kind in ("fused", "fused_tuned"):
-            return self.fuse(*measure.runs, seed, tuned=measure.kind == "fused_tuned")
+        if measure.kind in FUSIONS:
+            return self.fuse(*measure.runs, seed, measure.kind)
         return self.localize(measure.runs[0], seed)
 
     def add_studies(self, chosen: Sequence[studies_lib.Study], columns: Sequence[str] | None = None) -> None:
@@ -504,9 +514,8 @@ def read_value(measure: studies_lib.Measure, seed: int, layout: Layout) -> float
     if measure.kind == "top1":
         report = _read_json(layout.eval_json(measure.runs[0], seed, measure.test_frames))
         return None if report is None else 100.0 * report["top1"]
-    if measure.kind in ("fused", "fused_tuned"):
-        name = "tuned" if measure.kind == "fused_tuned" else "equal"
-        report = _read_json(os.path.join(layout.fusion_dir(*measure.runs, seed), f"{name}.json"))
+    if measure.kind in FUSIONS:
+        report = _read_json(os.path.join(layout.fusion_dir(*measure.runs, seed), f"{FUSIONS[measure.kind][0]}.json"))
         return None if report is None else 100.0 * report["fused"]["top1"]
     report = _read_json(layout.localization_json(measure.runs[0], seed))
     table = None if report is None else report.get("spatial" if measure.kind == "frame_map" else "temporal")
@@ -527,9 +536,8 @@ def scores_path(measure: studies_lib.Measure, seed: int, layout: Layout) -> str 
     """The per-video score file (.npz) behind a cell's value at a seed; None for localisation measures."""
     if measure.kind == "top1":
         return layout.eval_json(measure.runs[0], seed, measure.test_frames)[: -len(".json")] + ".npz"
-    if measure.kind in ("fused", "fused_tuned"):
-        name = "tuned" if measure.kind == "fused_tuned" else "equal"
-        return os.path.join(layout.fusion_dir(*measure.runs, seed), f"{name}.npz")
+    if measure.kind in FUSIONS:
+        return os.path.join(layout.fusion_dir(*measure.runs, seed), f"{FUSIONS[measure.kind][0]}.npz")
     return None
 
 

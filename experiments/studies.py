@@ -5,6 +5,7 @@ user-facing commands run on one or more training runs (a flagfile under `experim
 
   top1            `stpa.evaluate --test_frames=K` on the test split, top-1 (%)
   fused           `stpa.fuse` of an RGB and a flow run's test scores, equal weights (the paper's), top-1 (%)
+  fused_softmax   the same with each stream's scores soft-maxed first (`stpa.fuse --normalize=softmax`)
   fused_tuned     the same with `--tune_on` the validation set's scores (weights searched there), top-1 (%)
   frame_map       `st_attn.localize`: frame mAP (%) at IoU α = `index`-th threshold, method `method`
   segment_map     `st_attn.localize`: segment mAP (%) at tIoU α = `index`-th threshold, method `method`
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 
-KINDS = ("top1", "fused", "fused_tuned", "frame_map", "segment_map")
+KINDS = ("top1", "fused", "fused_softmax", "fused_tuned", "frame_map", "segment_map")
 LOCALIZE_METHODS = {
     "frame_map": {"ours": "ST-attn (ours)", "baseline": "Centred box of average GT size"},
     "segment_map": {"ours": "ST-attn (ours)", "baseline": "Whole clip as one segment"},
@@ -325,14 +326,24 @@ ST_ATTN_TABLE4 = Study(
 # Rows trained on cached features (Meng et al. Sec. 3.1): run stem -> the TSN run whose fine-tuned trunk extracts
 # them (experiments.runner adds the st_attn.features step between the two).
 FEATURE_TRUNKS: dict[str, str] = {
-    stem: "study_stpa_tsn_rgb"
-    for stem in (
-        "study_st_attn_chain",
-        "study_st_attn_chain_no_spatial",
-        "study_st_attn_chain_no_temporal",
-        "study_st_attn_chain_average",
-    )
+    **{
+        stem: "study_stpa_tsn_rgb"
+        for stem in (
+            "study_st_attn_chain",
+            "study_st_attn_chain_no_spatial",
+            "study_st_attn_chain_no_temporal",
+            "study_st_attn_chain_average",
+            "study_st_attn_chain_matched",
+        )
+    },
+    **{
+        stem: "study_host_tsn_rgb"
+        for stem in ("study_host_st_attn_chain", "study_host_st_attn_chain_matched", "study_host_st_attn_chain_average")
+    },
 }
+# The `st_attn.features` flagfile that caches a trunk's features (the trunk's backbone); others: FEATURES_FLAGFILE.
+FEATURES_FLAGFILE = "study_st_attn_features"
+FEATURE_FLAGFILES: dict[str, str] = {"study_host_tsn_rgb": "study_host_st_attn_features"}
 
 # ------------------------------------------------------------------------------- the powered protocol (issue 17)
 # experiments/preregistration.md decides its primary claims on these three studies (and the localisation tables).
@@ -482,6 +493,108 @@ ST_ATTN_TABLE6 = _localization_study(
     "α: temporal IoU threshold of a segment with the ground-truth segment",
 )
 
+# ---------------------------------------------------------- the hosts protocol (experiments/preregistration_hosts.md)
+# The same rows on two hosts: `tiny` from scratch (the first protocol's) and `tiny_deep` initialised from the
+# still-frame pretraining (a learned stage after the pyramid top, as in the papers' networks).
+HOSTS: dict[str, tuple[str, str]] = {  # host: (study-name suffix, description)
+    "pretrained": ("pretrained", "tiny_deep, pretrained on still frames (stpa.pretrain_backbone), stage D after tap C"),
+    "tiny": ("tiny", "tiny from scratch (the first protocol's host; nothing learned after tap C)"),
+}
+_HOST_STPA_STEMS = {  # row: {host: flagfile stem without the modality}
+    "TSN": {"pretrained": "study_host_tsn", "tiny": "study_stpa_tsn"},
+    "Uniform attention": {"pretrained": "study_host_uniform", "tiny": "study_stpa_uniform"},
+    "STPA (paper: mul)": {"pretrained": "study_host_stpa", "tiny": "study_stpa_scales3"},
+    "STPA (sum, zero-init)": {"pretrained": "study_host_stpa_sum_zero", "tiny": "study_stpa_sum_zero"},
+}
+HOST_STPA_COLUMNS = ("RGB", "Flow", "RGB (K = 3)", "Flow (K = 3)", "Late fusion", "Late fusion (softmax)")
+TRAIN_FRAMES = 3  # K of the STPA / TSN study rows' training clips (--train_frames)
+
+
+def _host_measure(column: str, stem: str) -> Measure:
+    rgb, flow = f"{stem}_rgb", f"{stem}_flow"
+    return {
+        "RGB": _top1(rgb),
+        "Flow": _top1(flow),
+        "RGB (K = 3)": _top1(rgb, TRAIN_FRAMES),
+        "Flow (K = 3)": _top1(flow, TRAIN_FRAMES),
+        "Late fusion": _fused(rgb, flow),
+        "Late fusion (softmax)": Measure("fused_softmax", (rgb, flow)),
+    }[column]
+
+
+def _host_stpa_study(host: str) -> Study:
+    suffix, description = HOSTS[host]
+    return Study(
+        name=f"hosts_stpa_{suffix}",
+        title=f"STPA, its controls and its initialisation on the {host} host: {description}",
+        paper_source="Du et al. Table 1(b)/(e) (UCF101 split 1, Inception-ResNet-V2); the controls are not in it",
+        rows=tuple(_HOST_STPA_STEMS),
+        columns=HOST_STPA_COLUMNS,
+        cells=tuple(
+            Cell(row, column, _host_measure(column, stems[host]), papers.get(column))
+            for row, stems, papers in (
+                (row, stems, {"TSN": {"RGB": 85.2, "Flow": 83.1, "Late fusion": 92.6}}.get(row, {}))
+                for row, stems in _HOST_STPA_STEMS.items()
+            )
+            for column in HOST_STPA_COLUMNS
+        ),
+        claims=tuple(
+            claim
+            for column in ("RGB", "Flow")
+            for claim in (
+                _better(("STPA (paper: mul)", column), ("TSN", column), "the layer helps (+2.1 / +2.4)"),
+                _better(("STPA (paper: mul)", column), ("Uniform attention", column), "the learned attention helps"),
+                _better(
+                    ("STPA (sum, zero-init)", column), ("Uniform attention", column), "attention started at uniform"
+                ),
+            )
+        ),
+        notes="K = 25 test frames unless the column says K = 3 (the training K). 'STPA (sum, zero-init)' starts "
+        "exactly at the uniform control (--fusion=sum --score_init=zeros). Late fusion sums raw scores (the paper's "
+        "average); '(softmax)' soft-maxes each stream first.",
+    )
+
+
+_HOST_ST_ATTN_STEMS = {  # row: {host: flagfile stem}
+    "Ours": {"pretrained": "study_host_st_attn_chain", "tiny": "study_st_attn_chain"},
+    "No attention (matched capacity)": {
+        "pretrained": "study_host_st_attn_chain_matched",
+        "tiny": "study_st_attn_chain_matched",
+    },
+    "No attention (average pooling)": {
+        "pretrained": "study_host_st_attn_chain_average",
+        "tiny": "study_st_attn_chain_average",
+    },
+}
+
+
+def _host_st_attn_study(host: str) -> Study:
+    suffix, description = HOSTS[host]
+    return Study(
+        name=f"hosts_st_attn_{suffix}",
+        title=f"ST-attn on the paper's chain, the {host} host ({description}): attention at matched capacity",
+        paper_source="Meng et al. Table 2, UCF101 ('No attention': the ResNet101-ImageNet row, 83.30)",
+        rows=tuple(_HOST_ST_ATTN_STEMS),
+        columns=("top-1",),
+        cells=tuple(
+            Cell(row, "top-1", _top1(stems[host], ST_ATTN_FRAMES), {"Ours": 87.11}.get(row))
+            for row, stems in _HOST_ST_ATTN_STEMS.items()
+        ),
+        claims=(
+            _better(("Ours", "top-1"), ("No attention (matched capacity)", "top-1"), "attention helps"),
+            _better(("Ours", "top-1"), ("No attention (average pooling)", "top-1"), "attention helps (+3.81)"),
+        ),
+        notes="Each seed's heads train on the cached features of that seed's TSN RGB run on the host. 'Matched "
+        "capacity' is the head of 'Ours' without the mask and without temporal attention (the ConvLSTM reads frame t "
+        "at step t); 'average pooling' is the first protocol's baseline (a linear classifier on the mean feature).",
+    )
+
+
+HOSTS_STPA_PRETRAINED = _host_stpa_study("pretrained")
+HOSTS_STPA_TINY = _host_stpa_study("tiny")
+HOSTS_ST_ATTN_PRETRAINED = _host_st_attn_study("pretrained")
+HOSTS_ST_ATTN_TINY = _host_st_attn_study("tiny")
+
 # The benchmark's difficulty check: the TSN RGB baseline's top-1 (must be clearly below the ceiling, above chance).
 TSN_BASELINE = Measure("top1", ("study_stpa_tsn_rgb",))
 
@@ -500,6 +613,10 @@ STUDIES: dict[str, Study] = {
         PROTOCOL_STPA,
         PROTOCOL_ST_ATTN,
         PROTOCOL_DOSE,
+        HOSTS_STPA_PRETRAINED,
+        HOSTS_STPA_TINY,
+        HOSTS_ST_ATTN_PRETRAINED,
+        HOSTS_ST_ATTN_TINY,
     )
 }
 
