@@ -45,6 +45,9 @@ import time
 
 from absl import app, flags
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks.activations import keras_activation_bytes  # noqa: E402,F401  (used by the STPA parts)
+
 _PARTS = flags.DEFINE_list(
     "parts", ["st_attn_train", "st_attn_eval", "stpa_train", "stpa_test", "stpa_layer"], "Parts to measure."
 )
@@ -136,41 +139,6 @@ def st_attn_bound(batch: int, frames: int, *, training: bool, params: int, slots
     else:
         terms["live: X + first mask conv output"] = 4.0 * frame_maps * (channels + p["mask"][0])
     return terms
-
-
-def keras_activation_bytes(model, *, per_example: bool = True) -> tuple[int, int]:
-    """(kept, largest live pair) float32 bytes of one example through a functional Keras model's graph.
-
-    kept: the distinct tensors that feed a layer with trainable weights (a convolution's or dense layer's input is
-    needed for its kernel's gradient, a batch norm's input for its own), plus each nonlinear activation's output;
-    a tensor feeding several layers counts once. largest: max over layers of inputs + output (what inference needs
-    live at once).
-    """
-    import math
-
-    import keras
-
-    kept: dict[int, int] = {}
-    largest = 0
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
-        for node in layer._inbound_nodes:
-            inputs = keras.tree.flatten(node.input_tensors)
-            outputs = keras.tree.flatten(node.output_tensors)
-
-            def size(tensor) -> int:
-                return 4 * math.prod(d for d in tensor.shape[1:] if d is not None)
-
-            live = sum(size(t) for t in inputs) + sum(size(t) for t in outputs)
-            largest = max(largest, live)
-            if layer.trainable_weights:
-                for tensor in inputs:
-                    kept[id(tensor)] = size(tensor)
-            if isinstance(layer, keras.layers.Activation | keras.layers.ReLU):
-                for tensor in outputs:
-                    kept[id(tensor)] = size(tensor)
-    return sum(kept.values()), largest
 
 
 # ------------------------------------------------------------------------------------------------ the child parts
@@ -448,9 +416,13 @@ def child_stpa_layer(variants: set[str], steps: int, frames: int) -> dict:
     """PyramidAttention forward + backward at K frames on the paper's pyramid, allocator peak above its inputs."""
     import tensorflow as tf
 
+    import stpa.layers
+    from stpa.blocks.adaptive_pooling import POOLINGS
     from stpa.layers import PyramidAttention
 
-    del variants
+    for name, pooling in POOLINGS.items():  # variants "segment_sum", "matmul": other backwards of Eq. 1's pooling
+        if name in variants:
+            stpa.layers.adaptive_max_pool = pooling
     pyramid = [tf.random.normal((1, frames, s, s, c)) for s, c in ((35, 320), (17, 1088), (8, 2080))]
     layer = PyramidAttention(fusion="mul")
     layer(pyramid)

@@ -24,54 +24,10 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
+from stpa.blocks.adaptive_pooling import _bin_rows, adaptive_max_pool, adaptive_max_pool_rows  # noqa: F401
 from stpa.blocks.video_ops import flatten_positions  # The one implementation of the (k, h, w) order.
 
 FUSIONS = ("max", "sum", "mul")
-
-
-def _bin_rows(in_size: int, out_size: int) -> list[list[int]]:
-    """PyTorch adaptive bins as rows of input indices, each padded to the widest bin by repeating its last index."""
-    spans = [((i * in_size) // out_size, -(-((i + 1) * in_size) // out_size)) for i in range(out_size)]
-    width = max(end - start for start, end in spans)
-    return [[start + min(j, end - start - 1) for j in range(width)] for start, end in spans]
-
-
-def adaptive_max_pool_rows(frames: tf.Tensor, out_rows: int) -> tf.Tensor:
-    """Max over PyTorch `AdaptiveMaxPool` bins along the rows of `(N, H_in, W, C)` -> `(N, out_rows, W, C)`.
-
-    Backprop keeps only the winning row of every output (int32, the output's size) and routes the gradient there,
-    as max pooling does; the bins' windows `(N, out_rows, window, W, C)` exist only inside the forward pass. (Keras'
-    `adaptive_max_pool` keeps stride-1 pools of the whole map, about 3.5 times its size, until backprop: 10 % of
-    Inception-ResNet-V2's own activations at K = 30.)
-    """
-    in_rows = frames.shape[1]
-    bins = _bin_rows(in_rows, out_rows)
-    window = len(bins[0])
-    flat_bins = tf.constant([index for row in bins for index in row], tf.int32)  # (out_rows * window,)
-
-    @tf.custom_gradient
-    def pool(x):
-        windows = tf.gather(x, tf.reshape(flat_bins, [out_rows, window]), axis=1)  # (N, out_rows, window, W, C)
-        pooled = tf.reduce_max(windows, axis=2)  # (N, out_rows, W, C)
-        winner = tf.argmax(windows, axis=2, output_type=tf.int32)  # (N, out_rows, W, C), position in the bin
-        offsets = tf.range(out_rows, dtype=tf.int32)[None, :, None, None] * window
-        rows = tf.gather(flat_bins, offsets + winner)  # (N, out_rows, W, C): the input row of each maximum
-
-        def grad(upstream):
-            shape = tf.shape(x, out_type=tf.int64)
-            n, w, c = shape[0], shape[2], shape[3]
-            index = tf.cast(rows, tf.int64)
-            batch = tf.range(n)[:, None, None, None]
-            column = tf.range(w)[None, None, :, None]
-            channel = tf.range(c)[None, None, None, :]
-            segments = ((batch * in_rows + index) * w + column) * c + channel  # (N, out_rows, W, C) flat positions
-            total = n * in_rows * w * c
-            summed = tf.math.unsorted_segment_sum(tf.reshape(upstream, [-1]), tf.reshape(segments, [-1]), total)
-            return tf.reshape(summed, shape)  # (N, H_in, W, C)
-
-        return pooled, grad
-
-    return pool(frames)
 
 
 def pyramid_downsample(features: tf.Tensor, height: int, width: int) -> tf.Tensor:
@@ -95,8 +51,7 @@ def pyramid_downsample(features: tf.Tensor, height: int, width: int) -> tf.Tenso
     if (in_height, in_width) == (height, width):
         pooled = frames
     elif min(height, width) > 1:
-        pooled = adaptive_max_pool_rows(frames, height)  # (B*K, H, W_j, C_j)
-        pooled = tf.transpose(adaptive_max_pool_rows(tf.transpose(pooled, [0, 2, 1, 3]), width), [0, 2, 1, 3])
+        pooled = adaptive_max_pool(frames, height, width)  # (B*K, H, W, C_j)
     else:
         # Keras 3.15's adaptive pooling pools with a window of in_size + 1 for an output size of 1 and crashes, so
         # 1-pixel outputs (the "fc" top of Table 1(a)) take the PyTorch bins explicitly.
