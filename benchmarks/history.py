@@ -19,6 +19,7 @@ from collections.abc import Iterable
 
 HISTORY = os.path.join(os.path.dirname(os.path.abspath(__file__)), "history")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MEASURED_CODE = ("stpa", "st_attn", "benchmarks")  # a change here makes the commit "+dirty" in a line
 
 
 def _commit() -> str:
@@ -27,7 +28,10 @@ def _commit() -> str:
             ["git", "rev-parse", "--short=10", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *MEASURED_CODE],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
         return head + ("+dirty" if dirty else "")
     except (OSError, subprocess.CalledProcessError):
