@@ -34,9 +34,9 @@ import time
 from collections.abc import Mapping, Sequence
 
 from data import files
+from experiments import mechanism, runner, statistics, study_reports
 from experiments import preregistration as prereg_lib
 from experiments import report as report_lib
-from experiments import runner, statistics, study_reports
 from experiments import studies as studies_lib
 
 VALIDATION_PER_CLASS = 20  # validation-set videos per class (descriptive train/validation accuracy only)
@@ -529,6 +529,55 @@ def validity_lines(where: runner.Layout, seeds: Sequence[int], protocol: Protoco
     return lines
 
 
+def replication_lines(
+    prereg: prereg_lib.Preregistration,
+    decisions_by_instance: Mapping[str, Sequence[tuple[prereg_lib.PrimaryClaim, statistics.Decision]]],
+    protocol: Protocol,
+) -> list[str]:
+    """The summary's replication section: each claim's verdict per instance (`replication_table`) and its legend."""
+    return [
+        "## Replications (each its own Holm family)",
+        "",
+        replication_table(prereg.claims, decisions_by_instance, protocol.instances)
+        if decisions_by_instance
+        else "Not run yet.",
+        "",
+        "—: the claim is not part of that instance's family (the pre-registration's \"Replication\" names the "
+        'claims each instance covers); "not replicated": only one instance covers it; "pending": an instance that '
+        "covers it has no paired seeds yet. An instance's verdict is final when its part has run (the parts table "
+        "below).",
+        "",
+    ]
+
+
+def descriptive_lines(prereg: prereg_lib.Preregistration, out_dir: str, protocol: Protocol) -> list[str]:
+    """The summary's descriptive section: every main-instance study with pre-registered contrasts or recall tables."""
+    instance = protocol.instances["main"]
+    where = layout(out_dir, instance)
+    seeds = seeds_by_study(prereg, instance)
+    chosen = [s for s in instance_studies(instance, protocol) if s.contrasts or s.recall_columns]
+    if not chosen:
+        return []
+    lines = [
+        "## Descriptive: what carries the differences (readings pre-registered, no decisions)",
+        "",
+        "Each contrast is estimated like a claim (paired bootstrap over seeds and test videos) but not decided; "
+        "its reading is the pre-registration's.",
+        "",
+    ]
+    for study in chosen:
+        lines += mechanism.mechanism_lines(
+            study,
+            where,
+            seeds[study.name],
+            figure_dir=os.path.join(where.out_dir, "reports", study.name),
+            markdown_dir=os.path.abspath(out_dir),
+            level=prereg.level,
+            resamples=prereg.bootstrap_resamples,
+        )
+    return lines
+
+
 def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, hparams: bool = False) -> list[str]:
     """Every instance's reports and `<out_dir>/summary.md`; returns the printed lines."""
     protocol = protocol_of(prereg)
@@ -563,17 +612,8 @@ def write_protocol_report(prereg: prereg_lib.Preregistration, out_dir: str, *, h
         "",
         report_lib.primary_table(main) if main else "Not run yet.",
         "",
-        "## Replications (each its own Holm family)",
-        "",
-        replication_table(prereg.claims, decisions_by_instance, protocol.instances)
-        if decisions_by_instance
-        else "Not run yet.",
-        "",
-        "—: the claim is not part of that instance's family (the pre-registration's \"Replication\" names the "
-        'claims each instance covers); "not replicated": only one instance covers it; "pending": an instance that '
-        "covers it has no paired seeds yet. An instance's verdict is final when its part has run (the parts table "
-        "below).",
-        "",
+        *(replication_lines(prereg, decisions_by_instance, protocol) if len(protocol.instances) > 1 else []),
+        *descriptive_lines(prereg, out_dir, protocol),
         statistics.DECISION_RULES,
         "",
         "## Parts: measured wall time (2 cores)",

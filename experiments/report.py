@@ -33,6 +33,7 @@ from collections.abc import Mapping, Sequence
 from data import files
 from experiments import preregistration as prereg_lib
 from experiments import statistics
+from experiments import studies as studies_lib
 from experiments.studies import STUDY_CLASSES, Study
 
 Results = Mapping[tuple[str, str], Mapping[int, float | None]]
@@ -255,8 +256,11 @@ def primary_table(
     under the table (a blank line between).
     """
     level = next((d.estimate.level for _, d in decisions if d.estimate is not None), 0.95)
+    hosts = [studies_lib.STUDIES[c.study].host if c.study in studies_lib.STUDIES else "" for c, _ in decisions]
+    with_host = any(hosts)
     header = [
         "Claim",
+        *(["Host"] if with_host else []),
         *(["Study"] if with_study else []),
         "A − B (column)",
         "Paper",
@@ -273,7 +277,7 @@ def primary_table(
         "Verdict (var. comp.)",
     ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for claim, decision in decisions:
+    for (claim, decision), host in zip(decisions, hosts):
         estimate = decision.estimate
         direction = "higher" if claim.sign > 0 else "lower"
         paper = f"{direction}: {claim.paper}" if claim.paper else direction
@@ -288,6 +292,7 @@ def primary_table(
         mde = "—" if decision.mde is None else f"{decision.mde:.1f}"
         cells = [
             claim.id,
+            *([host or "—"] if with_host else []),
             *([claim.study] if with_study else []),
             f"{claim.row_a} − {claim.row_b} ({claim.column})",
             paper,

@@ -68,6 +68,25 @@ class Claim:
 
 
 @dataclasses.dataclass(frozen=True)
+class Contrast:
+    """A descriptive contrast (`experiments.mechanism`): `a` − `b`, or (`a` − `b`) − (`a2` − `b2`), in points.
+
+    Attributes:
+      label: what the report calls it.
+      a, b: (row, column) cells.
+      a2, b2: the second difference's cells (None: a simple difference).
+      reading: the pre-registered reading of its interval.
+    """
+
+    label: str
+    a: tuple[str, str]
+    b: tuple[str, str]
+    a2: tuple[str, str] | None = None
+    b2: tuple[str, str] | None = None
+    reading: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Study:
     """A paper table reproduced on the study benchmark."""
 
@@ -82,6 +101,9 @@ class Study:
     unit: str = "top-1 (%)"
     x_label: str = ""  # the line figure's x axis (what the columns are)
     notes: str = ""
+    host: str = ""  # the network the study's rows run in, where studies of one protocol differ in it (HOSTS)
+    contrasts: tuple[Contrast, ...] = ()  # descriptive contrasts (experiments.mechanism)
+    recall_columns: tuple[tuple[str, str, str], ...] = ()  # (column, baseline row, row): per-class recall tables
 
     def cell(self, row: str, column: str) -> Cell:
         """The cell at (row, column)."""
@@ -522,6 +544,46 @@ def _host_measure(column: str, stem: str) -> Measure:
     }[column]
 
 
+_ZERO, _MUL, _UNIFORM = "STPA (sum, zero-init)", "STPA (paper: mul)", "Uniform attention"
+
+
+def _host_contrasts(stream: str) -> tuple[Contrast, ...]:
+    """The pre-registered mechanism contrasts of one stream (experiments/preregistration_hosts.md)."""
+    k3 = f"{stream} (K = 3)"
+    return (
+        Contrast(f"{_MUL} − TSN, {stream}", (_MUL, stream), ("TSN", stream)),
+        Contrast(
+            f"{_ZERO} − {_MUL}, {stream}",
+            (_ZERO, stream),
+            (_MUL, stream),
+            reading="above 0 while the next contains 0: the deficit is the paper's initialisation and fusion",
+        ),
+        Contrast(
+            f"{_ZERO} − {_UNIFORM}, {stream}",
+            (_ZERO, stream),
+            (_UNIFORM, stream),
+            reading="below 0: learned attention hurts even when it starts at the control",
+        ),
+        Contrast(f"{_MUL} − {_UNIFORM}, {stream}", (_MUL, stream), (_UNIFORM, stream)),
+        Contrast(f"{_MUL} − {_UNIFORM}, {k3}", (_MUL, k3), (_UNIFORM, k3)),
+        Contrast(
+            f"({_MUL} − {_UNIFORM} at K = 3) − (the same at K = 25), {stream}",
+            (_MUL, k3),
+            (_UNIFORM, k3),
+            (_MUL, stream),
+            (_UNIFORM, stream),
+            reading="above 0: the change of K between training and test carries part of the deficit",
+        ),
+    )
+
+
+_FUSION_CONTRASTS = tuple(
+    Contrast(f"{row} − TSN, {column}", (row, column), ("TSN", column))
+    for column in ("Late fusion", "Late fusion (softmax)")
+    for row in (_MUL, _UNIFORM)
+)
+
+
 def _host_stpa_study(host: str) -> Study:
     suffix, description = HOSTS[host]
     return Study(
@@ -549,6 +611,9 @@ def _host_stpa_study(host: str) -> Study:
                 ),
             )
         ),
+        host=host,
+        contrasts=(*_host_contrasts("Flow"), *_host_contrasts("RGB"), *_FUSION_CONTRASTS),
+        recall_columns=(("Flow", "TSN", _MUL), ("RGB", "TSN", _MUL)),
         notes="K = 25 test frames unless the column says K = 3 (the training K). 'STPA (sum, zero-init)' starts "
         "exactly at the uniform control (--fusion=sum --score_init=zeros). Late fusion sums raw scores (the paper's "
         "average); '(softmax)' soft-maxes each stream first.",
@@ -568,6 +633,9 @@ _HOST_ST_ATTN_STEMS = {  # row: {host: flagfile stem}
 }
 
 
+_MATCHED, _AVERAGE = "No attention (matched capacity)", "No attention (average pooling)"
+
+
 def _host_st_attn_study(host: str) -> Study:
     suffix, description = HOSTS[host]
     return Study(
@@ -583,6 +651,16 @@ def _host_st_attn_study(host: str) -> Study:
         claims=(
             _better(("Ours", "top-1"), ("No attention (matched capacity)", "top-1"), "attention helps"),
             _better(("Ours", "top-1"), ("No attention (average pooling)", "top-1"), "attention helps (+3.81)"),
+        ),
+        host=host,
+        contrasts=(
+            Contrast("Ours − No attention (average pooling)", ("Ours", "top-1"), (_AVERAGE, "top-1")),
+            Contrast(
+                "No attention (matched capacity) − No attention (average pooling)",
+                (_MATCHED, "top-1"),
+                (_AVERAGE, "top-1"),
+                reading="the capacity of the head without any attention",
+            ),
         ),
         notes="Each seed's heads train on the cached features of that seed's TSN RGB run on the host. 'Matched "
         "capacity' is the head of 'Ours' without the mask and without temporal attention (the ConvLSTM reads frame t "
