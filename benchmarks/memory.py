@@ -510,6 +510,8 @@ def _spawn(part: str, variant: str, frames: int) -> dict:
             [os.path.dirname(os.path.dirname(os.path.abspath(__file__))), os.environ.get("PYTHONPATH", "")]
         ),
     )
+    if part == "stpa_layer":  # TensorFlow's CPU allocator keeps statistics only as a BFC allocator
+        env.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
     for name in variant.split("+"):
         env.update(ENVIRONMENT_VARIANTS.get(name, {}))
     command = [

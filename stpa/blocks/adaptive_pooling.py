@@ -13,11 +13,12 @@ Alternatives kept to measure against (`POOLINGS`; `benchmarks/pyramid_attention.
 segment-sum backward in the same rounds, `benchmarks/memory.py --parts=stpa_layer --variants=segment_sum,matmul`
 measures their memory):
 - `segment_sum`: the previous version, `argmax` forward and an element-wise `unsorted_segment_sum` backward over
-  int64 positions; at K = 30 on 2 loaded cores the layer's forward + backward took 0.9-2.1 s against 0.23-0.36 s
-  with `adaptive_max_pool` (allocator peak 183-200 MiB against 160-174 MiB).
+  int64 positions. The layer with it takes 2.7-3.4 times as long (forward + backward, K = 25, alternating rounds in
+  one process, 2 loaded cores); allocator peak at K = 30 183-200 MiB against 159-174 MiB.
 - `matmul`: the winners' one-hot code times a dense `(H_in, H_out * window)` 0/1 selection, a batched matmul per
-  direction: about 2.5 times the time of `adaptive_max_pool` and 265-290 MiB, since the spread gradient
-  `(N, H_out, window, W, C)` is about 1.4 times the input.
+  direction: the layer about twice as slow as with `adaptive_max_pool`, and 265-290 MiB at K = 30, since the spread
+  gradient `(N, H_out, window, W, C)` is about 1.4 times the input.
+- `tf.nn.max_pool` gradients need regular bins; Inception-ResNet-V2's 35 -> 8 has bins of 5 and 6 rows.
 
 `keras.ops.adaptive_max_pool` keeps stride-1 pools of the whole map (about 3.5 times its size) until backprop.
 """
