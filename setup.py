@@ -18,7 +18,9 @@ setuptools.setup(
     packages=setuptools.find_packages(
         include=["stpa", "stpa.*", "st_attn", "st_attn.*", "data", "data.*", "experiments", "experiments.*"]
     ),
-    package_data={"experiments": ["synthetic/*.cfg", "stpa/*.cfg", "st_attn/*.cfg", "*.md"]},
+    package_data={
+        "experiments": ["synthetic/*.cfg", "stpa/*.cfg", "st_attn/*.cfg", "*.md", "weights/*.h5", "weights/*.json"]
+    },
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3.0",
