@@ -161,7 +161,7 @@ def compare(current: dict, lines: list[dict]) -> list[dict]:
 
 def _number(value: float, unit_hint: str) -> str:
     if "ratio" in unit_hint or unit_hint.endswith("%"):
-        return f"{value:.2%}"
+        return f"{value:.2%}" if abs(value) < 2 else f"{value:.2f}×"
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.0f}"
 
 
