@@ -185,23 +185,20 @@ HOSTS = Protocol(
     {
         p.name: p
         for p in (
-            Part("host_flow_a", "main", ("hosts_stpa_pretrained",), "host_seeds_a", _FLOW, 50),
-            Part("host_flow_b", "main", ("hosts_stpa_pretrained",), "host_seeds_b", _FLOW, 50),
-            Part(
-                "host_rgb_a",
-                "main",
-                ("hosts_stpa_pretrained", "hosts_st_attn_pretrained"),
-                "host_seeds_a",
-                (*_RGB_AND_FUSION, "top-1"),
-                55,
+            *(
+                Part(f"host_flow_{group}", "main", ("hosts_stpa_pretrained",), f"host_seeds_{group}", _FLOW, minutes)
+                for group, minutes in (("a", 42), ("b", 42), ("c", 28), ("d", 28))
             ),
-            Part(
-                "host_rgb_b",
-                "main",
-                ("hosts_stpa_pretrained", "hosts_st_attn_pretrained"),
-                "host_seeds_b",
-                (*_RGB_AND_FUSION, "top-1"),
-                55,
+            *(
+                Part(
+                    f"host_rgb_{group}",
+                    "main",
+                    ("hosts_stpa_pretrained", "hosts_st_attn_pretrained"),
+                    f"host_seeds_{group}",
+                    (*_RGB_AND_FUSION, "top-1"),
+                    minutes,
+                )
+                for group, minutes in (("a", 42), ("b", 42), ("c", 28), ("d", 28))
             ),
             Part("tiny_flow", "main", ("hosts_stpa_tiny",), "tiny_seeds", _FLOW, 38),
             Part(
