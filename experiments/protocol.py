@@ -200,16 +200,21 @@ HOSTS = Protocol(
                 )
                 for group, minutes in (("a", 42), ("b", 42), ("c", 28), ("d", 28))
             ),
-            Part("tiny_flow", "main", ("hosts_stpa_tiny",), "tiny_seeds", _FLOW, 38),
-            Part(
-                "tiny_rgb",
-                "main",
-                ("hosts_stpa_tiny", "hosts_st_attn_tiny"),
-                "tiny_seeds",
-                (*_RGB_AND_FUSION, "top-1"),
-                45,
+            Part("tiny_flow", "main", ("hosts_stpa_tiny",), "tiny_seeds_a", _FLOW, 42),
+            Part("tiny_flow_b", "main", ("hosts_stpa_tiny",), "tiny_seeds_b", _FLOW, 28),
+            *(
+                Part(
+                    name,
+                    "main",
+                    ("hosts_stpa_tiny", "hosts_st_attn_tiny"),
+                    seeds,
+                    (*_RGB_AND_FUSION, "top-1"),
+                    minutes,
+                )
+                for name, seeds, minutes in (("tiny_rgb", "tiny_seeds_a", 48), ("tiny_rgb_b", "tiny_seeds_b", 32))
             ),
-            Part("tiny_st_attn", "main", ("hosts_st_attn_tiny",), "tiny_trunk_seeds", None, 25),
+            Part("tiny_st_attn", "main", ("hosts_st_attn_tiny",), "tiny_trunk_seeds_a", None, 40),
+            Part("tiny_st_attn_b", "main", ("hosts_st_attn_tiny",), "tiny_trunk_seeds_b", None, 27),
         )
     },
     (

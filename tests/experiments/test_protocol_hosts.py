@@ -47,9 +47,12 @@ def test_the_hosts_preregistration_names_its_protocol_and_claims():
     groups = {"a": (0, 1, 2), "b": (3, 4, 5), "c": (6, 7), "d": (8, 9)}  # Amendment 1
     assert seeds == {
         **{f"host_{stream}_{group}": s for stream in ("flow", "rgb") for group, s in groups.items()},
-        "tiny_flow": (0, 1, 2, 3, 4),
-        "tiny_rgb": (0, 1, 2, 3, 4),
-        "tiny_st_attn": (5, 6, 7, 8, 9),
+        "tiny_flow": (0, 1, 2),  # Amendment 2
+        "tiny_flow_b": (3, 4),
+        "tiny_rgb": (0, 1, 2),
+        "tiny_rgb_b": (3, 4),
+        "tiny_st_attn": (5, 6, 7),
+        "tiny_st_attn_b": (8, 9),
     }
     # Every claim's study is read at the primary seeds 0-9 (the union of its parts' lists).
     by_study = protocol.seeds_by_study(prereg, protocol.HOSTS.instances["main"])
@@ -119,7 +122,7 @@ def _toy_prereg(tmp_path):
         "--actor_radius_range=5,8 --distractor_radius=3,5"
     )
     for pattern, value in {
-        r"^(seeds|host_seeds_a|tiny_seeds): .*$": r"\1: 0",
+        r"^(seeds|host_seeds_a|tiny_seeds_a): .*$": r"\1: 0",
         r"^benchmark: .*$": "benchmark: " + toy,
         r"^benchmark_digest: .*$": "benchmark_digest: " + preregistration.benchmark_digest(toy.split()),
         r"^schedule: .*$": "schedule: stpa=4, st_attn=4",
