@@ -93,7 +93,8 @@ def extract(task: VideoTask, options: ExtractOptions) -> ExtractedVideo | Extrac
     return result
 
 
-def _encode_flow(flow: np.ndarray, options: ExtractOptions) -> tuple[bytes, bytes]:
+def encode_flow(flow: np.ndarray, options: ExtractOptions) -> tuple[bytes, bytes]:
+    """Quantises one flow field (H, W, 2) (`data.flow.quantize_flow`, ``options.flow_bound``) to its x and y JPEGs."""
     quantized = flow_lib.quantize_flow(flow, options.flow_bound)  # (H, W, 2) uint8
     return (
         video_io.encode_jpeg(np.ascontiguousarray(quantized[..., 0]), options.jpeg_quality),
@@ -120,7 +121,7 @@ def _extract_video_file(task: VideoTask, options: ExtractOptions) -> ExtractedVi
         if flow_fn is not None:
             gray = flow_lib.to_gray(frame)
             if previous_gray is not None:
-                x, y = _encode_flow(flow_fn(previous_gray, gray), options)
+                x, y = encode_flow(flow_fn(previous_gray, gray), options)
                 flow_x.append(x)
                 flow_y.append(y)
             previous_gray = gray
@@ -227,7 +228,7 @@ def _extract_rawframes(task: VideoTask, options: ExtractOptions) -> ExtractedVid
         previous = flow_lib.to_gray(video_io.decode_jpeg(frames[0]))
         for data in frames[1:]:
             gray = flow_lib.to_gray(video_io.decode_jpeg(data))
-            x, y = _encode_flow(flow_fn(previous, gray), options)
+            x, y = encode_flow(flow_fn(previous, gray), options)
             flow_x.append(x)
             flow_y.append(y)
             previous = gray

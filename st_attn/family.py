@@ -220,6 +220,23 @@ class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
         return {"attention/temporal_weights": np.asarray(outputs["temporal_weights"])[0].mean(axis=0)}
 
     @override
+    def attention_frames(self, attention: Mapping[str, np.ndarray], frames: np.ndarray) -> list[np.ndarray]:
+        """Fig. 4 of Meng et al. per frame (`st_attn.visualize.animation_frames`), for `stpa.predict`'s animations.
+
+        The frame beside its mask as a heat map, above a bar as long and bright as the frame's temporal weight (the
+        clip's weights min-max scaled).
+
+        Args:
+          attention: {"mask": `(n, h, w, 1)`, "temporal_weights": `(n_steps, n)`} of one clip (either may be absent).
+          frames: `(n, S, S, C)` in [0, 255].
+        """
+        from st_attn import visualize
+
+        return visualize.animation_frames(
+            visualize.displayable(frames), attention.get("mask"), attention.get("temporal_weights")
+        )
+
+    @override
     def input_sources(self) -> dict:
         return {FEATURES: CachedFeatures}
 

@@ -173,6 +173,37 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
         }
 
     @override
+    def attention_frames(self, attention: Mapping[str, np.ndarray], frames: np.ndarray) -> list[np.ndarray]:
+        """Per frame k, the salient receptive fields (Sec. 4.4) beside a heat map of A's mass on the frame.
+
+        Left: the centres of the receptive fields salient for any output position m (A[m, (k, h, w)] > 0.5,
+        `stpa.saliency`). Right: the mass sum_m |A[m, (k, h, w)]| each feature cell receives, scaled by the clip's
+        largest, as a heat map.
+
+        Args:
+          attention: {"attention": A `(d, K*H*W)`} of one clip (TSN, without it: the frames alone).
+          frames: `(K, S, S, C)` in [0, 255].
+
+        Returns:
+          K uint8 pictures `(H', 2 W' + 2, 3)`.
+        """
+        if "attention" not in attention:
+            return super().attention_frames(attention, frames)
+        shown = pictures.enlarge(pictures.displayable(frames))  # (K, H', W', 3)
+        matrix = np.asarray(attention["attention"], np.float64)  # (d, K*H*W)
+        num_frames = len(frames)
+        grid = saliency.feature_grid(matrix, num_frames)
+        salient = saliency.salient_positions(matrix, num_frames, 0.5, None, grid)  # (P, 3) (k, h, w)
+        mass = np.abs(matrix).sum(axis=0).reshape(num_frames, *grid)  # (K, H, W)
+        mass = mass / max(float(mass.max()), 1e-12)
+        drawn = []
+        for k, frame in enumerate(shown):
+            centres = saliency.receptive_field_centres(salient[salient[:, 0] == k, 1:], grid, frame.shape[:2])
+            fields = saliency.draw_centres(frame, centres, saliency.SCALE_COLOURS[2])
+            drawn.append(pictures.tile_row([fields, pictures.overlay_mask(frame, mass[k])]))
+        return drawn
+
+    @override
     def attention_scalars(self, outputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Each clip's mean normalised entropy and L1 mass over the rows of A (`stpa.attention_statistics`).
 

@@ -243,6 +243,21 @@ class ModelFamily(abc.ABC):
         del outputs
         return {}
 
+    def attention_frames(self, attention: Mapping[str, np.ndarray], frames: np.ndarray) -> list[np.ndarray]:
+        """One picture per frame of a clip with the attention drawn on it (the animations of `stpa.predict`).
+
+        Args:
+          attention: one clip's `attention_outputs` as NumPy, without the batch axis ({} when there are none).
+          frames: `(K, S, S, C)` the clip as the network saw it (the test crop), values in [0, 255].
+
+        Returns:
+          K uint8 `(H, W, 3)` pictures of one size. Default: the frames alone (flow colour-coded), enlarged.
+        """
+        del attention
+        from stpa.engine import pictures
+
+        return list(pictures.enlarge(pictures.displayable(frames)))
+
     def attention_scalars(self, outputs: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         """Statistics of each clip's attention, from the outputs model's outputs (no extra forward pass).
 
