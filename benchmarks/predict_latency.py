@@ -43,6 +43,7 @@ from data import extract, preparation, video_clips  # noqa: E402
 from stpa.engine import checkpoints, evaluation, inference, inputs  # noqa: E402
 from stpa.engine import config as config_lib  # noqa: E402
 from stpa.engine import family as family_lib  # noqa: E402
+from stpa.engine import flags as stpa_flags  # noqa: E402
 from stpa.engine.prediction import Predictor  # noqa: E402
 
 flags.DEFINE_list("backbones", ["tiny", "inception_resnet_v2"], "Backbones of the STPA models (random weights).")
@@ -123,6 +124,7 @@ def records_seconds(model_dir: str, records_dir: str, crops: int) -> float:
 def main(argv) -> None:
     """Prints one line per backbone and crop count."""
     del argv
+    stpa_flags.quiet_logs()
     options = extract.ExtractOptions(flow=FLAGS.flow)  # data.prepare's frame size and JPEG quality
     with tempfile.TemporaryDirectory() as work:
         records_dir = prepare_records(os.path.join(work, "records"), options)
