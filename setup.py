@@ -27,6 +27,7 @@ setuptools.setup(
         "tensorflow-datasets",
         "tensorboard",
         "numpy",
+        "scipy",  # experiments.statistics: Student's t distribution
         "absl-py",
         "opencv-contrib-python-headless",
         "tqdm",

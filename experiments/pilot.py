@@ -1,4 +1,4 @@
-r"""The pilot that chooses the pre-registered benchmark's settings (issue 17), from the baselines only.
+r"""The pilot that chooses the pre-registered benchmark's settings, from the baselines only.
 
     python -m experiments.pilot --out_dir=runs/pilot [--candidates=A,B,C]
 
@@ -9,10 +9,10 @@ benchmark instance of its own (generation seed `PILOT_SEED`, never used by a stu
 reads the training accuracy (K = 25 centre-crop test sampling on the first `TRAIN_VIDEOS` training videos) and the
 validation accuracy (the pilot instance's test split, 50 videos per class).
 
-Candidates (cheapest first). Every candidate uses 50 validation videos per class, the flip label map of #19, and the
-step rule: the schedule keeps the current number of epochs (TSN: 600 steps x 16 clips over 360 videos = 26.7
-epochs; ST-attn: 400 steps x 8 over 360 = 8.9 epochs), so steps scale with the training videos per class; the
-learning rate drops 10x at 75 % of the steps as now.
+Candidates (cheapest first). Every candidate uses 50 validation videos per class, the flip label map
+(`--flip_label_map`), and the step rule: the schedule keeps the current number of epochs (TSN: 600 steps x 16
+clips over 360 videos = 26.7 epochs; ST-attn: 400 steps x 8 over 360 = 8.9 epochs), so steps scale with the
+training videos per class; the learning rate drops 10x at 75 % of the steps as now.
 
   A  the current study preset (60 training videos per class)                      TSN 600 steps, ST-attn 400
   B  150 training videos per class                                                 TSN 1500, ST-attn 1000
@@ -61,18 +61,21 @@ import subprocess
 import sys
 import time
 
+from experiments import schedules
+
 PILOT_SEED = 1000
 TRAIN_VIDEOS = 300
 VALIDATION_PER_CLASS = 50
 FLAGFILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic")
-# name: (data.synthetic overrides of --preset=study, TSN steps, ST-attn steps)
-CANDIDATES: dict[str, tuple[dict[str, str], int, int]] = {
-    "A": ({"train_per_class": "60"}, 600, 400),
-    "B": ({"train_per_class": "150"}, 1500, 1000),
-    "C": ({"train_per_class": "150", "actor_radius_range": "5,10"}, 1500, 1000),
+# name: (data.synthetic overrides of --preset=study, the schedule: steps per schedule group of the rows' families,
+# spelled as a pre-registration's `schedule:` line, `experiments.schedules`)
+CANDIDATES: dict[str, tuple[dict[str, str], str]] = {
+    "A": ({"train_per_class": "60"}, "stpa=600, st_attn=400"),
+    "B": ({"train_per_class": "150"}, "stpa=1500, st_attn=1000"),
+    "C": ({"train_per_class": "150", "actor_radius_range": "5,10"}, "stpa=1500, st_attn=1000"),
 }
-ROUND2: dict[str, tuple[dict[str, str], int, int]] = {
-    name: ({"train_per_class": "150", "actor_radius_range": radius, "noise_sigma": sigma}, 1500, 1000)
+ROUND2: dict[str, tuple[dict[str, str], str]] = {
+    name: ({"train_per_class": "150", "actor_radius_range": radius, "noise_sigma": sigma}, "stpa=1500, st_attn=1000")
     for name, radius, sigma in (
         ("D", "7,10", "20"),
         ("E", "7,10", "32"),
@@ -82,12 +85,18 @@ ROUND2: dict[str, tuple[dict[str, str], int, int]] = {
         ("I", "5,10", "44"),
     )
 }
-ROUND3: dict[str, tuple[dict[str, str], int, int]] = {
-    name: ({**ROUND2["D"][0], "decoy_probability": p}, 1500, 1000)
+ROUND3: dict[str, tuple[dict[str, str], str]] = {
+    name: ({**ROUND2["D"][0], "decoy_probability": p}, "stpa=1500, st_attn=1000")
     for name, p in (("J", "0.25"), ("K", "0.5"), ("L", "1.0"))
 }
 ROUNDS = {1: CANDIDATES, 2: ROUND2, 3: ROUND3}
-BASELINES = ("tsn_rgb", "tsn_flow", "st_attn_chain")
+# The baselines (run name: flagfile stem); the run names prefix pilot.csv's columns. STREAMS must both lie in the
+# band; CHAIN's head trains on the features that FEATURES extracts with the trunk of the run TRUNK.
+STREAMS = {"tsn_rgb": "study_stpa_tsn_rgb", "tsn_flow": "study_stpa_tsn_flow"}
+CHAIN, CHAIN_FLAGFILE = "st_attn_chain", "study_st_attn_chain"
+FEATURES, TRUNK = "study_st_attn_features", "tsn_rgb"
+STREAM_TEST_FRAMES, CHAIN_TEST_FRAMES = 25, 6  # K of the evaluations
+BASELINES = (*STREAMS, CHAIN)
 
 
 def _run(command: list[str], log: str) -> None:
@@ -112,17 +121,53 @@ def _top1(report: str) -> float:
         return 100.0 * json.load(f)["top1"]
 
 
-def _tsn_in_band(result: dict[str, float]) -> bool:
-    return all(45.0 <= result[f"tsn_{s}_val"] <= 80.0 for s in ("rgb", "flow"))
+def _streams_in_band(result: dict[str, float]) -> bool:
+    return all(45.0 <= result[f"{run}_val"] <= 80.0 for run in STREAMS)
 
 
-def run_candidate(name: str, out_dir: str, *, chain_if_tsn_fails: bool = True) -> dict[str, float]:
+def _train(flagfile: str, source: str, run: str, steps: dict[str, int], log: str) -> None:
+    """`stpa.train` of a baseline at seed 0 with the schedule of its family's schedule group."""
+    _run(
+        _py(
+            "stpa.train",
+            f"--flagfile={flagfile}",
+            source,
+            f"--model_dir={run}",
+            "--seed=0",
+            "--deterministic",
+            "--noprogress",
+            *schedules.overrides(flagfile, False, steps),
+        ),
+        log,
+    )
+
+
+def _evaluate(run: str, records: str, test_frames: int, log: str) -> None:
+    """`stpa.evaluate` of a run on the test split (kept as eval/val.json) and its first training videos."""
+    for split, extra in (("test", []), ("train", [f"--max_videos={TRAIN_VIDEOS}"])):
+        _run(
+            _py(
+                "stpa.evaluate",
+                f"--model_dir={run}",
+                f"--records_dir={records}",
+                f"--split={split}",
+                f"--test_frames={test_frames}",
+                f"--output={run}/eval/{split}.npz",
+                *extra,
+            ),
+            log,
+        )
+    os.replace(os.path.join(run, "eval", "test.json"), os.path.join(run, "eval", "val.json"))
+
+
+def run_candidate(name: str, out_dir: str, *, chain_if_streams_fail: bool = True) -> dict[str, float]:
     """Generates, prepares, trains and evaluates one candidate's baselines; returns {measure: top-1 %}.
 
-    With ``chain_if_tsn_fails=False`` the ST-attn chain is skipped (its measures absent) when a TSN stream is
+    With ``chain_if_streams_fail=False`` the chain is skipped (its measures absent) when a stream of `STREAMS` is
     outside the band, as the candidate cannot qualify then.
     """
-    overrides, tsn_steps, st_attn_steps = {**CANDIDATES, **ROUND2, **ROUND3}[name]
+    overrides, schedule = {**CANDIDATES, **ROUND2, **ROUND3}[name]
+    steps = schedules.parse_schedule(schedule)
     root = os.path.join(out_dir, name)
     raw, records, log = os.path.join(root, "raw"), os.path.join(root, "records"), os.path.join(root, "log.txt")
     if not os.path.exists(os.path.join(records, "test", "manifest.json")):
@@ -151,93 +196,39 @@ def run_candidate(name: str, out_dir: str, *, chain_if_tsn_fails: bool = True) -
             log,
         )
     result = {}
-    schedule = {
-        "tsn": [f"--max_steps={tsn_steps}", f"--lr_boundaries={int(0.75 * tsn_steps)}"],
-        "st_attn": [f"--max_steps={st_attn_steps}", f"--lr_boundaries={int(0.75 * st_attn_steps)}"],
-    }
-    for stream in ("rgb", "flow"):
-        run = os.path.join(root, "runs", f"tsn_{stream}")
+    for stream, stem in STREAMS.items():
+        run = os.path.join(root, "runs", stream)
         if not os.path.exists(os.path.join(run, "eval", "val.json")):
-            _run(
-                _py(
-                    "stpa.train",
-                    f"--flagfile={FLAGFILES}/study_stpa_tsn_{stream}.cfg",
-                    f"--records_dir={records}",
-                    f"--model_dir={run}",
-                    "--seed=0",
-                    "--deterministic",
-                    "--noprogress",
-                    *schedule["tsn"],
-                ),
-                log,
-            )
-            for split, extra in (("test", []), ("train", [f"--max_videos={TRAIN_VIDEOS}"])):
-                _run(
-                    _py(
-                        "stpa.evaluate",
-                        f"--model_dir={run}",
-                        f"--records_dir={records}",
-                        f"--split={split}",
-                        "--test_frames=25",
-                        f"--output={run}/eval/{split}.npz",
-                        *extra,
-                    ),
-                    log,
-                )
-            os.replace(os.path.join(run, "eval", "test.json"), os.path.join(run, "eval", "val.json"))
-        result[f"tsn_{stream}_train"] = _top1(os.path.join(run, "eval", "train.json"))
-        result[f"tsn_{stream}_val"] = _top1(os.path.join(run, "eval", "val.json"))
-    if not chain_if_tsn_fails and not _tsn_in_band(result):
+            _train(f"{FLAGFILES}/{stem}.cfg", f"--records_dir={records}", run, steps, log)
+            _evaluate(run, records, STREAM_TEST_FRAMES, log)
+        result[f"{stream}_train"] = _top1(os.path.join(run, "eval", "train.json"))
+        result[f"{stream}_val"] = _top1(os.path.join(run, "eval", "val.json"))
+    if not chain_if_streams_fail and not _streams_in_band(result):
         return result
-    trunk, features = os.path.join(root, "runs", "tsn_rgb"), os.path.join(root, "features")
-    run = os.path.join(root, "runs", "st_attn_chain")
+    trunk, features = os.path.join(root, "runs", TRUNK), os.path.join(root, "features")
+    run = os.path.join(root, "runs", CHAIN)
     if not os.path.exists(os.path.join(run, "eval", "val.json")):
         if not os.path.exists(os.path.join(features, "test", "manifest.json")):
             _run(
                 _py(
                     "st_attn.features",
-                    f"--flagfile={FLAGFILES}/study_st_attn_features.cfg",
+                    f"--flagfile={FLAGFILES}/{FEATURES}.cfg",
                     f"--records_dir={records}",
                     f"--out_dir={features}",
                     f"--weights={trunk}",
                 ),
                 log,
             )
-        _run(
-            _py(
-                "stpa.train",
-                f"--flagfile={FLAGFILES}/study_st_attn_chain.cfg",
-                f"--features_dir={features}",
-                f"--model_dir={run}",
-                "--seed=0",
-                "--deterministic",
-                "--noprogress",
-                *schedule["st_attn"],
-            ),
-            log,
-        )
-        for split, extra in (("test", []), ("train", [f"--max_videos={TRAIN_VIDEOS}"])):
-            _run(
-                _py(
-                    "stpa.evaluate",
-                    f"--model_dir={run}",
-                    f"--records_dir={features}",
-                    f"--split={split}",
-                    "--test_frames=6",
-                    f"--output={run}/eval/{split}.npz",
-                    *extra,
-                ),
-                log,
-            )
-        os.replace(os.path.join(run, "eval", "test.json"), os.path.join(run, "eval", "val.json"))
-    result["st_attn_chain_train"] = _top1(os.path.join(run, "eval", "train.json"))
-    result["st_attn_chain_val"] = _top1(os.path.join(run, "eval", "val.json"))
+        _train(f"{FLAGFILES}/{CHAIN_FLAGFILE}.cfg", f"--features_dir={features}", run, steps, log)
+        _evaluate(run, features, CHAIN_TEST_FRAMES, log)
+    result[f"{CHAIN}_train"] = _top1(os.path.join(run, "eval", "train.json"))
+    result[f"{CHAIN}_val"] = _top1(os.path.join(run, "eval", "val.json"))
     return result
 
 
 def qualifies(result: dict[str, float]) -> bool:
     """The decision rule of the module docstring."""
-    return _tsn_in_band(result) and result.get("st_attn_chain_val", 0.0) >= 100.0 / 6 + 20.0
+    return _streams_in_band(result) and result.get(f"{CHAIN}_val", 0.0) >= 100.0 / 6 + 20.0
 
 
 def main() -> None:
@@ -256,7 +247,7 @@ def main() -> None:
     for name in args.candidates.split(",") if args.candidates else candidates:
         start = time.time()
         print(f"candidate {name}: {candidates[name]}", flush=True)
-        result = run_candidate(name, args.out_dir, chain_if_tsn_fails=args.round == 1)
+        result = run_candidate(name, args.out_dir, chain_if_streams_fail=args.round == 1)
         rows.append(
             {
                 "candidate": name,

@@ -1,4 +1,4 @@
-"""The powered protocol of `experiments/preregistration.md` (issue 17): benchmark instances, named parts, reports.
+"""The powered protocol of `experiments/preregistration.md`: benchmark instances, named parts, reports.
 
     python -m experiments.reproduce --preregistration=experiments/preregistration.md --part=stpa_rgb --jobs=2
     python -m experiments.reproduce --preregistration=experiments/preregistration.md --part=report \
@@ -34,7 +34,7 @@ import time
 from collections.abc import Mapping, Sequence
 
 from data import files
-from experiments import mechanism, runner, statistics, study_reports
+from experiments import mechanism, runner, schedules, statistics, study_reports
 from experiments import preregistration as prereg_lib
 from experiments import report as report_lib
 from experiments import studies as studies_lib
@@ -250,22 +250,17 @@ def protocol_part(prereg: prereg_lib.Preregistration, name: str) -> Part:
 
 # ------------------------------------------------------------------------------------------ settings from the file
 def parse_schedule(text: str) -> dict[str, int]:
-    """The pre-registration's `schedule:` ("stpa=1500, st_attn=1000") as {"stpa": 1500, "st_attn": 1000}."""
-    steps = {}
-    for item in (part.strip() for part in text.split(",") if part.strip()):
-        kind, equals, count = item.partition("=")
-        kind = kind.strip()
-        if not equals or kind not in ("stpa", "st_attn") or not count.strip().isdigit() or kind in steps:
-            raise ValueError(f"schedule {text!r}: write the steps per row kind, e.g. 'stpa=1500, st_attn=1000'.")
-        steps[kind] = int(count)
-    if set(steps) != {"stpa", "st_attn"}:
-        raise ValueError(f"schedule {text!r} needs both stpa= and st_attn= steps.")
-    return steps
+    """The pre-registration's `schedule:` ("stpa=1500, st_attn=1000") as {"stpa": 1500, "st_attn": 1000}.
+
+    The names are schedule groups of the registered model families (`ModelFamily.schedule_group`: "stpa" holds the
+    STPA and TSN rows, "st_attn" the ST-attn heads), not family names; `experiments.schedules.parse_schedule`.
+    """
+    return schedules.parse_schedule(text)
 
 
 def format_schedule(steps: Mapping[str, int]) -> str:
     """{"stpa": 1500, "st_attn": 1000} -> "stpa=1500, st_attn=1000" (the pre-registration's spelling)."""
-    return ", ".join(f"{kind}={steps[kind]}" for kind in ("stpa", "st_attn"))
+    return schedules.format_schedule(steps)
 
 
 def _required(prereg: prereg_lib.Preregistration, key: str) -> str:

@@ -50,8 +50,8 @@ _OUT_DIR = flags.DEFINE_string("out_dir", "runs/studies", "Study directory: data
 _QUICK = flags.DEFINE_boolean(
     "quick",
     False,
-    "One seed and shorter schedules (stpa rows "
-    f"{runner.QUICK_STEPS['stpa']} steps, ST-attn rows {runner.QUICK_STEPS['st_attn']}).",
+    "One seed and shorter schedules: each row trains the quick steps of its model family's schedule group "
+    "(ModelFamily.schedule_group.quick_steps).",
 )
 _CUE = flags.DEFINE_enum(
     "cue",

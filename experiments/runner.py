@@ -39,12 +39,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 
 from data import files
+from experiments import schedules
 from experiments import studies as studies_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGFILE_DIR = os.path.join(REPO, "experiments", "synthetic")
-# --quick: shorter schedules (the learning rate still drops at 75 % of the steps), one seed.
-QUICK_STEPS = {"stpa": 200, "st_attn": 150}
 RUNNING_FILE = "train_running_top1.json"  # `train_running_top1` kept where the events are not
 VALIDATION_SEED = 1  # generation seed of the validation set (the benchmark itself is seed 0)
 # A fused measure's file stem under fusion/<rgb>__<flow>/seed<s>/ and its `stpa.fuse --normalize`.
@@ -129,7 +128,7 @@ class Options:
 
     Attributes:
       seeds: training seeds; every row of a study is trained with each of them (pairs share the seed).
-      quick: shorter schedules (`QUICK_STEPS`).
+      quick: shorter schedules, one seed: each row its schedule group's quick steps (`experiments.schedules`).
       flagfile_dir: where the rows' flagfiles are.
       benchmark_flags: extra `data.synthetic` flags on top of `--preset=study` (tests use a tiny benchmark).
       prepare_flags: `data.prepare` flags.
@@ -146,8 +145,9 @@ class Options:
       generation_seed: `data.synthetic --seed` of the benchmark (another value: another instance of it).
       validation_seed: `data.synthetic --seed` of the validation set.
       validation_flags: extra `data.synthetic` flags of the validation set only (e.g. a smaller --test_per_class).
-      steps: the full schedule's steps by row kind ({"stpa": N, "st_attn": M}; the learning rate drops 10x at 75 %
-        of them), instead of the flagfiles' own; None: the flagfiles' (--quick has its own, `QUICK_STEPS`).
+      steps: the full schedule's steps by schedule group ({"stpa": N, "st_attn": M}, the group of each row's
+        `--model`, `experiments.schedules`; the learning rate drops 10x at 75 % of them), instead of the flagfiles'
+        own; None: the flagfiles' (--quick has its own).
     """
 
     seeds: Sequence[int] = (0, 1, 2)
@@ -170,21 +170,17 @@ def _module(*args: str, python: str) -> tuple[str, ...]:
     return (python, "-m", *args)
 
 
-def row_kind(stem: str) -> str:
-    """The schedule a row follows: "st_attn" for the ST-attn heads, "stpa" for the STPA and TSN rows."""
-    return "st_attn" if "st_attn" in stem else "stpa"
+def schedule_overrides(
+    stem: str, quick: bool, steps: Mapping[str, int] | None = None, flagfile_dir: str = FLAGFILE_DIR
+) -> list[str]:
+    """`stpa.train` flags of a row's schedule: its schedule group's quick steps, `steps`' or none (the flagfile's).
 
-
-def schedule_overrides(stem: str, quick: bool, steps: Mapping[str, int] | None = None) -> list[str]:
-    """`stpa.train` flags of a row's schedule: --quick's (`QUICK_STEPS`), `steps`' or none (the flagfile's).
-
-    Either way the learning rate drops 10x at 75 % of the steps, as in the flagfiles.
+    The group is that of the family the row's flagfile names (`experiments.schedules.overrides`), or of the row
+    `studies.SAME_SCHEDULE_AS` names for it. Either way the learning rate drops 10x at 75 % of the steps, as in the
+    flagfiles.
     """
-    table = QUICK_STEPS if quick else steps
-    if not table:
-        return []
-    count = int(table[row_kind(stem)])
-    return [f"--max_steps={count}", f"--lr_boundaries={int(0.75 * count)}"]
+    like = studies_lib.SAME_SCHEDULE_AS.get(stem, stem)
+    return schedules.overrides(os.path.join(flagfile_dir, like + ".cfg"), quick, steps)
 
 
 class TaskGraph:
@@ -263,7 +259,7 @@ class TaskGraph:
             f"--model_dir={lay.run_dir(stem, seed)}",
             f"--seed={seed}",
             "--progress=false",
-            *schedule_overrides(stem, opt.quick, opt.steps),
+            *schedule_overrides(stem, opt.quick, opt.steps, opt.flagfile_dir),
             *(["--deterministic"] if opt.deterministic else []),
             *opt.train_overrides,
         )
@@ -652,7 +648,7 @@ def check_schedule(layout: Layout, options: Options) -> None:
     path = os.path.join(layout.out_dir, "reproduce.json")
     schedule = {
         "quick": bool(options.quick),
-        "quick_steps": QUICK_STEPS if options.quick else None,
+        "quick_steps": schedules.quick_steps() if options.quick else None,
         "train_overrides": list(options.train_overrides),
         "benchmark_flags": list(options.benchmark_flags),
         "deterministic": bool(options.deterministic),

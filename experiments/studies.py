@@ -257,8 +257,8 @@ _T1E_IRV2 = (85.2, 88.2, 83.1, 86.5, 92.6, 95.1, None, None)
 
 
 def _e_measure(row: str) -> Measure:
-    variant = "loss_both" if "3 scales" in row else "tsn"
-    rgb, flow = f"study_stpa_{variant}_rgb", f"study_stpa_{variant}_flow"
+    stem = "study_stpa_loss_both" if "3 scales" in row else "study_stpa_tsn"  # the flagfile stems without modality
+    rgb, flow = f"{stem}_rgb", f"{stem}_flow"
     if row.startswith("RGB"):
         return _top1(rgb)
     if row.startswith("Flow"):
@@ -366,8 +366,12 @@ FEATURE_TRUNKS: dict[str, str] = {
 # The `st_attn.features` flagfile that caches a trunk's features (the trunk's backbone); others: FEATURES_FLAGFILE.
 FEATURES_FLAGFILE = "study_st_attn_features"
 FEATURE_FLAGFILES: dict[str, str] = {"study_host_tsn_rgb": "study_host_st_attn_features"}
+# A row trained on the schedule of another row (run stem -> that row's stem); any other row follows the schedule
+# group of its own flagfile's --model (experiments.schedules). The ST-attn tables' end-to-end TSN baseline trains as
+# long as the heads it is compared with (its flagfile, like theirs: 400 steps), at --quick and at a study schedule too.
+SAME_SCHEDULE_AS: dict[str, str] = {"study_st_attn_no_attention": "study_st_attn_full"}
 
-# ------------------------------------------------------------------------------- the powered protocol (issue 17)
+# ---------------------------------------------------------------------------------------- the powered protocol
 # experiments/preregistration.md decides its primary claims on these three studies (and the localisation tables).
 _PROTOCOL_STPA_ROWS = {  # row: (flagfile stem without the modality, paper RGB, Flow, Late fusion)
     "TSN": ("study_stpa_tsn", 85.2, 83.1, 92.6),

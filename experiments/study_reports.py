@@ -100,7 +100,10 @@ def write_reports(
             path = os.path.join(options.flagfile_dir, stem + ".cfg")
             flag_settings[stem] = {
                 **report_lib.read_flagfile(path),
-                **dict(o[2:].split("=", 1) for o in runner.schedule_overrides(stem, options.quick, options.steps)),
+                **dict(
+                    o[2:].split("=", 1)
+                    for o in runner.schedule_overrides(stem, options.quick, options.steps, options.flagfile_dir)
+                ),
             }
     lines, summary_rows = [], []
     benchmark_flags = ["--preset=study", *options.benchmark_flags]

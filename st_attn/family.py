@@ -142,6 +142,8 @@ class StAttnFamily(BackboneFamily, family_lib.ModelFamily):
     attention_outputs = ("mask", "temporal_weights")
     # Flags every run's flags.txt carried before the families had their own (flat) flags (commit 59a130b).
     old_shared_flags = ("lambda_tv", "lambda_contrast", "lambda_unimodal", "features_dir")
+    # Study schedules: the ST-attn heads have a group of their own; --quick studies train them 150 steps.
+    schedule_group = family_lib.ScheduleGroup("st_attn", quick_steps=150)
 
     @override
     def validate(self, config: StAttnConfig, data: Any) -> None:

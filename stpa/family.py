@@ -79,6 +79,8 @@ class StpaFamily(BackboneFamily, family_lib.ModelFamily):
     attention_outputs = ("attention",)
     # Flags every run's flags.txt carried before the families had their own (flat) flags (commit 59a130b).
     old_shared_flags = ("scales", "top", "fusion", "beta", "gamma")
+    # Study schedules: STPA and TSN rows (TSN inherits this) share one group; --quick studies train them 200 steps.
+    schedule_group = family_lib.ScheduleGroup("stpa", quick_steps=200)
 
     @override
     def validate(self, config: StpaConfig, data: Any) -> None:

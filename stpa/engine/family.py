@@ -72,6 +72,23 @@ def weight_decay_loss(model: keras.Model) -> tf.Tensor:
 
 
 @dataclasses.dataclass(frozen=True)
+class ScheduleGroup:
+    """Families whose study rows train on one schedule (`ModelFamily.schedule_group`; the engine never reads it).
+
+    A study schedule (`experiments.runner.Options.steps`, a pre-registration's `schedule:` line such as
+    "stpa=1500, st_attn=1000") gives the steps per group by `name`; `experiments.reproduce --quick` gives every row
+    of the group `quick_steps`. Families that train alike share one group object (TSN and STPA).
+
+    Attributes:
+      name: the group's name in a study schedule.
+      quick_steps: the steps of the group's rows in a `--quick` study.
+    """
+
+    name: str
+    quick_steps: int
+
+
+@dataclasses.dataclass(frozen=True)
 class InputSpec:
     """What a built model takes: `(B, K, size, size, channels)` clips after `preprocess` (float32 [0, 255] in)."""
 
@@ -95,6 +112,8 @@ class ModelFamily(abc.ABC):
       old_shared_flags: options of this family that flagfiles of the other families, written before each family had
         its own flags (their flags.txt holds every option), carry at this family's default: accepted there at that
         default (and ignored); any other value fails (`engine.config.check_family_options`). Default: none.
+      schedule_group: the `ScheduleGroup` whose steps the family's rows take in a study schedule (experiments/);
+        None (default): the family's rows keep their flagfiles' steps and a study that sets steps refuses them.
 
     Every typed field is also a `--model_options=key=value` key (old flagfiles).
     """
@@ -103,6 +122,7 @@ class ModelFamily(abc.ABC):
     config_class: ClassVar[type] = type(None)
     attention_outputs: ClassVar[tuple[str, ...]] = ()
     old_shared_flags: ClassVar[tuple[str, ...]] = ()
+    schedule_group: ClassVar[ScheduleGroup | None] = None
 
     # --------------------------------------------------------------------------------------------------- config
     def make_config(self, values: Mapping[str, Any], model_options: Mapping[str, Any] | None = None) -> Any:
