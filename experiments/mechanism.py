@@ -125,6 +125,10 @@ def attention_table(study: studies_lib.Study, layout: runner.Layout, seeds: Sequ
     return "\n".join(lines) if found else None
 
 
+def _percent(fraction: float | None) -> float | None:
+    return None if fraction is None else 100.0 * fraction
+
+
 def fit_table(study: studies_lib.Study, layout: runner.Layout, seeds: Sequence[int]) -> str | None:
     """Markdown: per training run of the study, the running train top-1 over its last logged steps (%).
 
@@ -135,7 +139,7 @@ def fit_table(study: studies_lib.Study, layout: runner.Layout, seeds: Sequence[i
     for cell in study.cells:
         if cell.measure.kind == "top1" and all(stem != run for _, stem in runs for run in cell.measure.runs):
             runs.append((cell.row, cell.measure.runs[0]))
-    fits = {stem: {s: runner.train_running_top1(layout.run_dir(stem, s)) for s in seeds} for _, stem in runs}
+    fits = {stem: {s: _percent(runner.train_running_top1(layout.run_dir(stem, s))) for s in seeds} for _, stem in runs}
     if not any(v is not None for by_seed in fits.values() for v in by_seed.values()):
         return None
     first_row = study.rows[0]
@@ -221,7 +225,7 @@ def training_figure(study: studies_lib.Study, layout: runner.Layout, seeds: Sequ
 
     Returns the path, or None when no run wrote `attention_statistics.csv`.
     """
-    curves = {}
+    curves, counts = {}, set()
     for cell in study.cells:
         if cell.measure.kind != "top1" or cell.measure.test_frames != studies_lib.STPA_TEST_FRAMES:
             continue
@@ -232,6 +236,7 @@ def training_figure(study: studies_lib.Study, layout: runner.Layout, seeds: Sequ
         tables = [t for t in tables if t]
         if not tables:
             continue
+        counts.add(len(tables))
         length = min(len(t) for t in tables)
         values = np.asarray([t[:length] for t in tables], np.float64)  # (seeds, steps, 3)
         curves[f"{cell.row}, {cell.column}"] = values.mean(axis=0)
@@ -251,7 +256,8 @@ def training_figure(study: studies_lib.Study, layout: runner.Layout, seeds: Sequ
     )
     axes[1].set(xlabel="training step", ylabel="L1 mass Σa", title="Attention L1 mass (√n: uniform, 1: one position)")
     axes[1].legend(fontsize=7)
-    fig.suptitle(f"{study.title} — during training, mean over {len(seeds)} seeds", fontsize=9)
+    seeds_text = "/".join(str(n) for n in sorted(counts))
+    fig.suptitle(f"{study.name}: the attention during training, mean over {seeds_text} seeds per run", fontsize=10)
     fig.tight_layout()
     files.write_atomic(path, lambda temporary: fig.savefig(temporary, dpi=110))
     plt.close(fig)
