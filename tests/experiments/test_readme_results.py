@@ -83,3 +83,58 @@ def test_committed_readme_matches_the_committed_summary():
         ]
     )
     assert status == 0
+
+
+def _row(*cells):
+    return "| " + " | ".join(cells) + " |"
+
+
+COLUMNS = ("Claim", "Host", "Study", "A − B (column)", "Paper", "Seeds × videos", "d [95 % interval]", "SE", "MDE")
+HOSTS_SUMMARY = "\n".join(
+    [
+        "# The hosts protocol: results",
+        "",
+        "## Primary claims (main instance, one Holm family)",
+        "",
+        _row(*COLUMNS, "Verdict", "SE (var. comp.)", "Verdict (var. comp.)"),
+        "|" + "---|" * 12,
+        _row(
+            "x",
+            "pretrained",
+            "s",
+            "A − B (Flow)",
+            "higher",
+            "3 × 300",
+            "-1.0 [-4.0, +2.0]",
+            "1.5",
+            "9.9",
+            "inc.",
+            "1.2",
+            "inc.",
+        ),
+        _row("y", "tiny", "t", "O − M (top-1)", "higher", "0", "no paired seed", "—", "—", "inc.", "—", "—"),
+        "",
+        "Explanation.",
+        "",
+        "## Parts: measured wall time (2 cores)",
+        "",
+        _row("Part", "Instance", "Planned (min)", "Measured (min)", "Runs", "Tasks", "Not done"),
+        "|---|---|---|---|---|---|---|",
+        _row("a", "main", "42", "41.0", "1", "50", "0"),
+        _row("b", "main", "42", "not run", "0", "—", "—"),
+        "",
+    ]
+)
+
+
+def test_hosts_block_is_the_compact_claims_table_and_the_parts_that_ran():
+    assert readme_results.compact_table(HOSTS_SUMMARY).splitlines() == [
+        _row(*readme_results.COMPACT_COLUMNS, "Verdict (var. comp.)"),
+        "|---|---|---|---|---|---|---|---|",
+        _row("x", "pretrained", "A − B (Flow)", "3 × 300", "-1.0 [-4.0, +2.0]", "9.9", "inc.", "inc."),
+        _row("y", "tiny", "O − M (top-1)", "0", "no paired seed", "—", "inc.", "—"),
+        "",
+        "Parts run: 1 of 2; the verdicts are final when every part has run.",
+    ]
+    with pytest.raises(ValueError, match="primary-claims table"):
+        readme_results.compact_table("# nothing\n")
