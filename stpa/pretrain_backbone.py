@@ -34,23 +34,43 @@ from absl import app, flags
 
 from data import files
 
-_BACKBONE = flags.DEFINE_string("backbone", "tiny_deep", "Backbone whose trunk is pretrained (stpa.blocks.backbones).")
-_OUTPUT = flags.DEFINE_string("output", None, "Where to write the trunk's weights (must end with .weights.h5).")
-_GENERATION_SEED = flags.DEFINE_integer(
-    "generation_seed", 5000, "data.synthetic seed of the training frames (no benchmark of the studies uses it)."
-)
-_TRAIN_IMAGES = flags.DEFINE_integer("train_images", 24000, "Training frames (two per generated video).", lower_bound=2)
-_HELDOUT_IMAGES = flags.DEFINE_integer(
-    "heldout_images", 2000, "Held-out frames, generated at --generation_seed + 1.", lower_bound=2
-)
-_STEPS = flags.DEFINE_integer("steps", 3000, "Training steps.", lower_bound=1)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Frames per step.", lower_bound=1)
-_LEARNING_RATE = flags.DEFINE_float(
-    "learning_rate", 1e-3, "Adam's learning rate (divided by 10 at 75 %).", lower_bound=0
-)
-_INPUT_SIZE = flags.DEFINE_integer("input_size", 64, "Square input size of the trunk.", lower_bound=16)
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the input order and the flips.")
-_PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+
+def define_flags() -> None:
+    """Defines the command's flags (only when it runs as a command, so importing `pretrain` defines none)."""
+    global \
+        _BACKBONE, \
+        _OUTPUT, \
+        _GENERATION_SEED, \
+        _TRAIN_IMAGES, \
+        _HELDOUT_IMAGES, \
+        _STEPS, \
+        _BATCH_SIZE, \
+        _LEARNING_RATE, \
+        _INPUT_SIZE, \
+        _SEED, \
+        _PROGRESS
+    _BACKBONE = flags.DEFINE_string(
+        "backbone", "tiny_deep", "Backbone whose trunk is pretrained (stpa.blocks.backbones)."
+    )
+    _OUTPUT = flags.DEFINE_string("output", None, "Where to write the trunk's weights (must end with .weights.h5).")
+    _GENERATION_SEED = flags.DEFINE_integer(
+        "generation_seed", 5000, "data.synthetic seed of the training frames (no benchmark of the studies uses it)."
+    )
+    _TRAIN_IMAGES = flags.DEFINE_integer(
+        "train_images", 24000, "Training frames (two per generated video).", lower_bound=2
+    )
+    _HELDOUT_IMAGES = flags.DEFINE_integer(
+        "heldout_images", 2000, "Held-out frames, generated at --generation_seed + 1.", lower_bound=2
+    )
+    _STEPS = flags.DEFINE_integer("steps", 3000, "Training steps.", lower_bound=1)
+    _BATCH_SIZE = flags.DEFINE_integer("batch_size", 128, "Frames per step.", lower_bound=1)
+    _LEARNING_RATE = flags.DEFINE_float(
+        "learning_rate", 1e-3, "Adam's learning rate (divided by 10 at 75 %).", lower_bound=0
+    )
+    _INPUT_SIZE = flags.DEFINE_integer("input_size", 64, "Square input size of the trunk.", lower_bound=16)
+    _SEED = flags.DEFINE_integer("seed", 0, "Seed of the initialisation, the input order and the flips.")
+    _PROGRESS = flags.DEFINE_boolean("progress", True, "Show a progress bar.")
+
 
 WEIGHTS_SUFFIX = ".weights.h5"
 
@@ -224,4 +244,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

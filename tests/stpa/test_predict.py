@@ -251,9 +251,12 @@ def test_the_command_line_skips_unreadable_files_with_one_line_each_and_exits_1(
 @pytest.mark.slow
 def test_the_notebook_entry_equals_the_command_line(runs, command_line):
     written = json.load(open(command_line["out"] / "p.json"))
-    from stpa import predict
+    # The notebook entry `stpa.predict.Predictor` is this class; importing the command-line module itself here would
+    # define its absl flags in the test process, next to other commands' flags of the same names.
+    import stpa.families  # noqa: F401 - registers the model families, as stpa.predict does.
+    from stpa.engine.prediction import Predictor
 
-    predictor = predict.Predictor.load([runs["rgb"], runs["flow"]], test_frames=K)
+    predictor = Predictor.load([runs["rgb"], runs["flow"]], test_frames=K)
     for entry in written["predictions"]:
         result = predictor.predict(entry["video"])
         assert [t["class"] for t in entry["top"]] == [name for name, _ in result.top(5)]
