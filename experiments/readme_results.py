@@ -1,11 +1,11 @@
-r"""Regenerates README.md's protocol results from the committed protocol summary (issue 17, point 6).
+r"""Regenerates README.md's protocol results from the committed protocol summary.
 
     python -m experiments.readme_results            # rewrite the block in README.md
     python -m experiments.readme_results --check    # exit 1 if README.md's block is not the summary's
 
 The block between `BEGIN` and `END` in README.md is the summary's validity and primary-claims sections (the primary
 verdicts), verbatim, with their headings one level lower so they sit under "What reproduces"; the replications and
-the measured part times stay in the summary, which the README links (issue 28: a README of at most 150 lines).
+the measured part times stay in the summary, which the README links (a README of at most 150 lines).
 Nothing in it is typed by hand, so the README cannot disagree with `experiments/results/protocol/summary.md`;
 tests/experiments/test_readme_results.py fails when a committed summary was not copied over.
 
